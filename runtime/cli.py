@@ -1,0 +1,362 @@
+"""`logic`: the command line. Thin: each command calls one service method.
+
+Errors print one line `Error: ...` on stderr and exit 1; usage errors exit 2.
+`--json` on listings and details prints machine-readable output.
+Secret values are never taken from the command line (it lands in shell
+history and `ps`): they come from piped stdin, a hidden prompt, or a file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from store.errors import InvalidInput, LogicError
+from store.settings import Settings
+
+from .service import Service
+
+
+class CliError(click.ClickException):
+    """A LogicError as click shows it: `Error: message`, exit code from the error."""
+
+    def __init__(self, error: LogicError):
+        super().__init__(error.message)
+        self.exit_code = error.exit_code
+
+
+class AppGroup(click.Group):
+    """Turns every LogicError raised by a command into one `Error:` line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LogicError as exc:
+            raise CliError(exc) from None
+
+
+class App:
+    """What travels in ctx.obj: settings, and the service opened on first use."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._service: Service | None = None
+
+    @property
+    def service(self) -> Service:
+        if self._service is None:
+            self._service = Service.open(self.settings)
+        return self._service
+
+    @property
+    def actor(self):
+        return self.service.actor(self.settings.user)
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.close()
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def emit(data: Any, as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=False))
+    else:
+        human()
+
+
+def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+    t = Table(*columns, title=title, show_lines=False)
+    for row in rows:
+        t.add_row(*["-" if v is None else str(v) for v in row])
+    Console(soft_wrap=True).print(t)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)
+
+
+def org_option(f):
+    return click.option("--org", default=None, metavar="ORG",
+                        help="Act on this organization's secrets instead of your sandbox.")(f)
+
+
+@click.group(cls=AppGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(path_type=Path), default=None,
+              help="Data directory (default: $LOGIC_HOME or ~/.logic).")
+@click.option("--as", "as_user", default=None, metavar="USER",
+              help="Act as this user (default: $LOGIC_USER or the admin made by `logic init`).")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None, as_user: str | None) -> None:
+    """logic-runtime: Logic functions with encrypted cloud secrets, self-hosted."""
+    overrides: dict[str, Any] = {}
+    if home is not None:
+        overrides["home"] = home
+    if as_user is not None:
+        overrides["user"] = as_user
+    try:
+        settings = Settings(**overrides)
+    except Exception as exc:  # pydantic's message names the bad variable
+        raise click.UsageError(f"invalid settings: {exc}") from None
+    app = App(settings)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+# init --------------------------------------------------------------------------
+
+@cli.command()
+@json_option
+@click.pass_obj
+def init(app: App, as_json: bool) -> None:
+    """Create the data directory, master key (mode 0600), database, admin user and API token."""
+    from store import Store
+
+    store, result = Store.initialize(app.settings)
+    store.close()
+    data = {"created": result.created, "home": str(app.settings.home), "database": str(app.settings.db_path),
+            "master_key": result.key_source, "admin": result.admin.name, "token": result.token}
+
+    def human() -> None:
+        if not result.created:
+            click.echo(f"Already initialized: {app.settings.home} (admin user {result.admin.name}).")
+            return
+        click.echo(f"Initialized {app.settings.home}")
+        click.echo(f"  database:   {app.settings.db_path}")
+        click.echo(f"  master key: {result.key_source}")
+        click.echo(f"  admin user: {result.admin.name}")
+        click.echo(f"  API token:  {result.token}")
+        click.echo("The token is shown only this once: store it now (e.g. export LOGIC_TOKEN=...).")
+
+    emit(data, as_json, human)
+
+
+# secrets -----------------------------------------------------------------------
+
+def read_secret_value(value_file: Path | None) -> bytes | str:
+    """The value from --value-file, piped stdin, or a hidden prompt; never from argv.
+
+    One trailing newline is dropped (what `echo` and editors add).
+    """
+    if value_file is not None:
+        try:
+            raw = value_file.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read {value_file}: {exc.strerror}") from None
+    elif not sys.stdin.isatty():
+        raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    else:
+        raw = click.prompt("Secret value", hide_input=True, confirmation_prompt=True).encode("utf-8")
+    if raw.endswith(b"\r\n"):
+        raw = raw[:-2]
+    elif raw.endswith(b"\n"):
+        raw = raw[:-1]
+    return raw
+
+
+def when(stamp: str | None) -> str | None:
+    """An ISO time as people read it in a table: to the second, no T, no Z."""
+    return stamp[:19].replace("T", " ") if stamp else None
+
+
+def secret_rows(infos) -> list[list[Any]]:
+    return [[i.name, when(i.created_at), when(i.updated_at), when(i.last_accessed_at), i.usage_count,
+             ", ".join(i.logic_functions + i.integrations) or None] for i in infos]
+
+
+SECRET_COLUMNS = ["name", "created", "updated", "last accessed", "uses", "used by"]
+
+
+@cli.group()
+def secrets() -> None:
+    """Create, inspect and delete secrets (values are write-only)."""
+
+
+@secrets.command("list")
+@org_option
+@json_option
+@pass_app
+def secrets_list(app: App, org: str | None, as_json: bool) -> None:
+    """List secrets: names, times and usage, never values."""
+    infos = app.service.list_secrets(app.actor, org)
+    emit([i.to_json() for i in infos], as_json,
+         lambda: table(SECRET_COLUMNS, secret_rows(infos)) if infos else click.echo("No secrets."))
+
+
+@secrets.command("get")
+@click.argument("name")
+@org_option
+@json_option
+@pass_app
+def secrets_get(app: App, name: str, org: str | None, as_json: bool) -> None:
+    """Show one secret's details (never its value)."""
+    info = app.service.get_secret(app.actor, name, org)
+
+    def human() -> None:
+        data = info.to_json()
+        for key in ("name", "created_at", "updated_at", "last_accessed_at", "usage_count"):
+            click.echo(f"{key + ':':18} {data[key] if data[key] is not None else 'never'}")
+        click.echo(f"{'logic_functions:':18} {', '.join(info.logic_functions) or '-'}")
+        click.echo(f"{'integrations:':18} {', '.join(info.integrations) or '-'}")
+
+    emit(info.to_json(), as_json, human)
+
+
+@secrets.command("create")
+@click.argument("name")
+@click.option("--value-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Read the value from this file instead of stdin or the prompt.")
+@org_option
+@json_option
+@pass_app
+def secrets_create(app: App, name: str, value_file: Path | None, org: str | None, as_json: bool) -> None:
+    """Create a secret; the value comes from stdin, a hidden prompt, or --value-file."""
+    info = app.service.create_secret(app.actor, name, read_secret_value(value_file), org)
+    emit(info.to_json(), as_json, lambda: click.echo(f"Created secret {info.name}."))
+
+
+@secrets.command("update")
+@click.argument("name")
+@click.option("--value-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Read the value from this file instead of stdin or the prompt.")
+@org_option
+@json_option
+@pass_app
+def secrets_update(app: App, name: str, value_file: Path | None, org: str | None, as_json: bool) -> None:
+    """Replace a secret's value; the old value is gone."""
+    service, actor = app.service, app.actor
+    service.get_secret(actor, name, org)  # say "does not exist" before asking for a value
+    info = service.update_secret(actor, name, read_secret_value(value_file), org)
+    emit(info.to_json(), as_json, lambda: click.echo(f"Updated secret {info.name}."))
+
+
+@secrets.command("delete")
+@click.argument("name")
+@org_option
+@json_option
+@pass_app
+def secrets_delete(app: App, name: str, org: str | None, as_json: bool) -> None:
+    """Delete a secret that no function or integration uses."""
+    app.service.delete_secret(app.actor, name, org)
+    emit({"deleted": name}, as_json, lambda: click.echo(f"Deleted secret {name}."))
+
+
+# audit -------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--secret", default=None, metavar="NAME", help="Only accesses of this secret.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@org_option
+@json_option
+@pass_app
+def audit(app: App, secret: str | None, limit: int, org: str | None, as_json: bool) -> None:
+    """Show who read which secret, when, in which run."""
+    rows = app.service.audit(app.actor, secret, org, limit)
+    data = [{"secret": a.secret_name, "consumer_kind": a.consumer_kind, "consumer": a.consumer_name,
+             "consumer_id": a.consumer_id, "run_id": a.run_id, "at": a.at} for a in rows]
+    emit(data, as_json, lambda: table(
+        ["at", "secret", "by", "run"],
+        [[d["at"], d["secret"], f"{d['consumer_kind']} {d['consumer']}", d["run_id"]] for d in data])
+        if data else click.echo("No accesses recorded."))
+
+
+# users, organizations, tokens, keys --------------------------------------------
+
+@cli.group()
+def users() -> None:
+    """Manage users (admin only)."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Make the new user an admin.")
+@json_option
+@pass_app
+def users_create(app: App, name: str, admin: bool, as_json: bool) -> None:
+    """Create a user (each user has a sandbox of their own)."""
+    user = app.service.create_user(app.actor, name, admin=admin)
+    emit({"name": user.name, "admin": user.is_admin}, as_json, lambda: click.echo(f"Created user {user.name}."))
+
+
+@cli.group()
+def orgs() -> None:
+    """Manage organizations and their members."""
+
+
+@orgs.command("create")
+@click.argument("org")
+@json_option
+@pass_app
+def orgs_create(app: App, org: str, as_json: bool) -> None:
+    """Create an organization; you become its first member."""
+    app.service.create_org(app.actor, org)
+    emit({"org": org}, as_json, lambda: click.echo(f"Created organization {org}."))
+
+
+@orgs.command("add-member")
+@click.argument("org")
+@click.argument("user")
+@json_option
+@pass_app
+def orgs_add_member(app: App, org: str, user: str, as_json: bool) -> None:
+    """Add a user to an organization you belong to."""
+    app.service.add_member(app.actor, org, user)
+    emit({"org": org, "user": user}, as_json, lambda: click.echo(f"Added {user} to {org}."))
+
+
+@cli.group()
+def tokens() -> None:
+    """Manage API tokens."""
+
+
+@tokens.command("create")
+@click.option("--user", "for_user", default=None, help="Create it for this user (admin only).")
+@click.option("--label", default=None, help="A note to recognise the token by.")
+@json_option
+@pass_app
+def tokens_create(app: App, for_user: str | None, label: str | None, as_json: bool) -> None:
+    """Create an API token; it is shown only once."""
+    token = app.service.create_token(app.actor, for_user, label)
+    emit({"token": token}, as_json,
+         lambda: click.echo(f"{token}\nThe token is shown only this once: store it now."))
+
+
+@cli.group()
+def keys() -> None:
+    """Manage encryption keys."""
+
+
+@keys.command("rotate")
+@click.option("--master", is_flag=True, help="Re-wrap the key ring under a new master key.")
+@json_option
+@pass_app
+def keys_rotate(app: App, master: bool, as_json: bool) -> None:
+    """Re-encrypt every secret under a new data key (or, with --master, a new master key)."""
+    result = app.service.rotate_keys(app.actor, master=master)
+
+    def human() -> None:
+        if master:
+            click.echo(f"New master key written to {result['master_key']}.")
+            if app.settings.master_key is not None:
+                click.echo("LOGIC_MASTER_KEY is set: put that file's contents into it, then delete the file.")
+        else:
+            click.echo(f"Data key {result['data_key_id']} now encrypts "
+                       f"{result['secrets_reencrypted']} secret(s); older data keys are removed.")
+
+    emit(result, as_json, human)
+
+
+def main() -> None:
+    cli(prog_name="logic")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The SQLite database: connections, pragmas, transactions, migrations.
+
+One file in WAL mode with a busy timeout and foreign keys on, so several
+processes may share it (the server, a CLI command, a later worker host).
+Each thread gets its own connection; writes happen inside `transaction()`,
+which takes the write lock up front (BEGIN IMMEDIATE) so two writers queue
+instead of failing half-way.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlite_utils
+
+from .errors import NotInitialized, SchemaTooNew
+from .migrations import MIGRATIONS
+
+
+class Database:
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000, create: bool = False):
+        self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        if not create and not self.path.exists():
+            raise NotInitialized(f"no database at {self.path}: run `logic init` first")
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        if create and not self.path.exists():
+            # Only ciphertext inside, but names and audit are nobody else's business.
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        conn = self.conn  # opens, sets WAL
+        sqlite_utils.Database(conn).enable_wal()
+
+    # connections -----------------------------------------------------------
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves, so no
+            # library can commit our transaction half-way.
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self.busy_timeout_ms / 1000)
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL survives kill -9
+            self._local.conn = conn
+            self._local.depth = 0
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @property
+    def utils(self) -> sqlite_utils.Database:
+        return sqlite_utils.Database(self.conn)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    # transactions ----------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; nested calls join the outer transaction."""
+        conn = self.conn
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield conn
+            finally:
+                self._local.depth -= 1
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        self._local.depth = 1
+        try:
+            yield conn
+        except BaseException:
+            self._local.depth = 0
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            self._local.depth = 0
+            conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    # schema ----------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self, target: int | None = None) -> int:
+        """Apply every migration after the current version, each in its own transaction."""
+        latest = len(MIGRATIONS)
+        target = latest if target is None else target
+        current = self.schema_version
+        if current > latest:
+            raise SchemaTooNew(
+                f"the database at {self.path} has schema version {current}, newer than this "
+                f"logic-runtime supports ({latest}): upgrade logic-runtime"
+            )
+        for version in range(current + 1, target + 1):
+            with self.transaction() as conn:
+                MIGRATIONS[version - 1](sqlite_utils.Database(conn))
+                conn.execute(f"PRAGMA user_version = {version}")
+        return self.schema_version
+
+    def check_schema(self) -> None:
+        """Refuse a database this code does not understand; bring an older one up to date."""
+        self.migrate()

@@ -1,0 +1,88 @@
+"""Every error logic-runtime raises on purpose, in one tree.
+
+    LogicError                      500  exit 1
+     ├── InvalidInput               422  exit 1   bad name, empty value, bad manifest...
+     │    └── DeployError           422  exit 1   all problems of one deploy, with lines
+     ├── Unauthorized               401  exit 1   missing or unknown API token
+     ├── PermissionDenied           403  exit 1   acting on an owner you do not belong to
+     ├── NotFound                   404  exit 1
+     ├── Conflict                   409  exit 1   duplicate name, deleting a used secret
+     ├── TooLarge                   413  exit 1   value, body or event over its limit
+     ├── QueueFull                  429  exit 1   backpressure: try again later
+     └── StoreError                 500  exit 1   the store cannot be used as it is
+          ├── NotInitialized                      no database yet: run `logic init`
+          ├── MasterKeyError                      missing or wrong master key
+          ├── SchemaTooNew                        database from a newer logic-runtime
+          └── DecryptionError                     a ciphertext was edited or swapped
+
+Each interface has one mapper: the CLI prints `Error: <message>` and exits
+with `exit_code`; the HTTP API answers `{"error": <message>}` with `status`.
+Messages never contain a secret value.
+"""
+
+from __future__ import annotations
+
+
+class LogicError(Exception):
+    status = 500
+    exit_code = 1
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInput(LogicError):
+    status = 422
+
+
+class DeployError(InvalidInput):
+    """A deploy refused, with every problem found (each names file and line)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems) if self.problems else "deploy failed")
+
+
+class Unauthorized(LogicError):
+    status = 401
+
+
+class PermissionDenied(LogicError):
+    status = 403
+
+
+class NotFound(LogicError):
+    status = 404
+
+
+class Conflict(LogicError):
+    status = 409
+
+
+class TooLarge(LogicError):
+    status = 413
+
+
+class QueueFull(LogicError):
+    status = 429
+
+
+class StoreError(LogicError):
+    status = 500
+
+
+class NotInitialized(StoreError):
+    pass
+
+
+class MasterKeyError(StoreError):
+    pass
+
+
+class SchemaTooNew(StoreError):
+    pass
+
+
+class DecryptionError(StoreError):
+    pass

@@ -1,0 +1,76 @@
+"""Ordered schema migrations; version N is MIGRATIONS[N-1], recorded in PRAGMA user_version.
+
+Never edit a released migration: add a new one. Each runs in one transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import sqlite_utils
+
+
+def _v1_identity(db: sqlite_utils.Database) -> None:
+    db["users"].create({"id": int, "name": str, "is_admin": int, "created_at": str},
+                       pk="id", not_null={"name", "created_at"}, defaults={"is_admin": 0})
+    db["users"].create_index(["name"], unique=True)
+    db["orgs"].create({"id": int, "name": str, "created_at": str}, pk="id",
+                      not_null={"name", "created_at"})
+    db["orgs"].create_index(["name"], unique=True)
+    db.execute("""CREATE TABLE memberships (
+        org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (org_id, user_id))""")
+    db.execute("""CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        token_hash TEXT NOT NULL UNIQUE,
+        label TEXT,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT)""")
+
+
+def _v2_secrets(db: sqlite_utils.Database) -> None:
+    # Data keys, each wrapped (AES-GCM) by the master key; the newest active one seals new values.
+    db.execute("""CREATE TABLE keyring (
+        id INTEGER PRIMARY KEY,
+        wrapped BLOB NOT NULL,
+        created_at TEXT NOT NULL)""")
+    db.execute("""CREATE TABLE secrets (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        ciphertext BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        last_accessed_at TEXT,
+        UNIQUE (owner, name))""")
+    # Who declares a secret; a secret with rows here cannot be deleted (RESTRICT).
+    db.execute("""CREATE TABLE secret_usages (
+        secret_id INTEGER NOT NULL REFERENCES secrets(id) ON DELETE RESTRICT,
+        consumer_kind TEXT NOT NULL CHECK (consumer_kind IN ('logic_function', 'integration')),
+        consumer_id TEXT NOT NULL,
+        consumer_name TEXT NOT NULL,
+        PRIMARY KEY (secret_id, consumer_kind, consumer_id))""")
+
+
+def _v3_audit(db: sqlite_utils.Database) -> None:
+    # Names and ids only, never values; kept after the secret is deleted.
+    db.execute("""CREATE TABLE secret_access (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL,
+        secret_name TEXT NOT NULL,
+        consumer_kind TEXT NOT NULL,
+        consumer_id TEXT NOT NULL,
+        consumer_name TEXT NOT NULL,
+        run_id TEXT,
+        at TEXT NOT NULL)""")
+    db.execute("CREATE INDEX secret_access_by_secret ON secret_access (owner, secret_name, at)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _v1_identity,
+    _v2_secrets,
+    _v3_audit,
+]

@@ -1,0 +1,253 @@
+"""Secret records and the rules that belong to the data itself.
+
+Names match `^[A-Z_][A-Z0-9_]*$` (at most 64 characters) and are unique per
+owner. Values are non-empty UTF-8 text, at most 64 KiB, write-only: nothing
+here returns a value except `reveal`, which hands a `Sensitive` to the runtime.
+A secret that any function or integration declares cannot be deleted.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from .clock import now_iso
+from .database import Database
+from .errors import Conflict, InvalidInput, NotFound, TooLarge
+from .keyring import KeyRing
+from .sensitive import Sensitive
+
+NAME_PATTERN = re.compile(r"[A-Z_][A-Z0-9_]*")
+CONSUMER_KINDS = ("logic_function", "integration")
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """Everything about a secret a person may see: never its value."""
+
+    owner: str
+    name: str
+    created_at: str
+    updated_at: str
+    last_accessed_at: str | None
+    logic_functions: list[str] = field(default_factory=list)
+    integrations: list[str] = field(default_factory=list)
+
+    @property
+    def usage_count(self) -> int:
+        return len(self.logic_functions) + len(self.integrations)
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "last_accessed_at": self.last_accessed_at,
+            "usage_count": self.usage_count,
+            "logic_functions": list(self.logic_functions),
+            "integrations": list(self.integrations),
+        }
+
+
+@dataclass(frozen=True)
+class Access:
+    """One read of a secret by a run or a webhook, for the audit trail."""
+
+    owner: str
+    secret_name: str
+    consumer_kind: str
+    consumer_id: str
+    consumer_name: str
+    run_id: str | None
+    at: str
+
+
+def check_name(name: object, *, max_chars: int = 64) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidInput("secret name must not be empty")
+    if len(name) > max_chars:
+        raise InvalidInput(f"secret name must be at most {max_chars} characters, not {len(name)}")
+    if not NAME_PATTERN.fullmatch(name):
+        raise InvalidInput(
+            f"invalid secret name {name!r}: use upper-case letters, digits and _, "
+            "not starting with a digit (e.g. API_KEY)"
+        )
+    return name
+
+
+def check_value(value: object, *, max_bytes: int = 64 * 1024) -> str:
+    """Validate a new value; errors describe the value, never repeat it."""
+    if isinstance(value, Sensitive):
+        value = value.reveal()
+    if isinstance(value, (bytes, bytearray)):
+        if len(value) > max_bytes:
+            raise TooLarge(f"secret value is {len(value)} bytes; the limit is {max_bytes} bytes")
+        try:
+            value = bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput("secret value is not valid UTF-8 text") from None
+    if not isinstance(value, str):
+        raise InvalidInput("secret value must be text")
+    if value == "":
+        raise InvalidInput("secret value must not be empty")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput("secret value is not valid UTF-8 text") from None
+    if size > max_bytes:
+        raise TooLarge(f"secret value is {size} bytes; the limit is {max_bytes} bytes")
+    return value
+
+
+class SecretStore:
+    def __init__(self, db: Database, ring: KeyRing, *, max_value_bytes: int = 64 * 1024,
+                 max_name_chars: int = 64):
+        self.db = db
+        self.ring = ring
+        self.max_value_bytes = max_value_bytes
+        self.max_name_chars = max_name_chars
+
+    # writes ----------------------------------------------------------------
+
+    def create(self, owner: str, name: str, value: object) -> SecretInfo:
+        check_name(name, max_chars=self.max_name_chars)
+        text = check_value(value, max_bytes=self.max_value_bytes)
+        now = now_iso()
+        try:
+            with self.db.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO secrets (owner, name, ciphertext, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (owner, name, self.ring.seal(text, owner, name), now, now),
+                )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"secret {name} already exists") from None
+        return self.info(owner, name)
+
+    def update(self, owner: str, name: str, value: object) -> SecretInfo:
+        check_name(name, max_chars=self.max_name_chars)
+        text = check_value(value, max_bytes=self.max_value_bytes)
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE secrets SET ciphertext = ?, updated_at = ? WHERE owner = ? AND name = ?",
+                (self.ring.seal(text, owner, name), now_iso(), owner, name),
+            )
+            if cur.rowcount == 0:
+                raise NotFound(f"secret {name} does not exist")
+        return self.info(owner, name)
+
+    def delete(self, owner: str, name: str) -> None:
+        with self.db.transaction() as conn:
+            info = self.info(owner, name)
+            if info.usage_count:
+                users = [f"function {n}" for n in info.logic_functions]
+                users += [f"integration {n}" for n in info.integrations]
+                raise Conflict(f"secret {name} is in use by {', '.join(users)}: remove it from them first")
+            conn.execute("DELETE FROM secrets WHERE owner = ? AND name = ?", (owner, name))
+
+    # reads -----------------------------------------------------------------
+
+    def exists(self, owner: str, name: str) -> bool:
+        return self.db.one("SELECT 1 FROM secrets WHERE owner = ? AND name = ?", (owner, name)) is not None
+
+    def names(self, owner: str) -> list[str]:
+        return [r[0] for r in self.db.all("SELECT name FROM secrets WHERE owner = ? ORDER BY name", (owner,))]
+
+    def info(self, owner: str, name: str) -> SecretInfo:
+        row = self.db.one(
+            "SELECT id, name, created_at, updated_at, last_accessed_at FROM secrets "
+            "WHERE owner = ? AND name = ?", (owner, name))
+        if row is None:
+            raise NotFound(f"secret {name} does not exist")
+        return self._info(owner, row)
+
+    def list(self, owner: str) -> list[SecretInfo]:
+        rows = self.db.all(
+            "SELECT id, name, created_at, updated_at, last_accessed_at FROM secrets "
+            "WHERE owner = ? ORDER BY name", (owner,))
+        return [self._info(owner, row) for row in rows]
+
+    def _info(self, owner: str, row: sqlite3.Row) -> SecretInfo:
+        users = self.db.all(
+            "SELECT consumer_kind, consumer_name FROM secret_usages WHERE secret_id = ? "
+            "ORDER BY consumer_name", (row["id"],))
+        return SecretInfo(
+            owner=owner, name=row["name"], created_at=row["created_at"],
+            updated_at=row["updated_at"], last_accessed_at=row["last_accessed_at"],
+            logic_functions=[u[1] for u in users if u[0] == "logic_function"],
+            integrations=[u[1] for u in users if u[0] == "integration"],
+        )
+
+    # the runtime's side ------------------------------------------------------
+
+    def reveal(self, owner: str, name: str) -> Sensitive:
+        """The current value, wrapped. For the runtime only; never for an interface."""
+        row = self.db.one("SELECT ciphertext FROM secrets WHERE owner = ? AND name = ?", (owner, name))
+        if row is None:
+            raise NotFound(f"secret {name} does not exist")
+        return self.ring.unseal(row[0], owner, name)
+
+    def set_usages(self, owner: str, consumer_kind: str, consumer_id: str, consumer_name: str,
+                   names: Iterable[str]) -> None:
+        """Replace what one consumer declares (inside the caller's transaction)."""
+        assert consumer_kind in CONSUMER_KINDS
+        names = list(dict.fromkeys(names))
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM secret_usages WHERE consumer_kind = ? AND consumer_id = ?",
+                         (consumer_kind, consumer_id))
+            for name in names:
+                row = conn.execute("SELECT id FROM secrets WHERE owner = ? AND name = ?",
+                                   (owner, name)).fetchone()
+                if row is None:
+                    raise InvalidInput(f"secret {name} does not exist for {owner}")
+                conn.execute(
+                    "INSERT INTO secret_usages (secret_id, consumer_kind, consumer_id, consumer_name) "
+                    "VALUES (?, ?, ?, ?)", (row[0], consumer_kind, consumer_id, consumer_name))
+
+    def record_access(self, accesses: Iterable[Access]) -> None:
+        """Note last-accessed times and audit rows (inside the caller's transaction)."""
+        accesses = list(accesses)
+        if not accesses:
+            return
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO secret_access (owner, secret_name, consumer_kind, consumer_id, "
+                "consumer_name, run_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(a.owner, a.secret_name, a.consumer_kind, a.consumer_id, a.consumer_name, a.run_id, a.at)
+                 for a in accesses])
+            latest: dict[tuple[str, str], str] = {}
+            for a in accesses:
+                key = (a.owner, a.secret_name)
+                latest[key] = max(latest.get(key, a.at), a.at)
+            conn.executemany(
+                "UPDATE secrets SET last_accessed_at = ? WHERE owner = ? AND name = ? "
+                "AND (last_accessed_at IS NULL OR last_accessed_at < ?)",
+                [(at, owner, name, at) for (owner, name), at in latest.items()])
+
+    def audit(self, owner: str, name: str | None = None, *, limit: int = 1000) -> list[Access]:
+        sql = "SELECT * FROM secret_access WHERE owner = ?"
+        params: list = [owner]
+        if name is not None:
+            sql += " AND secret_name = ?"
+            params.append(name)
+        sql += " ORDER BY at DESC, id DESC LIMIT ?"
+        params.append(limit)
+        return [Access(owner=r["owner"], secret_name=r["secret_name"], consumer_kind=r["consumer_kind"],
+                       consumer_id=r["consumer_id"], consumer_name=r["consumer_name"],
+                       run_id=r["run_id"], at=r["at"]) for r in self.db.all(sql, params)]
+
+    # rotation ----------------------------------------------------------------
+
+    def reencrypt_all(self, key_id: int) -> int:
+        """Re-seal every value under `key_id` (inside the caller's transaction)."""
+        count = 0
+        with self.db.transaction() as conn:
+            for row in conn.execute("SELECT id, owner, name, ciphertext FROM secrets").fetchall():
+                value = self.ring.unseal(row["ciphertext"], row["owner"], row["name"])
+                conn.execute("UPDATE secrets SET ciphertext = ? WHERE id = ?",
+                             (self.ring.seal(value.reveal(), row["owner"], row["name"], key_id=key_id),
+                              row["id"]))
+                count += 1
+        return count

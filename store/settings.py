@@ -1,0 +1,71 @@
+"""Every limit and default, in one pydantic settings object.
+
+Override any field with an environment variable `LOGIC_<FIELD>` (e.g.
+`LOGIC_RUN_TIMEOUT_S=5`) or the matching CLI flag. Defaults follow Particle.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path(os.path.expanduser("~")) / ".logic"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOGIC_", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home)
+    master_key: SecretStr | None = None  # base64 of 32 bytes; else <home>/master.key
+    user: str | None = None  # who the CLI acts as; default: the admin made by `logic init`
+
+    # secrets
+    secret_value_max_bytes: int = 64 * 1024
+    secret_name_max_chars: int = 64
+
+    # functions and runs
+    source_max_bytes: int = 256 * 1024
+    ast_max_depth: int = 100
+    triggers_max: int = 5
+    run_timeout_s: float = 30.0
+    worker_memory_mb: int = 256
+    runs_kept: int = 100
+    log_max_bytes: int = 64 * 1024
+    result_max_bytes: int = 256 * 1024
+    events_per_run_max: int = 100
+    chain_depth_max: int = 8
+    workers: int = Field(default_factory=lambda: max(2, 2 * (os.cpu_count() or 1)))
+    worker_max_runs: int = 10_000
+    worker_open_files: int = 16
+
+    # events and deliveries
+    event_name_max_chars: int = 64
+    event_data_max_bytes: int = 100 * 1024
+    queue_max_pending: int = 10_000
+    delivery_max_attempts: int = 3
+
+    # integrations
+    webhook_timeout_s: float = 10.0
+    webhook_retries: int = 2
+    integration_logs_kept: int = 100
+
+    # storage
+    busy_timeout_ms: int = 10_000
+
+    # server
+    host: str = "127.0.0.1"
+    port: int = 8080
+    http_body_max_bytes: int = 1024 * 1024
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "logic.db"
+
+    @property
+    def key_path(self) -> Path:
+        return self.home / "master.key"

@@ -1,0 +1,124 @@
+"""The data home: open or initialise the database and key ring; rotate keys."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+from dataclasses import dataclass
+
+from . import masterkey
+from .database import Database
+from .errors import MasterKeyError
+from .identity import Identity, User
+from .keyring import KeyRing
+from .secrets import SecretStore
+from .settings import Settings
+
+
+@dataclass
+class InitResult:
+    created: bool
+    admin: User
+    token: str | None  # shown once, only when this call created the admin
+    key_source: str
+
+
+class Store:
+    def __init__(self, settings: Settings, db: Database, ring: KeyRing, key_source: str):
+        self.settings = settings
+        self.db = db
+        self.ring = ring
+        self.key_source = key_source
+        self.identity = Identity(db)
+        self.secrets = SecretStore(db, ring, max_value_bytes=settings.secret_value_max_bytes,
+                                   max_name_chars=settings.secret_name_max_chars)
+
+    @classmethod
+    def open(cls, settings: Settings) -> "Store":
+        db = Database(settings.db_path, busy_timeout_ms=settings.busy_timeout_ms)
+        try:
+            db.check_schema()
+            ring, source = KeyRing.open(db, masterkey.candidates(_env_key(settings), settings.key_path))
+        except BaseException:
+            db.close()
+            raise
+        _finish_master_rotation(settings, source)
+        return cls(settings, db, ring, source)
+
+    @classmethod
+    def initialize(cls, settings: Settings) -> tuple["Store", InitResult]:
+        """Create the data home if needed; safe to run again (then it changes nothing)."""
+        home = settings.home
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if settings.db_path.exists():
+            store = cls.open(settings)
+            return store, InitResult(False, store.identity.first_admin(), None, store.key_source)
+        if not _env_key(settings) and not settings.key_path.exists():
+            masterkey.write_key_file(settings.key_path, masterkey.generate())
+        candidates = masterkey.candidates(_env_key(settings), settings.key_path)
+        db = Database(settings.db_path, busy_timeout_ms=settings.busy_timeout_ms, create=True)
+        db.migrate()
+        source, key = candidates[0]
+        ring = KeyRing(db, key)
+        ring.add_key()
+        store = cls(settings, db, ring, source)
+        admin = store.identity.create_user(_admin_name(), is_admin=True)
+        token = store.identity.create_token(admin, "created by logic init")
+        return store, InitResult(True, admin, token, source)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # key rotation ------------------------------------------------------------
+
+    def rotate_data_key(self) -> tuple[int, int]:
+        """New data key; every value re-encrypted under it; old keys dropped. One transaction."""
+        try:
+            with self.db.transaction():
+                key_id = self.ring.add_key()
+                count = self.secrets.reencrypt_all(key_id)
+                self.ring.drop_keys_except(key_id)
+        except BaseException:
+            self.ring.reload()  # forget the in-memory key of the rolled-back transaction
+            raise
+        return key_id, count
+
+    def rotate_master_key(self) -> str:
+        """Re-wrap the ring under a fresh master key; returns where the new key now lives."""
+        new_key = masterkey.generate()
+        pending = masterkey.pending_path(self.settings.key_path)
+        masterkey.write_key_file(pending, new_key)  # 1. new key durable before the ring needs it
+        self.ring.rewrap(new_key)                    # 2. one transaction
+        if _env_key(self.settings):
+            self.key_source = str(pending)
+            return str(pending)                      # the operator moves it into LOGIC_MASTER_KEY
+        os.replace(pending, self.settings.key_path)  # 3. the new key takes the usual place
+        self.key_source = str(self.settings.key_path)
+        return self.key_source
+
+
+def _env_key(settings: Settings) -> str | None:
+    return settings.master_key.get_secret_value() if settings.master_key else None
+
+
+def _finish_master_rotation(settings: Settings, source: str) -> None:
+    """Complete a master-key rotation that a crash interrupted (see masterkey.py)."""
+    pending = masterkey.pending_path(settings.key_path)
+    if _env_key(settings):
+        return  # the operator owns where the key lives
+    if source == str(pending):
+        os.replace(pending, settings.key_path)
+    elif pending.exists():
+        pending.unlink()  # written, but the ring was never re-wrapped under it
+
+
+def _admin_name() -> str:
+    try:
+        name = re.sub(r"[^a-z0-9_-]", "", getpass.getuser().lower())[:39]
+    except Exception:
+        name = ""
+    return name if name and name[0].isalnum() else "admin"
+
+
+__all__ = ["Store", "InitResult", "MasterKeyError"]
