@@ -54,6 +54,13 @@ class App:
             self._service = Service.open(self.settings)
         return self._service
 
+    def runtime(self) -> Service:
+        """The service with workers: the zygote starts before the store opens."""
+        if self._service is None or self._service.pool is None:
+            self.close()
+            self._service = Service.open(self.settings, runtime=True)
+        return self._service
+
     @property
     def actor(self):
         return self.service.actor(self.settings.user)
@@ -352,6 +359,163 @@ def keys_rotate(app: App, master: bool, as_json: bool) -> None:
                        f"{result['secrets_reencrypted']} secret(s); older data keys are removed.")
 
     emit(result, as_json, human)
+
+
+# functions ---------------------------------------------------------------------
+
+def function_rows(fns) -> list[list[Any]]:
+    return [[f.name, f.id, f.version, "yes" if f.enabled else "no",
+             ", ".join(t.get("event_name") or t.get("cron", "") for t in f.manifest.get("triggers", [])) or None,
+             ", ".join(f.manifest.get("secrets", [])) or None, when(f.updated_at)] for f in fns]
+
+
+def print_run(record: dict) -> None:
+    """A run record as a person reads it; everything in it is already redacted."""
+    trig = record["trigger"]
+    click.echo(f"run {record['id']}  {record['status'].upper()}  {record['duration_ms']} ms  "
+               f"({trig['type']}{' ' + trig['event_id'] if trig.get('event_id') else ''}, {when(record['started_at'])})")
+    for line in record["logs"]:
+        click.echo(f"  [{line['level']}] {line['message']}")
+    if record["secrets_accessed"]:
+        click.echo(f"  secrets read: {', '.join(record['secrets_accessed'])}")
+    for event in record["events_published"]:
+        click.echo(f"  published {event['name']}: {event['data']}")
+    if record["error"]:
+        err = record["error"]
+        click.echo(f"  error: {err['type']}: {err['message']}")
+        if err.get("traceback"):
+            for line in err["traceback"].rstrip().splitlines():
+                click.echo(f"    {line}")
+    elif record["status"] == "success":
+        click.echo(f"  result: {json.dumps(record['result'])}")
+
+
+@cli.group()
+def functions() -> None:
+    """Deploy, run and inspect Logic functions."""
+
+
+@functions.command("list")
+@org_option
+@json_option
+@pass_app
+def functions_list(app: App, org: str | None, as_json: bool) -> None:
+    """List deployed functions."""
+    fns = app.service.list_functions(app.actor, org)
+    emit([f.to_json() for f in fns], as_json,
+         lambda: table(["name", "id", "version", "enabled", "triggers", "secrets", "updated"], function_rows(fns))
+         if fns else click.echo("No functions."))
+
+
+@functions.command("get")
+@click.argument("name")
+@click.option("--source", "with_source", is_flag=True, help="Include the source code.")
+@org_option
+@json_option
+@pass_app
+def functions_get(app: App, name: str, with_source: bool, org: str | None, as_json: bool) -> None:
+    """Show a function (by name or id)."""
+    fn = app.service.get_function(app.actor, name, org)
+    data = fn.to_json(with_source=with_source)
+
+    def human() -> None:
+        for key in ("name", "id", "owner", "version", "enabled", "entry", "description", "secrets", "triggers", "limits"):
+            click.echo(f"{key + ':':13} {json.dumps(data[key]) if isinstance(data[key], (list, dict)) else data[key]}")
+        if with_source:
+            click.echo("\n" + fn.source)
+
+    emit(data, as_json, human)
+
+
+@functions.command("deploy")
+@click.argument("path", type=click.Path(path_type=Path, exists=True))
+@org_option
+@json_option
+@pass_app
+def functions_deploy(app: App, path: Path, org: str | None, as_json: bool) -> None:
+    """Deploy DIR (holding one NAME.logic.json and NAME.py) or a NAME.logic.json; each deploy is a new version."""
+    fn = app.service.deploy_function(app.actor, path, org)
+    emit(fn.to_json(), as_json, lambda: click.echo(f"Deployed {fn.name} version {fn.version} ({fn.id})."))
+
+
+@functions.command("execute")
+@click.argument("target")
+@click.option("--event", "event_name", default=None, metavar="NAME", help="The event name the run sees.")
+@click.option("--data", default=None, help="The event data (text; JSON is passed through as text).")
+@org_option
+@json_option
+@pass_app
+def functions_execute(app: App, target: str, event_name: str | None, data: str | None, org: str | None,
+                      as_json: bool) -> None:
+    """Test-run local files (PATH: nothing deployed) or run a deployed function (NAME) now.
+
+    Prints the run record; exits 0 whatever the run's status.
+    """
+    if data is not None and event_name is None:
+        raise click.UsageError("--data needs --event")
+    record = app.runtime().execute_function(app.actor, target, event_name=event_name, data=data, org=org)
+    emit(record, as_json, lambda: print_run(record))
+
+
+@functions.command("logs")
+@click.argument("name")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@org_option
+@json_option
+@pass_app
+def functions_logs(app: App, name: str, limit: int, org: str | None, as_json: bool) -> None:
+    """Show the latest runs of a function, newest first."""
+    runs = app.service.function_runs(app.actor, name, org, limit)
+
+    def human() -> None:
+        if not runs:
+            click.echo("No runs yet.")
+        for record in runs:
+            print_run(record)
+
+    emit(runs, as_json, human)
+
+
+def _toggle(enabled: bool):
+    @click.argument("name")
+    @org_option
+    @json_option
+    @pass_app
+    def command(app: App, name: str, org: str | None, as_json: bool) -> None:
+        fn = app.service.set_function_enabled(app.actor, name, enabled, org)
+        emit(fn.to_json(), as_json, lambda: click.echo(f"{'Enabled' if enabled else 'Disabled'} {fn.name}."))
+
+    return command
+
+
+functions.command("enable", help="Let triggers run the function again.")(_toggle(True))
+functions.command("disable", help="Stop triggers from running the function (it stays deployed).")(_toggle(False))
+
+
+@functions.command("delete")
+@click.argument("name")
+@org_option
+@json_option
+@pass_app
+def functions_delete(app: App, name: str, org: str | None, as_json: bool) -> None:
+    """Delete a function, its versions and its runs; its secrets become unused by it."""
+    app.service.delete_function(app.actor, name, org)
+    emit({"deleted": name}, as_json, lambda: click.echo(f"Deleted function {name}."))
+
+
+@cli.group()
+def runs() -> None:
+    """Inspect run records."""
+
+
+@runs.command("show")
+@click.argument("run_id")
+@json_option
+@pass_app
+def runs_show(app: App, run_id: str, as_json: bool) -> None:
+    """Show one run record."""
+    record = app.service.get_run(app.actor, run_id)
+    emit(record, as_json, lambda: print_run(record))
 
 
 def main() -> None:

@@ -7,23 +7,60 @@ never write SQL and never re-implement a rule.
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
 from store import Store
-from store.errors import PermissionDenied
-from store.identity import User, org_owner
+from store.clock import iso, now_iso, utcnow
+from store.errors import DeployError, NotFound, PermissionDenied
+from store.functions import FunctionRecord, FunctionStore, TriggerRow
+from store.identity import User, org_owner, owner_label
 from store.secrets import Access, SecretInfo
 from store.settings import Settings
 
+from .manifest import FunctionFiles, load_files, next_fire
+
 
 class Service:
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, *, pool=None, clock: Callable[[], datetime] = utcnow):
         self.store = store
         self.settings: Settings = store.settings
+        self.clock = clock
+        self.functions = FunctionStore(store.db, store.secrets, runs_kept=self.settings.runs_kept)
+        self.pool = pool
+        self._engine = None
 
     @classmethod
-    def open(cls, settings: Settings) -> "Service":
-        return cls(Store.open(settings))
+    def open(cls, settings: Settings, *, runtime: bool = False, clock: Callable[[], datetime] = utcnow) -> "Service":
+        """Open the store; with `runtime`, start the worker zygote first, before any key or handle exists."""
+        pool = None
+        if runtime:
+            from .workers.pool import WorkerPool
+
+            pool = WorkerPool(settings)
+        try:
+            store = Store.open(settings)
+        except BaseException:
+            if pool is not None:
+                pool.close()
+            raise
+        return cls(store, pool=pool, clock=clock)
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            if self.pool is None:
+                raise RuntimeError("this service was opened without the runtime (Service.open(runtime=True))")
+            from .engine import Engine
+
+            self._engine = Engine(self.settings, self.store, self.functions, self.pool, clock=self.clock)
+        return self._engine
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
         self.store.close()
 
     # who acts, on whose behalf ---------------------------------------------------
@@ -95,6 +132,121 @@ class Service:
             return {"master_key": self.store.rotate_master_key()}
         key_id, count = self.store.rotate_data_key()
         return {"data_key_id": key_id, "secrets_reencrypted": count}
+
+
+    # functions -----------------------------------------------------------------
+
+    def check_function(self, owner: str, files: FunctionFiles) -> None:
+        """Every deploy check; one DeployError with every problem, each naming file and line."""
+        from .sandbox.executor import compile_function
+
+        problems: list[str] = []
+        manifest = files.manifest
+        try:
+            compile_function(files.source, filename=files.filename, entry=manifest.entry,
+                             declared_secrets=manifest.secrets, max_bytes=self.settings.source_max_bytes,
+                             max_depth=self.settings.ast_max_depth)
+        except DeployError as exc:
+            problems.extend(exc.problems)
+        manifest_file = files.filename[:-3] + ".logic.json"
+        for name in manifest.secrets:
+            if not self.store.secrets.exists(owner, name):
+                problems.append(f"{manifest_file}: secrets: secret {name} does not exist in {owner_label(owner)}; "
+                                f"create it first with `logic secrets create {name}`")
+        if problems:
+            raise DeployError(problems)
+
+    def deploy_function(self, actor: User, files: FunctionFiles | Path, org: str | None = None,
+                        *, function_id: str | None = None) -> FunctionRecord:
+        """Create a function or add a new version of it (by name, or by id for PUT)."""
+        if not isinstance(files, FunctionFiles):
+            files = load_files(files, triggers_max=self.settings.triggers_max)
+        owner = self.owner_for(actor, org)
+        if function_id is not None:
+            current = self._function(actor, function_id, org)
+            if current.name != files.manifest.name:
+                raise DeployError([f"manifest: name {files.manifest.name!r} does not match function {current.name!r}"])
+        self.check_function(owner, files)
+        now = self.clock()
+        triggers = []
+        for t in files.manifest.triggers:
+            if t.type == "event":
+                triggers.append(TriggerRow("event", event_name=t.event_name))
+            else:
+                triggers.append(TriggerRow("schedule", cron=t.cron, timezone=t.timezone,
+                                           next_fire_at=iso(next_fire(t.cron, now, t.timezone))))
+        manifest = files.manifest.model_dump(mode="json", exclude_none=True)
+        return self.functions.deploy(owner, files.manifest.name, manifest, files.source, triggers,
+                                     files.manifest.secrets)
+
+    def _function(self, actor: User, ref: str, org: str | None = None) -> FunctionRecord:
+        """A function by name (in the owner's scope) or by id (any scope the actor may see)."""
+        owner = self.owner_for(actor, org)
+        try:
+            return self.functions.get(owner, ref)
+        except NotFound:
+            pass
+        try:
+            fn = self.functions.get_by_id(ref)
+        except NotFound:
+            raise NotFound(f"function {ref} does not exist") from None
+        if not self._may_see(actor, fn.owner):
+            raise NotFound(f"function {ref} does not exist")  # 404, not 403: ids are not a directory
+        return fn
+
+    def _may_see(self, actor: User, owner: str) -> bool:
+        kind, _, name = owner.partition(":")
+        if kind == "user":
+            return name == actor.name
+        return name in self.store.identity.orgs_of(actor)
+
+    def get_function(self, actor: User, ref: str, org: str | None = None) -> FunctionRecord:
+        return self._function(actor, ref, org)
+
+    def list_functions(self, actor: User, org: str | None = None) -> list[FunctionRecord]:
+        return self.functions.list(self.owner_for(actor, org))
+
+    def set_function_enabled(self, actor: User, ref: str, enabled: bool, org: str | None = None) -> FunctionRecord:
+        fn = self._function(actor, ref, org)
+        self.functions.set_enabled(fn.id, enabled)
+        return self.functions.get_by_id(fn.id)
+
+    def delete_function(self, actor: User, ref: str, org: str | None = None) -> None:
+        self.functions.delete(self._function(actor, ref, org).id)
+
+    def function_runs(self, actor: User, ref: str, org: str | None = None, limit: int = 100) -> list[dict]:
+        return self.functions.runs(self._function(actor, ref, org).id, limit)
+
+    def get_run(self, actor: User, run_id: str, ref: str | None = None, org: str | None = None) -> dict:
+        record = self.functions.run(run_id)
+        fn = self.functions.get_by_id(record["function_id"])
+        if not self._may_see(actor, fn.owner) or (ref is not None and ref not in (fn.id, fn.name)):
+            raise NotFound(f"run {run_id} does not exist")
+        return record
+
+    def execute_function(self, actor: User, target: FunctionFiles | str | Path, *, event_name: str | None = None,
+                         data: str | None = None, org: str | None = None) -> dict:
+        """A test run of local files (nothing deployed, nothing stored but the access audit),
+        or a manual run of a deployed function (stored in its logs)."""
+        event = None
+        trigger = {"type": "manual"}
+        if event_name is not None:
+            from .events import check_event
+
+            check_event(event_name, data, self.settings)
+            event = {"id": uuid.uuid4().hex, "name": event_name, "data": data,
+                     "published_at": now_iso(), "source": f"manual:{actor.name}"}
+        if isinstance(target, str) and not Path(target).exists():
+            fn = self._function(actor, target, org)
+            return self.engine.run(fn, trigger, event=event)
+        files = target if isinstance(target, FunctionFiles) else load_files(Path(target), triggers_max=self.settings.triggers_max)
+        owner = self.owner_for(actor, org)
+        self.check_function(owner, files)
+        now = now_iso()
+        manifest = files.manifest.model_dump(mode="json", exclude_none=True)
+        fn = FunctionRecord(id="test-run", owner=owner, name=files.manifest.name, enabled=True, version=0,
+                            created_at=now, updated_at=now, manifest=manifest, source=files.source)
+        return self.engine.run(fn, trigger, event=event, persist=False)
 
 
 __all__ = ["Service", "org_owner"]

@@ -69,8 +69,50 @@ def _v3_audit(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX secret_access_by_secret ON secret_access (owner, secret_name, at)")
 
 
+
+
+def _v4_functions(db: sqlite_utils.Database) -> None:
+    db.execute("""CREATE TABLE functions (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        version INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (owner, name))""")
+    # Every deploy is a new version; runs name the version they ran.
+    db.execute("""CREATE TABLE function_versions (
+        function_id TEXT NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        manifest TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (function_id, version))""")
+    # The current version's triggers, flattened so events and ticks find them by index.
+    db.execute("""CREATE TABLE triggers (
+        id INTEGER PRIMARY KEY,
+        function_id TEXT NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('event', 'schedule')),
+        event_name TEXT,
+        cron TEXT,
+        timezone TEXT,
+        next_fire_at TEXT)""")
+    db.execute("CREATE INDEX triggers_by_event ON triggers (event_name) WHERE kind = 'event'")
+    db.execute("CREATE INDEX triggers_by_next_fire ON triggers (next_fire_at) WHERE kind = 'schedule'")
+    db.execute("""CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        function_id TEXT NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+        function_version INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        record TEXT NOT NULL)""")
+    db.execute("CREATE INDEX runs_by_function ON runs (function_id, started_at)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_identity,
     _v2_secrets,
     _v3_audit,
+    _v4_functions,
 ]

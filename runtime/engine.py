@@ -1,0 +1,112 @@
+"""The engine: turns a trigger into a run and a stored, redacted run record.
+
+One run: build the context, hand the job to a worker of the function's
+owner, answer its secret reads through the broker, then -- in the parent --
+redact everything that came back and commit the record, the secret accesses
+and any published events in one transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime
+from typing import Any, Callable
+
+from store import Store
+from store.clock import iso, utcnow
+from store.functions import FunctionRecord, FunctionStore
+from store.settings import Settings
+
+from .broker import SecretsBroker
+from .redactor import Redactor
+from .sandbox.executor import RunLimits
+from .workers.pool import Job, WorkerPool
+
+# Called inside the run's transaction with the redacted events and the depth they start.
+EventSink = Callable[[list[dict], int, str], None]
+
+
+class Engine:
+    def __init__(self, settings: Settings, store: Store, functions: FunctionStore, pool: WorkerPool,
+                 *, clock: Callable[[], datetime] = utcnow):
+        self.settings = settings
+        self.store = store
+        self.functions = functions
+        self.pool = pool
+        self.clock = clock
+        self.event_sink: EventSink | None = None  # set by the event bus
+
+    def run(self, fn: FunctionRecord, trigger: dict, *, event: dict | None = None,
+            scheduled: dict | None = None, depth: int = 0, persist: bool = True) -> dict:
+        """Run one version of a function; returns the redacted run record."""
+        run_id = uuid.uuid4().hex
+        manifest = fn.manifest
+        declared = tuple(manifest.get("secrets", []))
+        consumer_id = fn.id if persist else "test-run"
+        broker = SecretsBroker(self.store.secrets, owner=fn.owner, declared=declared,
+                               consumer_kind="logic_function", consumer_id=consumer_id,
+                               consumer_name=fn.name, run_id=run_id)
+        triggered_at = iso(self.clock())
+        context = {
+            "event": event,
+            "scheduled": scheduled,
+            "trigger": {"type": trigger["type"], "triggered_at": triggered_at, "event_id": trigger.get("event_id")},
+            "function_info": {"id": fn.id, "name": fn.name, "version": fn.version, "owner": fn.owner},
+        }
+        limits = manifest.get("limits") or {}
+        job = Job(
+            owner=fn.owner,
+            version_key=fn.version_key if persist else _test_key(fn),
+            source=fn.source,
+            filename=f"{fn.name}.py",
+            entry=manifest.get("entry", "main"),
+            declared_secrets=declared,
+            context=context,
+            timeout_s=min(limits.get("timeout_s") or self.settings.run_timeout_s, self.settings.run_timeout_s),
+            memory_mb=min(limits.get("memory_mb") or self.settings.worker_memory_mb, self.settings.worker_memory_mb),
+            limits=RunLimits(log_max_bytes=self.settings.log_max_bytes,
+                             result_max_bytes=self.settings.result_max_bytes,
+                             events_max=self.settings.events_per_run_max),
+        )
+        started = self.clock()
+        outcome = self.pool.run(job, broker.read)
+        finished = self.clock()
+        redactor = Redactor.for_values(broker.plain_values())
+        record = {
+            "id": run_id,
+            "function_id": fn.id,
+            "function_version": fn.version,
+            "trigger": {"type": trigger["type"], "event_id": trigger.get("event_id"),
+                        "scheduled_at": (scheduled or {}).get("scheduled_at")},
+            "status": outcome.status,
+            "started_at": iso(started),
+            "finished_at": iso(finished),
+            "duration_ms": round(outcome.duration_ms, 3),
+            "logs": redactor.redact_json(outcome.logs),
+            "result": redactor.redact_json(outcome.result),
+            "error": redactor.redact_json(outcome.error),
+            "secrets_accessed": broker.names_read,
+            "events_published": redactor.redact_json(outcome.events),
+        }
+        self._commit(record, broker, depth, persist)
+        return record
+
+    def _commit(self, record: dict, broker: SecretsBroker, depth: int, persist: bool) -> None:
+        with self.store.db.transaction():
+            if persist:
+                self.functions.add_run(record)
+                if self.event_sink is not None and record["events_published"]:
+                    self.event_sink(record["events_published"], depth + 1, record["id"])
+            self.store.secrets.record_access(broker.accesses)
+
+
+def _test_key(fn: FunctionRecord) -> str:
+    """Test runs are cached by content: the same source compiles once per worker."""
+    key = f"{fn.name}\0{fn.manifest.get('entry', 'main')}\0{fn.source}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return f"test:{digest}"
+
+
+def event_context(event_id: str, name: str, data: str | None, published_at: str, source: str) -> dict[str, Any]:
+    return {"id": event_id, "name": name, "data": data, "published_at": published_at, "source": source}

@@ -1,0 +1,172 @@
+"""Logic functions, their versions and triggers, and their run records.
+
+Each deploy adds a version; the function row points at the current one.
+Run records are stored whole (already redacted by the runtime) and only the
+newest `runs_kept` per function are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .clock import now_iso
+from .database import Database
+from .errors import Conflict, NotFound
+from .secrets import SecretStore
+
+
+@dataclass(frozen=True)
+class FunctionRecord:
+    id: str
+    owner: str
+    name: str
+    enabled: bool
+    version: int
+    created_at: str
+    updated_at: str
+    manifest: dict
+    source: str
+
+    @property
+    def version_key(self) -> str:
+        return f"{self.id}:{self.version}"
+
+    def to_json(self, *, with_source: bool = False) -> dict:
+        data = {
+            "id": self.id, "name": self.name, "owner": self.owner, "enabled": self.enabled,
+            "version": self.version, "created_at": self.created_at, "updated_at": self.updated_at,
+            "description": self.manifest.get("description", ""), "entry": self.manifest.get("entry", "main"),
+            "secrets": list(self.manifest.get("secrets", [])), "triggers": list(self.manifest.get("triggers", [])),
+            "limits": self.manifest.get("limits"),
+        }
+        if with_source:
+            data["source"] = self.source
+        return data
+
+
+@dataclass(frozen=True)
+class TriggerRow:
+    kind: str
+    event_name: str | None = None
+    cron: str | None = None
+    timezone: str | None = None
+    next_fire_at: str | None = None
+
+
+_SELECT = (
+    "SELECT f.id, f.owner, f.name, f.enabled, f.version, f.created_at, f.updated_at, v.manifest, v.source "
+    "FROM functions f JOIN function_versions v ON v.function_id = f.id AND v.version = f.version "
+)
+
+
+def _record(row: sqlite3.Row) -> FunctionRecord:
+    return FunctionRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6], json.loads(row[7]), row[8])
+
+
+class FunctionStore:
+    def __init__(self, db: Database, secrets: SecretStore, *, runs_kept: int = 100):
+        self.db = db
+        self.secrets = secrets
+        self.runs_kept = runs_kept
+
+    def deploy(self, owner: str, name: str, manifest: dict, source: str,
+               triggers: Iterable[TriggerRow], secret_names: Iterable[str]) -> FunctionRecord:
+        """Create the function or add a version; replace its triggers and declared secrets."""
+        now = now_iso()
+        enabled = int(manifest.get("enabled", True))
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT id, version FROM functions WHERE owner = ? AND name = ?",
+                               (owner, name)).fetchone()
+            if row is None:
+                fid, version = str(uuid.uuid4()), 1
+                conn.execute("INSERT INTO functions (id, owner, name, enabled, version, created_at, updated_at) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (fid, owner, name, enabled, version, now, now))
+            else:
+                fid, version = row[0], row[1] + 1
+                conn.execute("UPDATE functions SET version = ?, enabled = ?, updated_at = ? WHERE id = ?",
+                             (version, enabled, now, fid))
+            conn.execute("INSERT INTO function_versions (function_id, version, manifest, source, created_at) "
+                         "VALUES (?, ?, ?, ?, ?)", (fid, version, json.dumps(manifest), source, now))
+            conn.execute("DELETE FROM triggers WHERE function_id = ?", (fid,))
+            conn.executemany(
+                "INSERT INTO triggers (function_id, kind, event_name, cron, timezone, next_fire_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(fid, t.kind, t.event_name, t.cron, t.timezone, t.next_fire_at) for t in triggers])
+            self.secrets.set_usages(owner, "logic_function", fid, name, secret_names)
+        return self.get_by_id(fid)
+
+    def get(self, owner: str, name: str) -> FunctionRecord:
+        row = self.db.one(_SELECT + "WHERE f.owner = ? AND f.name = ?", (owner, name))
+        if row is None:
+            raise NotFound(f"function {name} does not exist")
+        return _record(row)
+
+    def get_by_id(self, function_id: str) -> FunctionRecord:
+        row = self.db.one(_SELECT + "WHERE f.id = ?", (function_id,))
+        if row is None:
+            raise NotFound(f"function {function_id} does not exist")
+        return _record(row)
+
+    def get_version(self, function_id: str, version: int) -> FunctionRecord:
+        row = self.db.one(
+            "SELECT f.id, f.owner, f.name, f.enabled, v.version, f.created_at, v.created_at, v.manifest, v.source "
+            "FROM functions f JOIN function_versions v ON v.function_id = f.id "
+            "WHERE f.id = ? AND v.version = ?", (function_id, version))
+        if row is None:
+            raise NotFound(f"function {function_id} has no version {version}")
+        return _record(row)
+
+    def list(self, owner: str) -> list[FunctionRecord]:
+        return [_record(r) for r in self.db.all(_SELECT + "WHERE f.owner = ? ORDER BY f.name", (owner,))]
+
+    def set_enabled(self, function_id: str, enabled: bool) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE functions SET enabled = ?, updated_at = ? WHERE id = ?",
+                         (int(enabled), now_iso(), function_id))
+
+    def delete(self, function_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM secret_usages WHERE consumer_kind = 'logic_function' AND consumer_id = ?",
+                         (function_id,))
+            if conn.execute("DELETE FROM functions WHERE id = ?", (function_id,)).rowcount == 0:
+                raise NotFound(f"function {function_id} does not exist")
+
+    def for_event(self, event_name: str) -> list[tuple[str, str]]:
+        """(function id, owner) of every enabled function whose event trigger equals the name."""
+        return [(r[0], r[1]) for r in self.db.all(
+            "SELECT DISTINCT f.id, f.owner FROM triggers t JOIN functions f ON f.id = t.function_id "
+            "WHERE t.kind = 'event' AND t.event_name = ? AND f.enabled = 1", (event_name,))]
+
+    # runs --------------------------------------------------------------------
+
+    def add_run(self, record: dict[str, Any]) -> None:
+        """Store a redacted run record and drop the oldest beyond `runs_kept` (caller's transaction)."""
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO runs (id, function_id, function_version, status, started_at, record) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (record["id"], record["function_id"], record["function_version"], record["status"],
+                          record["started_at"], json.dumps(record)))
+            # Everything older than the Nth newest goes; one index range, cheap on the hot path.
+            conn.execute(
+                "DELETE FROM runs WHERE function_id = ? AND started_at < (SELECT started_at FROM runs "
+                "WHERE function_id = ? ORDER BY started_at DESC LIMIT 1 OFFSET ?)",
+                (record["function_id"], record["function_id"], self.runs_kept - 1))
+
+    def runs(self, function_id: str, limit: int = 100) -> list[dict]:
+        return [json.loads(r[0]) for r in self.db.all(
+            "SELECT record FROM runs WHERE function_id = ? ORDER BY started_at DESC, rowid DESC LIMIT ?",
+            (function_id, limit))]
+
+    def run(self, run_id: str) -> dict:
+        row = self.db.one("SELECT record FROM runs WHERE id = ?", (run_id,))
+        if row is None:
+            raise NotFound(f"run {run_id} does not exist")
+        return json.loads(row[0])
+
+    def ensure_name_free(self, owner: str, name: str) -> None:
+        if self.db.one("SELECT 1 FROM functions WHERE owner = ? AND name = ?", (owner, name)):
+            raise Conflict(f"function {name} already exists")
