@@ -518,6 +518,124 @@ def runs_show(app: App, run_id: str, as_json: bool) -> None:
     emit(record, as_json, lambda: print_run(record))
 
 
+# events ------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("name")
+@click.argument("data", required=False)
+@org_option
+@json_option
+@pass_app
+def publish(app: App, name: str, data: str | None, org: str | None, as_json: bool) -> None:
+    """Publish an event; it is stored durably and delivered by `logic serve`."""
+    accepted = app.service.publish_event(app.actor, name, data, org)
+    emit(accepted, as_json, lambda: click.echo(
+        f"Published {name} ({accepted['id']}): {accepted['deliveries']} delivery(ies) queued."))
+
+
+# integrations ------------------------------------------------------------------
+
+def read_spec(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"cannot read {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{path.name}:{exc.lineno}: invalid JSON: {exc.msg}") from None
+    return data
+
+
+@cli.group()
+def integrations() -> None:
+    """Webhook integrations: fire on events whose name starts with a prefix."""
+
+
+@integrations.command("list")
+@org_option
+@json_option
+@pass_app
+def integrations_list(app: App, org: str | None, as_json: bool) -> None:
+    """List integrations."""
+    records = app.service.list_integrations(app.actor, org)
+    emit([r.to_json() for r in records], as_json, lambda: table(
+        ["name", "id", "event prefix", "enabled", "secrets"],
+        [[r.name, r.id, r.event_prefix, "yes" if r.enabled else "no", ", ".join(r.secrets) or None]
+         for r in records]) if records else click.echo("No integrations."))
+
+
+@integrations.command("get")
+@click.argument("name")
+@org_option
+@json_option
+@pass_app
+def integrations_get(app: App, name: str, org: str | None, as_json: bool) -> None:
+    """Show an integration (by name or id)."""
+    record = app.service.get_integration(app.actor, name, org)
+    emit(record.to_json(), as_json, lambda: click.echo(json.dumps(record.to_json(), indent=2)))
+
+
+@integrations.command("create")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@org_option
+@json_option
+@pass_app
+def integrations_create(app: App, file: Path, org: str | None, as_json: bool) -> None:
+    """Create an integration from NAME.webhook.json."""
+    record = app.service.create_integration(app.actor, read_spec(file), org)
+    emit(record.to_json(), as_json, lambda: click.echo(f"Created integration {record.name} ({record.id})."))
+
+
+@integrations.command("update")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@org_option
+@json_option
+@pass_app
+def integrations_update(app: App, file: Path, org: str | None, as_json: bool) -> None:
+    """Replace an integration (matched by the file's name) with NAME.webhook.json."""
+    spec = read_spec(file)
+    name = spec.get("name") if isinstance(spec, dict) else None
+    if not isinstance(name, str):
+        raise InvalidInput(f"{file.name}: the file must name the integration (\"name\")")
+    record = app.service.update_integration(app.actor, name, spec, org)
+    emit(record.to_json(), as_json, lambda: click.echo(f"Updated integration {record.name}."))
+
+
+@integrations.command("delete")
+@click.argument("name")
+@org_option
+@json_option
+@pass_app
+def integrations_delete(app: App, name: str, org: str | None, as_json: bool) -> None:
+    """Delete an integration; its secrets become unused by it."""
+    app.service.delete_integration(app.actor, name, org)
+    emit({"deleted": name}, as_json, lambda: click.echo(f"Deleted integration {name}."))
+
+
+@integrations.command("logs")
+@click.argument("name")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@org_option
+@json_option
+@pass_app
+def integrations_logs(app: App, name: str, limit: int, org: str | None, as_json: bool) -> None:
+    """Show the latest webhook requests and responses (secret values masked)."""
+    logs = app.service.integration_logs(app.actor, name, org, limit)
+    emit(logs, as_json, lambda: click.echo(json.dumps(logs, indent=2)) if logs else click.echo("No requests yet."))
+
+
+# serve -------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", default=None, type=click.IntRange(0, 65535), help="Port (default 8080).")
+@pass_app
+def serve(app: App, host: str | None, port: int | None) -> None:
+    """Run the HTTP API, event delivery, the cron scheduler and webhooks."""
+    from .server import serve as run_server
+
+    run_server(app.settings, host or app.settings.host, app.settings.port if port is None else port)
+
+
 def main() -> None:
     cli(prog_name="logic")
 

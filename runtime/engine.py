@@ -15,16 +15,18 @@ from typing import Any, Callable
 
 from store import Store
 from store.clock import iso, utcnow
+from store.errors import LogicError
 from store.functions import FunctionRecord, FunctionStore
 from store.settings import Settings
 
 from .broker import SecretsBroker
+from .events import check_event
 from .redactor import Redactor
 from .sandbox.executor import RunLimits
 from .workers.pool import Job, WorkerPool
 
-# Called inside the run's transaction with the redacted events and the depth they start.
-EventSink = Callable[[list[dict], int, str], None]
+# Called inside the run's transaction: (owner, redacted events, their chain depth, run id).
+EventSink = Callable[[str, list[dict], int, str], None]
 
 
 class Engine:
@@ -38,8 +40,13 @@ class Engine:
         self.event_sink: EventSink | None = None  # set by the event bus
 
     def run(self, fn: FunctionRecord, trigger: dict, *, event: dict | None = None,
-            scheduled: dict | None = None, depth: int = 0, persist: bool = True) -> dict:
-        """Run one version of a function; returns the redacted run record."""
+            scheduled: dict | None = None, depth: int = 0, persist: bool = True,
+            on_commit: Callable[[str], None] | None = None) -> dict:
+        """Run one version of a function; returns the redacted run record.
+
+        `depth` is the event chain depth of the triggering event; `on_commit`
+        runs inside the record's transaction (a delivery closes with its run).
+        """
         run_id = uuid.uuid4().hex
         manifest = fn.manifest
         declared = tuple(manifest.get("secrets", []))
@@ -89,16 +96,40 @@ class Engine:
             "secrets_accessed": broker.names_read,
             "events_published": redactor.redact_json(outcome.events),
         }
-        self._commit(record, broker, depth, persist)
-        return record
-
-    def _commit(self, record: dict, broker: SecretsBroker, depth: int, persist: bool) -> None:
+        deliverable = self._check_events(record, depth) if persist else []
         with self.store.db.transaction():
             if persist:
                 self.functions.add_run(record)
-                if self.event_sink is not None and record["events_published"]:
-                    self.event_sink(record["events_published"], depth + 1, record["id"])
+                if self.event_sink is not None and deliverable:
+                    self.event_sink(fn.owner, deliverable, depth + 1, run_id)
             self.store.secrets.record_access(broker.accesses)
+            if on_commit is not None:
+                on_commit(run_id)
+        return record
+
+    def _check_events(self, record: dict, depth: int) -> list[dict]:
+        """The published events that may be delivered; the others turn the run into an error."""
+        events = record["events_published"]
+        if not events:
+            return []
+        problems = []
+        if depth + 1 > self.settings.chain_depth_max:
+            problems.append(f"event chain depth limit of {self.settings.chain_depth_max} reached: "
+                            f"the {len(events)} event(s) this run published were not delivered")
+            events = []
+        deliverable = []
+        for event in events:
+            try:
+                check_event(event.get("name"), event.get("data"), self.settings)
+                deliverable.append(event)
+            except LogicError as exc:
+                problems.append(f"event {str(event.get('name'))[:64]!r} not delivered: {exc.message}")
+        if problems and record["status"] == "success":
+            record["status"] = "error"
+            record["error"] = {"type": "EventError", "message": "; ".join(problems), "traceback": ""}
+        elif problems:
+            record["logs"].append({"at": record["finished_at"], "level": "error", "message": "; ".join(problems)})
+        return deliverable
 
 
 def _test_key(fn: FunctionRecord) -> str:

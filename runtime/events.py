@@ -6,8 +6,15 @@ from store.errors import InvalidInput, TooLarge
 from store.settings import Settings
 
 
-def check_event(name: object, data: object, settings: Settings) -> None:
-    if not isinstance(name, str) or not (1 <= len(name) <= settings.event_name_max_chars):
+HOOK_PREFIXES = ("hook-response/", "hook-error/")
+
+
+def check_event(name: object, data: object, settings: Settings, *, from_hook: bool = False) -> None:
+    """`from_hook`: a webhook's response event may exceed the name limit by its `hook-...` prefix."""
+    limit = settings.event_name_max_chars
+    if from_hook and isinstance(name, str) and name.startswith(HOOK_PREFIXES):
+        limit += len(HOOK_PREFIXES[0])
+    if not isinstance(name, str) or not (1 <= len(name) <= limit):
         raise InvalidInput(f"event name must be 1-{settings.event_name_max_chars} characters")
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise InvalidInput("event name must not contain control characters")

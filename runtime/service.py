@@ -15,11 +15,15 @@ from typing import Callable
 from store import Store
 from store.clock import iso, now_iso, utcnow
 from store.errors import DeployError, NotFound, PermissionDenied
+from store.events import EventStore
 from store.functions import FunctionRecord, FunctionStore, TriggerRow
+from store.integrations import IntegrationRecord, IntegrationStore
 from store.identity import User, org_owner, owner_label
 from store.secrets import Access, SecretInfo
 from store.settings import Settings
 
+from .bus import EventBus
+from .integrations import IntegrationService
 from .manifest import FunctionFiles, load_files, next_fire
 
 
@@ -28,7 +32,13 @@ class Service:
         self.store = store
         self.settings: Settings = store.settings
         self.clock = clock
-        self.functions = FunctionStore(store.db, store.secrets, runs_kept=self.settings.runs_kept)
+        settings = self.settings
+        self.functions = FunctionStore(store.db, store.secrets, runs_kept=settings.runs_kept)
+        self.events = EventStore(store.db, max_pending=settings.queue_max_pending,
+                                 max_attempts=settings.delivery_max_attempts)
+        self.integration_store = IntegrationStore(store.db, store.secrets, logs_kept=settings.integration_logs_kept)
+        self.integrations = IntegrationService(store, self.integration_store, settings)
+        self.bus = EventBus(settings, self.events, self.functions, self.integration_store)
         self.pool = pool
         self._engine = None
 
@@ -56,6 +66,7 @@ class Service:
             from .engine import Engine
 
             self._engine = Engine(self.settings, self.store, self.functions, self.pool, clock=self.clock)
+            self._engine.event_sink = self.bus.publish_from_run
         return self._engine
 
     def close(self) -> None:
@@ -247,6 +258,48 @@ class Service:
         fn = FunctionRecord(id="test-run", owner=owner, name=files.manifest.name, enabled=True, version=0,
                             created_at=now, updated_at=now, manifest=manifest, source=files.source)
         return self.engine.run(fn, trigger, event=event, persist=False)
+
+
+    # events ----------------------------------------------------------------------
+
+    def publish_event(self, actor: User, name: str, data: str | None = None, org: str | None = None) -> dict:
+        """Accept an event durably (with a delivery per matching target) and return its id."""
+        return self.bus.publish(self.owner_for(actor, org), name, data, source=f"user:{actor.name}")
+
+    # integrations ------------------------------------------------------------------
+
+    def _integration(self, actor: User, ref: str, org: str | None = None) -> IntegrationRecord:
+        owner = self.owner_for(actor, org)
+        try:
+            return self.integration_store.get(owner, ref)
+        except NotFound:
+            pass
+        try:
+            record = self.integration_store.get_by_id(ref)
+        except NotFound:
+            raise NotFound(f"integration {ref} does not exist") from None
+        if not self._may_see(actor, record.owner):
+            raise NotFound(f"integration {ref} does not exist")
+        return record
+
+    def create_integration(self, actor: User, spec: dict, org: str | None = None) -> IntegrationRecord:
+        return self.integrations.create(self.owner_for(actor, org), spec)
+
+    def update_integration(self, actor: User, ref: str, spec: dict, org: str | None = None) -> IntegrationRecord:
+        record = self._integration(actor, ref, org)
+        return self.integrations.update(record.owner, record.id, spec)
+
+    def get_integration(self, actor: User, ref: str, org: str | None = None) -> IntegrationRecord:
+        return self._integration(actor, ref, org)
+
+    def list_integrations(self, actor: User, org: str | None = None) -> list[IntegrationRecord]:
+        return self.integration_store.list(self.owner_for(actor, org))
+
+    def delete_integration(self, actor: User, ref: str, org: str | None = None) -> None:
+        self.integration_store.delete(self._integration(actor, ref, org).id)
+
+    def integration_logs(self, actor: User, ref: str, org: str | None = None, limit: int = 100) -> list[dict]:
+        return self.integration_store.logs(self._integration(actor, ref, org).id, limit)
 
 
 __all__ = ["Service", "org_owner"]

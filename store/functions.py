@@ -135,11 +135,12 @@ class FunctionStore:
             if conn.execute("DELETE FROM functions WHERE id = ?", (function_id,)).rowcount == 0:
                 raise NotFound(f"function {function_id} does not exist")
 
-    def for_event(self, event_name: str) -> list[tuple[str, str]]:
-        """(function id, owner) of every enabled function whose event trigger equals the name."""
-        return [(r[0], r[1]) for r in self.db.all(
-            "SELECT DISTINCT f.id, f.owner FROM triggers t JOIN functions f ON f.id = t.function_id "
-            "WHERE t.kind = 'event' AND t.event_name = ? AND f.enabled = 1", (event_name,))]
+    def for_event(self, owner: str, event_name: str) -> list[str]:
+        """Ids of the owner's enabled functions whose event trigger equals the name exactly."""
+        return [r[0] for r in self.db.all(
+            "SELECT DISTINCT f.id FROM triggers t JOIN functions f ON f.id = t.function_id "
+            "WHERE t.kind = 'event' AND t.event_name = ? AND f.owner = ? AND f.enabled = 1",
+            (event_name, owner))]
 
     # runs --------------------------------------------------------------------
 

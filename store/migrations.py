@@ -110,9 +110,59 @@ def _v4_functions(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX runs_by_function ON runs (function_id, started_at)")
 
 
+def _v5_events(db: sqlite_utils.Database) -> None:
+    # An event is durable before it is acknowledged; each matching target gets a delivery row.
+    db.execute("""CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        data TEXT,
+        published_at TEXT NOT NULL,
+        source TEXT NOT NULL,
+        depth INTEGER NOT NULL DEFAULT 0)""")
+    # Work to do: a function run (for an event or a cron tick) or a webhook call.
+    # Claimed by setting status 'running' with a lease; an expired lease is claimed again.
+    db.execute("""CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL,
+        target_kind TEXT NOT NULL CHECK (target_kind IN ('function', 'integration')),
+        target_id TEXT NOT NULL,
+        event_id TEXT REFERENCES events(id) ON DELETE CASCADE,
+        scheduled_at TEXT,
+        cron TEXT,
+        depth INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'running', 'done', 'failed')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        lease_until TEXT,
+        run_id TEXT,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        finished_at TEXT)""")
+    db.execute("CREATE INDEX deliveries_open ON deliveries (status, id) WHERE status IN ('pending', 'running')")
+    db.execute("CREATE INDEX deliveries_by_event ON deliveries (event_id)")
+    db.execute("""CREATE TABLE integrations (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        event_prefix TEXT NOT NULL,
+        config TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (owner, name))""")
+    db.execute("""CREATE TABLE integration_logs (
+        id INTEGER PRIMARY KEY,
+        integration_id TEXT NOT NULL REFERENCES integrations(id) ON DELETE CASCADE,
+        event_id TEXT,
+        at TEXT NOT NULL,
+        record TEXT NOT NULL)""")
+    db.execute("CREATE INDEX integration_logs_by_integration ON integration_logs (integration_id, id)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_identity,
     _v2_secrets,
     _v3_audit,
     _v4_functions,
+    _v5_events,
 ]

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     event_name_max_chars: int = 64
     event_data_max_bytes: int = 100 * 1024
     queue_max_pending: int = 10_000
+    delivery_threads: int = Field(default_factory=lambda: max(2, 2 * (os.cpu_count() or 1)))
+    dispatcher_poll_s: float = 0.5
     delivery_max_attempts: int = 3
 
     # integrations

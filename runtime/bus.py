@@ -1,0 +1,42 @@
+"""The event bus: publish = commit the event and a delivery per matching target.
+
+Functions match the event name exactly, integrations by prefix, both only
+within the publisher's owner (a user's events never reach another tenant).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from store.events import EventStore
+from store.functions import FunctionStore
+from store.settings import Settings
+
+from .events import check_event
+
+
+class EventBus:
+    def __init__(self, settings: Settings, events: EventStore, functions: FunctionStore, integrations):
+        self.settings = settings
+        self.events = events
+        self.functions = functions
+        self.integrations = integrations
+        self.wake = threading.Event()  # set on every publish so the dispatcher starts at once
+
+    def publish(self, owner: str, name: str, data: str | None, *, source: str, depth: int = 0,
+                check_capacity: bool = True, from_hook: bool = False) -> dict:
+        check_event(name, data, self.settings, from_hook=from_hook)
+        with self.events.db.transaction():
+            targets = [("function", fid) for fid in self.functions.for_event(owner, name)]
+            targets += [("integration", iid) for iid in self.integrations.for_event(owner, name)]
+            accepted = self.events.add_event(owner, name, data, source, depth, targets,
+                                             check_capacity=check_capacity)
+        if accepted["deliveries"]:
+            self.wake.set()
+        return accepted
+
+    def publish_from_run(self, owner: str, events: list[dict], depth: int, run_id: str) -> None:
+        """The engine's event sink: runs in the run's transaction; a full queue never loses a run."""
+        for event in events:
+            self.publish(owner, event["name"], event.get("data"), source=f"run:{run_id}", depth=depth,
+                         check_capacity=False)

@@ -1,0 +1,127 @@
+"""The dispatcher: threads that claim deliveries and carry them out.
+
+A function delivery becomes a run whose record, secret accesses, published
+events and the delivery's completion commit in one transaction. A webhook
+delivery sends, then commits its log, accesses, the `hook-response/...`
+event and the completion together. A crash anywhere before that commit
+leaves the delivery claimed; its lease runs out and it is claimed again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from store.clock import iso
+from store.errors import LogicError, NotFound
+from store.events import Delivery
+
+log = logging.getLogger("logic.dispatcher")
+
+LEASE_MARGIN_S = 30.0
+
+
+class Dispatcher:
+    def __init__(self, service, *, threads: int = 2, poll_s: float = 0.5):
+        self.service = service
+        self.threads = threads
+        self.poll_s = poll_s
+        self._stop = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    @property
+    def lease(self) -> timedelta:
+        s = self.service.settings
+        return timedelta(seconds=s.run_timeout_s + (s.webhook_timeout_s * (s.webhook_retries + 1)) + LEASE_MARGIN_S)
+
+    def start(self) -> None:
+        for n in range(self.threads):
+            t = threading.Thread(target=self._loop, name=f"dispatcher-{n}", daemon=True)
+            t.start()
+            self._workers.append(t)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming; deliveries in flight finish (each run is bounded by its timeout)."""
+        self._stop.set()
+        self.service.bus.wake.set()
+        for t in self._workers:
+            t.join(timeout)
+
+    def _loop(self) -> None:
+        wake = self.service.bus.wake
+        while not self._stop.is_set():
+            try:
+                did = self.step()
+            except Exception:  # keep the thread alive; the delivery's lease brings it back
+                log.exception("dispatcher step failed")
+                did = 0
+            if not did:
+                wake.wait(self.poll_s)
+                wake.clear()
+
+    def step(self, limit: int = 1) -> int:
+        """Claim and carry out up to `limit` deliveries; returns how many were taken."""
+        now = self.service.clock()
+        claimed = self.service.events.claim(iso(now), iso(now + self.lease), limit)
+        for delivery in claimed:
+            if self._stop.is_set():
+                self.service.events.release(delivery.id)
+                continue
+            self.deliver(delivery)
+        return len(claimed)
+
+    def drain(self, max_steps: int = 10_000) -> int:
+        """Deliver until nothing is pending (tests and `logic publish --wait`)."""
+        total = 0
+        for _ in range(max_steps):
+            n = self.step()
+            if not n:
+                break
+            total += n
+        return total
+
+    def deliver(self, delivery: Delivery) -> None:
+        events = self.service.events
+        try:
+            if delivery.target_kind == "function":
+                self._run_function(delivery)
+            else:
+                self._fire_integration(delivery)
+        except NotFound as exc:  # deleted since the event was accepted
+            events.finish(delivery.id, status="failed", error=exc.message)
+        except LogicError as exc:
+            events.finish(delivery.id, status="failed", error=exc.message)
+
+    def _run_function(self, delivery: Delivery) -> None:
+        service = self.service
+        fn = service.functions.get_by_id(delivery.target_id)
+        if not fn.enabled:
+            service.events.finish(delivery.id, status="failed", error=f"function {fn.name} is disabled")
+            return
+        finish = lambda run_id: service.events.finish(delivery.id, run_id=run_id)  # noqa: E731
+        if delivery.event_id is not None:
+            event = service.events.event(delivery.event_id)
+            context = {k: event[k] for k in ("id", "name", "data", "published_at", "source")}
+            service.engine.run(fn, {"type": "event", "event_id": event["id"]}, event=context,
+                               depth=delivery.depth, on_commit=finish)
+        else:
+            scheduled = {"scheduled_at": delivery.scheduled_at, "cron": delivery.cron}
+            service.engine.run(fn, {"type": "schedule"}, scheduled=scheduled, on_commit=finish)
+
+    def _fire_integration(self, delivery: Delivery) -> None:
+        service = self.service
+        record = service.integration_store.get_by_id(delivery.target_id)
+        event = service.events.event(delivery.event_id)
+        result = service.integrations.fire(record, event)
+        response_name, response_data = result.response_event
+        with service.store.db.transaction():
+            service.integration_store.add_log(record.id, event["id"], result.log)
+            service.store.secrets.record_access(result.accesses)
+            # Webhook -> response -> webhook could loop forever: the chain depth limit ends it.
+            if delivery.depth + 1 <= service.settings.chain_depth_max:
+                service.bus.publish(record.owner, response_name, response_data,
+                                    source=f"integration:{record.name}", depth=delivery.depth + 1,
+                                    check_capacity=False, from_hook=True)
+            service.events.finish(delivery.id, status="done" if result.ok else "failed",
+                                  error=None if result.ok else (response_data or "")[:500])

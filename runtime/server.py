@@ -1,0 +1,54 @@
+"""`logic serve`: the HTTP API, event delivery, the scheduler and webhooks in one process.
+
+Start-up order matters: the worker zygote starts before the store is opened
+(it must never hold the master key or a database handle). SIGTERM/SIGINT:
+uvicorn stops accepting and finishes requests in flight; then the scheduler
+stops, deliveries in flight finish (each bounded by its timeout), and claimed
+deliveries not yet started are put back for the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from store.settings import Settings
+
+from .api import create_app
+from .dispatcher import Dispatcher
+from .scheduler import Scheduler
+from .service import Service
+
+log = logging.getLogger("logic.server")
+
+
+def configure_logging() -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    configure_logging()
+    service = Service.open(settings, runtime=True)
+    dispatcher = Dispatcher(service, threads=settings.delivery_threads, poll_s=settings.dispatcher_poll_s)
+    scheduler = Scheduler(service.store.db, service.events, clock=service.clock, wake=service.bus.wake)
+    server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
+                                           access_log=False, lifespan="off"))
+    try:
+        scheduler.start()
+        dispatcher.start()
+        print(f"logic-runtime listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)",
+              flush=True)
+        print(f"data: {settings.home}  database: {settings.db_path}  master key: {service.store.key_source}",
+              flush=True)
+        log.info("event=started host=%s port=%d workers=%d delivery_threads=%d",
+                 host, port, settings.workers, settings.delivery_threads)
+        server.run()
+    finally:
+        log.info("event=stopping")
+        scheduler.stop()
+        dispatcher.stop(timeout=settings.run_timeout_s + 5)
+        service.close()
+        log.info("event=stopped")

@@ -1,0 +1,110 @@
+"""Durable events and the delivery queue.
+
+An event and one delivery per matching target are committed together before
+the publisher hears "accepted". Deliveries are claimed inside a transaction
+with a lease (no assumption that this is the only process on the database);
+a claim whose lease ran out -- its process died -- is claimed again, so each
+delivery runs at least once, and one that keeps dying is recorded as failed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Iterable
+
+from .clock import now_iso
+from .database import Database
+from .errors import NotFound, QueueFull
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    owner: str
+    target_kind: str  # "function" | "integration"
+    target_id: str
+    event_id: str | None
+    scheduled_at: str | None
+    cron: str | None
+    depth: int
+    attempts: int
+
+
+_DELIVERY_COLUMNS = "id, owner, target_kind, target_id, event_id, scheduled_at, cron, depth, attempts"
+
+
+class EventStore:
+    def __init__(self, db: Database, *, max_pending: int = 10_000, max_attempts: int = 3):
+        self.db = db
+        self.max_pending = max_pending
+        self.max_attempts = max_attempts
+
+    def open_deliveries(self) -> int:
+        return self.db.one("SELECT count(*) FROM deliveries WHERE status IN ('pending', 'running')")[0]
+
+    def add_event(self, owner: str, name: str, data: str | None, source: str, depth: int,
+                  targets: Iterable[tuple[str, str]], *, check_capacity: bool = True) -> dict:
+        """Insert an event and its deliveries (inside the caller's transaction)."""
+        targets = list(targets)
+        event_id = uuid.uuid4().hex
+        published_at = now_iso()
+        with self.db.transaction() as conn:
+            if check_capacity and targets and self.open_deliveries() + len(targets) > self.max_pending:
+                raise QueueFull(f"the delivery queue is full ({self.max_pending} pending): try again shortly")
+            conn.execute("INSERT INTO events (id, owner, name, data, published_at, source, depth) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (event_id, owner, name, data, published_at, source, depth))
+            conn.executemany(
+                "INSERT INTO deliveries (owner, target_kind, target_id, event_id, depth, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(owner, kind, target_id, event_id, depth, published_at) for kind, target_id in targets])
+        return {"id": event_id, "name": name, "published_at": published_at, "deliveries": len(targets)}
+
+    def add_scheduled(self, owner: str, function_id: str, scheduled_at: str, cron: str) -> None:
+        """A cron tick's run (inside the caller's transaction, with the trigger's advance)."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO deliveries (owner, target_kind, target_id, scheduled_at, cron, created_at) "
+                "VALUES (?, 'function', ?, ?, ?, ?)", (owner, function_id, scheduled_at, cron, now_iso()))
+
+    def event(self, event_id: str) -> dict:
+        row = self.db.one("SELECT id, owner, name, data, published_at, source, depth FROM events WHERE id = ?",
+                          (event_id,))
+        if row is None:
+            raise NotFound(f"event {event_id} does not exist")
+        return dict(row)
+
+    def claim(self, now: str, lease_until: str, limit: int = 1) -> list[Delivery]:
+        """Take up to `limit` pending deliveries (or ones whose lease expired)."""
+        with self.db.transaction() as conn:
+            # A delivery that has died with its process max_attempts times is given up.
+            conn.execute(
+                "UPDATE deliveries SET status = 'failed', finished_at = ?, "
+                "last_error = 'gave up: the run did not finish in ' || attempts || ' attempts' "
+                "WHERE status = 'running' AND lease_until < ? AND attempts >= ?",
+                (now, now, self.max_attempts))
+            rows = conn.execute(
+                f"UPDATE deliveries SET status = 'running', attempts = attempts + 1, lease_until = ? "
+                f"WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' "
+                f"OR (status = 'running' AND lease_until < ?) ORDER BY id LIMIT ?) "
+                f"RETURNING {_DELIVERY_COLUMNS}", (lease_until, now, limit)).fetchall()
+        return sorted((Delivery(*row) for row in rows), key=lambda d: d.id)
+
+    def finish(self, delivery_id: int, *, status: str = "done", run_id: str | None = None,
+               error: str | None = None) -> None:
+        """Close a delivery (inside the caller's transaction, with what it produced)."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE deliveries SET status = ?, run_id = ?, last_error = ?, finished_at = ?, "
+                         "lease_until = NULL WHERE id = ?", (status, run_id, error, now_iso(), delivery_id))
+
+    def release(self, delivery_id: int) -> None:
+        """Put a claimed delivery back (graceful shutdown before it started)."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE deliveries SET status = 'pending', attempts = max(attempts - 1, 0), "
+                         "lease_until = NULL WHERE id = ? AND status = 'running'", (delivery_id,))
+
+    def deliveries_of(self, event_id: str) -> list[dict]:
+        return [dict(r) for r in self.db.all("SELECT * FROM deliveries WHERE event_id = ? ORDER BY id", (event_id,))]
+
+    def counts(self) -> dict[str, int]:
+        return {r[0]: r[1] for r in self.db.all("SELECT status, count(*) FROM deliveries GROUP BY status")}
