@@ -17,7 +17,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from store.errors import InvalidInput, LogicError
+from store.errors import Conflict, InvalidInput, LogicError
+from store.secrets import check_name
 from store.settings import Settings
 
 from .service import Service
@@ -148,18 +149,22 @@ def init(app: App, as_json: bool) -> None:
 
 # secrets -----------------------------------------------------------------------
 
-def read_secret_value(value_file: Path | None) -> bytes | str:
+def read_secret_value(value_file: Path | None, max_bytes: int) -> bytes | str:
     """The value from --value-file, piped stdin, or a hidden prompt; never from argv.
 
-    One trailing newline is dropped (what `echo` and editors add).
+    One trailing newline is dropped (what `echo` and editors add). Reads at
+    most a little over the limit, so a huge pipe is refused, not buffered.
     """
+    cap = max_bytes + 3  # room for the newline we drop, and one byte to notice "too long"
     if value_file is not None:
         try:
-            raw = value_file.read_bytes()
+            with value_file.open("rb") as fh:
+                raw = fh.read(cap)
         except OSError as exc:
             raise InvalidInput(f"cannot read {value_file}: {exc.strerror}") from None
     elif not sys.stdin.isatty():
-        raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+        stream = getattr(sys.stdin, "buffer", None)
+        raw = stream.read(cap) if stream is not None else sys.stdin.read(cap).encode()
     else:
         raw = click.prompt("Secret value", hide_input=True, confirmation_prompt=True).encode("utf-8")
     if raw.endswith(b"\r\n"):
@@ -226,7 +231,12 @@ def secrets_get(app: App, name: str, org: str | None, as_json: bool) -> None:
 @pass_app
 def secrets_create(app: App, name: str, value_file: Path | None, org: str | None, as_json: bool) -> None:
     """Create a secret; the value comes from stdin, a hidden prompt, or --value-file."""
-    info = app.service.create_secret(app.actor, name, read_secret_value(value_file), org)
+    service, actor = app.service, app.actor
+    check_name(name, max_chars=app.settings.secret_name_max_chars)  # before asking for a value
+    owner = service.owner_for(actor, org)
+    if service.store.secrets.exists(owner, name):
+        raise Conflict(f"secret {name} already exists")
+    info = service.create_secret(actor, name, read_secret_value(value_file, app.settings.secret_value_max_bytes), org)
     emit(info.to_json(), as_json, lambda: click.echo(f"Created secret {info.name}."))
 
 
@@ -241,7 +251,7 @@ def secrets_update(app: App, name: str, value_file: Path | None, org: str | None
     """Replace a secret's value; the old value is gone."""
     service, actor = app.service, app.actor
     service.get_secret(actor, name, org)  # say "does not exist" before asking for a value
-    info = service.update_secret(actor, name, read_secret_value(value_file), org)
+    info = service.update_secret(actor, name, read_secret_value(value_file, app.settings.secret_value_max_bytes), org)
     emit(info.to_json(), as_json, lambda: click.echo(f"Updated secret {info.name}."))
 
 

@@ -19,8 +19,6 @@ from store.events import Delivery
 
 log = logging.getLogger("logic.dispatcher")
 
-LEASE_MARGIN_S = 30.0
-
 
 class Dispatcher:
     def __init__(self, service, *, threads: int = 2, poll_s: float = 0.5):
@@ -33,7 +31,8 @@ class Dispatcher:
     @property
     def lease(self) -> timedelta:
         s = self.service.settings
-        return timedelta(seconds=s.run_timeout_s + (s.webhook_timeout_s * (s.webhook_retries + 1)) + LEASE_MARGIN_S)
+        longest = max(s.run_timeout_s, s.webhook_timeout_s * (s.webhook_retries + 1))
+        return timedelta(seconds=longest + s.delivery_lease_margin_s)
 
     def start(self) -> None:
         for n in range(self.threads):

@@ -109,9 +109,10 @@ class Service:
     def audit(self, actor: User, secret: str | None = None, org: str | None = None,
               limit: int = 1000) -> list[Access]:
         owner = self.owner_for(actor, org)
-        if secret is not None:
-            self.store.secrets.info(owner, secret)  # 404 for an unknown name
-        return self.store.secrets.audit(owner, secret, limit=limit)
+        rows = self.store.secrets.audit(owner, secret, limit=limit)
+        if secret is not None and not rows:
+            self.store.secrets.info(owner, secret)  # 404 for a name that never existed
+        return rows  # a deleted secret's trail stays readable
 
     # users, organizations, tokens --------------------------------------------
 

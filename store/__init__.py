@@ -1,13 +1,20 @@
 """Everything logic-runtime persists: database, key ring, secrets, identities.
 
-`store` never imports `runtime`.
+`store` never imports `runtime`. Names load lazily, so a worker that only
+needs `store.errors` does not import the database layer.
 """
 
-from .errors import LogicError
-from .identity import User
-from .secrets import Access, SecretInfo
-from .sensitive import MASK, Sensitive
-from .settings import Settings
-from .store import InitResult, Store
+from importlib import import_module
 
-__all__ = ["Access", "InitResult", "LogicError", "MASK", "SecretInfo", "Sensitive", "Settings", "Store", "User"]
+_EXPORTS = {
+    "Access": "secrets", "SecretInfo": "secrets", "LogicError": "errors", "MASK": "sensitive",
+    "Sensitive": "sensitive", "Settings": "settings", "InitResult": "store", "Store": "store", "User": "identity",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'store' has no attribute {name!r}")

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import sqlite_utils
 
-from .errors import NotInitialized, SchemaTooNew
+from .errors import NotInitialized, SchemaTooNew, StoreError
 from .migrations import MIGRATIONS
 
 
@@ -34,8 +34,13 @@ class Database:
         if create and not self.path.exists():
             # Only ciphertext inside, but names and audit are nobody else's business.
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
-        conn = self.conn  # opens, sets WAL
-        sqlite_utils.Database(conn).enable_wal()
+        try:
+            conn = self.conn  # opens, sets WAL
+            sqlite_utils.Database(conn).enable_wal()
+        except sqlite3.DatabaseError as exc:
+            # A file that is not SQLite (or not readable) is a clear error, not a traceback.
+            self.close()
+            raise StoreError(f"cannot open the database at {self.path}: {exc}") from exc
 
     # connections -----------------------------------------------------------
 
@@ -90,11 +95,18 @@ class Database:
             yield conn
         except BaseException:
             self._local.depth = 0
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                conn.execute("ROLLBACK")
             raise
-        else:
-            self._local.depth = 0
+        self._local.depth = 0
+        try:
             conn.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT leaves the transaction open; close it, or every later
+            # BEGIN on this connection fails.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)
@@ -115,17 +127,27 @@ class Database:
         """Apply every migration after the current version, each in its own transaction."""
         latest = len(MIGRATIONS)
         target = latest if target is None else target
+        if not 0 <= target <= latest:
+            raise ValueError(f"no schema version {target}: versions are 0..{latest}")
         current = self.schema_version
+        self._refuse_newer(current, latest)
+        for version in range(current + 1, target + 1):
+            with self.transaction() as conn:
+                # Another process may have migrated while we waited for the write lock.
+                now = self.schema_version
+                self._refuse_newer(now, latest)
+                if now >= version:
+                    continue
+                MIGRATIONS[version - 1](sqlite_utils.Database(conn))
+                conn.execute(f"PRAGMA user_version = {version}")
+        return self.schema_version
+
+    def _refuse_newer(self, current: int, latest: int) -> None:
         if current > latest:
             raise SchemaTooNew(
                 f"the database at {self.path} has schema version {current}, newer than this "
                 f"logic-runtime supports ({latest}): upgrade logic-runtime"
             )
-        for version in range(current + 1, target + 1):
-            with self.transaction() as conn:
-                MIGRATIONS[version - 1](sqlite_utils.Database(conn))
-                conn.execute(f"PRAGMA user_version = {version}")
-        return self.schema_version
 
     def check_schema(self) -> None:
         """Refuse a database this code does not understand; bring an older one up to date."""

@@ -82,10 +82,14 @@ class Identity:
         return [User(r[0], r[1], bool(r[2])) for r in self.db.all("SELECT id, name, is_admin FROM users ORDER BY name")]
 
     def first_admin(self) -> User:
-        row = self.db.one("SELECT id, name, is_admin FROM users WHERE is_admin = 1 ORDER BY id LIMIT 1")
-        if row is None:
+        admin = self.first_admin_or_none()
+        if admin is None:
             raise NotFound("no admin user: run `logic init`")
-        return User(row[0], row[1], True)
+        return admin
+
+    def first_admin_or_none(self) -> User | None:
+        row = self.db.one("SELECT id, name, is_admin FROM users WHERE is_admin = 1 ORDER BY id LIMIT 1")
+        return None if row is None else User(row[0], row[1], True)
 
     # organizations -----------------------------------------------------------
 

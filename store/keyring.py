@@ -32,7 +32,10 @@ NONCE_BYTES = 12
 
 
 def secret_aad(owner: str, name: str) -> bytes:
-    return b"logic-secret\x00" + owner.encode() + b"\x00" + name.encode()
+    # Length-prefixed, so no two (owner, name) pairs share associated data even
+    # if a caller ever lets a separator character through.
+    o, n = owner.encode("utf-8"), name.encode("utf-8")
+    return b"logic-secret\x00" + struct.pack(">I", len(o)) + o + struct.pack(">I", len(n)) + n
 
 
 def _wrap_aad(key_id: int) -> bytes:
@@ -72,6 +75,16 @@ class KeyRing:
         with self._lock:
             self._keys = keys
 
+    def refresh(self) -> None:
+        """Catch up with a ring another process rotated (call inside a write transaction).
+
+        Threat: a long-running server sealing new values under a data key that a
+        `logic keys rotate` elsewhere has already dropped, leaving them undecryptable.
+        """
+        ids = [r[0] for r in self._db.all("SELECT id FROM keyring ORDER BY id")]
+        if ids != self.key_ids:
+            self.reload()
+
     @property
     def active_id(self) -> int:
         if not self._keys:
@@ -107,7 +120,11 @@ class KeyRing:
         with self._db.transaction() as conn:
             for row in conn.execute("SELECT id, wrapped FROM keyring").fetchall():
                 wrapped = bytes(row["wrapped"])
-                raw = self._master.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _wrap_aad(row["id"]))
+                try:
+                    raw = self._master.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:],
+                                               _wrap_aad(row["id"]))
+                except InvalidTag:
+                    raise MasterKeyError("the master key does not match this database") from None
                 nonce = os.urandom(NONCE_BYTES)
                 conn.execute("UPDATE keyring SET wrapped = ? WHERE id = ?",
                              (nonce + new_master.encrypt(nonce, raw, _wrap_aad(row["id"])), row["id"]))

@@ -117,6 +117,7 @@ class SecretStore:
         now = now_iso()
         try:
             with self.db.transaction() as conn:
+                self.ring.refresh()
                 conn.execute(
                     "INSERT INTO secrets (owner, name, ciphertext, created_at, updated_at) "
                     "VALUES (?, ?, ?, ?, ?)",
@@ -130,6 +131,7 @@ class SecretStore:
         check_name(name, max_chars=self.max_name_chars)
         text = check_value(value, max_bytes=self.max_value_bytes)
         with self.db.transaction() as conn:
+            self.ring.refresh()
             cur = conn.execute(
                 "UPDATE secrets SET ciphertext = ?, updated_at = ? WHERE owner = ? AND name = ?",
                 (self.ring.seal(text, owner, name), now_iso(), owner, name),
@@ -184,7 +186,10 @@ class SecretStore:
 
     def reveal(self, owner: str, name: str) -> Sensitive:
         """The current value, wrapped. For the runtime only; never for an interface."""
-        row = self.db.one("SELECT ciphertext FROM secrets WHERE owner = ? AND name = ?", (owner, name))
+        # CAST: a row edited into TEXT must fail as a DecryptionError naming the secret,
+        # not as a UTF-8 decoding error from the driver.
+        row = self.db.one("SELECT CAST(ciphertext AS BLOB) FROM secrets WHERE owner = ? AND name = ?",
+                          (owner, name))
         if row is None:
             raise NotFound(f"secret {name} does not exist")
         return self.ring.unseal(row[0], owner, name)
@@ -192,7 +197,8 @@ class SecretStore:
     def set_usages(self, owner: str, consumer_kind: str, consumer_id: str, consumer_name: str,
                    names: Iterable[str]) -> None:
         """Replace what one consumer declares (inside the caller's transaction)."""
-        assert consumer_kind in CONSUMER_KINDS
+        if consumer_kind not in CONSUMER_KINDS:  # not an assert: those vanish under -O
+            raise InvalidInput(f"unknown consumer kind {consumer_kind!r}")
         names = list(dict.fromkeys(names))
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM secret_usages WHERE consumer_kind = ? AND consumer_id = ?",
@@ -244,7 +250,8 @@ class SecretStore:
         """Re-seal every value under `key_id` (inside the caller's transaction)."""
         count = 0
         with self.db.transaction() as conn:
-            for row in conn.execute("SELECT id, owner, name, ciphertext FROM secrets").fetchall():
+            for row in conn.execute(
+                    "SELECT id, owner, name, CAST(ciphertext AS BLOB) AS ciphertext FROM secrets").fetchall():
                 value = self.ring.unseal(row["ciphertext"], row["owner"], row["name"])
                 conn.execute("UPDATE secrets SET ciphertext = ? WHERE id = ?",
                              (self.ring.seal(value.reveal(), row["owner"], row["name"], key_id=key_id),

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     queue_max_pending: int = 10_000
     delivery_threads: int = Field(default_factory=lambda: max(2, 2 * (os.cpu_count() or 1)))
     dispatcher_poll_s: float = 0.5
+    delivery_lease_margin_s: float = 30.0  # a claim lasts the longest run or webhook plus this
     delivery_max_attempts: int = 3
 
     # integrations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import masterkey
 from .database import Database
@@ -20,7 +20,7 @@ from .settings import Settings
 class InitResult:
     created: bool
     admin: User
-    token: str | None  # shown once, only when this call created the admin
+    token: str | None = field(repr=False)  # shown once, only when this call created the admin
     key_source: str
 
 
@@ -43,29 +43,49 @@ class Store:
         except BaseException:
             db.close()
             raise
-        _finish_master_rotation(settings, source)
+        source = _finish_master_rotation(settings, source)
         return cls(settings, db, ring, source)
 
     @classmethod
     def initialize(cls, settings: Settings) -> tuple["Store", InitResult]:
-        """Create the data home if needed; safe to run again (then it changes nothing)."""
+        """Create the data home if needed; safe to run again (then it changes nothing).
+
+        The key ring and the admin are written in one transaction, and a run that
+        finds a database without them (an earlier `init` stopped half-way) finishes
+        the job instead of failing with "no admin user".
+        """
         home = settings.home
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not home.exists():
+            home.mkdir(parents=True, mode=0o700)
+            os.chmod(home, 0o700)  # mkdir's mode is filtered by the umask
         if settings.db_path.exists():
             store = cls.open(settings)
-            return store, InitResult(False, store.identity.first_admin(), None, store.key_source)
-        if not _env_key(settings) and not settings.key_path.exists():
-            masterkey.write_key_file(settings.key_path, masterkey.generate())
-        candidates = masterkey.candidates(_env_key(settings), settings.key_path)
-        db = Database(settings.db_path, busy_timeout_ms=settings.busy_timeout_ms, create=True)
-        db.migrate()
-        source, key = candidates[0]
-        ring = KeyRing(db, key)
-        ring.add_key()
-        store = cls(settings, db, ring, source)
-        admin = store.identity.create_user(_admin_name(), is_admin=True)
-        token = store.identity.create_token(admin, "created by logic init")
-        return store, InitResult(True, admin, token, source)
+        else:
+            if not _env_key(settings) and not settings.key_path.exists():
+                masterkey.write_key_file(settings.key_path, masterkey.generate())
+            candidates = masterkey.candidates(_env_key(settings), settings.key_path)
+            db = Database(settings.db_path, busy_timeout_ms=settings.busy_timeout_ms, create=True)
+            try:
+                db.migrate()
+                source, key = candidates[0]
+                ring = KeyRing(db, key)
+            except BaseException:
+                db.close()
+                raise
+            store = cls(settings, db, ring, source)
+        try:
+            with store.db.transaction():
+                if not store.ring.key_ids:
+                    store.ring.add_key()
+                admin = store.identity.first_admin_or_none()
+                if admin is not None:
+                    return store, InitResult(False, admin, None, store.key_source)
+                admin = store.identity.create_user(_admin_name(), is_admin=True)
+                token = store.identity.create_token(admin, "created by logic init")
+        except BaseException:
+            store.close()
+            raise
+        return store, InitResult(True, admin, token, store.key_source)
 
     def close(self) -> None:
         self.db.close()
@@ -88,8 +108,19 @@ class Store:
         """Re-wrap the ring under a fresh master key; returns where the new key now lives."""
         new_key = masterkey.generate()
         pending = masterkey.pending_path(self.settings.key_path)
+        if self.key_source == str(pending):
+            # Threat: overwriting the only file that opens the ring (LOGIC_MASTER_KEY
+            # still holds the old key) would lose every secret if we crashed before step 2.
+            raise MasterKeyError(
+                f"the ring is still wrapped by the key in {pending}: put it into LOGIC_MASTER_KEY "
+                "and delete the file before rotating again"
+            )
         masterkey.write_key_file(pending, new_key)  # 1. new key durable before the ring needs it
-        self.ring.rewrap(new_key)                    # 2. one transaction
+        try:
+            self.ring.rewrap(new_key)                # 2. one transaction
+        except BaseException:
+            pending.unlink(missing_ok=True)          # the ring is still under the old key
+            raise
         if _env_key(self.settings):
             self.key_source = str(pending)
             return str(pending)                      # the operator moves it into LOGIC_MASTER_KEY
@@ -102,15 +133,20 @@ def _env_key(settings: Settings) -> str | None:
     return settings.master_key.get_secret_value() if settings.master_key else None
 
 
-def _finish_master_rotation(settings: Settings, source: str) -> None:
-    """Complete a master-key rotation that a crash interrupted (see masterkey.py)."""
+def _finish_master_rotation(settings: Settings, source: str) -> str:
+    """Complete a master-key rotation that a crash interrupted (see masterkey.py).
+
+    Returns where the key that opened the ring lives now.
+    """
     pending = masterkey.pending_path(settings.key_path)
     if _env_key(settings):
-        return  # the operator owns where the key lives
+        return source  # the operator owns where the key lives
     if source == str(pending):
         os.replace(pending, settings.key_path)
-    elif pending.exists():
+        return str(settings.key_path)
+    if pending.exists():
         pending.unlink()  # written, but the ring was never re-wrapped under it
+    return source
 
 
 def _admin_name() -> str:

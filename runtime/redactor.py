@@ -1,0 +1,508 @@
+"""Masking of secret values in everything a run sends back.
+
+How masking works
+-----------------
+
+Every text that leaves a run (log lines, the return value, error messages and
+tracebacks, published event data, integration request and response logs)
+passes through a `Redactor` in the parent process before it is stored or
+shown. The redactor replaces each occurrence of a secret value that the run
+or integration was handed with `[[SENSITIVE]]`, and also each occurrence of
+these common encodings of it:
+
+- the exact value, and each line of a multi-line value on its own
+  (leading and trailing white space stripped), so a key printed one line at
+  a time is masked line by line;
+- base64 of its UTF-8 bytes, standard (`+/`) and URL-safe (`-_`) alphabets,
+  padded and unpadded, at each of the three byte offsets: the value encoded
+  on its own, and the value encoded after any prefix (`"user:" + password`
+  in a Basic auth header). Only the characters that depend on the value
+  alone are matched: the one character at each end that mixes in bits of
+  the neighbouring bytes stays visible (it carries at most 4 bits of the
+  value), except at the end of the encoded data, where the whole tail and
+  its `=` padding are masked;
+- base85 (`base64.b85encode`) and Ascii85 (`base64.a85encode`) of the UTF-8
+  bytes, at each of the four offsets, in the same way: the 5-character
+  groups that mix in neighbouring bytes stay visible (up to 3 bytes of the
+  value at each end, encoded together with their neighbours);
+- URL encoding (`quote` and `quote_plus`, `/` escaped or not, upper- and
+  lower-case hex, `+` or `%20` for a space);
+- JSON string escaping (`ensure_ascii` on and off), also escaped twice (JSON
+  text inside a JSON string);
+- Python `repr` escaping, for both quote styles, of the text and of its
+  UTF-8 bytes (`b'...'`);
+- hex of the UTF-8 bytes, lower and upper case.
+
+Overlapping and adjacent matches become a single `[[SENSITIVE]]`, so the
+number and length of the secrets cannot be read off the output.
+
+Short values
+------------
+
+A value shorter than 4 characters (and a line of a multi-line value shorter
+than 4 characters once stripped) is not masked at all: masking `"on"` or
+`"42"` would wreck every log that contains those letters, and such a value
+protects nothing anyway. An encoded form shorter than 6 characters is
+skipped too (for a 4- or 5-character value: its base64 at offsets 1 and 2
+and its base85 forms); the value itself, its hex and its whole base64 are
+still masked. `Redactor.skipped_count` says how many values were too short,
+so the caller can warn the secret's owner (by name, never by value).
+
+Others draw the line in the same place or say they should: GitHub Actions
+masks every registered value whatever its length and leaves it to the user
+to pick values that mask well (its documentation warns about structured
+values); Octopus Deploy and Google's secret-manager action for GitHub skip
+values under 4 characters, Azure Pipelines lets the operator set the floor.
+We prefer readable logs plus an explicit warning: use long, random secret
+values.
+
+What masking cannot catch
+-------------------------
+
+Masking finds known strings in text. Code that holds a secret can always leak
+it in a form that is not one of the strings above, for example:
+
+- transformed: reversed, upper-cased, split into characters or joined with
+  separators, sliced, hashed, encrypted, XOR-ed, compressed, encoded in a way
+  not listed (base32, UTF-16, octal, a base64 of a base64, a URL-encoded
+  base64, MIME base64 wrapped at 76 columns, HTML entities, URL encoding
+  with mixed-case hex or other choices of safe characters);
+- partial: a part of a value (a prefix or a middle piece) that is not one of
+  its lines, and the few edge bits of an offset base64/base85 form;
+- spread out: a value written in pieces across separate log lines, events or
+  runs, or hidden in timing, lengths or the choice of event names;
+- numbers: a value that is all digits is masked in text and when a returned
+  number's JSON text contains it, but not once arithmetic changed it.
+
+Masking is a safety net against accidents (printing a token, echoing a
+request with its headers, an exception that quotes a URL), not a sandbox
+against a function that sets out to exfiltrate its own secrets: a function
+can only read the secrets its manifest declares, and that is the real limit.
+
+Cost
+----
+
+All patterns of all registered values live in one Aho-Corasick automaton
+(pyahocorasick), so a scan costs about the same whatever the number of
+secrets; a pattern longer than 256 characters is searched by its first 256
+and confirmed in full, so a 64 KiB secret stays cheap. Before that scan each
+text goes through a pre-filter: its UTF-8 bytes are read as 8- or 4-byte
+words at aligned positions and looked up in the set of words that any
+occurrence of a pattern must contain. Text with no secret in it (the common
+case) is rejected at set-lookup speed and returned unchanged, the very same
+object; only 64 Ki-character windows that may hold a match are scanned by the
+automaton. The filter is fastest when every value has 15 characters or more
+(one 8-byte word looked up per 8 or 16 bytes of text); a value of 7 to 14
+characters adds a pass over 4-byte words; values of 4 to 6 characters are
+checked with plain substring search, and more than a handful of those turn
+the filter off (the automaton alone is still exact, only slower).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import ahocorasick
+
+from store.sensitive import MASK, Sensitive
+
+__all__ = ["MIN_ENCODED_CHARS", "MIN_VALUE_CHARS", "Redactor"]
+
+MIN_VALUE_CHARS = 4
+MIN_ENCODED_CHARS = 6
+
+# The pre-filter works on windows of this many characters (plus an overlap
+# of the longest pattern), so one match only costs a scan of its window.
+_WINDOW_CHARS = 1 << 16
+# Patterns shorter than a word-aligned filter can guarantee to see are
+# checked with `in`; past this many of them the filter is not worth it.
+_SHORT_PATTERNS_MAX = 8
+# Pre-filter passes as (word width, stride) in bytes, widest stride first.
+_TIERS = ((8, 16), (8, 8), (4, 8), (4, 4))
+_WORD_CODES = {8: "Q", 4: "I"}
+_CACHE_SIZE = 256
+# Longer patterns are searched by their start and confirmed in full.
+_ANCHOR_CHARS = 256
+
+_PERCENT_HEX = re.compile(r"%[0-9A-F]{2}")
+
+
+class Redactor:
+    """Replaces every registered secret value, and its encodings, with MASK.
+
+    Immutable after construction and safe to share between threads.
+    """
+
+    __slots__ = (
+        "_automaton",
+        "_long",
+        "_value_count",
+        "_skipped",
+        "_pattern_count",
+        "_max_len",
+        "_short",
+        "_tiers",
+        "_filtered",
+    )
+
+    def __init__(self, values: Iterable[str | Sensitive]):
+        texts = {_reveal(v) for v in values}
+        texts.discard("")
+        patterns: set[str] = set()
+        skipped = 0
+        for value in texts:
+            pieces = _pieces(value)
+            if not pieces:
+                skipped += 1
+            for piece in pieces:
+                patterns.add(piece)
+                patterns.update(p for p in _encodings(piece) if len(p) >= MIN_ENCODED_CHARS)
+        self._value_count = len(texts)
+        self._skipped = skipped
+        self._pattern_count = len(patterns)
+        self._max_len = max(map(len, patterns), default=0)
+        self._automaton = None
+        self._long: list[tuple[str, ...]] = []
+        keys = self._build_automaton(patterns)
+        self._build_filter(keys)
+
+    @classmethod
+    def for_values(cls, values: Iterable[str | Sensitive]) -> Redactor:
+        """A redactor for this set of values, shared with earlier calls.
+
+        The order of the values and repeated values do not matter. Building
+        the automaton costs far more than a redaction, and a function's
+        declared secrets rarely change between runs.
+        """
+        return _cached(cls, frozenset(_reveal(v) for v in values))
+
+    @staticmethod
+    def clear_cache() -> None:
+        """Forget every cached redactor (and with it the values it holds)."""
+        _cached.cache_clear()
+
+    @property
+    def pattern_count(self) -> int:
+        """How many distinct strings are searched for (diagnostics only)."""
+        return self._pattern_count
+
+    @property
+    def value_count(self) -> int:
+        return self._value_count
+
+    @property
+    def skipped_count(self) -> int:
+        """How many values are too short to be masked (see the module doc)."""
+        return self._skipped
+
+    def __bool__(self) -> bool:
+        return self._automaton is not None
+
+    def __repr__(self) -> str:
+        # Counts only: a pattern in a repr would be the leak we exist to stop.
+        return (
+            f"<Redactor values={self._value_count} patterns={self._pattern_count} "
+            f"skipped={self._skipped}>"
+        )
+
+    def redact(self, text: str) -> str:
+        """`text` with every match replaced by MASK; `text` itself if none."""
+        if not isinstance(text, str):
+            raise TypeError(f"redact() takes str, not {type(text).__name__}")
+        if self._automaton is None or not text:
+            return text
+        spans = self._spans(text)
+        if not spans:
+            return text
+        spans.sort()
+        pieces = []
+        pos = 0
+        cur_start, cur_end = spans[0]
+        for start, end in spans:
+            if start > cur_end:  # a gap: flush; touching spans merge
+                pieces.append(text[pos:cur_start])
+                pieces.append(MASK)
+                pos = cur_end
+                cur_start = start
+            if end > cur_end:
+                cur_end = end
+        pieces.append(text[pos:cur_start])
+        pieces.append(MASK)
+        pieces.append(text[cur_end:])
+        return "".join(pieces)
+
+    def redact_json(self, value: Any) -> Any:
+        """A copy of a JSON-like value with every string and dict key redacted.
+
+        Lists and tuples become lists. A number whose JSON text contains a
+        secret (a PIN returned as an int) becomes its redacted text: left as
+        a number it would print the secret once serialised. Other values are
+        returned as they are. Keys that redact to the same text collapse
+        into one (the last wins), as they would in any JSON object.
+        """
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {self._redact_key(k): self.redact_json(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.redact_json(v) for v in value]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and self:
+            text = _number_text(value)
+            redacted = self.redact(text)
+            return value if redacted is text else redacted
+        return value
+
+    def _redact_key(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return self.redact(key)
+        return self.redact_json(key) if isinstance(key, (int, float)) else key
+
+    # -- matching ---------------------------------------------------------
+
+    def _spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) of every match, in no particular order."""
+        n = len(text)
+        if not self._filtered:
+            return self._scan(text, 0, n)
+        step = max(_WINDOW_CHARS, 4 * self._max_len)
+        if n <= step:
+            return self._scan(text, 0, n) if self._may_match(text) else []
+        spans = []
+        overlap = self._max_len - 1
+        for offset in range(0, n, step):
+            window = text[offset : offset + step + overlap]
+            if self._may_match(window):
+                # A match belongs to the window where it starts; the overlap
+                # makes sure that window holds the whole match.
+                spans += self._scan(window, offset, step)
+        return spans
+
+    def _scan(self, text: str, offset: int, starts_before: int) -> list[tuple[int, int]]:
+        spans = []
+        for last, found in self._automaton.iter(text):
+            if found > 0:
+                start = last + 1 - found
+                if start < starts_before:
+                    spans.append((start + offset, last + 1 + offset))
+                continue
+            start = last + 1 - _ANCHOR_CHARS
+            if start < starts_before:
+                for pattern in self._long[~found]:
+                    if text.startswith(pattern, start):
+                        spans.append((start + offset, start + len(pattern) + offset))
+        return spans
+
+    def _build_automaton(self, patterns: set[str]) -> list[str]:
+        """One automaton for all patterns; returns the strings it searches.
+
+        A pattern longer than _ANCHOR_CHARS is searched by its first
+        _ANCHOR_CHARS characters and confirmed in full on a hit, so that a
+        64 KiB secret does not cost millions of trie nodes. Values: > 0 is
+        the length of a whole pattern, < 0 is ~index into self._long.
+        """
+        if not patterns:
+            return []
+        automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
+        anchors: dict[str, list[str]] = {}
+        for pattern in patterns:
+            if len(pattern) > _ANCHOR_CHARS:
+                anchors.setdefault(pattern[:_ANCHOR_CHARS], []).append(pattern)
+            else:
+                automaton.add_word(pattern, len(pattern))
+        for anchor, longer in anchors.items():
+            if anchor in patterns:  # also a whole pattern: confirmed trivially
+                longer.append(anchor)
+            self._long.append(tuple(longer))
+            automaton.add_word(anchor, ~(len(self._long) - 1))  # replaces a length
+        automaton.make_automaton()
+        self._automaton = automaton
+        return [p for p in patterns if len(p) <= _ANCHOR_CHARS] + list(anchors)
+
+    def _build_filter(self, patterns: set[str]) -> None:
+        """Words that any occurrence of a pattern must contain, for `_may_match`.
+
+        Read the text's UTF-8 bytes as words of W bytes at positions that are
+        multiples of a stride S >= W. An occurrence of a pattern of at least
+        S+W-1 bytes always covers one whole such word, and that word is the
+        pattern's bytes [j, j+W) for some j < S (the distance from the start
+        of the occurrence to the next multiple of S). So the set of
+        pattern[j:j+W] for j < S holds a word of every occurrence: a text
+        none of whose words is in the set holds no occurrence. The longer the
+        patterns, the wider the stride and the fewer words to look up.
+        """
+        self._short: tuple[str, ...] = ()
+        self._tiers: tuple[tuple[int, int, frozenset[int], dict[int, tuple[str, ...]]], ...] = ()
+        self._filtered = False
+        if not patterns:
+            return
+        short: list[str] = []
+        tiers: dict[tuple[int, int], list[bytes]] = {}
+        for pattern in patterns:
+            data = _utf8(pattern)
+            for width, stride in _TIERS:
+                if len(data) >= stride + width - 1:
+                    tiers.setdefault((width, stride), []).append(data)
+                    break
+            else:
+                short.append(pattern)
+        if len(short) > _SHORT_PATTERNS_MAX:
+            return  # too many short ones: scan everything with the automaton
+        # One pass per tier: fold a tier into a narrower stride of the same
+        # width when that pass is made anyway.
+        for width, stride in sorted(tiers, reverse=True):
+            narrower = [s for w, s in tiers if w == width and s < stride]
+            if narrower:
+                tiers[(width, min(narrower))] += tiers.pop((width, stride))
+        built = []
+        for (width, stride), datas in sorted(tiers.items(), reverse=True):
+            index: dict[int, list[str]] = {}
+            for data in datas:
+                pattern = data.decode("utf-8", "surrogatepass")
+                for j in range(stride):
+                    word = int.from_bytes(data[j : j + width], sys.byteorder)
+                    index.setdefault(word, []).append(pattern)
+            found = {word: tuple(dict.fromkeys(p)) for word, p in index.items()}
+            built.append((width, stride, frozenset(found), found))
+        self._short = tuple(short)
+        self._tiers = tuple(built)
+        self._filtered = True
+
+    def _may_match(self, window: str) -> bool:
+        """False only if no pattern occurs in `window`."""
+        for pattern in self._short:
+            if pattern in window:
+                return True
+        data = memoryview(_utf8(window))
+        for width, stride, wordset, patterns in self._tiers:
+            words = data[: len(data) // width * width].cast(_WORD_CODES[width])
+            hits = wordset.intersection(words[:: stride // width])
+            # A word can be shared by chance with ordinary text (random ids,
+            # other base64): confirm with a plain search for its patterns.
+            for word in hits:
+                for pattern in patterns[word]:
+                    if pattern in window:
+                        return True
+        return False
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _cached(cls: type[Redactor], values: frozenset[str]) -> Redactor:
+    return cls(values)
+
+
+def _reveal(value: str | Sensitive) -> str:
+    if isinstance(value, Sensitive):
+        return value.reveal()
+    if isinstance(value, str):
+        return value
+    # Never put the value itself in the message.
+    raise TypeError(f"Redactor values must be str or Sensitive, not {type(value).__name__}")
+
+
+def _utf8(text: str) -> bytes:
+    # surrogatepass: text decoded from JSON may hold lone surrogates; they
+    # must not make redaction fail (the exception would quote the text).
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _number_text(value: int | float) -> str:
+    try:
+        return json.dumps(value)
+    except ValueError:  # an int too long to print
+        return ""
+
+
+def _pieces(value: str) -> set[str]:
+    """The value and each of its lines, those long enough to be masked."""
+    pieces = {value} if len(value) >= MIN_VALUE_CHARS else set()
+    for line in value.splitlines():
+        line = line.strip()
+        if len(line) >= MIN_VALUE_CHARS:
+            pieces.add(line)
+    return pieces
+
+
+def _encodings(value: str) -> Iterator[str]:
+    data = _utf8(value)
+    yield from _base64_forms(data)
+    yield from _base85_forms(data)
+    yield from _url_forms(value)
+    yield from _json_forms(value)
+    yield from _repr_forms(value, data)
+    yield data.hex()
+    yield data.hex().upper()
+
+
+def _base64_forms(data: bytes) -> Iterator[str]:
+    """Base64 of `data` wherever it sits in the encoded bytes.
+
+    Output character j covers bits [6j, 6j+6) of the encoded stream. After a
+    prefix of k bytes (only k mod 3 matters), `data` fills bits
+    [8k, 8(k+n)); character j depends on `data` alone exactly when
+    8k <= 6j and 6j+6 <= 8(k+n), that is ceil(4k/3) <= j < floor(4(k+n)/3).
+    That slice of the encoding of k zero bytes + data is what appears in the
+    encoding of every prefix + data + suffix. When `data` ends the stream,
+    the rest of the encoding (the last partial character, then `=`) is fixed
+    too: the tail forms cover it.
+    """
+    n = len(data)
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for k in range(3):
+            encoded = encode(b"\0" * k + data).decode("ascii")
+            first = -(-4 * k // 3)
+            yield encoded[first : 4 * (k + n) // 3]  # stable core
+            yield encoded[first:]  # data at the end, padded
+            yield encoded[first:].rstrip("=")  # data at the end, unpadded
+
+
+def _base85_forms(data: bytes) -> Iterator[str]:
+    """Base85/Ascii85 of `data` at each offset in 4-byte groups.
+
+    Group g covers bytes [4g, 4g+4) and yields 5 characters (Ascii85: `z`
+    for four zero bytes); a group depends on `data` alone when it lies
+    within it. Encoding just those groups gives the same characters as the
+    encoding of the whole stream.
+    """
+    n = len(data)
+    for encode in (base64.b85encode, base64.a85encode):
+        yield encode(data).decode("ascii")  # data alone or at the end
+        for k in range(4):
+            stream = b"\0" * k + data
+            first, end = 4 * (-(-k // 4)), 4 * ((k + n) // 4)
+            if end > first:
+                yield encode(stream[first:end]).decode("ascii")
+
+
+def _url_forms(value: str) -> Iterator[str]:
+    for encode in (quote, quote_plus):
+        for safe in ("", "/"):
+            upper = encode(value, safe=safe)
+            yield upper
+            yield _PERCENT_HEX.sub(lambda m: m.group().lower(), upper)
+
+
+def _json_forms(value: str) -> Iterator[str]:
+    for ascii_only in (True, False):
+        once = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+        yield once
+        yield json.dumps(once, ensure_ascii=ascii_only)[1:-1]
+
+
+def _repr_forms(value: str, data: bytes) -> Iterator[str]:
+    """repr() of the text and of its bytes, between either kind of quote.
+
+    repr escapes each character on its own; only the quote it picked
+    depends on the whole string, so escape per character for both quotes.
+    """
+    for q in ("'", '"'):
+        yield "".join("\\" + c if c == q else repr(c)[1:-1] for c in value)
+        yield "".join(
+            "\\" + q if b == ord(q) else repr(bytes((b,)))[2:-1] for b in data
+        )

@@ -1,0 +1,107 @@
+"""What the entry point receives: read-only context objects and the secrets accessor.
+
+Parameters are chosen by name (`CONTEXT_PARTS`); a part missing from the
+run's context is None. Context objects are named tuples: attribute access,
+immutable, and the write guard refuses them.
+
+`Secrets` reads through a callable bound to the run (never cached, so an
+update between two reads is seen); the only attributes are `get` and the
+declared names (threat: an attribute that leads back to the host or broker).
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any, Callable, Iterator
+
+CONTEXT_PARTS = ("event", "scheduled", "trigger", "function_info", "secrets")
+
+Event = namedtuple("Event", "id name data published_at source")
+Scheduled = namedtuple("Scheduled", "scheduled_at cron")
+Trigger = namedtuple("Trigger", "type triggered_at event_id")
+FunctionInfo = namedtuple("FunctionInfo", "id name version owner")
+
+_RECORDS = {"event": Event, "scheduled": Scheduled, "trigger": Trigger, "function_info": FunctionInfo}
+
+
+def build_part(name: str, context: dict) -> Any:
+    """One context part (not secrets) as a read-only record, or None."""
+    raw = context.get(name)
+    if raw is None:
+        return None
+    record = _RECORDS[name]
+    return record._make([raw.get(field) for field in record._fields])
+
+
+class SecretAccessError(Exception):
+    """Raised by the host when a declared secret cannot be read (message safe to show)."""
+
+
+class SecretNotDeclared(KeyError, AttributeError):
+    """A secret name the function's manifest does not declare."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+def _secret_name(name: Any) -> str:
+    # Exact str (threat: a str subclass whose __eq__ matches every declared name).
+    if type(name) is str:
+        return name
+    if isinstance(name, str):
+        return str.__str__(name)
+    raise TypeError(f"secret names are str, not {type(name).__name__}")
+
+
+class Secrets:
+    """`secrets.NAME`, `secrets["NAME"]`, `secrets.get("NAME", default)`, `"NAME" in secrets`."""
+
+    __slots__ = ("_names", "_read")
+
+    def __init__(self, names: tuple[str, ...], read: Callable[[str], str]):
+        object.__setattr__(self, "_names", names)
+        object.__setattr__(self, "_read", read)
+
+    def _value(self, name: Any) -> str:
+        name = _secret_name(name)
+        if name not in self._names:
+            declared = ", ".join(self._names) or "none"
+            raise SecretNotDeclared(
+                f"secret {name!r} is not declared in this function's manifest; declared: {declared}")
+        return self._read(name)
+
+    def __getattr__(self, name: str) -> str:
+        if name[:1] == "_":  # host-side lookups like copy's __deepcopy__: never a secret
+            raise AttributeError(name)
+        return self._value(name)
+
+    def __getitem__(self, name: str) -> str:
+        return self._value(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The value, or `default` when the declared secret cannot be read right now."""
+        try:
+            return self._value(name)
+        except SecretAccessError:
+            return default
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and _secret_name(name) in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        return f"<secrets: {', '.join(self._names) or 'none declared'}>"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("secrets are read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("secrets are read-only")
+
+    def __reduce__(self):  # never pickled across the worker boundary
+        raise TypeError("secrets cannot be serialised")

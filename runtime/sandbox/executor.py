@@ -1,0 +1,130 @@
+"""Running a compiled Logic function: one call, fresh globals, an outcome that never raises.
+
+    compile_function(source, ...) -> CompiledFunction    (deploy; raises DeployError)
+    run_function(fn, context, host, declared_secrets=..., limits=...) -> RunOutcome
+
+Each run gets new globals (the guards, a copy of the builtins with the run's
+`__import__`, `setattr`, `delattr`), executes the module code, then calls the
+entry with the context parts it names. Whatever user code does — raise
+anything including SystemExit, recurse, return something odd — ends as a
+`RunOutcome`; MemoryError becomes status "memory_exceeded". Logs and events
+go to the `Host` as they happen, through a `RunOutput` that enforces the
+limits. After the run the output is closed and the globals are cleared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .compiler import CompiledFunction, compile_function
+from .context import SecretAccessError, SecretNotDeclared, Secrets, build_part
+from .guards import SHARED_BUILTINS, SHARED_GUARDS, class_factory, make_setattr, make_write_guard
+from .logic_module import build_logic_module
+from .modules import make_importer
+from .output import OutputClosed, RunOutput
+from .results import dumps_exact
+from .tracebacks import describe_exception
+
+__all__ = [
+    "CompiledFunction", "Host", "RunLimits", "RunOutcome", "SecretAccessError", "SecretNotDeclared",
+    "compile_function", "run_function",
+]
+
+
+class Host(Protocol):
+    """What the sandbox calls back into (the worker forwards each call to the parent)."""
+
+    def read_secret(self, name: str) -> str: ...  # raises SecretAccessError(msg), msg safe to show
+
+    def log(self, level: str, message: str) -> None: ...  # level: "info" | "warning" | "error"
+
+    def publish(self, name: str, data: str | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    log_max_bytes: int = 64 * 1024  # then one truncation marker line, then nothing
+    result_max_bytes: int = 256 * 1024
+    events_max: int = 100
+    event_data_max_bytes: int = 100 * 1024
+
+
+@dataclass
+class RunOutcome:
+    status: str  # "success" | "error" | "memory_exceeded"
+    result_json: str | None  # json.dumps of the return value (exact JSON types only)
+    error: dict | None  # {"type", "message", "traceback"} user lines only
+
+
+_MODULE_NAME = "logic_function"
+
+
+def run_function(
+    fn: CompiledFunction,
+    context: dict,
+    host: Host,
+    *,
+    declared_secrets: Sequence[str],
+    limits: RunLimits = RunLimits(),
+) -> RunOutcome:
+    """Run `fn` once; never raises for anything user code does."""
+    output = RunOutput(host, limits.log_max_bytes, limits.events_max, limits.event_data_max_bytes)
+    env: dict[str, Any] = {}
+    try:
+        env = _new_globals(output)
+        exec(fn.code, env)
+        entry = env.get(fn.entry)
+        if not callable(entry):
+            raise TypeError(f"entry point {fn.entry!r} is not a function")
+        kwargs = {}
+        for name in fn.params:
+            if name == "secrets":
+                kwargs[name] = Secrets(tuple(declared_secrets), _secret_reader(host, output))
+            else:
+                kwargs[name] = build_part(name, context or {})
+        value = entry(**kwargs)
+        return RunOutcome("success", dumps_exact(value, limits.result_max_bytes), None)
+    except MemoryError as exc:
+        return _memory_exceeded(exc)
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit from user code included
+        try:
+            return RunOutcome("error", None, describe_exception(exc, fn.filename, fn.source_lines))
+        except MemoryError as again:
+            return _memory_exceeded(again)
+        except BaseException:
+            return RunOutcome("error", None, {"type": type(exc).__name__, "message": "", "traceback": ""})
+    finally:
+        output.close()
+        env.clear()  # drop the run's objects now; finalizers find the output closed
+
+
+def _new_globals(output: RunOutput) -> dict[str, Any]:
+    run_classes: set[type] = set()
+    write_guard = make_write_guard(run_classes)
+    builtins = SHARED_BUILTINS.copy()
+    builtins["__import__"] = make_importer(lambda: build_logic_module(output))
+    builtins["setattr"], builtins["delattr"] = make_setattr(write_guard)
+    env = SHARED_GUARDS.copy()
+    env["__builtins__"] = builtins
+    env["__name__"] = _MODULE_NAME
+    env["__metaclass__"] = class_factory(run_classes)
+    env["_write_"] = write_guard
+    env["_print_"] = output.printer
+    return env
+
+
+def _secret_reader(host: Host, output: RunOutput):
+    def read(name: str) -> str:
+        if output.closed:
+            raise OutputClosed("this run has ended; secrets can no longer be read")
+        return host.read_secret(name)
+
+    return read
+
+
+def _memory_exceeded(exc: MemoryError) -> RunOutcome:
+    return RunOutcome("memory_exceeded", None, {
+        "type": "MemoryError", "message": "the run ran out of memory", "traceback": "",
+    })

@@ -1,0 +1,196 @@
+"""Importable modules: read-only facades over an exact allowlist.
+
+`import json` gives user code a `ModuleFacade`, never the real module: an
+immutable object holding only the functions, constants and classes listed in
+`_EXPORTS` (threat: a real module leads to `sys`, `os` and `builtins` through
+its globals, submodules such as `json.decoder`, or helpers such as
+`string.Formatter`). Never exposed: operator, sys, codecs, inspect, types,
+string.Formatter, functools.wraps/update_wrapper (they write attributes onto
+any object), decimal.getcontext/setcontext and the shared contexts
+(process-wide state), uuid.uuid1/getnode (host MAC address), and any mutable
+module-level container (hashlib's algorithm sets become frozensets).
+
+`random` is bound per run: each run that imports it gets its own
+`random.Random` seeded from the OS. `time.sleep` is allowed: the worker's wall
+clock limit ends a run that sleeps too long. `logic` is built per run by
+`logic_module`.
+
+Only whole allowlisted names import; relative imports, `import json.decoder`
+and `from json import <name not listed>` fail with an ImportError naming what
+is allowed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import datetime
+import decimal
+import fractions
+import functools
+import hashlib
+import hmac
+import itertools
+import json
+import math
+import os
+import random
+import re
+import statistics
+import string
+import struct
+import time
+import uuid
+import zlib
+from typing import Any, Callable
+
+
+class ModuleFacade:
+    """An immutable stand-in for a module; its attributes are exactly its exports.
+
+    No `__name__`: `from m import x` falls back to `sys.modules["<__name__>.x"]`
+    when `x` is missing, which would hand out a real submodule.
+    """
+
+    __slots__ = ("__dict__", "_facade_name")
+
+    def __init__(self, name: str, exports: dict[str, Any]):
+        object.__setattr__(self, "_facade_name", name)
+        self.__dict__.update(exports)
+
+    def __getattr__(self, name: str) -> Any:  # only reached for names that are not exported
+        raise AttributeError(f"module {self._facade_name!r} has no attribute {name!r} in Logic functions")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"module {self._facade_name!r} is read-only")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"module {self._facade_name!r} is read-only")
+
+    def __repr__(self) -> str:
+        return f"<module {self._facade_name!r}>"
+
+
+def facade_exports(facade: ModuleFacade) -> frozenset[str]:
+    return frozenset(facade.__dict__)
+
+
+def _pick(module: Any, names: str) -> dict[str, Any]:
+    return {name: getattr(module, name) for name in names.split()}
+
+
+_EXPORTS: dict[str, dict[str, Any]] = {
+    "json": _pick(json, "dumps loads JSONDecodeError JSONEncoder"),
+    "math": {name: getattr(math, name) for name in dir(math) if not name.startswith("_")},
+    "re": _pick(re, "compile search match fullmatch split findall finditer sub subn escape error "
+                    "Pattern Match A ASCII DOTALL I IGNORECASE M MULTILINE NOFLAG S U UNICODE VERBOSE X"),
+    "datetime": _pick(datetime, "date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR UTC"),
+    "base64": _pick(base64, "b64encode b64decode standard_b64encode standard_b64decode urlsafe_b64encode "
+                            "urlsafe_b64decode b32encode b32decode b32hexencode b32hexdecode b16encode "
+                            "b16decode b85encode b85decode a85encode a85decode encodebytes decodebytes"),
+    "binascii": _pick(binascii, "hexlify unhexlify b2a_hex a2b_hex b2a_base64 a2b_base64 crc32 crc_hqx "
+                                "Error Incomplete"),
+    "hashlib": {
+        **_pick(hashlib, "md5 sha1 sha224 sha256 sha384 sha512 sha3_224 sha3_256 sha3_384 sha3_512 "
+                         "shake_128 shake_256 blake2b blake2s new pbkdf2_hmac"),
+        # Both are plain (mutable, module-wide) sets in the real module.
+        "algorithms_available": frozenset(hashlib.algorithms_available),
+        "algorithms_guaranteed": frozenset(hashlib.algorithms_guaranteed),
+    },
+    "hmac": _pick(hmac, "new digest compare_digest HMAC"),
+    "struct": _pick(struct, "pack unpack calcsize iter_unpack pack_into unpack_from Struct error"),
+    "zlib": {name: getattr(zlib, name) for name in dir(zlib) if not name.startswith("_")},
+    "statistics": _pick(statistics, "mean fmean geometric_mean harmonic_mean median median_low median_high "
+                                    "median_grouped mode multimode quantiles pstdev pvariance stdev variance "
+                                    "covariance correlation linear_regression NormalDist StatisticsError"),
+    "string": _pick(string, "ascii_letters ascii_lowercase ascii_uppercase digits hexdigits octdigits "
+                            "punctuation printable whitespace capwords Template"),
+    "itertools": {name: getattr(itertools, name) for name in dir(itertools) if not name.startswith("_")},
+    "functools": _pick(functools, "reduce partial lru_cache cache cmp_to_key"),
+    "collections": _pick(collections, "deque defaultdict OrderedDict Counter ChainMap namedtuple"),
+    "decimal": _pick(decimal, "Decimal Context localcontext DecimalException InvalidOperation DivisionByZero "
+                              "Inexact Rounded Overflow Underflow Subnormal Clamped FloatOperation "
+                              "ROUND_05UP ROUND_CEILING ROUND_DOWN ROUND_FLOOR ROUND_HALF_DOWN "
+                              "ROUND_HALF_EVEN ROUND_HALF_UP ROUND_UP MAX_PREC MAX_EMAX MIN_EMIN MIN_ETINY"),
+    "fractions": _pick(fractions, "Fraction"),
+    "uuid": _pick(uuid, "UUID uuid3 uuid4 uuid5 NAMESPACE_DNS NAMESPACE_URL NAMESPACE_OID NAMESPACE_X500"),
+    "time": _pick(time, "time time_ns monotonic monotonic_ns perf_counter perf_counter_ns process_time "
+                        "gmtime strftime strptime sleep struct_time"),
+}
+
+_RANDOM_METHODS = (
+    "random randint randrange choice choices shuffle sample uniform triangular gauss normalvariate "
+    "lognormvariate expovariate vonmisesvariate gammavariate betavariate paretovariate weibullvariate "
+    "getrandbits randbytes seed"
+).split()
+
+# Shared by every run: immutable facades over immutable or host-owned values.
+SHARED_FACADES: dict[str, ModuleFacade] = {name: ModuleFacade(name, exports) for name, exports in _EXPORTS.items()}
+
+ALLOWED_MODULES: tuple[str, ...] = tuple(sorted([*SHARED_FACADES, "random", "logic"]))
+_ALLOWED_TEXT = ", ".join(ALLOWED_MODULES)
+
+
+def module_exports(name: str) -> frozenset[str] | None:
+    """Names `from <name> import ...` may take, or None if the module is not allowed."""
+    if name in SHARED_FACADES:
+        return facade_exports(SHARED_FACADES[name])
+    if name == "random":
+        return frozenset([*_RANDOM_METHODS, "Random"])
+    if name == "logic":
+        return LOGIC_EXPORTS
+    return None
+
+
+LOGIC_EXPORTS = frozenset({"publish", "log", "encoding", "PublishLimitError"})
+
+
+def random_facade() -> ModuleFacade:
+    """A `random` facade bound to a fresh generator (seeded from the OS, never shared with a fork sibling)."""
+    rng = random.Random(os.urandom(32))
+    exports = {name: getattr(rng, name) for name in _RANDOM_METHODS}
+    exports["Random"] = random.Random
+    return ModuleFacade("random", exports)
+
+
+def _fresh_decimal() -> ModuleFacade:
+    # The thread's decimal context outlives a run; start each run from the defaults.
+    decimal.setcontext(decimal.Context())
+    return SHARED_FACADES["decimal"]
+
+
+def make_importer(make_logic: Callable[[], ModuleFacade]) -> Callable[..., ModuleFacade]:
+    """`__import__` for one run: facades only, `random` and `logic` built on first import."""
+    per_run: dict[str, ModuleFacade] = {}
+    builders: dict[str, Callable[[], ModuleFacade]] = {
+        "random": random_facade, "logic": make_logic, "decimal": _fresh_decimal,
+    }
+
+    def logic_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0):
+        if level:
+            raise ImportError(f"relative imports are not allowed in Logic functions; allowed modules: {_ALLOWED_TEXT}")
+        if type(name) is not str:
+            raise ImportError("module name must be a str")
+        facade = per_run.get(name)
+        if facade is None:
+            builder = builders.get(name)
+            if builder is not None:
+                facade = per_run[name] = builder()
+            else:
+                facade = SHARED_FACADES.get(name)
+                if facade is None:
+                    raise ImportError(
+                        f"module {name!r} is not available in Logic functions; allowed modules: {_ALLOWED_TEXT}"
+                    )
+        if fromlist:
+            exports = facade_exports(facade)
+            for item in fromlist:
+                if type(item) is not str or item not in exports:
+                    raise ImportError(
+                        f"cannot import name {item!r} from {name!r}: not available in Logic functions; "
+                        f"available: {', '.join(sorted(exports))}"
+                    )
+        return facade
+
+    return logic_import

@@ -1,0 +1,114 @@
+"""What a run sends out while it runs: log lines (print and logic.log) and events.
+
+Everything goes through one `RunOutput` per run, which enforces the limits
+before anything reaches the host (threat: a run flooding the worker's IPC or
+the run log): log text is capped at `log_max_bytes` in total — the line that
+crosses the cap is cut, one marker line follows, the rest is dropped — and
+`logic.publish` refuses events past `events_max`, names outside 1..64
+characters and data over `event_data_max_bytes`. After the run the output is
+closed: a generator finalised later cannot log, publish or read secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .results import dumps_exact
+
+EVENT_NAME_MAX = 64
+
+
+class PublishLimitError(RuntimeError):
+    """A run tried to publish more events than its limit."""
+
+
+class OutputClosed(RuntimeError):
+    """Output used after its run ended."""
+
+
+def exact_str(value: Any, what: str) -> str:
+    """An exact str copy of `value` (threat: str subclasses whose methods run user code)."""
+    if type(value) is str:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+
+
+class RunOutput:
+    __slots__ = ("_host", "_log_left", "_log_max", "_truncated", "_events_left", "_events_max",
+                 "_data_max", "_closed")
+
+    def __init__(self, host: Any, log_max_bytes: int, events_max: int, event_data_max_bytes: int):
+        self._host = host
+        self._log_left = self._log_max = log_max_bytes
+        self._truncated = False
+        self._events_left = self._events_max = events_max
+        self._data_max = event_data_max_bytes
+        self._closed = False
+
+    def close(self) -> None:
+        self._closed = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def log(self, level: str, message: str) -> None:
+        if self._truncated or self._closed:
+            return
+        size = len(message) if message.isascii() else len(message.encode("utf-8", "surrogatepass"))
+        if size <= self._log_left:
+            self._log_left -= size
+            self._host.log(level, message)
+            return
+        if self._log_left > 0:
+            head = message.encode("utf-8", "surrogatepass")[: self._log_left].decode("utf-8", "ignore")
+            if head:
+                self._host.log(level, head)
+        self._log_left = 0
+        self._truncated = True
+        self._host.log("warning", f"[log truncated: limit of {self._log_max} bytes reached]")
+
+    def log_args(self, level: str, args: tuple) -> None:
+        self.log(level, " ".join([a if type(a) is str else str(a) for a in args]))
+
+    def publish(self, name: Any, data: Any = None) -> None:
+        if self._closed:
+            raise OutputClosed("this run has ended; events can no longer be published")
+        name = exact_str(name, "event name")
+        if not 1 <= len(name) <= EVENT_NAME_MAX:
+            raise ValueError(f"event name must be 1 to {EVENT_NAME_MAX} characters, not {len(name)}")
+        if data is not None:
+            data = data if type(data) is str else (
+                str.__str__(data) if isinstance(data, str) else dumps_exact(data, self._data_max, "event data"))
+            size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
+            if size > self._data_max:
+                raise ValueError(f"event data is {size} bytes; the limit is {self._data_max} bytes")
+        if self._events_left <= 0:
+            raise PublishLimitError(f"a run may publish at most {self._events_max} events")
+        self._events_left -= 1
+        self._host.publish(name, data)
+
+    def printer(self, _getattr_: Any = None) -> "PrintCollector":
+        """`_print_`: RestrictedPython makes one collector per function that prints."""
+        return PrintCollector(self.log)
+
+
+class PrintCollector:
+    """`print(...)` in user code: each call becomes one "info" log line."""
+
+    __slots__ = ("_log",)
+
+    def __init__(self, log: Callable[[str, str], None]):
+        self._log = log
+
+    def _call_print(self, *objects: Any, sep: str | None = " ", end: str | None = "\n",
+                    file: Any = None, flush: bool = False) -> None:
+        if file is not None:
+            raise TypeError("print(file=...) is not supported in Logic functions")
+        sep = " " if sep is None else exact_str(sep, "sep")
+        end = "\n" if end is None else exact_str(end, "end")
+        text = sep.join([o if type(o) is str else str(o) for o in objects]) + end
+        if text:
+            self._log("info", text[:-1] if text.endswith("\n") else text)

@@ -1,0 +1,121 @@
+"""Cron ticks: on time, once per tick, across restarts, missed ticks caught up once."""
+
+from datetime import datetime, timezone
+
+import pytest
+
+from store import Settings, Store
+from store.clock import iso
+from store.events import EventStore
+from store.functions import FunctionStore, TriggerRow
+from runtime.manifest import next_fire
+from runtime.scheduler import Scheduler
+
+
+class Clock:
+    def __init__(self, moment: datetime):
+        self.now = moment
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def set(self, text: str) -> None:
+        self.now = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def home(tmp_path):
+    settings = Settings(home=tmp_path / "home")
+    store, _ = Store.initialize(settings)
+    store.close()
+    return settings
+
+
+def open_parts(settings):
+    store = Store.open(settings)
+    return store, FunctionStore(store.db, store.secrets), EventStore(store.db)
+
+
+def deploy(functions, clock, cron="*/5 * * * *", tz=None, name="ticker"):
+    row = TriggerRow("schedule", cron=cron, timezone=tz, next_fire_at=iso(next_fire(cron, clock(), tz)))
+    manifest = {"name": name, "triggers": [{"type": "schedule", "cron": cron}]}
+    return functions.deploy("user:root", name, manifest, "def main(scheduled):\n    return 1\n", [row], [])
+
+
+def scheduled_runs(store):
+    return [tuple(r) for r in store.db.all(
+        "SELECT scheduled_at, cron FROM deliveries WHERE target_kind = 'function' ORDER BY id")]
+
+
+def test_fires_on_time_and_once_per_tick(home):
+    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=timezone.utc))
+    store, functions, events = open_parts(home)
+    deploy(functions, clock)
+    scheduler = Scheduler(store.db, events, clock=clock)
+
+    clock.set("2026-01-05T12:04:59")
+    assert scheduler.tick() == 0
+    clock.set("2026-01-05T12:05:00")
+    assert scheduler.tick() == 1
+    assert scheduler.tick() == 0  # same instant again: already fired
+    clock.set("2026-01-05T12:09:59")
+    assert scheduler.tick() == 0
+    clock.set("2026-01-05T12:10:00.5")
+    assert scheduler.tick() == 1
+    assert scheduled_runs(store) == [("2026-01-05T12:05:00.000000Z", "*/5 * * * *"),
+                                     ("2026-01-05T12:10:00.000000Z", "*/5 * * * *")]
+
+
+def test_restart_does_not_fire_a_tick_twice(home):
+    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=timezone.utc))
+    store, functions, events = open_parts(home)
+    deploy(functions, clock)
+    clock.set("2026-01-05T12:05:01")
+    assert Scheduler(store.db, events, clock=clock).tick() == 1
+    store.close()
+
+    store, _, events = open_parts(home)  # a new process, same database
+    assert Scheduler(store.db, events, clock=clock).tick() == 0
+    clock.set("2026-01-05T12:10:00")
+    assert Scheduler(store.db, events, clock=clock).tick() == 1
+    assert len(scheduled_runs(store)) == 2
+
+
+def test_missed_ticks_fire_once_on_start_up(home):
+    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=timezone.utc))
+    store, functions, events = open_parts(home)
+    deploy(functions, clock)
+    clock.set("2026-01-05T13:02:00")  # down from 12:01 to 13:02: twelve ticks missed
+    scheduler = Scheduler(store.db, events, clock=clock)
+    assert scheduler.tick() == 1
+    assert scheduler.tick() == 0
+    assert scheduled_runs(store) == [("2026-01-05T12:05:00.000000Z", "*/5 * * * *")]
+    nxt = store.db.one("SELECT next_fire_at FROM triggers")[0]
+    assert nxt == "2026-01-05T13:05:00.000000Z"  # continues from now
+
+
+def test_two_schedulers_on_one_database_fire_once(home):
+    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=timezone.utc))
+    store_a, functions, events_a = open_parts(home)
+    store_b, _, events_b = open_parts(home)
+    deploy(functions, clock)
+    clock.set("2026-01-05T12:05:00")
+    a = Scheduler(store_a.db, events_a, clock=clock)
+    b = Scheduler(store_b.db, events_b, clock=clock)
+    assert a.tick() + b.tick() == 1
+    assert len(scheduled_runs(store_a)) == 1
+
+
+def test_timezone_and_disabled_functions(home):
+    clock = Clock(datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc))
+    store, functions, events = open_parts(home)
+    fn = deploy(functions, clock, cron="0 9 * * *", tz="Europe/Berlin", name="morning")
+    scheduler = Scheduler(store.db, events, clock=clock)
+    clock.set("2026-01-05T07:59:59")
+    assert scheduler.tick() == 0
+    clock.set("2026-01-05T08:00:00")  # 09:00 in Berlin (CET, UTC+1)
+    assert scheduler.tick() == 1
+    functions.set_enabled(fn.id, False)
+    clock.set("2026-01-06T08:00:00")
+    assert scheduler.tick() == 0  # a disabled function's tick passes without a run
+    assert store.db.one("SELECT next_fire_at FROM triggers")[0] == "2026-01-07T08:00:00.000000Z"

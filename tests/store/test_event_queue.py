@@ -1,0 +1,62 @@
+"""The durable queue: claim with a lease, reclaim after a crash, give up after N tries, backpressure."""
+
+import pytest
+
+from store import Settings, Store
+from store.errors import QueueFull
+from store.events import EventStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    store, _ = Store.initialize(Settings(home=tmp_path / "home"))
+    yield store
+    store.close()
+
+
+T0, T1, T2, T9 = ("2026-01-01T00:00:0%d.000000Z" % n for n in (0, 1, 2, 9))
+
+
+def test_event_and_deliveries_commit_together(store):
+    events = EventStore(store.db)
+    accepted = events.add_event("user:a", "temp", "21", "test", 0, [("function", "f1"), ("integration", "i1")])
+    assert accepted["deliveries"] == 2
+    rows = events.deliveries_of(accepted["id"])
+    assert [(r["target_kind"], r["target_id"], r["status"]) for r in rows] == [
+        ("function", "f1", "pending"), ("integration", "i1", "pending")]
+    assert events.event(accepted["id"])["data"] == "21"
+
+
+def test_claim_lease_and_reclaim_after_crash(store):
+    events = EventStore(store.db, max_attempts=2)
+    events.add_event("user:a", "e", None, "test", 0, [("function", "f1")])
+    first = events.claim(T0, T2)
+    assert len(first) == 1 and first[0].attempts == 1
+    assert events.claim(T1, T2) == []  # leased: nobody else takes it
+    # The claimer "died": after the lease another claim takes it again (at least once).
+    again = events.claim(T9, "2026-01-01T00:00:20.000000Z")
+    assert [d.id for d in again] == [first[0].id] and again[0].attempts == 2
+    # It died again: with max_attempts reached it is recorded as failed, not retried forever.
+    assert events.claim("2026-01-01T00:00:30.000000Z", "2026-01-01T00:00:40.000000Z") == []
+    row = events.deliveries_of(first[0].event_id)[0]
+    assert row["status"] == "failed" and "2 attempts" in row["last_error"]
+
+
+def test_finish_and_release(store):
+    events = EventStore(store.db)
+    events.add_event("user:a", "e", None, "test", 0, [("function", "f1"), ("function", "f2")])
+    a, b = events.claim(T0, T9, limit=5)
+    events.finish(a.id, run_id="r1")
+    events.release(b.id)
+    assert events.counts() == {"done": 1, "pending": 1}
+    assert events.claim(T1, T9)[0].id == b.id
+
+
+def test_backpressure_refuses_and_changes_nothing(store):
+    events = EventStore(store.db, max_pending=3)
+    events.add_event("user:a", "e", None, "test", 0, [("function", "f1")] * 3)
+    with pytest.raises(QueueFull):
+        events.add_event("user:a", "e", None, "test", 0, [("function", "f1")])
+    assert store.db.one("SELECT count(*) FROM events")[0] == 1
+    # Events with no target cost no queue space and are still accepted.
+    events.add_event("user:a", "nobody-listens", None, "test", 0, [])
