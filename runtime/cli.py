@@ -463,7 +463,9 @@ def functions_execute(app: App, target: str, event_name: str | None, data: str |
     """
     if data is not None and event_name is None:
         raise click.UsageError("--data needs --event")
-    record = app.runtime().execute_function(app.actor, target, event_name=event_name, data=data, org=org)
+    local = Path(target)
+    what = local if local.exists() else target  # a path on this machine, else a deployed name or id
+    record = app.runtime().execute_function(app.actor, what, event_name=event_name, data=data, org=org)
     emit(record, as_json, lambda: print_run(record))
 
 
@@ -520,11 +522,12 @@ def runs() -> None:
 
 @runs.command("show")
 @click.argument("run_id")
+@org_option
 @json_option
 @pass_app
-def runs_show(app: App, run_id: str, as_json: bool) -> None:
+def runs_show(app: App, run_id: str, org: str | None, as_json: bool) -> None:
     """Show one run record."""
-    record = app.service.get_run(app.actor, run_id)
+    record = app.service.get_run(app.actor, run_id, org=org)
     emit(record, as_json, lambda: print_run(record))
 
 
@@ -544,16 +547,6 @@ def publish(app: App, name: str, data: str | None, org: str | None, as_json: boo
 
 
 # integrations ------------------------------------------------------------------
-
-def read_spec(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{path.name}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-    return data
-
 
 @cli.group()
 def integrations() -> None:
@@ -591,7 +584,9 @@ def integrations_get(app: App, name: str, org: str | None, as_json: bool) -> Non
 @pass_app
 def integrations_create(app: App, file: Path, org: str | None, as_json: bool) -> None:
     """Create an integration from NAME.webhook.json."""
-    record = app.service.create_integration(app.actor, read_spec(file), org)
+    from .webhooks import load_spec
+
+    record = app.service.create_integration(app.actor, load_spec(file), org)
     emit(record.to_json(), as_json, lambda: click.echo(f"Created integration {record.name} ({record.id})."))
 
 
@@ -602,7 +597,9 @@ def integrations_create(app: App, file: Path, org: str | None, as_json: bool) ->
 @pass_app
 def integrations_update(app: App, file: Path, org: str | None, as_json: bool) -> None:
     """Replace an integration (matched by the file's name) with NAME.webhook.json."""
-    spec = read_spec(file)
+    from .webhooks import load_spec
+
+    spec = load_spec(file)
     name = spec.get("name") if isinstance(spec, dict) else None
     if not isinstance(name, str):
         raise InvalidInput(f"{file.name}: the file must name the integration (\"name\")")

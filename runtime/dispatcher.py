@@ -111,8 +111,11 @@ class Dispatcher:
     def _fire_integration(self, delivery: Delivery) -> None:
         service = self.service
         record = service.integration_store.get_by_id(delivery.target_id)
+        if not record.enabled:
+            service.events.finish(delivery.id, status="failed", error=f"integration {record.name} is disabled")
+            return
         event = service.events.event(delivery.event_id)
-        result = service.integrations.fire(record, event)
+        result = service.integrations.fire(record, event, run_id=f"delivery-{delivery.id}")
         response_name, response_data = result.response_event
         with service.store.db.transaction():
             service.integration_store.add_log(record.id, event["id"], result.log)

@@ -10,6 +10,7 @@ deliveries not yet started are put back for the next start.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 import uvicorn
@@ -36,6 +37,9 @@ def serve(settings: Settings, host: str, port: int) -> None:
     scheduler = Scheduler(service.store.db, service.events, clock=service.clock, wake=service.bus.wake)
     server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
                                            access_log=False, lifespan="off"))
+    # uvicorn re-raises the SIGTERM it caught once it has drained; make that an orderly exit
+    # so the finally below runs (stop the scheduler, finish deliveries, close the store).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         scheduler.start()
         dispatcher.start()

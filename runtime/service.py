@@ -70,6 +70,7 @@ class Service:
         return self._engine
 
     def close(self) -> None:
+        self.integrations.close()
         if self.pool is not None:
             self.pool.close()
         self.store.close()
@@ -192,7 +193,7 @@ class Service:
                                      files.manifest.secrets)
 
     def _function(self, actor: User, ref: str, org: str | None = None) -> FunctionRecord:
-        """A function by name (in the owner's scope) or by id (any scope the actor may see)."""
+        """A function by name or id, only within the scope asked for (sandbox or `org`)."""
         owner = self.owner_for(actor, org)
         try:
             return self.functions.get(owner, ref)
@@ -201,16 +202,10 @@ class Service:
         try:
             fn = self.functions.get_by_id(ref)
         except NotFound:
-            raise NotFound(f"function {ref} does not exist") from None
-        if not self._may_see(actor, fn.owner):
+            fn = None
+        if fn is None or fn.owner != owner:
             raise NotFound(f"function {ref} does not exist")  # 404, not 403: ids are not a directory
         return fn
-
-    def _may_see(self, actor: User, owner: str) -> bool:
-        kind, _, name = owner.partition(":")
-        if kind == "user":
-            return name == actor.name
-        return name in self.store.identity.orgs_of(actor)
 
     def get_function(self, actor: User, ref: str, org: str | None = None) -> FunctionRecord:
         return self._function(actor, ref, org)
@@ -230,16 +225,18 @@ class Service:
         return self.functions.runs(self._function(actor, ref, org).id, limit)
 
     def get_run(self, actor: User, run_id: str, ref: str | None = None, org: str | None = None) -> dict:
+        owner = self.owner_for(actor, org)
         record = self.functions.run(run_id)
         fn = self.functions.get_by_id(record["function_id"])
-        if not self._may_see(actor, fn.owner) or (ref is not None and ref not in (fn.id, fn.name)):
+        if fn.owner != owner or (ref is not None and ref not in (fn.id, fn.name)):
             raise NotFound(f"run {run_id} does not exist")
         return record
 
-    def execute_function(self, actor: User, target: FunctionFiles | str | Path, *, event_name: str | None = None,
+    def execute_function(self, actor: User, target: FunctionFiles | Path | str, *, event_name: str | None = None,
                          data: str | None = None, org: str | None = None) -> dict:
-        """A test run of local files (nothing deployed, nothing stored but the access audit),
-        or a manual run of a deployed function (stored in its logs)."""
+        """A test run of files (FunctionFiles or a local Path: nothing deployed, nothing stored
+        but the access audit), or a manual run of a deployed function named by a str ref
+        (stored in its logs). A str is never read as a path: callers decide what is local."""
         event = None
         trigger = {"type": "manual"}
         if event_name is not None:
@@ -248,10 +245,9 @@ class Service:
             check_event(event_name, data, self.settings)
             event = {"id": uuid.uuid4().hex, "name": event_name, "data": data,
                      "published_at": now_iso(), "source": f"manual:{actor.name}"}
-        if isinstance(target, str) and not Path(target).exists():
-            fn = self._function(actor, target, org)
-            return self.engine.run(fn, trigger, event=event)
-        files = target if isinstance(target, FunctionFiles) else load_files(Path(target), triggers_max=self.settings.triggers_max)
+        if isinstance(target, str):
+            return self.engine.run(self._function(actor, target, org), trigger, event=event)
+        files = target if isinstance(target, FunctionFiles) else load_files(target, triggers_max=self.settings.triggers_max)
         owner = self.owner_for(actor, org)
         self.check_function(owner, files)
         now = now_iso()
@@ -270,18 +266,7 @@ class Service:
     # integrations ------------------------------------------------------------------
 
     def _integration(self, actor: User, ref: str, org: str | None = None) -> IntegrationRecord:
-        owner = self.owner_for(actor, org)
-        try:
-            return self.integration_store.get(owner, ref)
-        except NotFound:
-            pass
-        try:
-            record = self.integration_store.get_by_id(ref)
-        except NotFound:
-            raise NotFound(f"integration {ref} does not exist") from None
-        if not self._may_see(actor, record.owner):
-            raise NotFound(f"integration {ref} does not exist")
-        return record
+        return self.integration_store.find(self.owner_for(actor, org), ref)
 
     def create_integration(self, actor: User, spec: dict, org: str | None = None) -> IntegrationRecord:
         return self.integrations.create(self.owner_for(actor, org), spec)

@@ -1,0 +1,393 @@
+"""The HTTP API: thin routes over the one Service, with OpenAPI at /docs.
+
+Every /v1 route needs `Authorization: Bearer TOKEN`. Every error is
+`{"error": "..."}` with its status: LogicErrors carry theirs (store/errors.py),
+a malformed body is 400 or 422, an oversized one 413, anything unexpected a
+bare 500. Routes are plain `def`s: FastAPI runs them in its thread pool, as
+the service blocks (SQLite, worker runs).
+
+Each route that acts for an owner exists twice: `/v1/...` for the caller's
+sandbox and `/v1/orgs/{org}/...` for an organization the caller belongs to.
+"""
+
+import inspect
+import logging
+import traceback
+from typing import Annotated, Any, Callable
+
+from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from store.errors import LogicError, Unauthorized
+from store.identity import User
+
+from .api_models import (
+    INTEGRATION_EXAMPLE, ErrorOut, EventAccepted, EventIn, ExecuteSpec, FunctionList, FunctionOut,
+    FunctionSpec, Health, IntegrationList, IntegrationOut, LogList, RunList, RunOut, SecretCreate, SecretList,
+    SecretOut, SecretUpdate,
+)
+from .manifest import files_from_json
+from .service import Service
+from .webhooks import WebhookSpec
+
+log = logging.getLogger(__name__)
+
+WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="logic-runtime"'}
+ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 429)}
+
+
+def create_app(service: Service) -> FastAPI:
+    app = FastAPI(
+        title="logic-runtime",
+        summary="Logic functions with encrypted cloud secrets",
+        version="1",
+    )
+    app.state.service = service
+    for path, endpoint, kwargs in ROUTES:
+        app.add_api_route(path, endpoint, **kwargs)
+    app.add_exception_handler(LogicError, _logic_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    # The last added wraps the others: a request meets the body limit, then the 500 guard, then FastAPI.
+    app.add_middleware(InternalErrors)
+    app.add_middleware(BodyLimit, max_bytes=service.settings.http_body_max_bytes)
+    return app
+
+
+# authentication ---------------------------------------------------------------
+
+bearer = HTTPBearer(auto_error=False, description="An API token from `logic init` or `logic tokens create`.")
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def get_actor(request: Request,
+              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
+    return get_service(request).authenticate(credentials.credentials if credentials else None)
+
+
+Svc = Annotated[Service, Depends(get_service)]
+Actor = Annotated[User, Depends(get_actor)]
+Org = Annotated[str, Path(description="Organization name")]
+Ref = Annotated[str, Path(description="Id or name")]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Newest first, at most this many")]
+IntegrationBody = Annotated[WebhookSpec, Body(
+    description="The same JSON as NAME.webhook.json", examples=[INTEGRATION_EXAMPLE])]
+
+ROUTES: list[tuple[str, Callable, dict[str, Any]]] = []  # (path, endpoint, add_api_route arguments)
+
+
+def route(method: str, path: str, **kwargs: Any) -> Callable:
+    """Declare an endpoint twice: at /v1/... for the caller's own sandbox (called with
+    org=None), and at /v1/orgs/{org}/... for an organization."""
+
+    def register(endpoint: Callable) -> Callable:
+        name = endpoint.__name__
+        kwargs["responses"] = {**ERRORS, **kwargs.get("responses", {})}
+        ROUTES.append(("/v1" + path, _without_org(endpoint), dict(kwargs, methods=[method], name=name)))
+        ROUTES.append(("/v1/orgs/{org}" + path, endpoint, dict(kwargs, methods=[method], name=f"org_{name}")))
+        return endpoint
+
+    return register
+
+
+def _without_org(endpoint: Callable) -> Callable:
+    signature = inspect.signature(endpoint)
+
+    def sandbox_endpoint(**kwargs: Any) -> Any:
+        return endpoint(**kwargs, org=None)
+
+    sandbox_endpoint.__signature__ = signature.replace(
+        parameters=[p for p in signature.parameters.values() if p.name != "org"])
+    sandbox_endpoint.__name__ = endpoint.__name__
+    sandbox_endpoint.__doc__ = endpoint.__doc__
+    sandbox_endpoint.__annotations__ = {k: v for k, v in endpoint.__annotations__.items() if k != "org"}
+    return sandbox_endpoint
+
+
+def healthz() -> dict:
+    """Liveness: no token needed."""
+    return {"ok": True}
+
+
+ROUTES.append(("/healthz", healthz, {"methods": ["GET"], "response_model": Health, "tags": ["server"]}))
+
+
+# secrets ---------------------------------------------------------------------
+
+@route("GET", "/secrets", response_model=SecretList, tags=["secrets"])
+def list_secrets(service: Svc, actor: Actor, org: Org) -> dict:
+    """Every secret of the owner, with its usage; never a value."""
+    return {"secrets": [s.to_json() for s in service.list_secrets(actor, org)]}
+
+
+@route("POST", "/secrets", response_model=SecretOut, status_code=201, tags=["secrets"])
+def create_secret(body: SecretCreate, service: Svc, actor: Actor, org: Org) -> dict:
+    """Store a new secret. The value is write-only: no response ever contains it."""
+    return service.create_secret(actor, body.name, body.value, org).to_json()
+
+
+@route("GET", "/secrets/{name}", response_model=SecretOut, tags=["secrets"])
+def get_secret(name: str, service: Svc, actor: Actor, org: Org) -> dict:
+    return service.get_secret(actor, name, org).to_json()
+
+
+@route("PUT", "/secrets/{name}", response_model=SecretOut, tags=["secrets"])
+def update_secret(name: str, body: SecretUpdate, service: Svc, actor: Actor, org: Org) -> dict:
+    """Replace the value; it takes effect for the next read by any run."""
+    return service.update_secret(actor, name, body.value, org).to_json()
+
+
+@route("DELETE", "/secrets/{name}", status_code=204, response_class=Response, tags=["secrets"])
+def delete_secret(name: str, service: Svc, actor: Actor, org: Org) -> Response:
+    """Delete a secret no function or integration declares (409 names the users otherwise)."""
+    service.delete_secret(actor, name, org)
+    return Response(status_code=204)
+
+
+# functions -------------------------------------------------------------------
+
+def _files(service: Service, spec: FunctionSpec, *exclude: str):
+    body = spec.model_dump(mode="json", exclude_unset=True, exclude=set(exclude))
+    body.setdefault("name", spec.name)  # a default name (execute) is still the manifest's name
+    return files_from_json(body, triggers_max=service.settings.triggers_max)
+
+
+@route("GET", "/logic/functions", response_model=FunctionList, tags=["functions"])
+def list_functions(service: Svc, actor: Actor, org: Org) -> dict:
+    return {"logic_functions": [f.to_json() for f in service.list_functions(actor, org)]}
+
+
+@route("POST", "/logic/functions", response_model=FunctionOut, status_code=201, tags=["functions"],
+       responses={200: {"model": FunctionOut, "description": "A new version of the owner's function of that name"}})
+def deploy_function(body: FunctionSpec, response: Response, service: Svc, actor: Actor, org: Org) -> dict:
+    """Deploy a function: 201 for a new one; a new version (200) if the owner has one of that name."""
+    fn = service.deploy_function(actor, _files(service, body), org)
+    if fn.version > 1:
+        response.status_code = 200
+    return fn.to_json(with_source=True)
+
+
+@route("GET", "/logic/functions/{function_id}", response_model=FunctionOut, tags=["functions"])
+def get_function(function_id: Ref, service: Svc, actor: Actor, org: Org) -> dict:
+    return service.get_function(actor, function_id, org).to_json(with_source=True)
+
+
+@route("PUT", "/logic/functions/{function_id}", response_model=FunctionOut, tags=["functions"])
+def update_function(function_id: Ref, body: FunctionSpec, service: Svc, actor: Actor, org: Org) -> dict:
+    """Deploy a new version of this function (the manifest's name must stay the same)."""
+    fn = service.deploy_function(actor, _files(service, body), org, function_id=function_id)
+    return fn.to_json(with_source=True)
+
+
+@route("DELETE", "/logic/functions/{function_id}", status_code=204, response_class=Response, tags=["functions"])
+def delete_function(function_id: Ref, service: Svc, actor: Actor, org: Org) -> Response:
+    service.delete_function(actor, function_id, org)
+    return Response(status_code=204)
+
+
+@route("GET", "/logic/functions/{function_id}/runs", response_model=RunList, tags=["functions"])
+def function_runs(function_id: Ref, service: Svc, actor: Actor, org: Org, limit: Limit = 100) -> dict:
+    """The function's run records, newest first (the newest 100 are kept)."""
+    return {"logic_runs": service.function_runs(actor, function_id, org, limit)}
+
+
+@route("GET", "/logic/functions/{function_id}/runs/{run_id}", response_model=RunOut, tags=["functions"])
+def get_run(function_id: Ref, run_id: str, service: Svc, actor: Actor, org: Org) -> dict:
+    return service.get_run(actor, run_id, function_id, org)
+
+
+@route("POST", "/logic/execute", response_model=RunOut, tags=["functions"])
+def execute_function(body: ExecuteSpec, service: Svc, actor: Actor, org: Org) -> dict:
+    """Test-run source with an optional event: nothing is deployed; the run record comes back
+    whatever its status (only the secret access audit is stored)."""
+    files = _files(service, body, "event")
+    event = body.event
+    return service.execute_function(actor, files, event_name=event.name if event else None,
+                                    data=event.data if event else None, org=org)
+
+
+# events ----------------------------------------------------------------------
+
+@route("POST", "/events", response_model=EventAccepted, status_code=202, tags=["events"])
+def publish_event(body: EventIn, service: Svc, actor: Actor, org: Org) -> dict:
+    """Publish an event; 202 once it is durable (delivery to functions and integrations follows)."""
+    return service.publish_event(actor, body.name, body.data, org)
+
+
+# integrations ----------------------------------------------------------------
+
+@route("GET", "/integrations", response_model=IntegrationList, tags=["integrations"])
+def list_integrations(service: Svc, actor: Actor, org: Org) -> dict:
+    return {"integrations": [i.to_json() for i in service.list_integrations(actor, org)]}
+
+
+@route("POST", "/integrations", response_model=IntegrationOut, status_code=201, tags=["integrations"])
+def create_integration(body: IntegrationBody, service: Svc, actor: Actor, org: Org) -> dict:
+    return service.create_integration(actor, body.to_json(), org).to_json()
+
+
+@route("GET", "/integrations/{integration_id}", response_model=IntegrationOut, tags=["integrations"])
+def get_integration(integration_id: Ref, service: Svc, actor: Actor, org: Org) -> dict:
+    return service.get_integration(actor, integration_id, org).to_json()
+
+
+@route("PUT", "/integrations/{integration_id}", response_model=IntegrationOut, tags=["integrations"])
+def update_integration(integration_id: Ref, body: IntegrationBody, service: Svc, actor: Actor, org: Org) -> dict:
+    return service.update_integration(actor, integration_id, body.to_json(), org).to_json()
+
+
+@route("DELETE", "/integrations/{integration_id}", status_code=204, response_class=Response,
+       tags=["integrations"])
+def delete_integration(integration_id: Ref, service: Svc, actor: Actor, org: Org) -> Response:
+    service.delete_integration(actor, integration_id, org)
+    return Response(status_code=204)
+
+
+@route("GET", "/integrations/{integration_id}/logs", response_model=LogList, tags=["integrations"])
+def integration_logs(integration_id: Ref, service: Svc, actor: Actor, org: Org, limit: Limit = 100) -> dict:
+    """Request and response of recent deliveries, with [[SENSITIVE]] in place of every secret."""
+    return {"logs": service.integration_logs(actor, integration_id, org, limit)}
+
+
+# errors ----------------------------------------------------------------------
+
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _logic_error(request: Request, exc: LogicError) -> JSONResponse:
+    if isinstance(exc, Unauthorized):
+        return error(exc.status, exc.message, WWW_AUTHENTICATE)
+    if exc.status >= 500:
+        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc.message)
+    return error(exc.status, exc.message)
+
+
+def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """One readable line per problem, naming the field. Never the input: pydantic keeps it
+    in each error, and in a secret's body it is the secret value."""
+    problems = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error", "invalid JSON")
+            return error(400, f"request body is not valid JSON: {reason}")
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc == ["body"] and err.get("type") == "missing":
+            return error(422, "a JSON request body is required")
+        where = ".".join(loc[1:]) if len(loc) > 1 else ("request body" if loc == ["body"] else ".".join(loc))
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return error(422, "; ".join(problems) or "invalid request")
+
+
+def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code == 404:
+        message = "no such API route"
+    elif exc.status_code == 405:
+        # Each method of a path is its own route, and Starlette's Allow names only the first one's.
+        allowed = ", ".join(sorted({m for r in request.app.routes if r.matches(request.scope)[0] != Match.NONE
+                                    for m in getattr(r, "methods", None) or ()}))
+        return error(405, f"method {request.method} is not allowed here (allowed: {allowed})", {"Allow": allowed})
+    else:
+        message = str(exc.detail)
+    return error(exc.status_code, message, exc.headers)
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
+
+
+class BodyLimit:
+    """413 for a body over `max_bytes`: by Content-Length up front, and by counting
+    what actually arrives (a chunked or lying client sends no honest length)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                return await error(400, "invalid Content-Length header")(scope, receive, send)
+            if declared > self.max_bytes:
+                return await error(413, BodyTooLarge(self.max_bytes).detail)(scope, receive, send)
+        received = 0
+        started = False
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)  # FastAPI passes HTTPExceptions to _http_error
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await error(413, exc.detail)(scope, receive, send)
+
+
+class InternalErrors:
+    """Anything unexpected: a bare 500 for the client, the traceback in the server log.
+
+    Threat: an exception's message may quote its input -- a request body with a secret
+    value in it. The log gets the frames and the exception types, never the messages.
+    """
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched_send)
+        except Exception as exc:
+            log.error("internal error on %s %s:\n%s", scope.get("method"), scope.get("path"), _frames(exc))
+            if started:
+                raise
+            await error(500, "internal error")(scope, receive, send)
+
+
+def _frames(exc: BaseException) -> str:
+    """A traceback without exception messages (see InternalErrors)."""
+    parts = []
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        parts.append("".join(traceback.format_tb(exc.__traceback__)) + f"{type(exc).__module__}.{type(exc).__qualname__}")
+        exc = exc.__cause__ or exc.__context__
+    return "\n--- caused by / during ---\n".join(reversed(parts))
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,254 @@
+"""Webhook integrations: create and update them, and fire one for an event.
+
+`fire` reads the secrets the templates use through a SecretsBroker (the
+same allowlist and audit as a run), renders and sends the request, and
+returns everything the caller must commit in one transaction: the redacted
+log record, the accesses, and the event to publish. It writes nothing.
+
+The log and the published response are redacted with the values read, plus
+the forms httpx gives them on the wire (its URL percent-encoding keeps more
+characters than `quote` does, so a secret in a URL needs its own pattern).
+The published `hook-response/<event>` data is masked too (security promise
+1 covers published event data, and an echo server would hand the secret to
+every function that listens). The response is read up to the event data
+limit plus the largest secret, redacted, then cut to the limit: cutting first
+could leave the front half of a secret at the edge, unmasked.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import httpx
+from pydantic import ValidationError
+
+from store.clock import now_iso
+from store.errors import InvalidInput
+from store.integrations import IntegrationRecord, IntegrationStore
+from store.secrets import Access
+from store.sensitive import MASK
+from store.settings import Settings
+from store.store import Store
+
+from .broker import SecretAccessError, SecretsBroker
+from .redactor import Redactor
+from .webhooks import SendOutcome, WebhookSender, WebhookSpec, event_variables, parse_spec, render_request
+
+RESPONSE_PREFIX = "hook-response/"
+ERROR_PREFIX = "hook-error/"
+TRUNCATED = "...[truncated]"
+
+_UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+_WIRE_EXCLUDED = {
+    # httpx (WHATWG) percent-encode sets: the characters each URL part escapes.
+    "query": ' "#<>',
+    "path": ' "#<>?`{}',
+    "fragment": ' "<>`',
+    "userinfo": ' "#<>?`{}/;=@[\\]^|',
+}
+_PERCENT = re.compile(r"%[A-Fa-f0-9]{2}")
+_CHARSET = re.compile(r"charset=[\"']?([A-Za-z0-9_.:-]+)", re.I)
+
+
+@dataclass
+class FireResult:
+    ok: bool
+    log: dict                                   # redacted request/response/timing record
+    accesses: list[Access] = field(default_factory=list)
+    response_event: tuple[str, str | None] = ("", None)  # ("hook-response/<event>", body) or ("hook-error/<event>", message)
+
+
+class IntegrationService:
+    """Owner already resolved by runtime.service.Service."""
+
+    def __init__(self, store: Store, integrations: IntegrationStore, settings: Settings, *,
+                 transport: httpx.BaseTransport | None = None, backoff_s: float = 0.5,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.store = store
+        self.integrations = integrations
+        self.settings = settings
+        self.sender = WebhookSender(
+            timeout_s=settings.webhook_timeout_s, retries=settings.webhook_retries,
+            max_body_bytes=settings.event_data_max_bytes + settings.secret_value_max_bytes,
+            transport=transport, backoff_s=backoff_s, sleep=sleep)
+
+    def close(self) -> None:
+        self.sender.close()
+
+    # configuration -------------------------------------------------------------
+
+    def validate(self, owner: str, spec_json: object) -> WebhookSpec:
+        """The checked spec; DeployError for the file, InvalidInput naming missing secrets."""
+        spec = parse_spec(spec_json, filename="webhook")
+        missing = [name for name in spec.secrets if not self.store.secrets.exists(owner, name)]
+        if missing:
+            raise InvalidInput(f"secret{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                               f"do{'' if len(missing) > 1 else 'es'} not exist for {owner}: create "
+                               f"{'them' if len(missing) > 1 else 'it'} first")
+        return spec
+
+    def create(self, owner: str, spec_json: dict) -> IntegrationRecord:
+        spec = self.validate(owner, spec_json)
+        return self.integrations.create(owner, spec.to_json())
+
+    def update(self, owner: str, ref: str, spec_json: dict) -> IntegrationRecord:
+        current = self.integrations.find(owner, ref)
+        spec = self.validate(owner, spec_json)
+        return self.integrations.update(current.id, spec.to_json())
+
+    def get(self, owner: str, ref: str) -> IntegrationRecord:
+        return self.integrations.find(owner, ref)
+
+    def list(self, owner: str) -> list[IntegrationRecord]:
+        return self.integrations.list(owner)
+
+    def delete(self, owner: str, ref: str) -> None:
+        self.integrations.delete(self.integrations.find(owner, ref).id)
+
+    def logs(self, owner: str, ref: str, limit: int = 100) -> list[dict]:
+        return self.integrations.logs(self.integrations.find(owner, ref).id, limit)
+
+    # firing --------------------------------------------------------------------
+
+    def fire(self, record: IntegrationRecord, event: dict, *, run_id: str | None = None) -> FireResult:
+        """Send the webhook for `event` ({id, name, data, published_at, source}); no DB writes."""
+        at = now_iso()
+        name = event.get("name") or ""
+        try:
+            spec = WebhookSpec.model_validate(record.spec())
+        except ValidationError:
+            return self._result(at, event, None, [], Redactor.for_values(()),
+                                error="the integration's configuration is no longer valid: update it")
+        broker = SecretsBroker(self.store.secrets, owner=record.owner, declared=tuple(spec.secrets),
+                               consumer_kind="integration", consumer_id=record.id,
+                               consumer_name=record.name, run_id=run_id)
+        secrets: dict[str, str] = {}
+        try:
+            for secret in spec.used_secrets():
+                secrets[secret] = broker.read(secret)
+        except SecretAccessError as exc:
+            return self._result(at, event, None, broker.accesses, _redactor(broker.plain_values()),
+                                error=str(exc))
+        outcome = self.sender.send(render_request(spec, event_variables(event, secrets)))
+        result = self._result(at, event, outcome, broker.accesses, _redactor(broker.plain_values()))
+        del secrets
+        return result
+
+    def _result(self, at: str, event: dict, outcome: SendOutcome | None, accesses: list[Access],
+                redactor: Redactor, *, error: str | None = None) -> FireResult:
+        cap = self.settings.event_data_max_bytes
+        name = event.get("name") or ""
+        log: dict[str, Any] = {
+            "at": at,
+            "event": {"id": event.get("id"), "name": name},
+            "ok": False,
+            "request": None,
+            "response": None,
+            "attempts": 0,
+            "duration_ms": 0.0,
+            "error": error,
+            "secrets_accessed": list(dict.fromkeys(a.secret_name for a in accesses)),
+        }
+        body_text = ""
+        if outcome is not None:
+            log["ok"] = outcome.ok
+            log["attempts"] = outcome.attempts
+            log["duration_ms"] = outcome.duration_ms
+            log["error"] = outcome.error
+            if outcome.request is not None:
+                request = outcome.request
+                log["request"] = {
+                    "method": request.method,
+                    "url": str(request.url),
+                    "headers": dict(request.headers),
+                    "body": request.content.decode("utf-8", "replace") if request.content else None,
+                }
+            if outcome.status is not None:
+                body_text = _decode(outcome.body, outcome.headers)
+                log["response"] = {
+                    "status": outcome.status,
+                    "headers": outcome.headers,
+                    "body": body_text,
+                    "truncated": outcome.truncated,
+                }
+                if not outcome.ok:
+                    log["error"] = _status_error(outcome.status)
+        log = redactor.redact_json(log)
+        # Cut only after redaction: a cut through a secret would leave part of it unmasked.
+        for part in ("request", "response"):
+            if log[part] and isinstance(log[part].get("body"), str):
+                log[part]["body"], cut = _cap(log[part]["body"], cap)
+                if part == "response":
+                    log[part]["truncated"] = log[part]["truncated"] or cut
+        if log["ok"]:
+            data, _ = _cap(redactor.redact(body_text), cap)
+            response_event = (RESPONSE_PREFIX + name, data)
+        else:
+            response_event = (ERROR_PREFIX + name, log["error"] or "webhook failed")
+        return FireResult(ok=log["ok"], log=log, accesses=list(accesses), response_event=response_event)
+
+
+def _redactor(values: list[str]) -> Redactor:
+    """The values as a template may write them ({{NAME}} HTML-escapes), and as httpx quotes them in a URL."""
+    forms = set(values) | {_html_escape(v) for v in values}
+    for value in list(forms):
+        for excluded in _WIRE_EXCLUDED.values():
+            forms.add(_wire_quote(value, excluded))
+    return Redactor.for_values(forms)
+
+
+def _html_escape(value: str) -> str:
+    """What Mustache's `{{NAME}}` (chevron) makes of a value."""
+    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _wire_quote(value: str, excluded: str) -> str:
+    """httpx's URL quoting: existing %XX kept, other characters outside the safe set escaped."""
+    def part(text: str) -> str:
+        return "".join(c if c in _UNRESERVED or (" " < c < "\x7f" and c not in excluded)
+                       else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")) for c in text)
+    out, pos = [], 0
+    for match in _PERCENT.finditer(value):
+        out.append(part(value[pos:match.start()]))
+        out.append(match.group())
+        pos = match.end()
+    out.append(part(value[pos:]))
+    return "".join(out)
+
+
+def _decode(body: bytes, headers: dict[str, str]) -> str:
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    match = _CHARSET.search(content_type)
+    encoding = "utf-8"
+    if match:
+        try:
+            encoding = codecs.lookup(match.group(1)).name
+        except LookupError:
+            pass
+    return body.decode(encoding, "replace")
+
+
+def _cap(text: str, max_bytes: int) -> tuple[str, bool]:
+    """`text` cut to at most `max_bytes` UTF-8 bytes, on a character boundary."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= max_bytes:
+        return text, False
+    return data[:max_bytes].decode("utf-8", "ignore"), True
+
+
+def _status_error(status: int) -> str:
+    try:
+        reason = httpx.codes(status).phrase
+    except ValueError:
+        reason = ""
+    text = f"HTTP {status} {reason}".strip()
+    if 300 <= status < 400:
+        text += " (redirects are not followed)"
+    return text
+
+
+__all__ = ["ERROR_PREFIX", "RESPONSE_PREFIX", "FireResult", "IntegrationService", "MASK"]
