@@ -28,6 +28,9 @@ log = logging.getLogger("logic.server")
 def configure_logging() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    # Threat: httpx logs every request URL at INFO, and a webhook URL carries rendered secrets.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def serve(settings: Settings, host: str, port: int) -> None:

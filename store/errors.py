@@ -9,6 +9,7 @@
      ├── Conflict                   409  exit 1   duplicate name, deleting a used secret
      ├── TooLarge                   413  exit 1   value, body or event over its limit
      ├── QueueFull                  429  exit 1   backpressure: try again later
+     ├── WorkerUnavailable          503  exit 1   no worker process could be started
      └── StoreError                 500  exit 1   the store cannot be used as it is
           ├── NotInitialized                      no database yet: run `logic init`
           ├── MasterKeyError                      missing or wrong master key
@@ -66,6 +67,12 @@ class TooLarge(LogicError):
 
 class QueueFull(LogicError):
     status = 429
+
+
+class WorkerUnavailable(LogicError):
+    """No worker could be started (the zygote died or a worker failed to confine)."""
+
+    status = 503
 
 
 class StoreError(LogicError):

@@ -23,7 +23,7 @@ FUNCTION = {"name": "uses-key", "secrets": ["API_KEY"], "source": SOURCE,
 
 
 def runs_of(client, fid, n):
-    runs = client.get(f"/v1/logic/functions/{fid}/runs").json()
+    runs = client.get(f"/v1/logic/functions/{fid}/runs").json()["logic_runs"]
     return runs if len(runs) >= n else None
 
 
@@ -53,7 +53,7 @@ def test_secret_function_event_run_audit(make_server, wait_for):
         assert run["result"] == {"key_len": len(SECRET), "echo": "[[SENSITIVE]]", "data": {"t": 21}}
         assert run["logs"][0]["message"] == "using key [[SENSITIVE]]"
         assert run["events_published"] == [{"name": "reading-auth",
-                                            "data": '{"len": %d, "key": "[[SENSITIVE]]"}' % len(SECRET)}]
+                                            "data": '{"len":%d,"key":"[[SENSITIVE]]"}' % len(SECRET)}]
         assert run["secrets_accessed"] == ["API_KEY"]
 
         info = call("GET", "/v1/secrets/API_KEY").json()

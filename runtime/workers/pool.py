@@ -1,0 +1,524 @@
+"""WorkerPool: the parent (trusted) side of the worker processes.
+
+`run(job, on_secret)` reserves a worker bound to the job's owner (or starts
+one), sends the job as one frame, serves the worker's log / publish / secret
+frames until its "done", and enforces everything a compromised worker could
+ignore: the wall clock (SIGKILL at the deadline, through a pidfd), the log,
+event, result and frame caps. No thread per run: the calling thread waits on
+the socket with a deadline.
+
+Worker lifecycle: spawned by the zygote on demand (or handed over pre-forked),
+owned by the first owner it runs for and by no one else for its life, reused
+for that owner while idle, and discarded after a timeout, a memory limit, a
+crash, a protocol violation, an output flood, or `worker_max_runs` runs.
+At capacity (`settings.workers`) an idle worker of another owner is evicted;
+when every worker is busy, run() waits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import select
+import signal
+import threading
+import time
+from collections import OrderedDict
+from datetime import datetime, timezone
+from typing import Callable
+
+from runtime.sandbox.executor import SecretAccessError
+from runtime.workers import protocol
+from runtime.workers.job import Job, WorkerResult
+from runtime.workers.spawner import Spawned, Spawner, WorkerUnavailable
+from runtime.workers.worker import EXIT_ISOLATION, EXIT_MEMORY
+from store.errors import LogicError
+
+log = logging.getLogger(__name__)
+
+WORKER_UID_BASE = 1_900_000_000  # a uid range nothing else on the host uses (root mode)
+LOG_LEVELS = frozenset({"info", "warning", "error"})
+_LOG_SLACK = 4096  # room for the sandbox's own marker line and accounting differences
+_FLOOD_FACTOR = 4  # past cap * this, a worker is flooding on purpose: kill it
+_FRAME_OVERHEAD = 64  # bytes charged per dropped frame, so empty frames count too
+_READY_TIMEOUT_S = 10.0
+_DONE_FIELDS = frozenset({"success", "error", "memory_exceeded"})
+
+
+class _Flood(Exception):
+    pass
+
+
+class _Worker:
+    __slots__ = ("pid", "sock", "pidfd", "reader", "owner", "runs", "versions", "spawner", "poller", "facts")
+
+    def __init__(self, spawned: Spawned, spawner: Spawner, max_frame: int):
+        self.pid = spawned.pid
+        self.sock = spawned.sock
+        self.pidfd = spawned.pidfd
+        self.reader = protocol.FrameReader(self.sock, max_frame)
+        self.owner: str | None = None
+        self.runs = 0
+        self.versions: set[str] = set()
+        self.spawner = spawner
+        self.poller = select.poll()
+        self.poller.register(self.sock.fileno(), select.POLLIN)
+        self.facts: dict = {}
+
+    def looks_dead(self) -> bool:
+        """An idle worker never speaks first: anything readable is EOF or abuse."""
+        return bool(self.poller.poll(0))
+
+    def kill(self) -> None:
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except (ProcessLookupError, OSError):
+            pass
+
+    def discard(self) -> None:
+        self.kill()
+        self.sock.close()
+        os.close(self.pidfd)
+        self.spawner.forget(self.pid)
+
+
+class WorkerPool:
+    """Isolated worker processes for running user functions.
+
+    Create it early, before the store is opened (the zygote is a fresh exec
+    that inherits no memory, descriptor or environment anyway).
+
+    isolate: None (auto) = as root, give each worker a private network
+        namespace and its own uid if the host allows it (a root container
+        without CAP_SYS_ADMIN does not: then a warning, and rlimits only);
+        not root, rlimits only. True demands them (workers that cannot
+        confine themselves fail to start). False turns them off (tests of
+        the non-root path). `pool.isolated` tells what is in effect.
+    diagnostics: TEST ONLY. Lets `diagnose()` inspect a worker from inside.
+    prefork: keep one confined, un-owned worker forked ahead.
+    """
+
+    def __init__(
+        self,
+        settings,
+        *,
+        isolate: bool | None = None,
+        diagnostics: bool = False,
+        prefork: bool = True,
+        uid_base: int = WORKER_UID_BASE,
+        executor: str = "runtime.sandbox.executor",
+    ):
+        if isolate and os.geteuid() != 0:
+            raise ValueError("worker isolation (network namespace, own uid) needs root")
+        self._settings = settings
+        self._diagnostics = diagnostics
+        self._capacity = max(1, int(settings.workers))
+        self._max_runs = max(1, int(settings.worker_max_runs))
+        # JSON escaping can grow text up to 6x (\u0000); past this, a frame is abuse.
+        biggest = max(settings.result_max_bytes, settings.log_max_bytes, settings.event_data_max_bytes)
+        self._max_frame = 6 * biggest + 65536
+        self._config = {
+            "executor": executor,
+            "memory_mb": int(settings.worker_memory_mb),
+            "open_files": int(settings.worker_open_files),
+            "isolate": "auto" if isolate is None else bool(isolate),
+            "uid_base": uid_base,
+            "diagnostics": diagnostics,
+            "prefork": prefork,
+            "source_max_bytes": int(settings.source_max_bytes),
+            "ast_max_depth": int(settings.ast_max_depth),
+        }
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._spawn_lock = threading.Lock()
+        self._idle: dict[str, list[_Worker]] = {}
+        self._idle_order: OrderedDict[_Worker, None] = OrderedDict()  # oldest first: eviction order
+        self._busy: set[_Worker] = set()
+        self._count = 0  # idle + busy + being spawned
+        self._closed = False
+        self.spawns = 0  # workers started so far (tests check the warm path does not fork)
+        self._spawner = Spawner(self._config)
+        self.isolated = bool(self._spawner.hello.get("isolate"))
+        if isolate is None and os.geteuid() == 0 and not self.isolated:
+            log.warning("running as root but workers cannot get a network namespace and their own uid "
+                        "(no CAP_SYS_ADMIN?): workers are confined by rlimits and the sandbox only")
+
+    # -- public ---------------------------------------------------------------
+
+    def run(self, job: Job, on_secret: Callable[[str], str]) -> WorkerResult:
+        for _attempt in range(3):
+            worker = self._reserve(job.owner)
+            if worker.looks_dead():  # exited between runs: never charge the run for it
+                self._release(worker, keep=False)
+                continue
+            keep = False
+            try:
+                result, keep = self._execute(worker, job, on_secret)
+            finally:
+                self._release(worker, keep)
+            return result
+        raise WorkerUnavailable("workers keep exiting before they can run a job")
+
+    def diagnose(self, owner: str, **request) -> dict:
+        """TEST ONLY (needs diagnostics=True): facts from inside a worker of `owner`."""
+        if not self._diagnostics:
+            raise RuntimeError("diagnostics are off: build the pool with diagnostics=True (tests only)")
+        worker = self._reserve(owner)
+        keep = False
+        try:
+            protocol.send(worker.sock, {"op": "diagnose", **request})
+            worker.sock.settimeout(5.0)
+            reply = worker.reader.read()
+            keep = reply is not None
+            return reply if reply is not None else {"op": "eof", "pid": worker.pid}
+        except (OSError, protocol.ProtocolError):
+            return {"op": "eof", "pid": worker.pid}
+        finally:
+            self._release(worker, keep)
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            idle = list(self._idle_order)
+            busy = list(self._busy)
+            self._idle.clear()
+            self._idle_order.clear()
+            self._cond.notify_all()
+        for worker in busy:
+            worker.kill()  # its run ends "crashed"; its own thread discards it
+        for worker in idle:
+            worker.discard()
+        self._spawner.close()
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- reserving and releasing ------------------------------------------------
+
+    def _reserve(self, owner: str) -> _Worker:
+        evicted = None
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise WorkerUnavailable("the worker pool is closed")
+                stack = self._idle.get(owner)
+                if stack:
+                    worker = stack.pop()
+                    if not stack:
+                        del self._idle[owner]
+                    del self._idle_order[worker]
+                    self._busy.add(worker)
+                    return worker
+                if self._count < self._capacity:
+                    break
+                if self._idle_order:
+                    evicted = next(iter(self._idle_order))
+                    self._remove_idle(evicted)
+                    break  # its place goes to the new worker: _count unchanged
+                self._cond.wait()
+            if evicted is None:
+                self._count += 1
+        if evicted is not None:
+            evicted.discard()
+        try:
+            worker = self._spawn()
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+        worker.owner = owner
+        with self._cond:
+            self._busy.add(worker)
+        return worker
+
+    def _remove_idle(self, worker: _Worker) -> None:
+        stack = self._idle[worker.owner]
+        stack.remove(worker)
+        if not stack:
+            del self._idle[worker.owner]
+        del self._idle_order[worker]
+
+    def _release(self, worker: _Worker, keep: bool) -> None:
+        with self._cond:
+            self._busy.discard(worker)
+            keep = keep and not self._closed and worker.spawner is self._spawner and worker.runs < self._max_runs
+            if keep:
+                self._idle.setdefault(worker.owner, []).append(worker)
+                self._idle_order[worker] = None
+            else:
+                self._count -= 1
+            self._cond.notify()
+        if not keep:
+            worker.discard()
+
+    def _spawn(self) -> _Worker:
+        last_error = None
+        for _attempt in range(2):
+            with self._spawn_lock:
+                if not self._spawner.alive:
+                    self._restart_zygote()
+                spawner = self._spawner
+            try:
+                spawned = spawner.spawn()
+            except WorkerUnavailable as exc:  # the zygote died under us: restart it once
+                last_error = exc.message
+                continue
+            worker = _Worker(spawned, spawner, self._max_frame)
+            with self._lock:
+                self.spawns += 1
+            try:
+                worker.sock.settimeout(_READY_TIMEOUT_S)
+                ready = worker.reader.read()
+            except (OSError, protocol.ProtocolError):
+                ready = None
+            if ready is not None and ready.get("op") == "ready":
+                worker.facts = ready
+                return worker
+            status = spawner.wait_exit(worker.pid, 1.0)
+            worker.discard()
+            if status is not None and status.code == EXIT_ISOLATION:
+                raise WorkerUnavailable("a worker could not confine itself (network namespace, uid or rlimits)")
+            last_error = status.describe() if status else "no exit status"
+        raise WorkerUnavailable(f"no worker could be started ({last_error})")
+
+    def _restart_zygote(self) -> None:
+        """The zygote died: kill every worker it forked, then start a new one.
+
+        Its workers must go first: the new zygote hands out the same uids.
+        """
+        log.warning("worker zygote died; restarting it")
+        with self._cond:
+            idle = list(self._idle_order)
+            busy = list(self._busy)
+            for worker in idle:
+                self._remove_idle(worker)
+                self._count -= 1
+        for worker in busy:
+            worker.kill()  # its run ends "crashed"; _release discards it (old spawner)
+        for worker in idle:
+            worker.discard()
+        self._spawner.close(timeout_s=1.0)
+        self._spawner = Spawner(self._config)
+
+    # -- one run ------------------------------------------------------------------
+
+    def _execute(self, worker: _Worker, job: Job, on_secret: Callable[[str], str]) -> tuple[WorkerResult, bool]:
+        settings = self._settings
+        limits = job.limits
+        timeout_s = min(float(job.timeout_s), float(settings.run_timeout_s))
+        memory_mb = min(int(job.memory_mb), int(settings.worker_memory_mb))
+        log_cap = min(limits.log_max_bytes, settings.log_max_bytes) + _LOG_SLACK
+        events_cap = min(limits.events_max, settings.events_per_run_max)
+        result_cap = min(limits.result_max_bytes, settings.result_max_bytes)
+        data_cap = min(getattr(limits, "event_data_max_bytes", settings.event_data_max_bytes),
+                       settings.event_data_max_bytes)
+        message = {
+            "op": "run",
+            "version_key": job.version_key,
+            "filename": job.filename,
+            "entry": job.entry,
+            "declared_secrets": list(job.declared_secrets),
+            "context": job.context,
+            "timeout_s": timeout_s,
+            "memory_mb": memory_mb,
+            "limits": _limits_dict(limits),
+        }
+        if job.version_key not in worker.versions:
+            message["source"] = job.source
+        logs: list[dict] = []
+        events: list[dict] = []
+        log_bytes = 0
+        dropped = 0  # bytes (+ per-frame overhead) refused past the caps
+        truncated = False
+        status, result, error, keep = "crashed", None, None, False
+        started_at = _now()
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        sock, reader = worker.sock, worker.reader
+        worker.runs += 1
+        try:
+            sock.settimeout(timeout_s)
+            sock.sendall(protocol.encode(message))
+            while True:
+                frame = reader.read(deadline)
+                if frame is None:
+                    status, error = self._death(worker, timeout_s)
+                    break
+                op = frame["op"]
+                if op == "log":
+                    text = frame.get("message")
+                    level = frame.get("level")
+                    if not isinstance(text, str):
+                        raise protocol.ProtocolError("log message is not text")
+                    size = _utf8_len(text) + 1  # + a newline: empty lines are not free
+                    if truncated or log_bytes + size > log_cap:
+                        dropped += size + _FRAME_OVERHEAD
+                        if not truncated:
+                            truncated = True
+                            logs.append(_log("warning", f"[log output truncated: over {log_cap - _LOG_SLACK} bytes]"))
+                        if dropped > _FLOOD_FACTOR * log_cap:
+                            raise _Flood("log output")
+                        continue
+                    log_bytes += size
+                    logs.append(_log(level if level in LOG_LEVELS else "info", _clean(text)))
+                elif op == "publish":
+                    name, data = frame.get("name"), frame.get("data")
+                    if not isinstance(name, str) or not (data is None or isinstance(data, str)):
+                        raise protocol.ProtocolError("publish needs a name and text data")
+                    if not 1 <= len(name) <= settings.event_name_max_chars or (
+                        data is not None and _utf8_len(data) > data_cap
+                    ):  # the sandbox refuses these: only a compromised worker sends them
+                        raise protocol.ProtocolError("event over the name or data limit")
+                    if len(events) >= events_cap:
+                        dropped += len(name) + len(data or "") + _FRAME_OVERHEAD
+                        if dropped > _FLOOD_FACTOR * log_cap:
+                            raise _Flood("published events")
+                        continue
+                    events.append({"name": _clean(name), "data": None if data is None else _clean(data)})
+                elif op == "secret":
+                    name = frame.get("name")
+                    if not isinstance(name, str):
+                        raise protocol.ProtocolError("secret request without a name")
+                    if name in job.declared_secrets:
+                        reply = _answer_secret(on_secret, name)
+                    else:  # the sandbox checks this too; a compromised worker would not
+                        reply = {"op": "secret_error", "message": f"secret {name} is not declared by this function"}
+                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                    sock.sendall(protocol.encode(reply))
+                elif op == "done":
+                    status, result, error = self._finish(frame, worker, job, result_cap)
+                    keep = status in ("success", "error")
+                    break
+                else:
+                    raise protocol.ProtocolError(f"unexpected {op!r} frame")
+        except TimeoutError:
+            worker.kill()
+            status = "timeout"
+            error = _error("TimeoutError", f"the run exceeded its time limit of {timeout_s:g} s")
+        except _Flood as exc:
+            worker.kill()
+            status = "error"
+            error = _error("OutputLimitExceeded", f"the run flooded its {exc} far past the limit and was stopped")
+        except protocol.TruncatedFrame:
+            status, error = self._death(worker, timeout_s)
+        except protocol.ProtocolError as exc:
+            worker.kill()
+            status = "crashed"
+            error = _error("WorkerCrashed", f"the worker broke the protocol: {exc}")
+        except OSError:  # EPIPE / ECONNRESET: the worker died under us
+            status, error = self._death(worker, timeout_s)
+        duration_ms = (time.monotonic() - t0) * 1000.0
+        return (
+            WorkerResult(
+                status=status,
+                result=result,
+                error=error,
+                logs=logs,
+                events=events,
+                duration_ms=duration_ms,
+                started_at=started_at,
+                finished_at=_now(),
+                worker_pid=worker.pid,
+            ),
+            keep,
+        )
+
+    def _finish(self, frame: dict, worker: _Worker, job: Job, result_cap: int) -> tuple[str, object, dict | None]:
+        status = frame.get("status")
+        result_json = frame.get("result_json")
+        error = frame.get("error")
+        if status not in _DONE_FIELDS:
+            raise protocol.ProtocolError("done with an unknown status")
+        if not (result_json is None or isinstance(result_json, str)):
+            raise protocol.ProtocolError("result is not JSON text")
+        if error is not None:
+            if not isinstance(error, dict):
+                raise protocol.ProtocolError("error is not an object")
+            error = {key: _clean(str(error.get(key) or "")) for key in ("type", "message", "traceback")}
+        if frame.get("cached") is True:
+            worker.versions.add(job.version_key)
+        result = None
+        if result_json is not None:
+            if len(result_json) > result_cap:
+                return "error", None, _error("ResultTooLarge", f"the return value is over {result_cap} bytes")
+            try:
+                result = json.loads(result_json)
+            except ValueError as exc:
+                raise protocol.ProtocolError("result is not valid JSON") from exc
+        return status, result, error
+
+    def _death(self, worker: _Worker, timeout_s: float) -> tuple[str, dict]:
+        """Classify a worker that hung up without 'done', by its exit status."""
+        status = worker.spawner.wait_exit(worker.pid, 0.5)
+        killed_by_us = False
+        if status is None:  # the socket closed but the process lingers: end it
+            worker.kill()
+            killed_by_us = True
+            status = worker.spawner.wait_exit(worker.pid, 1.0)
+        if status is None:
+            return "crashed", _error("WorkerCrashed", "the worker process ended without an answer")
+        if status.signal == signal.SIGXCPU:
+            return "timeout", _error("TimeoutError", f"the run exceeded its CPU time limit of {timeout_s:g} s")
+        if status.code == EXIT_MEMORY or (status.signal == signal.SIGKILL and not killed_by_us):
+            return "memory_exceeded", _error("MemoryError", "the run exceeded its memory limit")
+        return "crashed", _error("WorkerCrashed", f"the worker process crashed ({status.describe()})")
+
+
+@functools.lru_cache(maxsize=64)
+def _limits_dict(limits) -> dict:
+    return dataclasses.asdict(limits)
+
+
+def _answer_secret(on_secret: Callable[[str], str], name: str) -> dict:
+    try:
+        value = on_secret(name)
+    except LogicError as exc:
+        return {"op": "secret_error", "message": exc.message}
+    except SecretAccessError as exc:  # its message is safe to show, by contract
+        return {"op": "secret_error", "message": str(exc)}
+    except Exception as exc:
+        log.error("on_secret failed for %s: %s", name, type(exc).__name__)
+        return {"op": "secret_error", "message": f"secret {name} could not be read"}
+    if hasattr(value, "reveal"):  # store.sensitive.Sensitive
+        value = value.reveal()
+    if not isinstance(value, str):
+        return {"op": "secret_error", "message": f"secret {name} could not be read"}
+    return {"op": "secret", "value": value}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _log(level: str, message: str) -> dict:
+    return {"at": _now(), "level": level, "message": message}
+
+
+def _error(kind: str, message: str) -> dict:
+    return {"type": kind, "message": message, "traceback": ""}
+
+
+def _utf8_len(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _clean(text: str) -> str:
+    """Lone surrogates (valid in JSON escapes, invalid UTF-8) become U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text

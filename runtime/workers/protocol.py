@@ -1,0 +1,113 @@
+"""Length-prefixed JSON frames: the only thing that crosses a worker socket.
+
+A frame is a 4-byte big-endian payload length, then that many bytes of
+UTF-8 JSON (always a JSON object with an "op"). Both directions use it.
+
+Threat: a compromised worker. JSON, never pickle, so the parent never runs
+code chosen by the worker while decoding; and the reader checks the length
+header against a maximum *before* buffering the payload, so a worker cannot
+make the parent allocate more than one frame's worth of memory.
+
+Messages (parent -> worker):
+    {"op": "run", "version_key", "source"?, "filename", "entry",
+     "declared_secrets", "context", "timeout_s", "memory_mb", "limits"}
+    {"op": "secret", "value"} | {"op": "secret_error", "message"}
+    {"op": "diagnose", ...}                  test-only, see worker.py
+Messages (worker -> parent):
+    {"op": "ready", "pid", "uid", "netns"}   once, after isolation is in place
+    {"op": "log", "at", "level", "message"}  one-way, while running (the parent
+                                             stamps its own "at": its clock is trusted)
+    {"op": "publish", "name", "data"}        one-way, while running
+    {"op": "secret", "name"}                 request; the parent answers
+    {"op": "done", "status", "result_json", "error", "cached"}
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+
+_HEADER = struct.Struct(">I")
+HEADER_SIZE = _HEADER.size
+_RECV_CHUNK = 256 * 1024
+
+_dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+_loads = json.loads
+
+
+class ProtocolError(Exception):
+    """The peer sent something that is not a valid frame (or too big a one)."""
+
+
+class TruncatedFrame(ProtocolError):
+    """The peer hung up in the middle of a frame (it most likely died)."""
+
+
+def encode(message: dict) -> bytes:
+    """One frame: header and payload in one buffer, so one send syscall."""
+    payload = _dumps(message).encode("ascii")
+    return _HEADER.pack(len(payload)) + payload
+
+
+def send(sock, message: dict) -> None:
+    sock.sendall(encode(message))
+
+
+class FrameReader:
+    """Buffered frame reader over a stream socket.
+
+    `read()` blocks (or raises the socket's timeout) until one whole frame is
+    in; it returns None on a clean EOF between frames.
+    """
+
+    __slots__ = ("_sock", "_buf", "_max")
+
+    def __init__(self, sock, max_frame: int):
+        self._sock = sock
+        self._buf = bytearray()
+        self._max = max_frame
+
+    def read(self, deadline: float | None = None) -> dict | None:
+        """Next frame; None on EOF. With a `deadline` (time.monotonic()), raise
+        TimeoutError once it passes.
+
+        Threat: a worker dribbling a frame a byte at a time would reset a
+        per-recv timeout forever; the deadline is absolute, re-armed before
+        every recv.
+        """
+        buf = self._buf
+        while True:
+            if len(buf) >= HEADER_SIZE:
+                (size,) = _HEADER.unpack_from(buf)
+                if size > self._max:
+                    raise ProtocolError(f"frame of {size} bytes is over the {self._max} byte limit")
+                end = HEADER_SIZE + size
+                if len(buf) >= end:
+                    payload = bytes(buf[HEADER_SIZE:end])
+                    del buf[:end]
+                    return _decode(payload)
+                want = max(_RECV_CHUNK, end - len(buf))
+            else:
+                want = _RECV_CHUNK
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                self._sock.settimeout(remaining)
+            chunk = self._sock.recv(want)
+            if not chunk:
+                if buf:
+                    raise TruncatedFrame("connection closed in the middle of a frame")
+                return None
+            buf += chunk
+
+
+def _decode(payload: bytes) -> dict:
+    try:
+        message = _loads(payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("frame is not valid JSON") from exc
+    if not isinstance(message, dict) or not isinstance(message.get("op"), str):
+        raise ProtocolError("frame is not a JSON object with an 'op'")
+    return message

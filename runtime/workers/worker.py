@@ -1,0 +1,165 @@
+"""The worker child: confine, then serve runs over the IPC socket until EOF.
+
+Runs in a process forked from the zygote. It holds no database handle, no
+master key and no secret but the ones the parent hands it, one read at a
+time, for the run in progress. Compiled code is cached per version_key for
+the worker's life (a worker serves one owner, and is recycled after
+`worker_max_runs`), so the warm path neither forks nor compiles.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from datetime import datetime, timezone
+
+from runtime.workers import limits as oslimits
+from runtime.workers import protocol
+
+EXIT_EOF = 0
+EXIT_ISOLATION = 70  # confinement failed: the worker refused to run
+EXIT_PROTOCOL = 71
+EXIT_MEMORY = 72  # out of memory in the worker's own code (not the user's)
+
+_PARENT_MAX_FRAME = 64 * 1024 * 1024  # the parent is trusted; this only stops garbage
+
+
+class WorkerHost:
+    """The sandbox's Host: every call is one frame to the parent."""
+
+    __slots__ = ("_sock", "_reader", "_secret_error")
+
+    def __init__(self, sock: socket.socket, reader: protocol.FrameReader, secret_error: type):
+        self._sock = sock
+        self._reader = reader
+        self._secret_error = secret_error
+
+    def read_secret(self, name: str) -> str:
+        protocol.send(self._sock, {"op": "secret", "name": name})
+        reply = self._reader.read()
+        if reply is None:
+            os._exit(EXIT_EOF)  # the parent went away mid-run
+        if reply["op"] == "secret" and isinstance(reply.get("value"), str):
+            return reply["value"]
+        raise self._secret_error(str(reply.get("message") or f"secret {name} could not be read"))
+
+    def log(self, level: str, message: str) -> None:
+        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        protocol.send(self._sock, {"op": "log", "at": at, "level": level, "message": message})
+
+    def publish(self, name: str, data: str | None) -> None:
+        protocol.send(self._sock, {"op": "publish", "name": name, "data": data})
+
+
+class Worker:
+    def __init__(self, sock: socket.socket, config: dict, executor):
+        self.sock = sock
+        self.config = config
+        self.executor = executor
+        self.reader = protocol.FrameReader(sock, _PARENT_MAX_FRAME)
+        self.host = WorkerHost(sock, self.reader, executor.SecretAccessError)
+        self.cache: dict[str, object] = {}
+
+    def serve(self) -> None:
+        while True:
+            message = self.reader.read()
+            if message is None:
+                return
+            op = message["op"]
+            if op == "run":
+                reply = self.run(message)
+            elif op == "diagnose" and self.config.get("diagnostics"):
+                from runtime.workers import diagnostics
+
+                reply = diagnostics.diagnose(message)
+            else:
+                os._exit(EXIT_PROTOCOL)
+            protocol.send(self.sock, reply)
+
+    def run(self, job: dict) -> dict:
+        executor = self.executor
+        # Limits first: compiling is the user's work too, and the CPU limit
+        # left by the previous run must not fire during it.
+        oslimits.limit_run(job["timeout_s"], job["memory_mb"], self.config["memory_mb"])
+        key = job["version_key"]
+        fn = self.cache.get(key)
+        if fn is None:
+            source = job.get("source")
+            if source is None:
+                return _done("error", error=_internal_error("the worker has no source for this version"))
+            try:
+                fn = executor.compile_function(
+                    source,
+                    filename=job["filename"],
+                    entry=job["entry"],
+                    declared_secrets=job["declared_secrets"],
+                    max_bytes=self.config["source_max_bytes"],
+                    max_depth=self.config["ast_max_depth"],
+                )
+            except MemoryError:
+                return _done("memory_exceeded", error=_memory_error())
+            except Exception as exc:  # DeployError, or a policy bug: report, don't die
+                message = getattr(exc, "message", None) or str(exc)
+                return _done("error", error={"type": type(exc).__name__, "message": message, "traceback": ""})
+            self.cache[key] = fn
+        try:
+            outcome = executor.run_function(
+                fn,
+                job["context"],
+                self.host,
+                declared_secrets=job["declared_secrets"],
+                limits=executor.RunLimits(**job["limits"]),
+            )
+        except MemoryError:
+            return _done("memory_exceeded", error=_memory_error(), cached=True)
+        except BaseException as exc:  # run_function promises not to raise; belt and braces
+            error = _internal_error(f"the sandbox failed: {type(exc).__name__}")
+            return _done("error", error=error, cached=True)
+        return _done(outcome.status, outcome.result_json, outcome.error, cached=True)
+
+
+def _done(status: str, result_json: str | None = None, error: dict | None = None, cached: bool = False) -> dict:
+    return {"op": "done", "status": status, "result_json": result_json, "error": error, "cached": cached}
+
+
+def _internal_error(message: str) -> dict:
+    return {"type": "WorkerError", "message": message, "traceback": ""}
+
+
+def _memory_error() -> dict:
+    return {"type": "MemoryError", "message": "the run exceeded its memory limit", "traceback": ""}
+
+
+def main(ipc_fd: int, config: dict, uid: int | None, executor) -> None:
+    """Entry point in the forked child; never returns."""
+    code = EXIT_EOF
+    try:
+        try:
+            facts = oslimits.confine(
+                ipc_fd,
+                oslimits.WorkerLimits(
+                    memory_mb=config["memory_mb"],
+                    open_files=config["open_files"],
+                    isolate=config["isolate"],
+                    uid=uid,
+                ),
+            )
+        except Exception:
+            code = EXIT_ISOLATION
+            return
+        sock = socket.socket(fileno=oslimits.IPC_FD)
+        protocol.send(sock, {"op": "ready", "pid": os.getpid(), **facts})
+        Worker(sock, config, executor).serve()
+    except protocol.ProtocolError:
+        code = EXIT_PROTOCOL
+    except MemoryError:
+        code = EXIT_MEMORY
+    except BaseException:
+        code = EXIT_PROTOCOL
+    finally:
+        try:
+            sys.stdout.flush()
+        except BaseException:
+            pass
+        os._exit(code)

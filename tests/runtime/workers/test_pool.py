@@ -1,0 +1,242 @@
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from _workers_support import EXECUTOR, OK_SOURCE, make_job, make_settings, no_secrets
+from runtime.workers import WorkerPool, WorkerUnavailable
+from store.errors import NotFound
+
+
+def test_success_round_trip(pool):
+    source = (
+        "import json\n"
+        "def main(event):\n"
+        "    data = json.loads(event.data)\n"
+        "    return {'i': data['i'], 'name': event.name, 'list': [1, 2.5, None, 'x']}\n"
+    )
+    result = pool.run(make_job(source), no_secrets)
+    assert result.status == "success", result.error
+    assert result.result == {"i": 1, "name": "sensor-test", "list": [1, 2.5, None, "x"]}
+    assert result.error is None
+    assert result.duration_ms > 0
+    assert result.started_at <= result.finished_at
+
+
+def test_none_result(pool):
+    result = pool.run(make_job("def main(event):\n    pass\n"), no_secrets)
+    assert result.status == "success"
+    assert result.result is None
+
+
+def test_secret_read_goes_through_on_secret(pool):
+    asked = []
+
+    def on_secret(name):
+        asked.append(name)
+        return "s3cr3t-" + name
+
+    source = "def main(secrets):\n    return [secrets.API_KEY, secrets.API_KEY, len(secrets.OTHER)]\n"
+    result = pool.run(make_job(source, secrets=("API_KEY", "OTHER")), on_secret)
+    assert result.status == "success", result.error
+    assert result.result == ["s3cr3t-API_KEY", "s3cr3t-API_KEY", len("s3cr3t-OTHER")]
+    assert asked == ["API_KEY", "API_KEY", "OTHER"]  # every read asks the parent again
+
+
+def test_secret_error_reaches_user_code_with_its_message(pool):
+    def on_secret(name):
+        raise NotFound(f"secret {name} was deleted")
+
+    source = (
+        "def main(secrets):\n"
+        "    try:\n"
+        "        secrets.GONE\n"
+        "    except Exception as exc:\n"
+        "        return str(exc)\n"
+        "    return 'read'\n"
+    )
+    result = pool.run(make_job(source, secrets=("GONE",)), on_secret)
+    assert result.status == "success", result.error
+    assert "secret GONE was deleted" in result.result
+
+
+def test_unexpected_on_secret_failure_is_a_generic_error(pool):
+    def on_secret(name):
+        raise RuntimeError("database path /secret/place")
+
+    source = "def main(secrets):\n    return secrets.KEY\n"
+    result = pool.run(make_job(source, secrets=("KEY",)), on_secret)
+    assert result.status == "error"
+    assert "KEY" in result.error["message"]
+    assert "/secret/place" not in str(result.error)
+
+
+def test_logs_and_events_arrive_in_order(pool):
+    source = (
+        "import logic\n"
+        "def main(event):\n"
+        "    print('first', 1)\n"
+        "    logic.log.info('second')\n"
+        "    logic.log.warning('third')\n"
+        "    logic.log.error('fourth')\n"
+        "    logic.publish('out-1', 'text')\n"
+        "    logic.publish('out-2', {'a': 1})\n"
+        "    return 'ok'\n"
+    )
+    result = pool.run(make_job(source), no_secrets)
+    assert result.status == "success", result.error
+    messages = [(line["level"], line["message"]) for line in result.logs]
+    assert [m for _level, m in messages] == ["first 1", "second", "third", "fourth"]
+    assert [level for level, _m in messages] == ["info", "info", "warning", "error"]
+    assert all(line["at"].endswith("+00:00") for line in result.logs)
+    assert [e["name"] for e in result.events] == ["out-1", "out-2"]
+    assert result.events[0]["data"] == "text"
+    assert '"a"' in result.events[1]["data"]
+
+
+def test_warm_path_neither_forks_nor_compiles(pool):
+    owner = "user:warm"
+    job = make_job("def main(event):\n    return 'v1'\n", owner=owner)
+    assert pool.run(job, no_secrets).result == "v1"
+    spawns = pool.spawns
+    # Same version_key, different source: a worker that did not recompile
+    # (and was not even sent the source) still runs the cached v1.
+    job.source = "def main(event):\n    return 'v2'\n"
+    pids = set()
+    for _ in range(5):
+        result = pool.run(job, no_secrets)
+        assert result.result == "v1"
+        pids.add(result.worker_pid)
+    assert pool.spawns == spawns
+    assert len(pids) == 1
+
+
+def test_compile_error_is_an_error_result_and_the_worker_survives(pool):
+    owner = "user:broken"
+    bad = pool.run(make_job("def main(event:\n", owner=owner), no_secrets)
+    assert bad.status == "error"
+    assert "test.py" in bad.error["message"]
+    good = pool.run(make_job(OK_SOURCE, owner=owner), no_secrets)
+    assert good.status == "success"
+    assert good.worker_pid == bad.worker_pid
+
+
+def test_runtime_error_keeps_the_worker(pool):
+    owner = "user:raises"
+    bad = pool.run(make_job("def main(event):\n    return 1 / 0\n", owner=owner), no_secrets)
+    assert bad.status == "error"
+    assert bad.error["type"] == "ZeroDivisionError"
+    good = pool.run(make_job(OK_SOURCE, owner=owner), no_secrets)
+    assert good.worker_pid == bad.worker_pid
+
+
+def test_system_exit_is_an_error_and_the_worker_survives(pool):
+    owner = "user:exits"
+    result = pool.run(make_job("def main(event):\n    raise SystemExit(3)\n", owner=owner), no_secrets)
+    assert result.status == "error"
+    after = pool.run(make_job(OK_SOURCE, owner=owner), no_secrets)
+    assert after.status == "success"
+    assert after.worker_pid == result.worker_pid
+
+
+def test_one_owner_per_worker(pool):
+    pids = {"user:one": set(), "org:two": set()}
+    for _ in range(3):
+        for owner in pids:
+            pids[owner].add(pool.run(make_job(OK_SOURCE, owner=owner), no_secrets).worker_pid)
+    assert not pids["user:one"] & pids["org:two"]
+
+
+def test_concurrent_runs_all_succeed(pool):
+    failures = []
+    owners = ["user:c0", "user:c1", "user:c0", "org:c2"]
+
+    def work(owner, n):
+        job = make_job(f"def main(event):\n    return {n}\n", owner=owner)
+        for _ in range(20):
+            result = pool.run(job, no_secrets)
+            if result.status != "success" or result.result != n:
+                failures.append((owner, result.status, result.error))
+
+    threads = [threading.Thread(target=work, args=(owner, n)) for n, owner in enumerate(owners)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_worker_that_exits_between_runs_is_replaced(pool):
+    owner = "user:dies-idle"
+    first = pool.run(make_job(OK_SOURCE, owner=owner), no_secrets)
+    os.kill(first.worker_pid, signal.SIGKILL)
+    time.sleep(0.1)
+    second = pool.run(make_job(OK_SOURCE, owner=owner), no_secrets)
+    assert second.status == "success"
+    assert second.worker_pid != first.worker_pid
+
+
+def test_worker_max_runs_recycles():
+    with WorkerPool(make_settings(worker_max_runs=3, workers=2), executor=EXECUTOR) as pool:
+        pids = [pool.run(make_job(OK_SOURCE), no_secrets).worker_pid for _ in range(7)]
+    assert pids[0] == pids[1] == pids[2]
+    assert pids[3] == pids[4] == pids[5]
+    assert len({pids[0], pids[3], pids[6]}) == 3
+
+
+def test_at_capacity_idle_workers_of_other_owners_are_evicted():
+    with WorkerPool(make_settings(workers=2), executor=EXECUTOR) as pool:
+        a = pool.run(make_job(OK_SOURCE, owner="user:a"), no_secrets).worker_pid
+        b = pool.run(make_job(OK_SOURCE, owner="user:b"), no_secrets).worker_pid
+        c = pool.run(make_job(OK_SOURCE, owner="user:c"), no_secrets).worker_pid
+        assert len({a, b, c}) == 3
+        with pytest.raises(ProcessLookupError):  # the oldest idle one (a) went
+            for _ in range(50):
+                os.kill(a, 0)
+                time.sleep(0.01)
+        assert pool.run(make_job(OK_SOURCE, owner="user:b"), no_secrets).worker_pid == b
+
+
+def test_when_all_workers_are_busy_run_waits():
+    source = "def main(event):\n    n = 0\n    for i in range(300000):\n        n += i\n    return n\n"
+    results = []
+    with WorkerPool(make_settings(workers=1), executor=EXECUTOR) as pool:
+        threads = [
+            threading.Thread(target=lambda o=o: results.append(pool.run(make_job(source, owner=o), no_secrets)))
+            for o in ("user:x", "user:y", "user:x")
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert [r.status for r in results] == ["success"] * 3
+
+
+def test_zygote_death_is_survived():
+    with WorkerPool(make_settings(workers=2), executor=EXECUTOR) as pool:
+        before = pool.run(make_job(OK_SOURCE, owner="user:z"), no_secrets)
+        os.kill(pool._spawner.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        # A new owner needs a spawn: the zygote is restarted, its old workers killed.
+        after = pool.run(make_job(OK_SOURCE, owner="user:new"), no_secrets)
+        assert after.status == "success"
+        again = pool.run(make_job(OK_SOURCE, owner="user:z"), no_secrets)
+        assert again.status == "success"
+        assert again.worker_pid != before.worker_pid
+
+
+def test_close_kills_workers_and_zygote():
+    pool = WorkerPool(make_settings(), executor=EXECUTOR)
+    pid = pool.run(make_job(OK_SOURCE), no_secrets).worker_pid
+    zygote = pool._spawner.pid
+    pool.close()
+    for process in (pid, zygote):
+        with pytest.raises(ProcessLookupError):
+            for _ in range(100):
+                os.kill(process, 0)
+                time.sleep(0.01)
+    with pytest.raises(WorkerUnavailable):
+        pool.run(make_job(OK_SOURCE), no_secrets)
+    pool.close()  # idempotent
