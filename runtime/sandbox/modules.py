@@ -160,6 +160,15 @@ def _fresh_decimal() -> ModuleFacade:
     return SHARED_FACADES["decimal"]
 
 
+# Modules that C code of an allowed module imports at call time through the caller's
+# `__import__` (datetime.strptime -> _strptime). User code cannot name them: the policy
+# refuses underscore names, so only the host library reaches this path. Imported here,
+# before the fork, because an isolated worker may not be able to read the stdlib.
+import _strptime  # noqa: E402
+
+_HOST_INTERNAL = {"_strptime": _strptime}
+
+
 def make_importer(make_logic: Callable[[], ModuleFacade]) -> Callable[..., ModuleFacade]:
     """`__import__` for one run: facades only, `random` and `logic` built on first import."""
     per_run: dict[str, ModuleFacade] = {}
@@ -172,6 +181,8 @@ def make_importer(make_logic: Callable[[], ModuleFacade]) -> Callable[..., Modul
             raise ImportError(f"relative imports are not allowed in Logic functions; allowed modules: {_ALLOWED_TEXT}")
         if type(name) is not str:
             raise ImportError("module name must be a str")
+        if name in _HOST_INTERNAL and not fromlist:
+            return _HOST_INTERNAL[name]
         facade = per_run.get(name)
         if facade is None:
             builder = builders.get(name)

@@ -115,3 +115,13 @@ def test_import_inside_function_and_from_logic(run):
             return [encoding.hex_encode("a"), math.pi > 3]
         """)
     assert ran.result == ["61", True]
+
+
+def test_host_internal_modules_are_not_importable_by_name(run):
+    # The importer hands _strptime to datetime's C code only; user code cannot name it.
+    from store.errors import DeployError
+
+    for source in ("import _strptime\ndef main(event):\n    return 1\n",
+                   "from datetime import _strptime\ndef main(event):\n    return 1\n"):
+        with pytest.raises(DeployError):
+            run(source)

@@ -240,3 +240,15 @@ def test_close_kills_workers_and_zygote():
     with pytest.raises(WorkerUnavailable):
         pool.run(make_job(OK_SOURCE), no_secrets)
     pool.close()  # idempotent
+
+
+def test_library_code_that_imports_lazily_works_in_a_confined_worker(pool):
+    # datetime.strptime imports _strptime at call time; an isolated worker cannot
+    # read the stdlib from disk, so the zygote must have it already.
+    source = (
+        "from datetime import datetime\n"
+        "def main(event):\n"
+        "    return datetime.strptime('2026-01-02 03:04', '%Y-%m-%d %H:%M').isoformat()\n"
+    )
+    result = pool.run(make_job(source), no_secrets)
+    assert (result.status, result.result) == ("success", "2026-01-02T03:04:00")
