@@ -1,0 +1,104 @@
+"""Deliveries carried out: event runs, cron runs, and targets that went away meanwhile."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from store import Settings, Store
+from runtime.dispatcher import Dispatcher
+from runtime.manifest import files_from_json
+from runtime.scheduler import Scheduler
+from runtime.service import Service
+
+
+class Clock:
+    def __init__(self):
+        self.now = datetime(2026, 3, 1, 12, 0, 30, tzinfo=timezone.utc)
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    settings = Settings(home=tmp_path_factory.mktemp("home"), run_timeout_s=2, workers=2)
+    Store.initialize(settings)[0].close()
+    clock = Clock()
+    service = Service.open(settings, runtime=True, clock=clock)
+    yield service, service.actor(), clock
+    service.close()
+
+
+def deploy(service, actor, name, source, triggers):
+    return service.deploy_function(actor, files_from_json({"name": name, "source": source, "triggers": triggers}))
+
+
+def test_event_delivery_runs_the_function_once(world):
+    service, actor, _ = world
+    fn = deploy(service, actor, "echo", "def main(event):\n    return [event.name, event.data]\n",
+                [{"type": "event", "event_name": "ping"}])
+    accepted = service.publish_event(actor, "ping", "hello")
+    assert Dispatcher(service).drain() == 1
+    [run] = service.function_runs(actor, "echo")
+    assert run["status"] == "success" and run["result"] == ["ping", "hello"]
+    assert run["trigger"]["event_id"] == accepted["id"]
+    [delivery] = service.events.deliveries_of(accepted["id"])
+    assert (delivery["status"], delivery["run_id"]) == ("done", run["id"])
+    assert Dispatcher(service).drain() == 0  # nothing runs twice
+
+
+def test_exact_match_for_functions_and_owner_scope(world):
+    service, actor, _ = world
+    deploy(service, actor, "exact", "def main(event):\n    return 1\n", [{"type": "event", "event_name": "exact"}])
+    assert service.publish_event(actor, "exact/more", None)["deliveries"] == 0
+    assert service.publish_event(actor, "exac", None)["deliveries"] == 0
+    other = service.create_user(actor, "other-user")
+    assert service.publish_event(other, "exact", None)["deliveries"] == 0  # another tenant's event
+    assert service.publish_event(actor, "exact", None)["deliveries"] == 1
+    Dispatcher(service).drain()
+
+
+def test_cron_tick_runs_with_the_scheduled_context(world):
+    service, actor, clock = world
+    deploy(service, actor, "every-minute", "def main(scheduled, trigger):\n"
+           "    return [scheduled.scheduled_at, scheduled.cron, trigger.type]\n",
+           [{"type": "schedule", "cron": "* * * * *"}])
+    scheduler = Scheduler(service.store.db, service.events, clock=clock)
+    clock.now = datetime(2026, 3, 1, 12, 1, 0, tzinfo=timezone.utc)
+    assert scheduler.tick() == 1
+    Dispatcher(service).drain()
+    [run] = service.function_runs(actor, "every-minute")
+    assert run["result"] == ["2026-03-01T12:01:00.000000Z", "* * * * *", "schedule"]
+    assert run["trigger"] == {"type": "schedule", "event_id": None, "scheduled_at": "2026-03-01T12:01:00.000000Z"}
+
+
+def test_deleted_or_disabled_function_fails_its_delivery_with_a_reason(world):
+    service, actor, _ = world
+    deploy(service, actor, "gone", "def main(event):\n    return 1\n", [{"type": "event", "event_name": "gone"}])
+    deploy(service, actor, "off", "def main(event):\n    return 1\n", [{"type": "event", "event_name": "off"}])
+    gone = service.publish_event(actor, "gone", None)
+    off = service.publish_event(actor, "off", None)
+    service.delete_function(actor, "gone")
+    service.set_function_enabled(actor, "off", False)
+    Dispatcher(service).drain()
+    [d_gone] = service.events.deliveries_of(gone["id"])
+    [d_off] = service.events.deliveries_of(off["id"])
+    assert d_gone["status"] == "failed" and "does not exist" in d_gone["last_error"]
+    assert d_off["status"] == "failed" and "disabled" in d_off["last_error"]
+    assert service.function_runs(actor, "off") == []
+
+
+def test_a_run_publishing_events_feeds_the_next_function(world):
+    service, actor, _ = world
+    deploy(service, actor, "first", "import logic\ndef main(event):\n    logic.publish('second-step', event.data + '!')\n",
+           [{"type": "event", "event_name": "first-step"}])
+    deploy(service, actor, "second", "def main(event):\n    return event.data\n",
+           [{"type": "event", "event_name": "second-step"}])
+    service.publish_event(actor, "first-step", "go")
+    assert Dispatcher(service).drain() == 2
+    [run] = service.function_runs(actor, "second")
+    assert run["result"] == "go!"
+    event = service.events.event(run["trigger"]["event_id"])
+    assert event["depth"] == 1 and event["source"].startswith("run:")
