@@ -85,7 +85,8 @@ def table(columns: list[str], rows: list[list[Any]], title: str | None = None) -
     t = Table(*columns, title=title, show_lines=False)
     for row in rows:
         t.add_row(*["-" if v is None else str(v) for v in row])
-    Console(soft_wrap=True).print(t)
+    # Piped output gets room for whole ids and times; a terminal keeps its own width.
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160).print(t)
 
 
 def json_option(f):
@@ -281,7 +282,7 @@ def audit(app: App, secret: str | None, limit: int, org: str | None, as_json: bo
              "consumer_id": a.consumer_id, "run_id": a.run_id, "at": a.at} for a in rows]
     emit(data, as_json, lambda: table(
         ["at", "secret", "by", "run"],
-        [[d["at"], d["secret"], f"{d['consumer_kind']} {d['consumer']}", d["run_id"]] for d in data])
+        [[when(d["at"]), d["secret"], f"{d['consumer_kind']} {d['consumer']}", d["run_id"]] for d in data])
         if data else click.echo("No accesses recorded."))
 
 
