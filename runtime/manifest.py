@@ -15,10 +15,11 @@ from typing import Annotated, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
+from croniter.croniter import CroniterBadDateError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from store.errors import DeployError
-from store.secrets import NAME_PATTERN
+from store.secrets import check_declared
 
 FUNCTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MANIFEST_SUFFIX = ".logic.json"
@@ -35,6 +36,10 @@ def normalize_cron(expr: str) -> str:
     normalized = " ".join(fields)
     if not croniter.is_valid(normalized):
         raise ValueError(f"cron {expr!r} is not a valid cron expression")
+    try:  # valid fields can still name a day that never comes (`0 0 31 2 *`)
+        croniter(normalized, datetime(2000, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"cron {expr!r} never fires (no such date)") from None
     return normalized
 
 
@@ -100,12 +105,7 @@ class Manifest(BaseModel):
     @field_validator("secrets")
     @classmethod
     def _secrets(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if len(value) > 64 or not NAME_PATTERN.fullmatch(value):
-                raise ValueError(f"invalid secret name {value!r}")
-        if len(set(values)) != len(values):
-            raise ValueError("a secret is declared twice")
-        return values
+        return check_declared(values)
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,11 @@ class FunctionFiles:
     manifest_json: dict
     source: str
     filename: str  # the source file's name, for error messages and tracebacks
+    manifest_text: str | None = None  # the manifest file as read, for the line numbers of later checks
+
+    def manifest_line(self, *path: str | int) -> int | None:
+        """The line of a manifest key or list item (`"secrets", 1`), if the file text is known."""
+        return _line_of(self.manifest_text, path)
 
 
 def parse_manifest(data: object, *, filename: str, text: str | None = None, triggers_max: int = 5) -> Manifest:
@@ -124,8 +129,9 @@ def parse_manifest(data: object, *, filename: str, text: str | None = None, trig
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"] if p not in ("event", "schedule"))
-            line = _line_of(text, err["loc"])
+            path = _data_path(err["loc"])
+            loc = ".".join(str(p) for p in path)
+            line = _line_of(text, path)
             where = f"{filename}:{line}" if line else filename
             message = err["msg"].removeprefix("Value error, ")
             problems.append(f"{where}: {loc}: {message}" if loc else f"{where}: {message}")
@@ -170,7 +176,7 @@ def load_files(path: Path, *, triggers_max: int = 5) -> FunctionFiles:
         raise DeployError([f"{source_path}: the function's source file is missing"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DeployError([f"{source_path}: cannot read: {exc}"]) from None
-    return FunctionFiles(manifest, data, source, source_path.name)
+    return FunctionFiles(manifest, data, source, source_path.name, text)
 
 
 def next_fire(cron: str, after: datetime, tz: str | None = None) -> datetime:
@@ -179,16 +185,70 @@ def next_fire(cron: str, after: datetime, tz: str | None = None) -> datetime:
     return croniter(cron, after.astimezone(zone)).get_next(datetime).astimezone(timezone.utc)
 
 
-def _line_of(text: str | None, loc: tuple) -> int | None:
-    """Best effort: the line of the deepest named key of `loc` in the JSON text."""
+def _data_path(loc: tuple) -> tuple:
+    """pydantic's error location as a path into the JSON: without the union tags it inserts
+    after a trigger's index (`triggers.1.event.event_name` -> `triggers.1.event_name`)."""
+    path: list = []
+    for part in loc:
+        if part in ("event", "schedule") and len(path) >= 2 and path[-2] == "triggers" \
+                and isinstance(path[-1], int):
+            continue
+        path.append(part)
+    return tuple(path)
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _line_of(text: str | None, path: tuple) -> int | None:
+    """The line where the deepest existing part of `path` (keys and list indexes) sits in the
+    JSON text: the key's line for an object member, the element's line for a list item, the
+    enclosing object's line for a key that is missing."""
     if not text:
         return None
-    keys = [p for p in loc if isinstance(p, str) and p not in ("event", "schedule")]
-    for key in reversed(keys):
-        for number, line in enumerate(text.splitlines(), 1):
-            if f'"{key}"' in line:
-                return number
-    return None
+    decoder = json.JSONDecoder()
+    try:
+        pos = mark = _WS.match(text, 0).end()  # a key that is missing altogether: the object's line
+        for part in path:
+            found = _member(text, pos, part, decoder)
+            if found is None:
+                break
+            mark, pos = found
+        return text.count("\n", 0, mark) + 1
+    except (ValueError, IndexError):  # not the JSON we parsed: no line rather than a wrong one
+        return None
+
+
+def _member(text: str, pos: int, part: object, decoder: json.JSONDecoder) -> tuple[int, int] | None:
+    """(where the member's key or the element starts, where its value starts) inside the
+    object or array at `pos`; for a key given twice, the last one (json.loads keeps it)."""
+    opener = text[pos]
+    if opener not in "{[" or (opener == "{") != isinstance(part, str):
+        return None
+    found = None
+    index = 0
+    pos = _WS.match(text, pos + 1).end()
+    if text[pos] in "}]":
+        return None
+    while True:
+        start = pos
+        if opener == "{":
+            key, pos = decoder.raw_decode(text, pos)
+            pos = _WS.match(text, pos).end()
+            if text[pos] != ":":
+                raise ValueError("expected ':'")
+            pos = _WS.match(text, pos + 1).end()
+            if key == part:
+                found = (start, pos)
+        elif index == part:
+            return (start, pos)
+        _value, pos = decoder.raw_decode(text, pos)
+        pos = _WS.match(text, pos).end()
+        index += 1
+        if text[pos] == ",":
+            pos = _WS.match(text, pos + 1).end()
+            continue
+        return found
 
 
 def files_from_json(body: object, *, triggers_max: int = 5) -> FunctionFiles:

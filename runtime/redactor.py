@@ -489,10 +489,13 @@ def _url_forms(value: str) -> Iterator[str]:
 
 
 def _json_forms(value: str) -> Iterator[str]:
-    for ascii_only in (True, False):
-        once = json.dumps(value, ensure_ascii=ascii_only)[1:-1]
+    """Escaped once, and twice (JSON text inside a JSON string), with every mix of
+    `ensure_ascii` for the inner and the outer escaping."""
+    for inner_ascii in (True, False):
+        once = json.dumps(value, ensure_ascii=inner_ascii)[1:-1]
         yield once
-        yield json.dumps(once, ensure_ascii=ascii_only)[1:-1]
+        for outer_ascii in (True, False):
+            yield json.dumps(once, ensure_ascii=outer_ascii)[1:-1]
 
 
 def _repr_forms(value: str, data: bytes) -> Iterator[str]:

@@ -66,7 +66,7 @@ from chevron.tokenizer import tokenize
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from store.errors import DeployError, InvalidInput
-from store.secrets import NAME_PATTERN
+from store.secrets import NAME_PATTERN, check_declared
 
 SPEC_SUFFIX = ".webhook.json"
 INTEGRATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -224,13 +224,9 @@ class WebhookSpec(BaseModel):
     @field_validator("secrets")
     @classmethod
     def _secrets(cls, values: list[str]) -> list[str]:
-        for value in values:
-            if len(value) > 64 or not NAME_PATTERN.fullmatch(value):
-                raise ValueError(f"invalid secret name {value!r}: use upper-case letters, digits and _")
+        for value in check_declared(values):
             if value in EVENT_VARIABLES:
                 raise ValueError(f"{value} is an event variable, not a secret name")
-        if len(set(values)) != len(values):
-            raise ValueError("a secret is declared twice")
         return values
 
     @model_validator(mode="after")

@@ -77,6 +77,16 @@ def check_name(name: object, *, max_chars: int = 64) -> str:
     return name
 
 
+def check_declared(names: list[str]) -> list[str]:
+    """A manifest's or webhook's list of secret names: valid, each once (ValueError for pydantic)."""
+    for name in names:
+        if len(name) > 64 or not NAME_PATTERN.fullmatch(name):
+            raise ValueError(f"invalid secret name {name!r}: use upper-case letters, digits and _")
+    if len(set(names)) != len(names):
+        raise ValueError("a secret is declared twice")
+    return names
+
+
 def check_value(value: object, *, max_bytes: int = 64 * 1024) -> str:
     """Validate a new value; errors describe the value, never repeat it."""
     if isinstance(value, Sensitive):

@@ -1,8 +1,15 @@
-"""`RecordingHost`: an in-memory `Host` test double that records every callback."""
+"""Test doubles: `RecordingHost` (an in-memory `Host` that records every callback) and
+`run_source` (compile and run source in-process against one)."""
 
 from __future__ import annotations
 
+import json
+import textwrap
+from dataclasses import dataclass
+
+from .compiler import compile_function
 from .context import SecretAccessError
+from .executor import RunLimits, RunOutcome, run_function
 
 
 class RecordingHost:
@@ -29,3 +36,32 @@ class RecordingHost:
     @property
     def messages(self) -> list[str]:
         return [message for _, message in self.logs]
+
+
+@dataclass
+class Ran:
+    outcome: RunOutcome
+    host: RecordingHost
+
+    @property
+    def status(self) -> str:
+        return self.outcome.status
+
+    @property
+    def result(self):
+        return None if self.outcome.result_json is None else json.loads(self.outcome.result_json)
+
+    @property
+    def error(self) -> dict:
+        return self.outcome.error or {}
+
+
+def run_source(source: str, *, context: dict | None = None, secrets: dict | None = None,
+               declared: tuple[str, ...] = (), limits: RunLimits = RunLimits(),
+               host: RecordingHost | None = None, entry: str = "main") -> Ran:
+    source = textwrap.dedent(source)
+    fn = compile_function(source, declared_secrets=declared, entry=entry)
+    host = host or RecordingHost(secrets)
+    context = {"event": {"id": "ev1", "name": "sensor", "data": "{\"i\": 7}",
+                         "published_at": "2024-01-01T00:00:00Z", "source": "test"}} if context is None else context
+    return Ran(run_function(fn, context, host, declared_secrets=declared, limits=limits), host)
