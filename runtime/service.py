@@ -162,9 +162,11 @@ class Service:
         except DeployError as exc:
             problems.extend(exc.problems)
         manifest_file = files.filename[:-3] + ".logic.json"
-        for name in manifest.secrets:
+        for i, name in enumerate(manifest.secrets):
             if not self.store.secrets.exists(owner, name):
-                problems.append(f"{manifest_file}: secrets: secret {name} does not exist in {owner_label(owner)}; "
+                line = files.manifest_line("secrets", i)
+                where = f"{manifest_file}:{line}" if line else manifest_file
+                problems.append(f"{where}: secrets: secret {name} does not exist in {owner_label(owner)}; "
                                 f"create it first with `logic secrets create {name}`")
         if problems:
             raise DeployError(problems)

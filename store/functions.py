@@ -151,11 +151,12 @@ class FunctionStore:
                          "VALUES (?, ?, ?, ?, ?, ?)",
                          (record["id"], record["function_id"], record["function_version"], record["status"],
                           record["started_at"], json.dumps(record)))
-            # Everything older than the Nth newest goes; one index range, cheap on the hot path.
+            # Everything past the Nth newest goes, in the order `runs()` lists them: runs that
+            # share a start time (a coarse or frozen clock) are told apart by insertion order.
             conn.execute(
-                "DELETE FROM runs WHERE function_id = ? AND started_at < (SELECT started_at FROM runs "
-                "WHERE function_id = ? ORDER BY started_at DESC LIMIT 1 OFFSET ?)",
-                (record["function_id"], record["function_id"], self.runs_kept - 1))
+                "DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs WHERE function_id = ? "
+                "ORDER BY started_at DESC, rowid DESC LIMIT -1 OFFSET ?)",
+                (record["function_id"], max(self.runs_kept, 1)))
 
     def runs(self, function_id: str, limit: int = 100) -> list[dict]:
         return [json.loads(r[0]) for r in self.db.all(
