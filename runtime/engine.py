@@ -9,7 +9,6 @@ and any published events in one transaction.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import uuid
 from datetime import datetime
@@ -80,7 +79,8 @@ class Engine:
             limits=RunLimits(log_max_bytes=self.settings.log_max_bytes,
                              result_max_bytes=self.settings.result_max_bytes,
                              events_max=self.settings.events_per_run_max,
-                             event_data_max_bytes=self.settings.event_data_max_bytes),
+                             event_data_max_bytes=self.settings.event_data_max_bytes,
+                             event_name_max_chars=self.settings.event_name_max_chars),
         )
         started = self.clock()
         outcome = self.pool.run(job, broker.read)
@@ -102,7 +102,7 @@ class Engine:
             "secrets_accessed": broker.names_read,
             "events_published": redactor.redact_json(outcome.events),
         }
-        _mask_cut_tails(record, broker.plain_values())
+        _mask_cut_tails(record, redactor)
         deliverable = self._check_events(record, depth) if persist else []
         with self.store.db.transaction():
             if persist:
@@ -143,75 +143,42 @@ class Engine:
 # place of the rest of a long exception message (runtime/sandbox/output.py, tracebacks.py).
 _LOG_CUT_MARKER = "[log truncated: limit of "
 _MESSAGE_CUT = re.compile(r"\.\.\. \[\d+ more characters\]")
-_CUT_MIN_CHARS = 2
 
 
-def _mask_cut_tails(record: dict, values: list[str]) -> None:
-    """Mask the beginning of a secret that a cut text ends with.
+def _mask_cut_tails(record: dict, redactor: Redactor) -> None:
+    """Mask the text just before every cut, as far back as the longest encoded form reaches.
 
     Threat: a log line or an exception message cut at its limit in the middle of a
-    secret. The redactor only finds whole values, so the first part of the value
-    would stay readable (all of it but one character, at worst).
+    secret (or its hex, base64, URL... form). The redactor finds whole forms only, so
+    the part before the cut would stay readable. Masking a window wider than any form
+    costs a few innocent characters and needs no guess about which encoding was cut.
     """
-    forms = _cut_forms(values)
-    if not forms:
+    window = redactor.longest_match
+    if not window:
         return
     logs = record["logs"]
     for before, line in zip(logs, logs[1:]):
         if line.get("message", "").startswith(_LOG_CUT_MARKER):
-            before["message"] = _mask_tail(before["message"], forms)
+            before["message"] = _mask_tail(before["message"], window)
     error = record["error"]
     if error:
         for key in ("message", "traceback"):
-            if isinstance(error.get(key), str):
-                error[key] = _mask_before_cuts(error[key], forms)
+            text = error.get(key)
+            if isinstance(text, str):
+                out, pos = [], 0
+                for cut in _MESSAGE_CUT.finditer(text):
+                    out += [_mask_tail(text[pos:cut.start()], window), cut.group(0)]
+                    pos = cut.end()
+                error[key] = "".join(out) + text[pos:]
 
 
-def _cut_forms(values: list[str]) -> list[str]:
-    """The texts whose beginning a cut may leave behind: each value (of the length the
-    redactor masks), each line of it, and its JSON and repr escaped forms."""
-    forms: set[str] = set()
-    for value in values:
-        for piece in {value, *(line.strip() for line in value.splitlines())}:
-            if len(piece) >= 4:
-                forms.update((piece, json.dumps(piece)[1:-1], json.dumps(piece, ensure_ascii=False)[1:-1],
-                              repr(piece)[1:-1]))
-    return sorted(forms)
-
-
-def _mask_before_cuts(text: str, forms: list[str]) -> str:
-    out, pos = [], 0
-    for cut in _MESSAGE_CUT.finditer(text):
-        out += [_mask_tail(text[pos:cut.start()], forms), cut.group(0)]
-        pos = cut.end()
-    out.append(text[pos:])
-    return "".join(out)
-
-
-def _mask_tail(text: str, forms: list[str]) -> str:
-    longest = max((_overlap(text, form) for form in forms), default=0)
-    return text[:-longest] + MASK if longest >= _CUT_MIN_CHARS else text
-
-
-def _overlap(text: str, form: str) -> int:
-    """The length of the longest proper prefix of `form` that `text` ends with (KMP: linear,
-    a 64 KiB secret in a 64 KiB line costs no more than reading both)."""
-    tail = text[-(len(form) - 1):] if len(form) > 1 else ""
-    fail = [0] * len(form)
-    k = 0
-    for i in range(1, len(form)):
-        while k and form[i] != form[k]:
-            k = fail[k - 1]
-        if form[i] == form[k]:
-            k += 1
-        fail[i] = k
-    matched = 0
-    for ch in tail:
-        while matched and form[matched] != ch:
-            matched = fail[matched - 1]
-        if form[matched] == ch:
-            matched += 1
-    return matched
+def _mask_tail(text: str, window: int) -> str:
+    """`text` with its last `window` characters (up to a preceding mask) replaced by one MASK."""
+    keep = max(0, len(text) - window)
+    head = text[:keep]
+    if MASK in text[keep:]:  # never split an existing marker: start the mask after it
+        head = text[: text.rindex(MASK) + len(MASK)]
+    return head + MASK if head != text else text
 
 
 def _test_key(fn: FunctionRecord) -> str:

@@ -198,6 +198,12 @@ class Redactor:
         return self._value_count
 
     @property
+    def longest_match(self) -> int:
+        """The length of the longest form searched for: how far back from a cut a piece of
+        some encoded value could reach."""
+        return self._max_len
+
+    @property
     def skipped_count(self) -> int:
         """How many values are too short to be masked (see the module doc)."""
         return self._skipped

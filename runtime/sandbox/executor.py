@@ -14,6 +14,8 @@ limits. After the run the output is closed and the globals are cleared.
 
 from __future__ import annotations
 
+import decimal
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -49,6 +51,7 @@ class RunLimits:
     result_max_bytes: int = 256 * 1024
     events_max: int = 100
     event_data_max_bytes: int = 100 * 1024
+    event_name_max_chars: int = 64
 
 
 @dataclass
@@ -70,7 +73,8 @@ def run_function(
     limits: RunLimits = RunLimits(),
 ) -> RunOutcome:
     """Run `fn` once; never raises for anything user code does."""
-    output = RunOutput(host, limits.log_max_bytes, limits.events_max, limits.event_data_max_bytes)
+    output = RunOutput(host, limits.log_max_bytes, limits.events_max, limits.event_data_max_bytes,
+                       limits.event_name_max_chars)
     env: dict[str, Any] = {}
     try:
         env = _new_globals(output)
@@ -97,14 +101,25 @@ def run_function(
             return RunOutcome("error", None, {"type": type(exc).__name__, "message": "", "traceback": ""})
     finally:
         output.close()
+        builtins = env.get("__builtins__")
         env.clear()  # drop the run's objects now; finalizers find the output closed
+        # Threat: the run's code running again during a later run (a generator's
+        # `finally` or a paused `with` finalised late). Its functions keep this run's
+        # builtins dict: empty it, so late code has neither guards nor builtins; then
+        # collect the run's reference cycles now, while this run is still the one in
+        # progress, not at some later run's garbage collection. Cheap in a worker:
+        # the zygote froze the warm heap (gc.freeze), so only post-fork objects are walked.
+        if type(builtins) is dict:
+            builtins.clear()
+        gc.collect()
+        decimal.setcontext(decimal.Context())  # whatever the run (or its finalizers) left current
 
 
 def _new_globals(output: RunOutput) -> dict[str, Any]:
     run_classes: set[type] = set()
     write_guard = make_write_guard(run_classes)
     builtins = SHARED_BUILTINS.copy()
-    builtins["__import__"] = make_importer(lambda: build_logic_module(output))
+    builtins["__import__"] = make_importer(lambda: build_logic_module(output), alive=lambda: not output.closed)
     builtins["setattr"], builtins["delattr"] = make_setattr(write_guard)
     env = SHARED_GUARDS.copy()
     env["__builtins__"] = builtins

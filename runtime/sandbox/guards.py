@@ -22,6 +22,7 @@ class so the write guard knows it belongs to the run.
 
 from __future__ import annotations
 
+import abc
 import builtins
 import collections
 import decimal
@@ -70,6 +71,12 @@ def guarded_getattr(ob: Any, name: str, default: Any = raise_) -> Any:
     if name == "obj" and isinstance(ob, AttributeError):
         # AttributeError.obj may be a host object a stdlib function failed on.
         raise AttributeError('attribute "obj" of AttributeError is not allowed in Logic functions')
+    if name == "register" and isinstance(ob, abc.ABCMeta):
+        # Threat: cross-run poisoning of process-wide ABC state. ABCMeta.register on an
+        # exported ABC (collections.ChainMap, fractions.Fraction) or a run's subclass of
+        # one makes e.g. str a virtual MutableMapping for every later run in the worker
+        # (Counter("abc") then fails) and caches it in the parent ABC for good.
+        raise AttributeError('attribute "register" of an abstract base class is not allowed in Logic functions')
     return safer_getattr(ob, name, default)
 
 

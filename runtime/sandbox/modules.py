@@ -11,8 +11,10 @@ any object), decimal.getcontext/setcontext and the shared contexts
 module-level container (hashlib's algorithm sets become frozensets).
 
 `random` is bound per run: each run that imports it gets its own
-`random.Random` seeded from the OS. `time.sleep` is allowed: the worker's wall
-clock limit ends a run that sleeps too long. `logic` is built per run by
+`random.Random` seeded from the OS. `decimal` too: its import resets the
+thread's context, and its `localcontext` goes inert once the run has ended.
+`time.sleep` is allowed: the worker's wall clock limit ends a run that sleeps
+too long. `logic` is built per run by
 `logic_module`.
 
 Only whole allowlisted names import; relative imports, `import json.decoder`
@@ -154,10 +156,42 @@ def random_facade() -> ModuleFacade:
     return ModuleFacade("random", exports)
 
 
-def _fresh_decimal() -> ModuleFacade:
+class _RunLocalContext:
+    """`decimal.localcontext(...)` of one run: the real manager, inert once the run has ended.
+
+    Threat: a generator paused inside `with decimal.localcontext(c):` and kept alive
+    past its run (a reference cycle, or a host cache keyed by a run's str subclass)
+    is finalised during a later run; the real manager's exit then makes `c` (the
+    earlier run's prec/rounding/traps) the current context of that later run, and
+    an entry at that time would copy the later run's context and flags. After its
+    run, entering raises and exiting leaves the current context alone.
+    """
+
+    __slots__ = ("_manager", "_alive")
+
+    def __init__(self, manager: Any, alive: Callable[[], bool]):
+        self._manager = manager
+        self._alive = alive
+
+    def __enter__(self) -> decimal.Context:
+        if not self._alive():
+            raise RuntimeError("this run has ended; decimal contexts can no longer be changed")
+        return self._manager.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._alive():
+            self._manager.__exit__(*exc)
+
+
+def _fresh_decimal(alive: Callable[[], bool]) -> ModuleFacade:
     # The thread's decimal context outlives a run; start each run from the defaults.
     decimal.setcontext(decimal.Context())
-    return SHARED_FACADES["decimal"]
+
+    def localcontext(ctx: decimal.Context | None = None, **kwargs: Any) -> _RunLocalContext:
+        return _RunLocalContext(decimal.localcontext(ctx, **kwargs), alive)
+
+    localcontext.__doc__ = decimal.localcontext.__doc__
+    return ModuleFacade("decimal", {**_EXPORTS["decimal"], "localcontext": localcontext})
 
 
 # Modules that C code of an allowed module imports at call time through the caller's
@@ -169,11 +203,15 @@ import _strptime  # noqa: E402
 _HOST_INTERNAL = {"_strptime": _strptime}
 
 
-def make_importer(make_logic: Callable[[], ModuleFacade]) -> Callable[..., ModuleFacade]:
-    """`__import__` for one run: facades only, `random` and `logic` built on first import."""
+def make_importer(make_logic: Callable[[], ModuleFacade],
+                  alive: Callable[[], bool] = lambda: True) -> Callable[..., ModuleFacade]:
+    """`__import__` for one run: facades only, `random`, `logic` and `decimal` built on first import.
+
+    `alive()` is true while the run is in progress (decimal.localcontext goes inert after).
+    """
     per_run: dict[str, ModuleFacade] = {}
     builders: dict[str, Callable[[], ModuleFacade]] = {
-        "random": random_facade, "logic": make_logic, "decimal": _fresh_decimal,
+        "random": random_facade, "logic": make_logic, "decimal": lambda: _fresh_decimal(alive),
     }
 
     def logic_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0):

@@ -37,10 +37,12 @@ def exact_str(value: Any, what: str) -> str:
 
 class RunOutput:
     __slots__ = ("_host", "_log_left", "_log_max", "_truncated", "_events_left", "_events_max",
-                 "_data_max", "_closed")
+                 "_data_max", "_name_max", "_closed")
 
-    def __init__(self, host: Any, log_max_bytes: int, events_max: int, event_data_max_bytes: int):
+    def __init__(self, host: Any, log_max_bytes: int, events_max: int, event_data_max_bytes: int,
+                 event_name_max_chars: int = EVENT_NAME_MAX):
         self._host = host
+        self._name_max = event_name_max_chars
         self._log_left = self._log_max = log_max_bytes
         self._truncated = False
         self._events_left = self._events_max = events_max
@@ -77,8 +79,8 @@ class RunOutput:
         if self._closed:
             raise OutputClosed("this run has ended; events can no longer be published")
         name = exact_str(name, "event name")
-        if not 1 <= len(name) <= EVENT_NAME_MAX:
-            raise ValueError(f"event name must be 1 to {EVENT_NAME_MAX} characters, not {len(name)}")
+        if not 1 <= len(name) <= self._name_max:
+            raise ValueError(f"event name must be 1 to {self._name_max} characters, not {len(name)}")
         if data is not None:
             data = data if type(data) is str else (
                 str.__str__(data) if isinstance(data, str) else dumps_exact(data, self._data_max, "event data"))
