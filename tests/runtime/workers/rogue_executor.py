@@ -15,12 +15,7 @@ class SecretAccessError(Exception):
     pass
 
 
-@dataclass(frozen=True)
-class RunLimits:
-    log_max_bytes: int = 64 * 1024
-    result_max_bytes: int = 256 * 1024
-    events_max: int = 100
-    event_data_max_bytes: int = 100 * 1024
+from runtime.sandbox.executor import RunLimits  # noqa: E402  (the real limits, so the two never drift)
 
 
 @dataclass(frozen=True)
