@@ -1,0 +1,38 @@
+"""`python -m benchmarks --quick` runs and writes valid JSON (no timing assertions: figures are not tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKLOADS = {"warm", "cold", "compute", "secrets", "redaction", "ingest", "memory"}
+
+
+def test_quick_benchmarks_write_every_figure(tmp_path):
+    out = tmp_path / "bench.json"
+    homes = set(Path(tempfile.gettempdir()).glob("logic-bench-*"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=85)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "targets met:" in done.stdout
+    data = json.loads(out.read_text())
+    assert data["mode"] == "quick"
+    assert data["machine"]["cores"] >= 1 and data["machine"]["python"]
+    assert set(data["workloads"]) == WORKLOADS
+    for key, workload in data["workloads"].items():
+        assert workload["errors"] == [], (key, workload["errors"])
+        assert workload["figures"], key
+        for name, figure in workload["figures"].items():
+            assert {"unit", "p50", "p99", "n"} <= set(figure), (key, name)
+        for name, ratio in workload["ratios"].items():
+            assert {"value", "meaning"} <= set(ratio), (key, name)
+    assert {"warm", "cold", "compute", "secrets", "redaction", "ingest"} <= {t["workload"] for t in data["targets"]}
+    for target in data["targets"]:
+        assert target["met"] in (True, False, None)
+    assert set(Path(tempfile.gettempdir()).glob("logic-bench-*")) <= homes  # every temporary home removed
