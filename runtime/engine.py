@@ -27,6 +27,8 @@ from .redactor import Redactor
 from .sandbox.executor import RunLimits
 from .workers.pool import Job, WorkerPool
 
+_NOTHING_READ = Redactor(())  # a run that read no secret has nothing to mask
+
 # Called inside the run's transaction: (owner, redacted events, their chain depth, run id).
 EventSink = Callable[[str, list[dict], int, str], None]
 
@@ -85,7 +87,8 @@ class Engine:
         started = self.clock()
         outcome = self.pool.run(job, broker.read)
         finished = self.clock()
-        redactor = Redactor.for_values(broker.plain_values())
+        values = broker.plain_values()
+        redactor = Redactor.for_values(values) if values else _NOTHING_READ
         record = {
             "id": run_id,
             "function_id": fn.id,

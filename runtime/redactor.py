@@ -142,6 +142,7 @@ class Redactor:
 
     __slots__ = (
         "_automaton",
+        "_min_len",
         "_long",
         "_value_count",
         "_skipped",
@@ -168,6 +169,7 @@ class Redactor:
         self._skipped = skipped
         self._pattern_count = len(patterns)
         self._max_len = max(map(len, patterns), default=0)
+        self._min_len = min(map(len, patterns), default=0)
         self._automaton = None
         self._long: list[tuple[str, ...]] = []
         keys = self._build_automaton(patterns)
@@ -222,8 +224,8 @@ class Redactor:
         """`text` with every match replaced by MASK; `text` itself if none."""
         if not isinstance(text, str):
             raise TypeError(f"redact() takes str, not {type(text).__name__}")
-        if self._automaton is None or not text:
-            return text
+        if self._automaton is None or len(text) < self._min_len:
+            return text  # also every JSON key like "at" or "level": shorter than any form
         spans = self._spans(text)
         if not spans:
             return text

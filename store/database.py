@@ -31,6 +31,7 @@ class Database:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         if create and not self.path.exists():
             # Only ciphertext inside, but names and audit are nobody else's business.
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
@@ -89,24 +90,27 @@ class Database:
             finally:
                 self._local.depth -= 1
             return
-        conn.execute("BEGIN IMMEDIATE")
-        self._local.depth = 1
-        try:
-            yield conn
-        except BaseException:
+        # Threads of this process queue on a lock; SQLite's busy handler (for other
+        # processes) sleeps with backoff instead, which wastes most of a busy second.
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            self._local.depth = 1
+            try:
+                yield conn
+            except BaseException:
+                self._local.depth = 0
+                if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                    conn.execute("ROLLBACK")
+                raise
             self._local.depth = 0
-            if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
-                conn.execute("ROLLBACK")
-            raise
-        self._local.depth = 0
-        try:
-            conn.execute("COMMIT")
-        except BaseException:
-            # A failed COMMIT leaves the transaction open; close it, or every later
-            # BEGIN on this connection fails.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT leaves the transaction open; close it, or every later
+                # BEGIN on this connection fails.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
         return self.conn.execute(sql, params)

@@ -159,10 +159,29 @@ def _v5_events(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX integration_logs_by_integration ON integration_logs (integration_id, id)")
 
 
+def _v6_queue_counter(db: sqlite_utils.Database) -> None:
+    # The number of open deliveries, kept by triggers, so backpressure costs one row read
+    # per publish instead of a count that grows with the backlog.
+    db.execute("CREATE TABLE queue_stats (id INTEGER PRIMARY KEY, open INTEGER NOT NULL)")
+    db.execute("INSERT INTO queue_stats (id, open) VALUES "
+               "(1, (SELECT count(*) FROM deliveries WHERE status IN ('pending', 'running')))")
+    db.execute("""CREATE TRIGGER deliveries_open_insert AFTER INSERT ON deliveries
+        WHEN new.status IN ('pending', 'running')
+        BEGIN UPDATE queue_stats SET open = open + 1 WHERE id = 1; END""")
+    db.execute("""CREATE TRIGGER deliveries_open_update AFTER UPDATE OF status ON deliveries
+        WHEN (old.status IN ('pending', 'running')) != (new.status IN ('pending', 'running'))
+        BEGIN UPDATE queue_stats SET open = open + (CASE WHEN new.status IN ('pending', 'running')
+            THEN 1 ELSE -1 END) WHERE id = 1; END""")
+    db.execute("""CREATE TRIGGER deliveries_open_delete AFTER DELETE ON deliveries
+        WHEN old.status IN ('pending', 'running')
+        BEGIN UPDATE queue_stats SET open = open - 1 WHERE id = 1; END""")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_identity,
     _v2_secrets,
     _v3_audit,
     _v4_functions,
     _v5_events,
+    _v6_queue_counter,
 ]

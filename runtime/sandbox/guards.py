@@ -61,8 +61,27 @@ def _exact_name(name: Any) -> str:
     return name
 
 
+# (type, name) pairs that passed every check below, for host types whose checks depend
+# on nothing but the type and the name (no classes, no run-made types): the hot path of
+# `base64.b64decode` or `items.append` in a loop. Only names that exist are remembered,
+# so the set is bounded by the attributes of these few types.
+_CACHEABLE_TYPES = frozenset({ModuleFacade, str, bytes, bytearray, list, dict, tuple, set, frozenset,
+                              int, float})
+_PASSED: set[tuple[type, str]] = set()
+
+
 def guarded_getattr(ob: Any, name: str, default: Any = raise_) -> Any:
     """`_getattr_` and the `getattr` builtin; RestrictedPython's safer_getattr does the final read."""
+    kind = type(ob)
+    if type(name) is str and (kind, name) in _PASSED:
+        return getattr(ob, name) if default is raise_ else getattr(ob, name, default)
+    value = _checked_getattr(ob, name, default)
+    if kind in _CACHEABLE_TYPES and hasattr(ob, name):
+        _PASSED.add((kind, name))
+    return value
+
+
+def _checked_getattr(ob: Any, name: str, default: Any) -> Any:
     _exact_name(name)
     if name[:1] == "_" or name in BLOCKED_ATTRIBUTES:
         raise AttributeError(f'attribute "{name}" is not allowed in Logic functions')

@@ -60,3 +60,25 @@ def test_backpressure_refuses_and_changes_nothing(store):
     assert store.db.one("SELECT count(*) FROM events")[0] == 1
     # Events with no target cost no queue space and are still accepted.
     events.add_event("user:a", "nobody-listens", None, "test", 0, [])
+
+
+def test_open_counter_follows_every_state_change(store):
+    events = EventStore(store.db, max_attempts=1)
+
+    def counted() -> int:
+        return store.db.one("SELECT count(*) FROM deliveries WHERE status IN ('pending', 'running')")[0]
+
+    first = events.add_event("user:a", "e", None, "test", 0, [("function", "f1"), ("function", "f2")])
+    events.add_event("user:a", "e", None, "test", 0, [("integration", "i1")])
+    assert events.open_deliveries() == counted() == 3
+    a, b = events.claim(T0, T1, limit=2)
+    events.finish(a.id)
+    events.release(b.id)
+    assert events.open_deliveries() == counted() == 2
+    events.claim(T0, T1, limit=5)
+    events.claim(T9, T9)  # leases ran out with max_attempts reached: given up
+    assert events.open_deliveries() == counted() == 0
+    events.add_event("user:a", "e", None, "test", 0, [("function", "f3")])
+    with store.db.transaction() as conn:
+        conn.execute("DELETE FROM events WHERE id = ?", (first["id"],))  # cascades to its deliveries
+    assert events.open_deliveries() == counted() == 1

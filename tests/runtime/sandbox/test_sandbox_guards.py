@@ -157,3 +157,23 @@ def test_unpacking_and_inplace_ops(run):
             return [a, b, c, first, rest, n, s, out]
         """)
     assert ran.result == [1, 2, 3, 1, [2, 3], 16, "ab", [["x", 1]]]
+
+
+def test_the_attribute_cache_never_admits_what_the_checks_refuse(run):
+    # Warm the (type, name) cache with allowed reads, then try the refused ones on the
+    # same types: each must still be refused (the cache remembers only passes).
+    from runtime.sandbox.guards import _PASSED, guarded_getattr
+
+    assert guarded_getattr("abc", "upper")() == "ABC"
+    assert (str, "upper") in _PASSED
+    for ob, name in [("abc", "format"), ("abc", "format_map"), ("abc", "__class__"), ([], "__class__"),
+                     ({}, "__init__"), (str, "format"), (str, "mro")]:
+        with pytest.raises((AttributeError, NotImplementedError, TypeError)):
+            guarded_getattr(ob, name)
+        assert (type(ob), name) not in _PASSED
+    # Classes are never cached: their checks depend on the class, not only its type.
+    assert not any(kind is type for kind, _ in _PASSED)
+    # At run time too (a computed name escapes the deploy check), after the cache is warm.
+    ran = run("def main(event):\n    s = 'x'\n    for _ in range(3):\n        s.upper()\n"
+              "    return getattr(s, 'for' + 'mat')()\n")
+    assert ran.status == "error" and "format" in ran.error["message"]
