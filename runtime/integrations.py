@@ -179,6 +179,8 @@ class IntegrationService:
                     log["error"] = _status_error(outcome.status)
         log = redactor.redact_json(log)
         # Cut only after redaction: a cut through a secret would leave part of it unmasked.
+        if isinstance(log["error"], str):
+            log["error"] = tidy_error(log["error"])
         for part in ("request", "response"):
             if log[part] and isinstance(log[part].get("body"), str):
                 log[part]["body"], cut = _cap(log[part]["body"], cap)
@@ -190,6 +192,11 @@ class IntegrationService:
         else:
             response_event = (ERROR_PREFIX + name, log["error"] or "webhook failed")
         return FireResult(ok=log["ok"], log=log, accesses=list(accesses), response_event=response_event)
+
+
+def tidy_error(text: str, limit: int = 300) -> str:
+    """One line, at most `limit` characters: for an already redacted error text."""
+    return " ".join(text.split())[:limit]
 
 
 def _redactor(values: list[str]) -> Redactor:

@@ -530,7 +530,9 @@ class WebhookSender:
 
 
 def _short(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
+    """The exception's text as it is: it may quote a rendered secret, so it is tidied and
+    cut only after redaction (integrations.tidy_error), never here."""
+    return str(exc) or type(exc).__name__
 
 
 __all__ = [

@@ -29,7 +29,7 @@ class Database:
         if not create and not self.path.exists():
             raise NotInitialized(f"no database at {self.path}: run `logic init` first")
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: dict[int, tuple[threading.Thread, sqlite3.Connection]] = {}
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         if create and not self.path.exists():
@@ -60,20 +60,23 @@ class Database:
             self._local.conn = conn
             self._local.depth = 0
             with self._lock:
-                self._all.append(conn)
+                # Server threads come and go (the API's thread pool retires idle ones):
+                # close the connections of threads that ended, or file handles pile up.
+                for other, (thread, old) in list(self._all.items()):
+                    if not thread.is_alive():
+                        _close_quietly(old)
+                        del self._all[other]
+                self._all[id(conn)] = (threading.current_thread(), conn)
         return conn
 
     @property
-    def utils(self) -> sqlite_utils.Database:
-        return sqlite_utils.Database(self.conn)
+    def open_connections(self) -> int:
+        return len(self._all)
 
     def close(self) -> None:
         with self._lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except sqlite3.Error:
-                    pass
+            for _thread, conn in self._all.values():
+                _close_quietly(conn)
             self._all.clear()
         self._local = threading.local()
 
@@ -156,3 +159,10 @@ class Database:
     def check_schema(self) -> None:
         """Refuse a database this code does not understand; bring an older one up to date."""
         self.migrate()
+
+
+def _close_quietly(conn: sqlite3.Connection) -> None:
+    try:
+        conn.close()
+    except sqlite3.Error:
+        pass

@@ -278,3 +278,17 @@ def test_two_processes_migrating_at_once(tmp_path):
     assert second.migrate() == LATEST
     first.close()
     second.close()
+
+
+def test_connections_of_finished_threads_are_closed(store):
+    import threading
+
+    def touch():
+        store.db.one("SELECT 1")
+
+    for _ in range(20):
+        t = threading.Thread(target=touch)
+        t.start()
+        t.join()
+    touch()  # a new connection sweeps the ones whose thread ended
+    assert store.db.open_connections <= 2

@@ -82,3 +82,4 @@ def test_open_counter_follows_every_state_change(store):
     with store.db.transaction() as conn:
         conn.execute("DELETE FROM events WHERE id = ?", (first["id"],))  # cascades to its deliveries
     assert events.open_deliveries() == counted() == 1
+
