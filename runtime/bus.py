@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+from store.errors import QueueFull
 from store.events import EventStore
 from store.functions import FunctionStore
 from store.settings import Settings
@@ -35,8 +36,14 @@ class EventBus:
             self.wake.set()
         return accepted
 
-    def publish_from_run(self, owner: str, events: list[dict], depth: int, run_id: str) -> None:
-        """The engine's event sink: runs in the run's transaction; a full queue never loses a run."""
+    def publish_from_run(self, owner: str, events: list[dict], depth: int, run_id: str) -> list[str]:
+        """The engine's event sink, inside the run's transaction. A full queue refuses events
+        from runs too (else one function publishing its own trigger multiplies without
+        bound); the run is kept, with an error naming what was not delivered."""
+        refused = []
         for event in events:
-            self.publish(owner, event["name"], event.get("data"), source=f"run:{run_id}", depth=depth,
-                         check_capacity=False)
+            try:
+                self.publish(owner, event["name"], event.get("data"), source=f"run:{run_id}", depth=depth)
+            except QueueFull as exc:
+                refused.append(f"event {event['name'][:64]!r} not delivered: {exc.message}")
+        return refused

@@ -14,8 +14,10 @@ import threading
 from datetime import timedelta
 
 from store.clock import iso
-from store.errors import LogicError, NotFound
+from store.errors import LogicError, WorkerUnavailable
 from store.events import Delivery
+
+from .events import check_event
 
 log = logging.getLogger("logic.dispatcher")
 
@@ -71,7 +73,7 @@ class Dispatcher:
         return len(claimed)
 
     def drain(self, max_steps: int = 10_000) -> int:
-        """Deliver until nothing is pending (tests and `logic publish --wait`)."""
+        """Deliver until nothing is pending (tests and benchmarks)."""
         total = 0
         for _ in range(max_steps):
             n = self.step()
@@ -87,9 +89,9 @@ class Dispatcher:
                 self._run_function(delivery)
             else:
                 self._fire_integration(delivery)
-        except NotFound as exc:  # deleted since the event was accepted
-            events.finish(delivery.id, status="failed", error=exc.message)
-        except LogicError as exc:
+        except WorkerUnavailable:  # passing (the pool is restarting or closing): try again later
+            events.release(delivery.id)
+        except LogicError as exc:  # e.g. the target was deleted since the event was accepted
             events.finish(delivery.id, status="failed", error=exc.message)
 
     def _run_function(self, delivery: Delivery) -> None:
@@ -117,13 +119,26 @@ class Dispatcher:
         event = service.events.event(delivery.event_id)
         result = service.integrations.fire(record, event, run_id=f"delivery-{delivery.id}")
         response_name, response_data = result.response_event
-        with service.store.db.transaction():
-            service.integration_store.add_log(record.id, event["id"], result.log)
-            service.store.secrets.record_access(result.accesses)
-            # Webhook -> response -> webhook could loop forever: the chain depth limit ends it.
-            if delivery.depth + 1 <= service.settings.chain_depth_max:
-                service.bus.publish(record.owner, response_name, response_data,
-                                    source=f"integration:{record.name}", depth=delivery.depth + 1,
-                                    check_capacity=False, from_hook=True)
-            service.events.finish(delivery.id, status="done" if result.ok else "failed",
-                                  error=None if result.ok else (response_data or "")[:500])
+        # Webhook -> response -> webhook could loop forever: the chain depth limit ends it;
+        # a response whose name or data the bus would refuse is noted, never fatal.
+        respond = delivery.depth + 1 <= service.settings.chain_depth_max
+        if respond:
+            try:
+                check_event(response_name, response_data, service.settings, from_hook=True)
+            except LogicError as exc:
+                respond = False
+                note = f"response event not published: {exc.message}"
+                result.log["error"] = f"{result.log['error']} ({note})" if result.log.get("error") else note
+        try:
+            with service.store.db.transaction():
+                service.integration_store.add_log(record.id, event["id"], result.log)
+                service.store.secrets.record_access(result.accesses)
+                if respond:
+                    service.bus.publish(record.owner, response_name, response_data,
+                                        source=f"integration:{record.name}", depth=delivery.depth + 1,
+                                        check_capacity=False, from_hook=True)
+                service.events.finish(delivery.id, status="done" if result.ok else "failed",
+                                      error=None if result.ok else (response_data or "")[:500])
+        except BaseException:
+            service.store.secrets.record_access(result.accesses)  # the secrets did go out: audit them
+            raise

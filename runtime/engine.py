@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sqlite3
 import uuid
 from datetime import datetime
 from typing import Any, Callable
 
 from store import Store
 from store.clock import iso, utcnow
-from store.errors import LogicError
+from store.errors import LogicError, NotFound
 from store.functions import FunctionRecord, FunctionStore
 from store.sensitive import MASK
 from store.settings import Settings
@@ -29,8 +30,9 @@ from .workers.pool import Job, WorkerPool
 
 _NOTHING_READ = Redactor(())  # a run that read no secret has nothing to mask
 
-# Called inside the run's transaction: (owner, redacted events, their chain depth, run id).
-EventSink = Callable[[str, list[dict], int, str], None]
+# Called inside the run's transaction: (owner, redacted events, their chain depth, run id);
+# returns a problem for each event it refused (a full queue).
+EventSink = Callable[[str, list[dict], int, str], list[str]]
 
 
 class Engine:
@@ -107,14 +109,21 @@ class Engine:
         }
         _mask_cut_tails(record, redactor)
         deliverable = self._check_events(record, depth) if persist else []
-        with self.store.db.transaction():
-            if persist:
-                self.functions.add_run(record)
-                if self.event_sink is not None and deliverable:
-                    self.event_sink(fn.owner, deliverable, depth + 1, run_id)
+        try:
+            with self.store.db.transaction():
+                if persist:
+                    if self.event_sink is not None and deliverable:
+                        _note_problems(record, self.event_sink(fn.owner, deliverable, depth + 1, run_id))
+                    self.functions.add_run(record)
+                self.store.secrets.record_access(broker.accesses)
+                if on_commit is not None:
+                    on_commit(run_id)
+        except BaseException as exc:
+            # Every secret handed out is audited, even when the run's record cannot be stored.
             self.store.secrets.record_access(broker.accesses)
-            if on_commit is not None:
-                on_commit(run_id)
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise NotFound(f"function {fn.name} was deleted while it ran") from None
+            raise
         return record
 
     def _check_events(self, record: dict, depth: int) -> list[dict]:
@@ -134,12 +143,19 @@ class Engine:
                 deliverable.append(event)
             except LogicError as exc:
                 problems.append(f"event {str(event.get('name'))[:64]!r} not delivered: {exc.message}")
-        if problems and record["status"] == "success":
-            record["status"] = "error"
-            record["error"] = {"type": "EventError", "message": "; ".join(problems), "traceback": ""}
-        elif problems:
-            record["logs"].append({"at": record["finished_at"], "level": "error", "message": "; ".join(problems)})
+        _note_problems(record, problems)
         return deliverable
+
+
+def _note_problems(record: dict, problems: list[str]) -> None:
+    """Undelivered events make a successful run an error, or add a log line to a failed one."""
+    if not problems:
+        return
+    if record["status"] == "success":
+        record["status"] = "error"
+        record["error"] = {"type": "EventError", "message": "; ".join(problems), "traceback": ""}
+    else:
+        record["logs"].append({"at": record["finished_at"], "level": "error", "message": "; ".join(problems)})
 
 
 # What the sandbox writes where a limit cut a text: after the cut log line, and in

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+from typing import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -45,35 +46,63 @@ def _wrap_aad(key_id: int) -> bytes:
 class KeyRing:
     """Unwrapped data keys, in memory only, for one master key."""
 
-    def __init__(self, db: Database, master_key: bytes):
+    def __init__(self, db: Database, master_key: bytes,
+                 candidates: Callable[[], list[tuple[str, bytes]]] | None = None):
         self._db = db
         self._master = AESGCM(master_key)
+        self._candidates = candidates  # where to look again if another process re-wrapped the ring
         self._keys: dict[int, AESGCM] = {}
         self._lock = threading.Lock()
-        self.reload()
+        self._load(rediscover=False)  # opening must say which key works, not find another
 
     @classmethod
-    def open(cls, db: Database, candidates: list[tuple[str, bytes]]) -> tuple["KeyRing", str]:
+    def open(cls, db: Database, candidates: Callable[[], list[tuple[str, bytes]]] | list[tuple[str, bytes]],
+             ) -> tuple["KeyRing", str]:
         """Open with the first candidate master key that unwraps the ring."""
-        for source, key in candidates:
+        find = candidates if callable(candidates) else (lambda: candidates)
+        for source, key in find():
             try:
-                return cls(db, key), source
+                return cls(db, key, find), source
             except MasterKeyError:
                 continue
         raise MasterKeyError("the master key does not match this database")
 
     def reload(self) -> None:
+        self._load(rediscover=True)
+
+    def _load(self, *, rediscover: bool) -> None:
         rows = self._db.all("SELECT id, wrapped FROM keyring ORDER BY id")
+        try:
+            keys = self._unwrap_all(self._master, rows)
+        except MasterKeyError:
+            # `logic keys rotate --master` in another process re-wrapped the ring: the new
+            # key is in master.key (or master.key.new) now. Without this a running server
+            # fails every secret read until it is restarted.
+            if not rediscover or self._candidates is None:
+                raise
+            for _source, key in self._candidates():
+                try:
+                    keys = self._unwrap_all(AESGCM(key), rows)
+                except MasterKeyError:
+                    continue
+                self._master = AESGCM(key)
+                break
+            else:
+                raise
+        with self._lock:
+            self._keys = keys
+
+    @staticmethod
+    def _unwrap_all(master: AESGCM, rows) -> dict[int, AESGCM]:
         keys = {}
         for row in rows:
             wrapped = bytes(row["wrapped"])
             try:
-                raw = self._master.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _wrap_aad(row["id"]))
+                raw = master.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _wrap_aad(row["id"]))
             except InvalidTag:
                 raise MasterKeyError("the master key does not match this database") from None
             keys[row["id"]] = AESGCM(raw)
-        with self._lock:
-            self._keys = keys
+        return keys
 
     def refresh(self) -> None:
         """Catch up with a ring another process rotated (call inside a write transaction).

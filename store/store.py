@@ -39,7 +39,7 @@ class Store:
         db = Database(settings.db_path, busy_timeout_ms=settings.busy_timeout_ms)
         try:
             db.check_schema()
-            ring, source = KeyRing.open(db, masterkey.candidates(_env_key(settings), settings.key_path))
+            ring, source = KeyRing.open(db, lambda: masterkey.candidates(_env_key(settings), settings.key_path))
         except BaseException:
             db.close()
             raise
@@ -68,7 +68,7 @@ class Store:
             try:
                 db.migrate()
                 source, key = candidates[0]
-                ring = KeyRing(db, key)
+                ring = KeyRing(db, key, lambda: masterkey.candidates(_env_key(settings), settings.key_path))
             except BaseException:
                 db.close()
                 raise

@@ -102,3 +102,76 @@ def test_a_run_publishing_events_feeds_the_next_function(world):
     assert run["result"] == "go!"
     event = service.events.event(run["trigger"]["event_id"])
     assert event["depth"] == 1 and event["source"].startswith("run:")
+
+
+def test_a_function_deleted_while_it_runs_still_audits_its_secret_reads(world):
+    import threading
+
+    from store.errors import NotFound
+
+    service, actor, _ = world
+    service.create_secret(actor, "RACE_KEY", "race-secret-value-1234")
+    fn = service.deploy_function(actor, files_from_json({
+        "name": "slow-reader", "secrets": ["RACE_KEY"],
+        "source": "import time\ndef main(secrets):\n    time.sleep(0.3)\n    return len(secrets.RACE_KEY)\n"}))
+    threading.Timer(0.1, lambda: service.delete_function(actor, fn.id)).start()
+    with pytest.raises(NotFound, match="deleted while it ran"):
+        service.execute_function(actor, "slow-reader")
+    [access] = service.audit(actor, "RACE_KEY")
+    assert access.consumer_name == "slow-reader" and access.run_id
+
+
+def test_a_full_queue_refuses_events_from_runs_too(tmp_path):
+    settings = Settings(home=tmp_path / "home", run_timeout_s=2, workers=1, queue_max_pending=3)
+    Store.initialize(settings)[0].close()
+    service = Service.open(settings, runtime=True)
+    try:
+        actor = service.actor()
+        # A function that publishes its own trigger 5 times would grow as 5^n without a bound.
+        deploy(service, actor, "amplifier", "import logic\ndef main(event):\n"
+               "    for _ in range(5):\n        logic.publish('amp', 'x')\n",
+               [{"type": "event", "event_name": "amp"}])
+        service.publish_event(actor, "amp", "go")
+        Dispatcher(service).step()
+        [run] = service.function_runs(actor, "amplifier")
+        assert run["status"] == "error" and "queue is full" in run["error"]["message"]
+        assert service.events.open_deliveries() <= settings.queue_max_pending
+    finally:
+        service.close()
+
+
+def test_a_response_event_the_bus_refuses_still_stores_the_log_and_the_audit(world):
+    import http.server
+    import threading
+
+    class Ok(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Ok)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    service, actor, _ = world
+    try:
+        service.create_secret(actor, "HOOK_KEY", "hook-key-value-0987")
+        url = f"http://127.0.0.1:{receiver.server_address[1]}/in"
+        for name, prefix in (("first", "a" * 10), ("second", "hook-response/")):
+            service.create_integration(actor, {"name": name, "event": prefix, "url": url, "secrets": ["HOOK_KEY"],
+                                               "headers": {"X-Key": "{{{HOOK_KEY}}}"}})
+        service.publish_event(actor, "a" * 60, "x")
+        Dispatcher(service).drain()
+        # second's response would be named hook-response/hook-response/aaa... (88 characters)
+        [log] = service.integration_logs(actor, "second")
+        assert log["ok"] and "response event not published" in log["error"]
+        assert {a.consumer_name for a in service.audit(actor, "HOOK_KEY")} == {"first", "second"}
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+        for name in ("first", "second"):
+            service.delete_integration(actor, name)

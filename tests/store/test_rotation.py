@@ -105,6 +105,19 @@ def test_a_store_opened_before_a_rotation_elsewhere_keeps_working(filled, settin
     fresh.close()
 
 
+def test_a_running_store_survives_a_master_then_data_rotation_elsewhere(filled, settings):
+    """The server keeps working after `keys rotate --master` and then `keys rotate` in a CLI."""
+    cli = Store.open(settings)
+    cli.rotate_master_key()
+    cli.rotate_data_key()
+    cli.close()
+    assert _readable(filled)  # re-reads the ring under the new master key from master.key
+    filled.secrets.create("user:alice", "AFTER_BOTH", "after-both-rotations")
+    fresh = Store.open(settings)
+    assert fresh.secrets.reveal("user:alice", "AFTER_BOTH").reveal() == "after-both-rotations"
+    fresh.close()
+
+
 # master key --------------------------------------------------------------------
 
 def test_rotate_master_key(filled, settings):
