@@ -234,8 +234,7 @@ def secrets_create(app: App, name: str, value_file: Path | None, org: str | None
     """Create a secret; the value comes from stdin, a hidden prompt, or --value-file."""
     service, actor = app.service, app.actor
     check_name(name, max_chars=app.settings.secret_name_max_chars)  # before asking for a value
-    owner = service.owner_for(actor, org)
-    if service.store.secrets.exists(owner, name):
+    if service.secret_exists(actor, name, org):
         raise Conflict(f"secret {name} already exists")
     info = service.create_secret(actor, name, read_secret_value(value_file, app.settings.secret_value_max_bytes), org)
     emit(info.to_json(), as_json, lambda: click.echo(f"Created secret {info.name}."))

@@ -13,7 +13,7 @@ import re
 import sqlite3
 import uuid
 from datetime import datetime
-from typing import Any, Callable
+from typing import Callable
 
 from store import Store
 from store.clock import iso, utcnow
@@ -206,6 +206,3 @@ def _test_key(fn: FunctionRecord) -> str:
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     return f"test:{digest}"
 
-
-def event_context(event_id: str, name: str, data: str | None, published_at: str, source: str) -> dict[str, Any]:
-    return {"id": event_id, "name": name, "data": data, "published_at": published_at, "source": source}

@@ -117,7 +117,6 @@ class IntegrationService:
     def fire(self, record: IntegrationRecord, event: dict, *, run_id: str | None = None) -> FireResult:
         """Send the webhook for `event` ({id, name, data, published_at, source}); no DB writes."""
         at = now_iso()
-        name = event.get("name") or ""
         try:
             spec = WebhookSpec.model_validate(record.spec())
         except ValidationError:

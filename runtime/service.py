@@ -18,7 +18,7 @@ from store.errors import DeployError, NotFound, PermissionDenied
 from store.events import EventStore
 from store.functions import FunctionRecord, FunctionStore, TriggerRow
 from store.integrations import IntegrationRecord, IntegrationStore
-from store.identity import User, org_owner, owner_label
+from store.identity import User, owner_label
 from store.secrets import Access, SecretInfo
 from store.settings import Settings
 
@@ -100,6 +100,9 @@ class Service:
 
     def delete_secret(self, actor: User, name: str, org: str | None = None) -> None:
         self.store.secrets.delete(self.owner_for(actor, org), name)
+
+    def secret_exists(self, actor: User, name: str, org: str | None = None) -> bool:
+        return self.store.secrets.exists(self.owner_for(actor, org), name)
 
     def get_secret(self, actor: User, name: str, org: str | None = None) -> SecretInfo:
         return self.store.secrets.info(self.owner_for(actor, org), name)
@@ -290,4 +293,4 @@ class Service:
         return self.integration_store.logs(self._integration(actor, ref, org).id, limit)
 
 
-__all__ = ["Service", "org_owner"]
+__all__ = ["Service"]

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 
 from .clock import now_iso
 from .database import Database
-from .errors import Conflict, NotFound
+from .errors import NotFound
 from .secrets import SecretStore
 
 
@@ -168,7 +168,3 @@ class FunctionStore:
         if row is None:
             raise NotFound(f"run {run_id} does not exist")
         return json.loads(row[0])
-
-    def ensure_name_free(self, owner: str, name: str) -> None:
-        if self.db.one("SELECT 1 FROM functions WHERE owner = ? AND name = ?", (owner, name)):
-            raise Conflict(f"function {name} already exists")

@@ -27,7 +27,6 @@ import signal
 import threading
 import time
 from collections import OrderedDict
-from datetime import datetime, timezone
 from typing import Callable
 
 from runtime.sandbox.executor import SecretAccessError
@@ -35,6 +34,7 @@ from runtime.workers import protocol
 from runtime.workers.job import Job, WorkerResult
 from runtime.workers.spawner import Spawned, Spawner, WorkerUnavailable
 from runtime.workers.worker import EXIT_ISOLATION, EXIT_MEMORY
+from store.clock import now_iso
 from store.errors import LogicError
 
 log = logging.getLogger(__name__)
@@ -496,7 +496,7 @@ def _answer_secret(on_secret: Callable[[str], str], name: str) -> dict:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return now_iso()  # the store's one time format, like every other time in a record
 
 
 def _log(level: str, message: str) -> dict:

@@ -37,7 +37,7 @@ def deploy(service, actor, name, source, triggers):
 
 def test_event_delivery_runs_the_function_once(world):
     service, actor, _ = world
-    fn = deploy(service, actor, "echo", "def main(event):\n    return [event.name, event.data]\n",
+    deploy(service, actor, "echo", "def main(event):\n    return [event.name, event.data]\n",
                 [{"type": "event", "event_name": "ping"}])
     accepted = service.publish_event(actor, "ping", "hello")
     assert Dispatcher(service).drain() == 1

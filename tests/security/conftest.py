@@ -2,7 +2,7 @@
 
 import pytest
 
-from runtime.sandbox.testing import Ran, RecordingHost, run_source  # noqa: F401  (re-exported for tests)
+from runtime.sandbox.testing import run_source
 
 
 @pytest.fixture
