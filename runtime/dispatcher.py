@@ -100,15 +100,22 @@ class Dispatcher:
         if not fn.enabled:
             service.events.finish(delivery.id, status="failed", error=f"function {fn.name} is disabled")
             return
-        finish = lambda run_id: service.events.finish(delivery.id, run_id=run_id)  # noqa: E731
+        def finish(run_id: str) -> None:
+            service.events.finish(delivery.id, run_id=run_id)
+
+        def renew() -> None:
+            # The lease counted from the claim; waiting for a free worker must not use it
+            # up, or another thread claims the delivery again and it runs twice.
+            service.events.renew(delivery.id, iso(service.clock() + self.lease))
+
         if delivery.event_id is not None:
             event = service.events.event(delivery.event_id)
             context = {k: event[k] for k in ("id", "name", "data", "published_at", "source")}
             service.engine.run(fn, {"type": "event", "event_id": event["id"]}, event=context,
-                               depth=delivery.depth, on_commit=finish)
+                               depth=delivery.depth, on_commit=finish, on_start=renew)
         else:
             scheduled = {"scheduled_at": delivery.scheduled_at, "cron": delivery.cron}
-            service.engine.run(fn, {"type": "schedule"}, scheduled=scheduled, on_commit=finish)
+            service.engine.run(fn, {"type": "schedule"}, scheduled=scheduled, on_commit=finish, on_start=renew)
 
     def _fire_integration(self, delivery: Delivery) -> None:
         service = self.service

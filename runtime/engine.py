@@ -47,11 +47,13 @@ class Engine:
 
     def run(self, fn: FunctionRecord, trigger: dict, *, event: dict | None = None,
             scheduled: dict | None = None, depth: int = 0, persist: bool = True,
-            on_commit: Callable[[str], None] | None = None) -> dict:
+            on_commit: Callable[[str], None] | None = None,
+            on_start: Callable[[], None] | None = None) -> dict:
         """Run one version of a function; returns the redacted run record.
 
         `depth` is the event chain depth of the triggering event; `on_commit`
-        runs inside the record's transaction (a delivery closes with its run).
+        runs inside the record's transaction (a delivery closes with its run);
+        `on_start` once a worker is reserved (a delivery renews its lease).
         """
         run_id = uuid.uuid4().hex
         manifest = fn.manifest
@@ -87,7 +89,7 @@ class Engine:
                              event_name_max_chars=self.settings.event_name_max_chars),
         )
         started = self.clock()
-        outcome = self.pool.run(job, broker.read)
+        outcome = self.pool.run(job, broker.read, on_start)
         finished = self.clock()
         values = broker.plain_values()
         redactor = Redactor.for_values(values) if values else _NOTHING_READ

@@ -111,6 +111,12 @@ class EventStore:
             conn.execute("UPDATE deliveries SET status = ?, run_id = ?, last_error = ?, finished_at = ?, "
                          "lease_until = NULL WHERE id = ?", (status, run_id, error, now_iso(), delivery_id))
 
+    def renew(self, delivery_id: int, lease_until: str) -> None:
+        """Extend a claim: its run starts only now (it waited for a worker)."""
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE deliveries SET lease_until = ? WHERE id = ? AND status = 'running'",
+                         (lease_until, delivery_id))
+
     def release(self, delivery_id: int) -> None:
         """Put a claimed delivery back (graceful shutdown before it started)."""
         with self.db.transaction() as conn:

@@ -148,13 +148,22 @@ class WorkerPool:
 
     # -- public ---------------------------------------------------------------
 
-    def run(self, job: Job, on_secret: Callable[[str], str]) -> WorkerResult:
+    def run(self, job: Job, on_secret: Callable[[str], str],
+            on_start: Callable[[], None] | None = None) -> WorkerResult:
+        """Run `job` on a worker of its owner; `on_start` is called once a worker is
+        reserved, right before the job is sent (waiting for a worker may take long)."""
         for _attempt in range(3):
             worker = self._reserve(job.owner)
             if worker.looks_dead():  # exited between runs: never charge the run for it
                 self._release(worker, keep=False)
                 continue
             keep = False
+            if on_start is not None:
+                try:
+                    on_start()
+                except BaseException:
+                    self._release(worker, keep=True)
+                    raise
             try:
                 result, keep = self._execute(worker, job, on_secret)
             finally:

@@ -175,3 +175,32 @@ def test_a_response_event_the_bus_refuses_still_stores_the_log_and_the_audit(wor
         receiver.server_close()
         for name in ("first", "second"):
             service.delete_integration(actor, name)
+
+
+def test_waiting_for_a_worker_does_not_use_up_the_lease(tmp_path):
+    import time
+
+    # One worker, two delivery threads, a lease of exactly the run timeout: the second
+    # delivery waits ~0.7 s for the worker. Counted from the claim, its lease would run
+    # out during its own run and the other thread would claim and run it again.
+    settings = Settings(home=tmp_path / "home", workers=1, run_timeout_s=1, delivery_lease_margin_s=0,
+                        webhook_timeout_s=0.1, webhook_retries=0)
+    Store.initialize(settings)[0].close()
+    service = Service.open(settings, runtime=True)
+    try:
+        actor = service.actor()
+        deploy(service, actor, "slow", "import time\ndef main(event):\n    time.sleep(0.7)\n    return event.data\n",
+               [{"type": "event", "event_name": "go"}])
+        for n in range(2):
+            service.publish_event(actor, "go", str(n))
+        dispatcher = Dispatcher(service, threads=2, poll_s=0.05)
+        dispatcher.start()
+        deadline = time.monotonic() + 10
+        while service.events.open_deliveries() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.2)  # long enough for a wrongly expired lease to be claimed and run again
+        dispatcher.stop()
+        runs = service.function_runs(actor, "slow")
+        assert sorted(r["result"] for r in runs) == ["0", "1"]
+    finally:
+        service.close()
