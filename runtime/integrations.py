@@ -74,7 +74,8 @@ class IntegrationService:
         self.sender = WebhookSender(
             timeout_s=settings.webhook_timeout_s, retries=settings.webhook_retries,
             max_body_bytes=settings.event_data_max_bytes + settings.secret_value_max_bytes,
-            transport=transport, backoff_s=backoff_s, sleep=sleep)
+            transport=transport, backoff_s=backoff_s, sleep=sleep,
+            allow_private=settings.webhook_allow_private)
 
     def close(self) -> None:
         self.sender.close()

@@ -52,8 +52,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import ipaddress
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -453,12 +455,13 @@ class WebhookSender:
 
     def __init__(self, *, timeout_s: float, retries: int, max_body_bytes: int,
                  transport: httpx.BaseTransport | None = None, backoff_s: float = 0.5,
-                 sleep: Callable[[float], None] = time.sleep):
+                 sleep: Callable[[float], None] = time.sleep, allow_private: bool = True):
         self.timeout_s = timeout_s
         self.retries = max(0, retries)
         self.max_body_bytes = max_body_bytes
         self.backoff_s = backoff_s
         self.sleep = sleep
+        self.allow_private = allow_private
         self._transport = transport
         self._client: httpx.Client | None = None
         self._lock = threading.Lock()
@@ -485,6 +488,10 @@ class WebhookSender:
             request = rendered.build(self.client)
         except InvalidInput as exc:
             return SendOutcome(None, error=exc.message)
+        if not self.allow_private:
+            refused = private_destination(request.url.host)
+            if refused:
+                return SendOutcome(request, error=refused)
         outcome = SendOutcome(request)
         for attempt in range(self.retries + 1):
             if attempt:
@@ -527,6 +534,24 @@ class WebhookSender:
             if time.monotonic() > deadline:
                 raise _TooSlow()
         return b"".join(chunks), False
+
+
+def private_destination(host: str) -> str | None:
+    """Why `host` may not be called, or None. Threat: a tenant's webhook reading the
+    server's own network (loopback services, cloud metadata at 169.254.169.254, the LAN)
+    and getting the answer back as `hook-response`. Every address the name resolves to
+    must be public. (A DNS answer that changes between this check and the connection is
+    not caught; an egress firewall is the complete answer.)"""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        return f"cannot resolve {host}"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global or address.is_multicast:
+            return (f"destination {host} ({address}) is not a public address; "
+                    "the operator can allow it with LOGIC_WEBHOOK_ALLOW_PRIVATE=1")
+    return None
 
 
 def _short(exc: Exception) -> str:

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     # integrations
     webhook_timeout_s: float = 10.0
     webhook_retries: int = 2
+    webhook_allow_private: bool = False  # loopback, private, link-local destinations (SSRF)
     integration_logs_kept: int = 100
 
     # storage

@@ -33,6 +33,8 @@ def logic_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             monkeypatch.delenv(name)
     home = tmp_path / "logic-home"
     monkeypatch.setenv("LOGIC_HOME", str(home))
+    # Test receivers listen on 127.0.0.1; tests of the refusal set it back to 0.
+    monkeypatch.setenv("LOGIC_WEBHOOK_ALLOW_PRIVATE", "1")
     return home
 
 

@@ -82,7 +82,7 @@ def make_server(tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
         env.update({"LOGIC_HOME": str(home), "LOGIC_RUN_TIMEOUT_S": "5", "LOGIC_DISPATCHER_POLL_S": "0.1",
                     "LOGIC_WEBHOOK_TIMEOUT_S": "2", "LOGIC_WEBHOOK_RETRIES": "0",
-                    "LOGIC_DELIVERY_LEASE_MARGIN_S": "1"})
+                    "LOGIC_DELIVERY_LEASE_MARGIN_S": "1", "LOGIC_WEBHOOK_ALLOW_PRIVATE": "1"})
         env.update({f"LOGIC_{k.upper()}": str(v) for k, v in settings.items()})
         server = Server(home, env)
         init = server.cli("init", "--json")

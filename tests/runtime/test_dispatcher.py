@@ -23,7 +23,7 @@ class Clock:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    settings = Settings(home=tmp_path_factory.mktemp("home"), run_timeout_s=2, workers=2)
+    settings = Settings(home=tmp_path_factory.mktemp("home"), run_timeout_s=2, workers=2, webhook_allow_private=True)
     Store.initialize(settings)[0].close()
     clock = Clock()
     service = Service.open(settings, runtime=True, clock=clock)

@@ -307,3 +307,30 @@ def test_an_error_quoting_the_secret_is_masked_before_it_is_tidied_or_cut(store,
     assert not result.ok and MASK in result.log["error"]
     for piece in (secret, secret[:20], " ".join(secret.split())[:20], secret[5:60]):
         assert piece not in kept(result)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/x", "http://localhost:9/x", "http://169.254.169.254/latest",
+                                 "http://10.1.2.3/x", "http://[::1]:9/x", "http://192.168.0.10/x"])
+def test_webhooks_cannot_reach_the_servers_own_network_by_default(store, monkeypatch, receiver, url):
+    # SSRF: a tenant's webhook must not read loopback services, cloud metadata or the LAN.
+    monkeypatch.setenv("LOGIC_WEBHOOK_ALLOW_PRIVATE", "0")
+    settings = Settings()
+    assert settings.webhook_allow_private is False
+    repo = IntegrationStore(store.db, store.secrets)
+    svc = IntegrationService(store, repo, settings, backoff_s=0.01)
+    try:
+        record = svc.create(OWNER, {"name": "inward", "event": "e", "url": url})
+        result = svc.fire(record, dict(EVENT, name="e"))
+        assert not result.ok and "not a public address" in result.log["error"]
+        assert result.response_event[0] == "hook-error/e"
+        # The same check with the operator's consent lets a loopback receiver through.
+        monkeypatch.setenv("LOGIC_WEBHOOK_ALLOW_PRIVATE", "1")
+        allowed = IntegrationService(store, repo, Settings(), backoff_s=0.01)
+        try:
+            svc.update(OWNER, record.id, {"name": "inward", "event": "e", "url": receiver.url + "/ok"})
+            assert allowed.fire(repo.get_by_id(record.id), dict(EVENT, name="e")).ok
+        finally:
+            allowed.close()
+    finally:
+        svc.close()
+    assert receiver.requests  # only the allowed call arrived
