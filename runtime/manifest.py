@@ -180,9 +180,20 @@ def load_files(path: Path, *, triggers_max: int = 5) -> FunctionFiles:
 
 
 def next_fire(cron: str, after: datetime, tz: str | None = None) -> datetime:
-    """The first tick strictly after `after`, in UTC (cron read in `tz`, default UTC)."""
+    """The first tick strictly after `after`, in UTC (cron read in `tz`, default UTC).
+
+    When a time zone turns its clocks back, a wall-clock time happens twice; like cron,
+    a tick at such a time fires once, at its first occurrence.
+    """
     zone = ZoneInfo(tz) if tz else timezone.utc
-    return croniter(cron, after.astimezone(zone)).get_next(datetime).astimezone(timezone.utc)
+    ticks = croniter(cron, after.astimezone(zone))
+    for _ in range(4):
+        tick = ticks.get_next(datetime).astimezone(timezone.utc)
+        wall = tick.astimezone(zone).replace(tzinfo=None)
+        first = wall.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
+        if first == tick:
+            return tick
+    return tick
 
 
 def _data_path(loc: tuple) -> tuple:

@@ -91,11 +91,17 @@ class FunctionStore:
                              (version, enabled, now, fid))
             conn.execute("INSERT INTO function_versions (function_id, version, manifest, source, created_at) "
                          "VALUES (?, ?, ?, ?, ?)", (fid, version, json.dumps(manifest), source, now))
+            # A schedule the new version keeps keeps its next tick: a redeploy must neither
+            # skip a tick that is due nor fire one twice.
+            kept = {(r[0], r[1]): r[2] for r in conn.execute(
+                "SELECT cron, timezone, next_fire_at FROM triggers WHERE function_id = ? AND kind = 'schedule'",
+                (fid,))}
             conn.execute("DELETE FROM triggers WHERE function_id = ?", (fid,))
             conn.executemany(
                 "INSERT INTO triggers (function_id, kind, event_name, cron, timezone, next_fire_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(fid, t.kind, t.event_name, t.cron, t.timezone, t.next_fire_at) for t in triggers])
+                [(fid, t.kind, t.event_name, t.cron, t.timezone, kept.get((t.cron, t.timezone), t.next_fire_at))
+                 for t in triggers])
             self.secrets.set_usages(owner, "logic_function", fid, name, secret_names)
         return self.get_by_id(fid)
 

@@ -119,3 +119,23 @@ def test_timezone_and_disabled_functions(home):
     clock.set("2026-01-06T08:00:00")
     assert scheduler.tick() == 0  # a disabled function's tick passes without a run
     assert store.db.one("SELECT next_fire_at FROM triggers")[0] == "2026-01-07T08:00:00.000000Z"
+
+
+def test_a_repeated_wall_clock_hour_fires_once():
+    # Europe/Berlin turns its clocks back at 03:00 CEST on 2026-10-25: 02:30 happens twice.
+    after = datetime(2026, 10, 24, 12, 0, tzinfo=timezone.utc)
+    first = next_fire("30 2 * * *", after, "Europe/Berlin")
+    assert first == datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc)  # 02:30 CEST
+    assert next_fire("30 2 * * *", first, "Europe/Berlin") == datetime(2026, 10, 26, 1, 30, tzinfo=timezone.utc)
+
+
+def test_redeploying_the_same_schedule_keeps_its_next_tick(home):
+    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=timezone.utc))
+    store, functions, events = open_parts(home)
+    deploy(functions, clock)  # next tick 12:05
+    clock.set("2026-01-05T12:05:30")  # the tick is due, and then the author redeploys
+    deploy(functions, clock)  # a fresh computation would say 12:10 and skip the 12:05 tick
+    assert Scheduler(store.db, events, clock=clock).tick() == 1
+    assert scheduled_runs(store) == [("2026-01-05T12:05:00.000000Z", "*/5 * * * *")]
+    deploy(functions, clock, cron="*/10 * * * *")  # a changed schedule starts afresh
+    assert store.db.one("SELECT next_fire_at FROM triggers")[0] == "2026-01-05T12:10:00.000000Z"
