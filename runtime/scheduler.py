@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import datetime
 from typing import Callable
 
@@ -26,11 +27,15 @@ log = logging.getLogger("logic.scheduler")
 
 class Scheduler:
     def __init__(self, db: Database, events: EventStore, *, clock: Callable[[], datetime] = utcnow,
-                 wake: threading.Event | None = None):
+                 wake: threading.Event | None = None, housekeeping: Callable[[], object] | None = None,
+                 housekeeping_every_s: float = 3600.0):
         self.db = db
         self.events = events
         self.clock = clock
         self.wake = wake
+        # Periodic upkeep (history retention) rides on the scheduler's thread.
+        self.housekeeping = housekeeping
+        self.housekeeping_every_s = housekeeping_every_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -57,9 +62,13 @@ class Scheduler:
 
     def start(self, interval_s: float = 1.0) -> None:
         def loop() -> None:
+            next_upkeep = 0.0
             while not self._stop.wait(interval_s):
                 try:
                     self.tick()
+                    if self.housekeeping is not None and time.monotonic() >= next_upkeep:
+                        next_upkeep = time.monotonic() + self.housekeeping_every_s
+                        self.housekeeping()
                 except Exception:
                     log.exception("scheduler tick failed")
 

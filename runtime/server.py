@@ -37,7 +37,8 @@ def serve(settings: Settings, host: str, port: int) -> None:
     configure_logging()
     service = Service.open(settings, runtime=True)
     dispatcher = Dispatcher(service, threads=settings.delivery_threads, poll_s=settings.dispatcher_poll_s)
-    scheduler = Scheduler(service.store.db, service.events, clock=service.clock, wake=service.bus.wake)
+    scheduler = Scheduler(service.store.db, service.events, clock=service.clock, wake=service.bus.wake,
+                          housekeeping=service.prune_history)
     server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
                                            access_log=False, lifespan="off"))
     # uvicorn re-raises the SIGTERM it caught once it has drained; make that an orderly exit

@@ -8,7 +8,7 @@ never write SQL and never re-implement a rule.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -263,6 +263,13 @@ class Service:
 
 
     # events ----------------------------------------------------------------------
+
+    def prune_history(self) -> dict:
+        """Drop finished events/deliveries and old audit rows past their retention."""
+        now = self.clock()
+        events = self.events.prune(iso(now - timedelta(days=self.settings.event_retention_days)))
+        audit = self.store.secrets.prune_audit(iso(now - timedelta(days=self.settings.audit_retention_days)))
+        return {"events_and_deliveries": events, "audit_rows": audit}
 
     def publish_event(self, actor: User, name: str, data: str | None = None, org: str | None = None) -> dict:
         """Accept an event durably (with a delivery per matching target) and return its id."""

@@ -123,6 +123,20 @@ class EventStore:
             conn.execute("UPDATE deliveries SET status = 'pending', attempts = max(attempts - 1, 0), "
                          "lease_until = NULL WHERE id = ? AND status = 'running'", (delivery_id,))
 
+    def prune(self, before: str, limit: int = 10_000) -> int:
+        """Forget finished history older than `before`: events whose every delivery has
+        finished (their deliveries go with them) and finished cron deliveries. Open work
+        is never touched. Returns how many rows went."""
+        with self.db.transaction() as conn:
+            gone = conn.execute(
+                "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.published_at < ? "
+                "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id "
+                "AND d.status IN ('pending', 'running')) LIMIT ?)", (before, limit)).rowcount
+            gone += conn.execute(
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE event_id IS NULL "
+                "AND status IN ('done', 'failed') AND finished_at < ? LIMIT ?)", (before, limit)).rowcount
+        return gone
+
     def deliveries_of(self, event_id: str) -> list[dict]:
         return [dict(r) for r in self.db.all("SELECT * FROM deliveries WHERE event_id = ? ORDER BY id", (event_id,))]
 

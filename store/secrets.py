@@ -254,6 +254,12 @@ class SecretStore:
                        consumer_id=r["consumer_id"], consumer_name=r["consumer_name"],
                        run_id=r["run_id"], at=r["at"]) for r in self.db.all(sql, params)]
 
+    def prune_audit(self, before: str, limit: int = 10_000) -> int:
+        """Forget access records older than `before` (last-accessed times stay)."""
+        with self.db.transaction() as conn:
+            return conn.execute("DELETE FROM secret_access WHERE id IN (SELECT id FROM secret_access "
+                                "WHERE at < ? LIMIT ?)", (before, limit)).rowcount
+
     # rotation ----------------------------------------------------------------
 
     def reencrypt_all(self, key_id: int) -> int:

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     dispatcher_poll_s: float = 0.5
     delivery_lease_margin_s: float = 30.0  # a claim lasts the longest run or webhook plus this
     delivery_max_attempts: int = 3
+    event_retention_days: float = 7.0  # finished events and deliveries are forgotten after this
+    audit_retention_days: float = 365.0  # secret access records
 
     # integrations
     webhook_timeout_s: float = 10.0

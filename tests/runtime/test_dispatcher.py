@@ -204,3 +204,29 @@ def test_waiting_for_a_worker_does_not_use_up_the_lease(tmp_path):
         assert sorted(r["result"] for r in runs) == ["0", "1"]
     finally:
         service.close()
+
+
+def test_history_past_its_retention_is_pruned(tmp_path):
+    from datetime import timedelta
+
+    from store.secrets import Access
+
+    from store.clock import iso, utcnow
+
+    clock = Clock()
+    clock.now = utcnow()  # events are stamped with the real time
+    settings = Settings(home=tmp_path / "home", event_retention_days=7, audit_retention_days=5)
+    Store.initialize(settings)[0].close()
+    service = Service.open(settings, clock=clock)
+    try:
+        actor = service.actor()
+        service.create_secret(actor, "OLD_KEY", "old-key-value-123")
+        service.store.secrets.record_access([Access(actor.owner, "OLD_KEY", "logic_function", "f", "f", "r1",
+                                                    iso(clock.now - timedelta(days=4)))])
+        service.publish_event(actor, "nobody-listens", None)
+        assert service.prune_history() == {"events_and_deliveries": 0, "audit_rows": 0}
+        clock.now += timedelta(days=8)
+        assert service.prune_history() == {"events_and_deliveries": 1, "audit_rows": 1}
+        assert service.get_secret(actor, "OLD_KEY").last_accessed_at is not None  # kept
+    finally:
+        service.close()

@@ -83,3 +83,22 @@ def test_open_counter_follows_every_state_change(store):
         conn.execute("DELETE FROM events WHERE id = ?", (first["id"],))  # cascades to its deliveries
     assert events.open_deliveries() == counted() == 1
 
+
+
+def test_prune_forgets_finished_history_only(store):
+    events = EventStore(store.db)
+    done = events.add_event("user:a", "old-done", None, "test", 0, [("function", "f1")])
+    [claimed] = events.claim(T0, T9)
+    assert claimed.event_id == done["id"]
+    events.finish(claimed.id)
+    events.add_scheduled("user:a", "f3", T0, "* * * * *")
+    [cron] = events.claim(T0, T9)
+    assert cron.event_id is None
+    events.finish(cron.id)
+    still_open = events.add_event("user:a", "old-open", None, "test", 0, [("function", "f2")])
+    idle = events.add_event("user:a", "old-no-target", None, "test", 0, [])
+    assert events.prune("2000-01-01T00:00:00.000000Z") == 0  # nothing is that old
+    assert events.prune("9999-01-01T00:00:00.000000Z") == 3  # two events and one cron delivery
+    remaining = {r[0] for r in store.db.all("SELECT id FROM events")}
+    assert remaining == {still_open["id"]} and idle["id"] not in remaining
+    assert events.open_deliveries() == 1 and [d["status"] for d in events.deliveries_of(still_open["id"])] == ["pending"]
