@@ -101,7 +101,9 @@ the filter off (the automaton alone is still exact, only slower).
 from __future__ import annotations
 
 import base64
+import bisect
 import functools
+import itertools
 import json
 import re
 import sys
@@ -227,25 +229,7 @@ class Redactor:
             raise TypeError(f"redact() takes str, not {type(text).__name__}")
         if self._automaton is None or len(text) < self._min_len:
             return text  # also every JSON key like "at" or "level": shorter than any form
-        spans = self._spans(text)
-        if not spans:
-            return text
-        spans.sort()
-        pieces = []
-        pos = 0
-        cur_start, cur_end = spans[0]
-        for start, end in spans:
-            if start > cur_end:  # a gap: flush; touching spans merge
-                pieces.append(text[pos:cur_start])
-                pieces.append(MASK)
-                pos = cur_end
-                cur_start = start
-            if end > cur_end:
-                cur_end = end
-        pieces.append(text[pos:cur_start])
-        pieces.append(MASK)
-        pieces.append(text[cur_end:])
-        return "".join(pieces)
+        return _masked(text, self._spans(text))
 
     def redact_json(self, value: Any) -> Any:
         """A copy of a JSON-like value with every string and dict key redacted.
@@ -256,31 +240,37 @@ class Redactor:
         returned as they are. Keys that redact to the same text collapse
         into one (the last wins), as they would in any JSON object.
         """
-        if isinstance(value, (dict, list, tuple)) and self._automaton is not None:
-            # One scan of every text in the structure; most run records hold no secret,
-            # and one call beats a call per string.
-            texts = "\0".join(_texts(value))
-            if len(texts) < self._min_len or not self._spans(texts):
-                return _copy(value)
-        return self._redact_json(value)
+        if not isinstance(value, (dict, list, tuple)):
+            return self._redact_scalar(value)
+        texts = list(_texts(value))
+        if self._automaton is None or not texts:
+            return _copy(value)
+        # One scan over every text of the structure, joined: a run record's many short
+        # strings cost one pass instead of a call each. Each match is then handed to the
+        # text it falls in (a match across a separator masks both sides: never less).
+        joined = "\0".join(texts)
+        spans = self._spans(joined) if len(joined) >= self._min_len else []
+        if not spans:
+            return _copy(value)
+        starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
+        per_text: list[list[tuple[int, int]]] = [[] for _ in texts]
+        for lo, hi in spans:
+            i = bisect.bisect_right(starts, lo) - 1
+            while i < len(texts) and starts[i] < hi:
+                a, b = max(lo, starts[i]) - starts[i], min(hi, starts[i] + len(texts[i])) - starts[i]
+                if b > a:
+                    per_text[i].append((a, b))
+                i += 1
+        return _rebuild(value, iter(zip(texts, per_text)))
 
-    def _redact_json(self, value: Any) -> Any:
+    def _redact_scalar(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.redact(value)
-        if isinstance(value, dict):
-            return {self._redact_key(k): self._redact_json(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [self._redact_json(v) for v in value]
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and self:
+        if _is_number(value) and self:
             text = _number_text(value)
             redacted = self.redact(text)
             return value if redacted is text else redacted
         return value
-
-    def _redact_key(self, key: Any) -> Any:
-        if isinstance(key, str):
-            return self.redact(key)
-        return self._redact_json(key) if isinstance(key, (int, float)) else key
 
     # -- matching ---------------------------------------------------------
 
@@ -436,8 +426,13 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _texts(value: Any) -> Iterator[str]:
-    """Every string and number text in a JSON-like value, keys included."""
+    """Every string and number text in a JSON-like value, keys included, in the order
+    `_rebuild` consumes them."""
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):
@@ -447,8 +442,49 @@ def _texts(value: Any) -> Iterator[str]:
     elif isinstance(value, (list, tuple)):
         for item in value:
             yield from _texts(item)
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+    elif _is_number(value):
         yield _number_text(value)
+
+
+def _rebuild(value: Any, texts: Iterator[tuple[str, list[tuple[int, int]]]]) -> Any:
+    """`value` again, each text masked at its spans (tuples as lists)."""
+    if isinstance(value, str):
+        text, spans = next(texts)
+        return _masked(text, spans)
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            new_key = _rebuild(key, texts)
+            out[new_key] = _rebuild(item, texts)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_rebuild(item, texts) for item in value]
+    if _is_number(value):
+        text, spans = next(texts)
+        return _masked(text, spans) if spans else value
+    return value
+
+
+def _masked(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with the spans replaced by MASK; overlapping and touching spans merge."""
+    if not spans:
+        return text
+    spans = sorted(spans)
+    pieces = []
+    pos = 0
+    cur_start, cur_end = spans[0]
+    for start, end in spans:
+        if start > cur_end:  # a gap: flush
+            pieces.append(text[pos:cur_start])
+            pieces.append(MASK)
+            pos = cur_end
+            cur_start = start
+        if end > cur_end:
+            cur_end = end
+    pieces.append(text[pos:cur_start])
+    pieces.append(MASK)
+    pieces.append(text[cur_end:])
+    return "".join(pieces)
 
 
 def _copy(value: Any) -> Any:

@@ -476,3 +476,34 @@ def test_filter_finds_a_value_of_any_length_at_any_alignment(length):
         for pad in ("-", "é"):  # 1- and 2-byte UTF-8 padding
             text = pad * offset + value + "."
             assert r.redact(text) == pad * offset + MASK + ".", (offset, pad)
+
+
+def _one_by_one(redactor, value):
+    """redact_json as the definition says: each string, key and number on its own."""
+    if isinstance(value, str):
+        return redactor.redact(value)
+    if isinstance(value, dict):
+        return {_one_by_one(redactor, k): _one_by_one(redactor, v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_one_by_one(redactor, v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = json.dumps(value)
+        masked = redactor.redact(text)
+        return value if masked == text else masked
+    return value
+
+
+_SECRETS = ["Tok3n-Alpha-9f8e7d", "pass word 12345", "4242424242"]
+_pieces = st.one_of(st.sampled_from(_SECRETS), st.text(alphabet="abcXYZ 0123-:/", max_size=12))
+_texts = st.lists(_pieces, max_size=4).map("".join)
+_json = st.recursive(
+    st.one_of(_texts, st.integers(), st.sampled_from([4242424242, 1.5, True, None])),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_texts, inner, max_size=4)),
+    max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_json)
+def test_redact_json_in_one_pass_equals_redacting_each_text(value):
+    redactor = Redactor.for_values(_SECRETS)
+    assert redactor.redact_json(value) == _one_by_one(redactor, value)
