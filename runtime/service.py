@@ -275,29 +275,25 @@ class Service:
         """Accept an event durably (with a delivery per matching target) and return its id."""
         return self.bus.publish(self.owner_for(actor, org), name, data, source=f"user:{actor.name}")
 
-    # integrations ------------------------------------------------------------------
-
-    def _integration(self, actor: User, ref: str, org: str | None = None) -> IntegrationRecord:
-        return self.integration_store.find(self.owner_for(actor, org), ref)
+    # integrations (the owner is resolved here; IntegrationService holds the rules) ------
 
     def create_integration(self, actor: User, spec: dict, org: str | None = None) -> IntegrationRecord:
         return self.integrations.create(self.owner_for(actor, org), spec)
 
     def update_integration(self, actor: User, ref: str, spec: dict, org: str | None = None) -> IntegrationRecord:
-        record = self._integration(actor, ref, org)
-        return self.integrations.update(record.owner, record.id, spec)
+        return self.integrations.update(self.owner_for(actor, org), ref, spec)
 
     def get_integration(self, actor: User, ref: str, org: str | None = None) -> IntegrationRecord:
-        return self._integration(actor, ref, org)
+        return self.integrations.get(self.owner_for(actor, org), ref)
 
     def list_integrations(self, actor: User, org: str | None = None) -> list[IntegrationRecord]:
-        return self.integration_store.list(self.owner_for(actor, org))
+        return self.integrations.list(self.owner_for(actor, org))
 
     def delete_integration(self, actor: User, ref: str, org: str | None = None) -> None:
-        self.integration_store.delete(self._integration(actor, ref, org).id)
+        self.integrations.delete(self.owner_for(actor, org), ref)
 
     def integration_logs(self, actor: User, ref: str, org: str | None = None, limit: int = 100) -> list[dict]:
-        return self.integration_store.logs(self._integration(actor, ref, org).id, limit)
+        return self.integrations.logs(self.owner_for(actor, org), ref, limit)
 
 
 __all__ = ["Service"]
