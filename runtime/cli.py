@@ -346,6 +346,28 @@ def tokens_create(app: App, for_user: str | None, label: str | None, as_json: bo
          lambda: click.echo(f"{token}\nThe token is shown only this once: store it now."))
 
 
+@tokens.command("list")
+@click.option("--user", "for_user", default=None, help="Another user's tokens (admin only).")
+@json_option
+@pass_app
+def tokens_list(app: App, for_user: str | None, as_json: bool) -> None:
+    """List API tokens by id and label (the tokens themselves are never stored)."""
+    rows = app.service.list_tokens(app.actor, for_user)
+    emit(rows, as_json, lambda: table(["id", "label", "created"], [[r["id"], r["label"], when(r["created_at"])]
+                                                                    for r in rows]) if rows else click.echo("No tokens."))
+
+
+@tokens.command("revoke")
+@click.argument("token_id", type=int)
+@click.option("--user", "for_user", default=None, help="Another user's token (admin only).")
+@json_option
+@pass_app
+def tokens_revoke(app: App, token_id: int, for_user: str | None, as_json: bool) -> None:
+    """Revoke an API token at once (by the id `tokens list` shows)."""
+    app.service.revoke_token(app.actor, token_id, for_user)
+    emit({"revoked": token_id}, as_json, lambda: click.echo(f"Revoked token {token_id}."))
+
+
 @cli.group()
 def keys() -> None:
     """Manage encryption keys."""

@@ -132,12 +132,20 @@ class Service:
         self.store.identity.add_member(org, user, actor)
 
     def create_token(self, actor: User, for_user: str | None = None, label: str | None = None) -> str:
-        user = actor
+        return self.store.identity.create_token(self._token_owner(actor, for_user), label)
+
+    def _token_owner(self, actor: User, for_user: str | None) -> User:
         if for_user and for_user != actor.name:
             if not actor.is_admin:
-                raise PermissionDenied("only an admin can create tokens for another user")
-            user = self.store.identity.user(for_user)
-        return self.store.identity.create_token(user, label)
+                raise PermissionDenied("only an admin can manage another user's tokens")
+            return self.store.identity.user(for_user)
+        return actor
+
+    def list_tokens(self, actor: User, for_user: str | None = None) -> list[dict]:
+        return self.store.identity.tokens(self._token_owner(actor, for_user))
+
+    def revoke_token(self, actor: User, token_id: int, for_user: str | None = None) -> None:
+        self.store.identity.revoke_token(self._token_owner(actor, for_user), token_id)
 
     # keys --------------------------------------------------------------------
 

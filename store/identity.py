@@ -142,6 +142,16 @@ class Identity:
                          (user.id, hash_token(token), label, now_iso()))
         return token
 
+    def tokens(self, user: User) -> list[dict]:
+        """The user's tokens: id, label, created_at (never the token or its hash)."""
+        return [dict(r) for r in self.db.all(
+            "SELECT id, label, created_at FROM tokens WHERE user_id = ? ORDER BY id", (user.id,))]
+
+    def revoke_token(self, user: User, token_id: int) -> None:
+        with self.db.transaction() as conn:
+            if conn.execute("DELETE FROM tokens WHERE id = ? AND user_id = ?", (token_id, user.id)).rowcount == 0:
+                raise NotFound(f"token {token_id} does not exist for user {user.name}")
+
     def authenticate(self, token: str | None) -> User:
         if not token:
             raise Unauthorized("missing API token: send `Authorization: Bearer TOKEN`")

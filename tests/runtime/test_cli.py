@@ -279,7 +279,7 @@ BIG = 64 * 1024
     (["orgs", "add-member", "nope", "bob"], None, "organization nope does not exist"),
     (["audit", "--secret", "NOPE"], None, "secret NOPE does not exist"),
     (["--as", "bob", "tokens", "create", "--user", "root"], None,
-     "only an admin can create tokens for another user"),
+     "only an admin can manage another user's tokens"),
 ], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
 def test_bad_input_is_refused_and_changes_nothing(ready, args, stdin, message):
     before = _state(ready)
@@ -442,6 +442,35 @@ def test_users_orgs_tokens(ready):
         store.close()
     raw = b"".join(p.read_bytes() for p in ready.home.glob("logic.db*"))
     assert token_json["token"].encode() not in raw and human_token.encode() not in raw
+
+
+def test_tokens_list_and_revoke(ready):
+    from store.errors import Unauthorized
+
+    token = json.loads(ready("tokens", "create", "--label", "laptop", "--json").stdout)["token"]
+    listed = json.loads(ready("tokens", "list", "--json").stdout)
+    assert [t["label"] for t in listed] == ["created by logic init", "laptop"]
+    assert token not in ready("tokens", "list").stdout and "token_hash" not in json.dumps(listed)
+    laptop = listed[1]["id"]
+    assert ready("--as", "bob", "tokens", "revoke", str(laptop)).exit_code == 1  # not bob's token
+    assert ready("--as", "bob", "tokens", "list", "--user", _open_admin_name(ready)).exit_code == 1  # admin only
+    assert ready("tokens", "revoke", str(laptop)).stdout == f"Revoked token {laptop}.\n"
+    store = _open(ready.home)
+    try:
+        with pytest.raises(Unauthorized):
+            store.identity.authenticate(token)
+    finally:
+        store.close()
+    again = ready("tokens", "revoke", str(laptop))
+    assert again.exit_code == 1 and "does not exist" in again.stderr
+
+
+def _open_admin_name(ready) -> str:
+    store = _open(ready.home)
+    try:
+        return store.identity.first_admin().name
+    finally:
+        store.close()
 
 
 def test_keys_rotate(ready):

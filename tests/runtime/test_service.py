@@ -78,7 +78,7 @@ def test_admin_only_operations(service, team, db_rows):
         service.rotate_keys(alice)
     with pytest.raises(PermissionDenied, match="^only an admin can rotate keys$"):
         service.rotate_keys(alice, master=True)
-    with pytest.raises(PermissionDenied, match="^only an admin can create tokens for another user$"):
+    with pytest.raises(PermissionDenied, match="^only an admin can manage another user's tokens$"):
         service.create_token(alice, "bob")
     assert db_rows() == before
 
