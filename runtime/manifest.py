@@ -21,7 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from store.errors import DeployError
 from store.secrets import check_declared
 
-FUNCTION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # functions and integrations
+
+
+def check_resource_name(value: str) -> str:
+    """A function's or integration's name (ValueError for pydantic)."""
+    if not RESOURCE_NAME.fullmatch(value):
+        raise ValueError("name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+    return value
 MANIFEST_SUFFIX = ".logic.json"
 
 
@@ -98,9 +105,7 @@ class Manifest(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not FUNCTION_NAME.fullmatch(value):
-            raise ValueError("name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
-        return value
+        return check_resource_name(value)
 
     @field_validator("secrets")
     @classmethod

@@ -70,8 +70,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from store.errors import DeployError, InvalidInput
 from store.secrets import NAME_PATTERN, check_declared
 
+from .manifest import check_resource_name
+
 SPEC_SUFFIX = ".webhook.json"
-INTEGRATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 EVENT_VARIABLES = {
     "EVENT_NAME": "name",
@@ -205,9 +206,7 @@ class WebhookSpec(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        if not INTEGRATION_NAME.fullmatch(value):
-            raise ValueError("name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
-        return value
+        return check_resource_name(value)
 
     @field_validator("event")
     @classmethod

@@ -5,17 +5,14 @@ any run beside it) carries on."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from runtime.dispatcher import Dispatcher
 from runtime.manifest import files_from_json
-from runtime.service import Service
-from store import Settings, Store
+from tests.support import runtime_service
 
 TIMEOUT_S = 1.0
 LOG_MAX = 2048
@@ -28,17 +25,7 @@ QUICK = "def main(event):\n    return 'quick'\n"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("LOGIC_"):
-                mp.delenv(name)
-        settings = Settings(home=Path(tmp_path_factory.mktemp("limits")) / "home", workers=2,
-                            run_timeout_s=TIMEOUT_S, worker_memory_mb=128, log_max_bytes=LOG_MAX,
-                            events_per_run_max=EVENTS_MAX, chain_depth_max=CHAIN_MAX,
-                            event_data_max_bytes=EVENT_DATA_MAX)
-    store, _ = Store.initialize(settings)
-    store.close()
-    service = Service.open(settings, runtime=True)
+    service = runtime_service(tmp_path_factory, "limits", workers=2, run_timeout_s=TIMEOUT_S, worker_memory_mb=128, log_max_bytes=LOG_MAX, events_per_run_max=EVENTS_MAX, chain_depth_max=CHAIN_MAX, event_data_max_bytes=EVENT_DATA_MAX)
     try:
         yield service, service.actor()
     finally:

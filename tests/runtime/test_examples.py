@@ -9,7 +9,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import re
 import struct
 import urllib.parse
@@ -22,10 +21,9 @@ import pytest
 from runtime.dispatcher import Dispatcher
 from runtime.manifest import load_files
 from runtime.scheduler import Scheduler
-from runtime.service import Service
-from store import Settings, Store
 from store.clock import parse_iso
 from store.errors import NotFound
+from tests.support import runtime_service
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "logic_examples"
 EXAMPLE_DIRS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir() and any(p.glob("*.logic.json")))
@@ -34,15 +32,7 @@ SIGNING_KEY = "hmac-signing-key-3b8e1f0a9c7d5e2f"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("LOGIC_"):
-                mp.delenv(name)
-        settings = Settings(home=Path(tmp_path_factory.mktemp("examples")) / "home", workers=2,
-                            run_timeout_s=10.0)
-    store, _ = Store.initialize(settings)
-    store.close()
-    service = Service.open(settings, runtime=True)
+    service = runtime_service(tmp_path_factory, "examples", workers=2, run_timeout_s=10.0)
     try:
         actor = service.actor()
         service.create_secret(actor, "SIGNING_KEY", SIGNING_KEY)

@@ -6,19 +6,17 @@ read a run."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
 from runtime.dispatcher import Dispatcher
 from runtime.manifest import files_from_json
 from runtime.service import Service
-from store import Settings, Store
 from store.errors import Conflict, DeployError, NotFound, PermissionDenied
+from tests.support import runtime_service
 
 RUNS_KEPT = 5
 RUN_KEYS = ["id", "function_id", "function_version", "trigger", "status", "started_at", "finished_at",
@@ -57,15 +55,7 @@ def files(name: str, source: str = "def main(event):\n    return 1\n", **manifes
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
     """A service with workers, runs_kept=5; users alice and bob, org acme (alice), alice's API_KEY."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("LOGIC_"):
-                mp.delenv(name)
-        settings = Settings(home=Path(tmp_path_factory.mktemp("functions")) / "home", workers=2,
-                            runs_kept=RUNS_KEPT, run_timeout_s=10.0)
-    store, _ = Store.initialize(settings)
-    store.close()
-    service = Service.open(settings, runtime=True)
+    service = runtime_service(tmp_path_factory, "functions", workers=2, runs_kept=RUNS_KEPT, run_timeout_s=10.0)
     try:
         admin = service.actor()
         alice = service.create_user(admin, "alice")

@@ -18,12 +18,10 @@ import base64
 import hashlib
 import json
 import math
-import os
 import re
 import sqlite3
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -32,9 +30,9 @@ from runtime.broker import SecretsBroker
 from runtime.manifest import files_from_json
 from runtime.sandbox.executor import SecretAccessError
 from runtime.service import Service
-from store import Settings, Store
 from store.errors import DeployError
 from store.sensitive import MASK
+from tests.support import runtime_service
 
 API_KEY = "sk_live_Q7vR2mX9pL4tZ8wK3nB6yH1cJ5dF0gS"
 # Spaces for quote_plus, characters that URL, JSON and repr escaping all change, non-ASCII for ensure_ascii.
@@ -233,15 +231,7 @@ def assert_clean(text: str | bytes, where: str) -> None:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
     """One service with workers; alice (member of acme) owns the three secrets and `leaky`."""
-    with pytest.MonkeyPatch.context() as mp:
-        for name in list(os.environ):
-            if name.startswith("LOGIC_"):
-                mp.delenv(name)
-        settings = Settings(home=Path(tmp_path_factory.mktemp("leaks")) / "home", workers=2,
-                            run_timeout_s=10.0)
-    store, _ = Store.initialize(settings)
-    store.close()
-    service = Service.open(settings, runtime=True)
+    service = runtime_service(tmp_path_factory, "leaks", workers=2, run_timeout_s=10.0)
     try:
         admin = service.actor()
         alice = service.create_user(admin, "alice")
