@@ -30,7 +30,9 @@ import time
 
 _HEADER = struct.Struct(">I")
 HEADER_SIZE = _HEADER.size
-_RECV_CHUNK = 256 * 1024
+# recv(n) allocates n bytes first: 256 KiB goes through mmap/munmap on every call (~11 us),
+# 64 KiB stays on the heap (~1 us). A bigger frame asks for exactly what it still needs.
+_RECV_CHUNK = 64 * 1024
 
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 _loads = json.loads
