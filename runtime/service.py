@@ -173,6 +173,12 @@ class Service:
         except DeployError as exc:
             problems.extend(exc.problems)
         manifest_file = files.filename[:-3] + ".logic.json"
+        limit = self.settings.event_name_max_chars  # the manifest model allows 64; the operator may allow fewer
+        for i, trigger in enumerate(manifest.triggers):
+            if trigger.type == "event" and len(trigger.event_name) > limit:
+                line = files.manifest_line("triggers", i, "event_name")
+                where = f"{manifest_file}:{line}" if line else manifest_file
+                problems.append(f"{where}: triggers.{i}.event_name: event names are at most {limit} characters here")
         for i, name in enumerate(manifest.secrets):
             if not self.store.secrets.exists(owner, name):
                 line = files.manifest_line("secrets", i)

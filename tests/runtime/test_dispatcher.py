@@ -230,3 +230,18 @@ def test_history_past_its_retention_is_pruned(tmp_path):
         assert service.get_secret(actor, "OLD_KEY").last_accessed_at is not None  # kept
     finally:
         service.close()
+
+
+def test_a_trigger_name_longer_than_the_operators_limit_is_refused_at_deploy(tmp_path):
+    from store.errors import DeployError
+
+    settings = Settings(home=tmp_path / "home", event_name_max_chars=16)
+    Store.initialize(settings)[0].close()
+    service = Service.open(settings)
+    try:
+        with pytest.raises(DeployError, match="event names are at most 16 characters"):
+            service.check_function(service.actor().owner, files_from_json({
+                "name": "long", "source": "def main(event):\n    return 1\n",
+                "triggers": [{"type": "event", "event_name": "x" * 17}]}))
+    finally:
+        service.close()
