@@ -148,6 +148,18 @@ def parse_manifest(data: object, *, filename: str, text: str | None = None, trig
     return manifest
 
 
+def read_json_file(path: Path) -> tuple[str, object]:
+    """A manifest or webhook file: its text and its JSON, or a DeployError naming file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DeployError([f"{path}: cannot read: {exc}"]) from None
+    try:
+        return text, json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DeployError([f"{path.name}:{exc.lineno}: invalid JSON: {exc.msg}"]) from None
+
+
 def load_files(path: Path, *, triggers_max: int = 5) -> FunctionFiles:
     """Read NAME.logic.json and NAME.py from a directory or a manifest path."""
     path = Path(path)
@@ -163,14 +175,7 @@ def load_files(path: Path, *, triggers_max: int = 5) -> FunctionFiles:
             path = path.with_name(path.stem + MANIFEST_SUFFIX)
         else:
             raise DeployError([f"{path}: expected a directory or a NAME{MANIFEST_SUFFIX} file"])
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DeployError([f"{path}: cannot read: {exc}"]) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DeployError([f"{path.name}:{exc.lineno}: invalid JSON: {exc.msg}"]) from None
+    text, data = read_json_file(path)
     source_path = path.with_name(path.name[: -len(MANIFEST_SUFFIX)] + ".py")
     if isinstance(data, dict) and "source" in data:
         raise DeployError([f"{path.name}: 'source' belongs in {source_path.name}, not in the manifest file"])

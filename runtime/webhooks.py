@@ -70,7 +70,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from store.errors import DeployError, InvalidInput
 from store.secrets import NAME_PATTERN, check_declared
 
-from .manifest import check_resource_name
+from .manifest import check_resource_name, read_json_file
 
 SPEC_SUFFIX = ".webhook.json"
 
@@ -340,14 +340,7 @@ def parse_spec(data: object, *, filename: str = "webhook") -> WebhookSpec:
 def load_spec(path: Path | str) -> dict:
     """Read a NAME.webhook.json file into a dict (validated by the service)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DeployError([f"{path}: cannot read: {exc}"]) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DeployError([f"{path.name}:{exc.lineno}: invalid JSON: {exc.msg}"]) from None
+    _text, data = read_json_file(path)
     if not isinstance(data, dict):
         raise DeployError([f"{path.name}: expected a JSON object"])
     return data
