@@ -2,7 +2,8 @@
 
 The echo child is forked once and answers each frame with one frame over an
 AF_UNIX stream socket, in the workers' own framing (`runtime.workers.protocol`),
-with messages the size of a real run request and "done" reply. The commit is
+with messages the size of a real run request and "done" reply; both sides spin
+before sleeping for as long as the workers do (`worker_spin_us`). The commit is
 one BEGIN IMMEDIATE / INSERT of a run-record-sized row / COMMIT, in a WAL
 database with the store's pragmas (synchronous=NORMAL).
 """
@@ -13,10 +14,12 @@ import json
 import os
 import socket
 import sqlite3
+import time
 import uuid
 from pathlib import Path
 
 from runtime.workers import protocol
+from store import Settings
 
 from .lab import context
 
@@ -24,6 +27,7 @@ _REQUEST = {"op": "run", "version_key": "f:1", "filename": "warm.py", "entry": "
             "declared_secrets": ["API_KEY"], "context": context("{}"), "timeout_s": 30.0, "memory_mb": 256,
             "limits": {"log_max_bytes": 65536, "result_max_bytes": 262144, "events_max": 100,
                        "event_data_max_bytes": 102400}}
+_SPIN_S = Settings(master_key=None).worker_spin_us / 1e6
 _REPLY = {"op": "done", "status": "success", "result_json": "40", "error": None, "cached": True}
 _RECORD = json.dumps({"id": "x" * 32, "function_id": "y" * 32, "function_version": 1,
                       "trigger": {"type": "event", "event_id": "bench", "scheduled_at": None},
@@ -44,7 +48,7 @@ class EchoChild:
                 parent.close()
                 reader = protocol.FrameReader(child, 1 << 20)
                 reply = protocol.encode(_REPLY)
-                while reader.read() is not None:
+                while reader.read(spin_s=_SPIN_S) is not None:
                     child.sendall(reply)
             except BaseException:
                 code = 1
@@ -57,7 +61,7 @@ class EchoChild:
 
     def round_trip(self) -> None:
         self.sock.sendall(self.request)
-        if self.reader.read() is None:
+        if self.reader.read(time.monotonic() + 10, _SPIN_S) is None:
             raise RuntimeError("the echo child went away")
 
     def close(self) -> None:

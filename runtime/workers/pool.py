@@ -131,6 +131,8 @@ class WorkerPool:
             "source_max_bytes": int(settings.source_max_bytes),
             "ast_max_depth": int(settings.ast_max_depth),
         }
+        self._spin_s = min(max(0, int(settings.worker_spin_us)), 10_000) / 1e6
+        self._spin_max_busy = max(1, (os.cpu_count() or 1) // 2)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._spawn_lock = threading.Lock()
@@ -179,8 +181,7 @@ class WorkerPool:
         keep = False
         try:
             protocol.send(worker.sock, {"op": "diagnose", **request})
-            worker.sock.settimeout(5.0)
-            reply = worker.reader.read()
+            reply = worker.reader.read(time.monotonic() + 5.0)
             keep = reply is not None
             return reply if reply is not None else {"op": "eof", "pid": worker.pid}
         except (OSError, protocol.ProtocolError):
@@ -285,8 +286,7 @@ class WorkerPool:
             with self._lock:
                 self.spawns += 1
             try:
-                worker.sock.settimeout(_READY_TIMEOUT_S)
-                ready = worker.reader.read()
+                ready = worker.reader.read(time.monotonic() + _READY_TIMEOUT_S)
             except (OSError, protocol.ProtocolError):
                 ready = None
             if ready is not None and ready.get("op") == "ready":
@@ -340,6 +340,7 @@ class WorkerPool:
             "timeout_s": timeout_s,
             "memory_mb": memory_mb,
             "limits": _limits_dict(limits),
+            "spin_s": 0.0,
         }
         if job.version_key not in worker.versions:
             message["source"] = job.source
@@ -354,11 +355,13 @@ class WorkerPool:
         deadline = t0 + timeout_s
         sock, reader = worker.sock, worker.reader
         worker.runs += 1
+        # Both sides spin only while CPUs are spare: with every core busy, a spinning
+        # process takes the time the one it waits for needs.
+        spin_s = message["spin_s"] = self._spin_s if len(self._busy) <= self._spin_max_busy else 0.0
         try:
-            sock.settimeout(timeout_s)
-            sock.sendall(protocol.encode(message))
+            protocol.send_until(sock, protocol.encode(message), deadline)
             while True:
-                frame = reader.read(deadline)
+                frame = reader.read(deadline, spin_s)
                 if frame is None:
                     status, error = self._death(worker, timeout_s)
                     break
@@ -401,8 +404,7 @@ class WorkerPool:
                         reply = _answer_secret(on_secret, name)
                     else:  # the sandbox checks this too; a compromised worker would not
                         reply = {"op": "secret_error", "message": f"secret {name} is not declared by this function"}
-                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
-                    sock.sendall(protocol.encode(reply))
+                    protocol.send_until(sock, protocol.encode(reply), deadline)
                 elif op == "done":
                     status, result, error = self._finish(frame, worker, job, result_cap)
                     keep = status in ("success", "error")

@@ -10,7 +10,7 @@ make the parent allocate more than one frame's worth of memory.
 
 Messages (parent -> worker):
     {"op": "run", "version_key", "source"?, "filename", "entry",
-     "declared_secrets", "context", "timeout_s", "memory_mb", "limits"}
+     "declared_secrets", "context", "timeout_s", "memory_mb", "limits", "spin_s"}
     {"op": "secret", "value"} | {"op": "secret_error", "message"}
     {"op": "diagnose", ...}                  test-only, see worker.py
 Messages (worker -> parent):
@@ -25,6 +25,9 @@ Messages (worker -> parent):
 from __future__ import annotations
 
 import json
+import math
+import select
+import socket
 import struct
 import time
 
@@ -56,6 +59,34 @@ def send(sock, message: dict) -> None:
     sock.sendall(encode(message))
 
 
+def send_until(sock, data: bytes, deadline: float) -> None:
+    """Send a whole frame, raising TimeoutError once `deadline` (time.monotonic()) passes.
+
+    Threat: a worker that stops reading fills the socket buffer; a plain
+    sendall would then block the parent forever. The socket stays in blocking
+    mode (see FrameReader.read); the kernel is asked not to wait instead.
+    """
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[sock.send(view, socket.MSG_DONTWAIT):]
+            continue
+        except BlockingIOError:
+            pass
+        _wait(sock, select.POLLOUT, deadline)
+
+
+def _wait(sock, events: int, deadline: float) -> None:
+    """Block until `sock` is ready for `events`, or raise TimeoutError at the deadline."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError
+    poller = select.poll()
+    poller.register(sock, events)
+    if not poller.poll(math.ceil(remaining * 1000)):
+        raise TimeoutError
+
+
 class FrameReader:
     """Buffered frame reader over a stream socket.
 
@@ -63,20 +94,26 @@ class FrameReader:
     in; it returns None on a clean EOF between frames.
     """
 
-    __slots__ = ("_sock", "_buf", "_max")
+    __slots__ = ("_sock", "_buf", "_max", "_poller")
 
     def __init__(self, sock, max_frame: int):
         self._sock = sock
         self._buf = bytearray()
         self._max = max_frame
+        self._poller = None
 
-    def read(self, deadline: float | None = None) -> dict | None:
+    def read(self, deadline: float | None = None, spin_s: float = 0.0) -> dict | None:
         """Next frame; None on EOF. With a `deadline` (time.monotonic()), raise
         TimeoutError once it passes.
 
         Threat: a worker dribbling a frame a byte at a time would reset a
-        per-recv timeout forever; the deadline is absolute, re-armed before
-        every recv.
+        per-recv timeout forever; the deadline is absolute, checked before
+        every wait.
+
+        `spin_s`: before going to sleep, poll the socket for this long. The
+        answer to a request usually comes within tens of microseconds, and
+        waking a sleeping process on another CPU costs about as much again
+        (far more on a virtual machine); see `_recv`.
         """
         buf = self._buf
         while True:
@@ -92,17 +129,56 @@ class FrameReader:
                 want = max(_RECV_CHUNK, end - len(buf))
             else:
                 want = _RECV_CHUNK
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                self._sock.settimeout(remaining)
-            chunk = self._sock.recv(want)
+            if deadline is None and not spin_s:
+                chunk = self._sock.recv(want)  # blocking, or the socket's own timeout
+            else:
+                chunk = self._recv(want, deadline, spin_s)
+                spin_s = 0.0  # once per frame: the rest of a frame is already on its way
             if not chunk:
                 if buf:
                     raise TruncatedFrame("connection closed in the middle of a frame")
                 return None
             buf += chunk
+
+    def _recv(self, want: int, deadline: float | None, spin_s: float) -> bytes:
+        """recv without a socket timeout: spin, then poll until the deadline.
+
+        A socket timeout would make Python poll() before every recv(), a
+        second system call and a sleep even when the data is already there;
+        this way the socket stays in blocking mode and every recv is told not
+        to wait.
+        """
+        sock = self._sock
+        if sock.gettimeout() is not None:
+            sock.settimeout(None)
+        recv = sock.recv
+        try:
+            return recv(want, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        if spin_s:
+            stop = time.monotonic() + spin_s
+            if deadline is not None:
+                stop = min(stop, deadline)
+            while time.monotonic() < stop:
+                try:
+                    return recv(want, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    pass
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(sock, select.POLLIN)
+        while True:
+            if deadline is None:
+                self._poller.poll()
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._poller.poll(math.ceil(remaining * 1000)):
+                    raise TimeoutError
+            try:
+                return recv(want, socket.MSG_DONTWAIT)
+            except BlockingIOError:  # woken with nothing to read: wait again
+                continue
 
 
 def _decode(payload: bytes) -> dict:

@@ -28,16 +28,17 @@ _PARENT_MAX_FRAME = 64 * 1024 * 1024  # the parent is trusted; this only stops g
 class WorkerHost:
     """The sandbox's Host: every call is one frame to the parent."""
 
-    __slots__ = ("_sock", "_reader", "_secret_error")
+    __slots__ = ("_sock", "_reader", "_secret_error", "spin_s")
 
     def __init__(self, sock: socket.socket, reader: protocol.FrameReader, secret_error: type):
         self._sock = sock
         self._reader = reader
         self._secret_error = secret_error
+        self.spin_s = 0.0  # set per run by the parent, which knows how busy the CPUs are
 
     def read_secret(self, name: str) -> str:
         protocol.send(self._sock, {"op": "secret", "name": name})
-        reply = self._reader.read()
+        reply = self._reader.read(spin_s=self.spin_s)
         if reply is None:
             os._exit(EXIT_EOF)  # the parent went away mid-run
         if reply["op"] == "secret" and isinstance(reply.get("value"), str):
@@ -63,7 +64,9 @@ class Worker:
 
     def serve(self) -> None:
         while True:
-            message = self.reader.read()
+            # The next run of a busy function comes within a commit's time: spin as
+            # long as the parent said (see WorkerPool._execute) before sleeping.
+            message = self.reader.read(spin_s=self.host.spin_s)
             if message is None:
                 return
             op = message["op"]
@@ -79,6 +82,8 @@ class Worker:
 
     def run(self, job: dict) -> dict:
         executor = self.executor
+        spin_s = job.get("spin_s")
+        self.host.spin_s = min(float(spin_s), 0.01) if isinstance(spin_s, (int, float)) and spin_s > 0 else 0.0
         # Limits first: compiling is the user's work too, and the CPU limit
         # left by the previous run must not fire during it.
         oslimits.limit_run(job["timeout_s"], job["memory_mb"], self.config["memory_mb"])

@@ -1,5 +1,6 @@
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -69,3 +70,56 @@ def test_deadline_is_absolute_against_a_dribbling_peer(pair):
     with pytest.raises(TimeoutError):
         reader.read(deadline=time.monotonic() + 0.2)
     assert time.monotonic() - start < 1.0
+
+
+def test_a_frame_that_arrives_while_spinning_is_read(pair):
+    a, b = pair
+    reader = protocol.FrameReader(b, 1024)
+    threading.Timer(0.01, protocol.send, (a, {"op": "done"})).start()
+    assert reader.read(deadline=time.monotonic() + 5, spin_s=0.05) == {"op": "done"}
+
+
+def test_a_frame_that_arrives_after_the_spin_is_read_after_sleeping(pair):
+    a, b = pair
+    reader = protocol.FrameReader(b, 1024)
+    threading.Timer(0.1, protocol.send, (a, {"op": "done"})).start()
+    assert reader.read(deadline=time.monotonic() + 5, spin_s=0.001) == {"op": "done"}
+    threading.Timer(0.05, protocol.send, (a, {"op": "again"})).start()
+    assert reader.read(spin_s=0.001) == {"op": "again"}  # no deadline: sleeps until it comes
+
+
+def test_spinning_gives_up_at_the_deadline(pair):
+    _a, b = pair
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        protocol.FrameReader(b, 1024).read(deadline=time.monotonic() + 0.1, spin_s=10.0)
+    assert time.monotonic() - start < 1.0
+
+
+def test_reading_with_a_deadline_leaves_the_socket_blocking(pair):
+    a, b = pair
+    b.settimeout(3.0)  # a socket timeout would poll before every recv
+    protocol.send(a, {"op": "x"})
+    assert protocol.FrameReader(b, 1024).read(deadline=time.monotonic() + 1) == {"op": "x"}
+    assert b.gettimeout() is None
+
+
+def test_send_until_times_out_when_the_peer_stops_reading(pair):
+    a, _b = pair
+    big = protocol.encode({"op": "x", "pad": "y" * (8 << 20)})  # far more than a socket buffer
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        protocol.send_until(a, big, time.monotonic() + 0.2)
+    assert time.monotonic() - start < 1.5
+
+
+def test_send_until_delivers_a_frame_larger_than_the_socket_buffer(pair):
+    a, b = pair
+    message = {"op": "x", "pad": "y" * (4 << 20)}
+    reader = protocol.FrameReader(b, 8 << 20)
+    got = []
+    thread = threading.Thread(target=lambda: got.append(reader.read(deadline=time.monotonic() + 10)))
+    thread.start()
+    protocol.send_until(a, protocol.encode(message), time.monotonic() + 10)
+    thread.join(10)
+    assert got == [message]
