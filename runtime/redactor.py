@@ -232,26 +232,32 @@ class Redactor:
         return _masked(text, self._spans(text))
 
     def redact_json(self, value: Any) -> Any:
-        """A copy of a JSON-like value with every string and dict key redacted.
+        """A JSON-like value with every string and dict key redacted.
 
         Lists and tuples become lists. A number whose JSON text contains a
         secret (a PIN returned as an int) becomes its redacted text: left as
         a number it would print the secret once serialised. Other values are
         returned as they are. Keys that redact to the same text collapse
         into one (the last wins), as they would in any JSON object.
+
+        Like `redact`, which returns the very same string when nothing
+        matched, this returns `value` itself when nothing in it matched and
+        it holds no tuple; otherwise a new structure (the input is never
+        changed).
         """
         if not isinstance(value, (dict, list, tuple)):
             return self._redact_scalar(value)
-        texts = list(_texts(value))
+        texts: list[str] = []
+        has_tuple = _collect(value, texts)
         if self._automaton is None or not texts:
-            return _copy(value)
+            return _copy(value) if has_tuple else value
         # One scan over every text of the structure, joined: a run record's many short
         # strings cost one pass instead of a call each. Each match is then handed to the
         # text it falls in (a match across a separator masks both sides: never less).
         joined = "\0".join(texts)
         spans = self._spans(joined) if len(joined) >= self._min_len else []
         if not spans:
-            return _copy(value)
+            return _copy(value) if has_tuple else value
         starts = list(itertools.accumulate((len(t) + 1 for t in texts[:-1]), initial=0))
         per_text: list[list[tuple[int, int]]] = [[] for _ in texts]
         for lo, hi in spans:
@@ -430,20 +436,44 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _texts(value: Any) -> Iterator[str]:
-    """Every string and number text in a JSON-like value, keys included, in the order
-    `_rebuild` consumes them."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
+def _collect(value: dict | list | tuple, out: list[str]) -> bool:
+    """Append every string and number text of a container, keys included, to `out` in
+    the order `_rebuild` consumes them; True if a tuple is in it (it comes back a list).
+
+    A plain walk with the common case (a str) tested inline: a run's log is thousands
+    of small dicts, and a generator or call per text cost more than the scan itself.
+    """
+    append = out.append
+    has_tuple = False
+    if isinstance(value, dict):
         for key, item in value.items():
-            yield from _texts(key)
-            yield from _texts(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _texts(item)
-    elif _is_number(value):
-        yield _number_text(value)
+            if type(key) is str:
+                append(key)
+            else:
+                has_tuple = _collect_item(key, out) or has_tuple
+            if type(item) is str:
+                append(item)
+            else:
+                has_tuple = _collect_item(item, out) or has_tuple
+        return has_tuple
+    has_tuple = isinstance(value, tuple)
+    for item in value:
+        if type(item) is str:
+            append(item)
+        else:
+            has_tuple = _collect_item(item, out) or has_tuple
+    return has_tuple
+
+
+def _collect_item(item: Any, out: list[str]) -> bool:
+    """`_collect` for one item that is not exactly a str."""
+    if isinstance(item, str):
+        out.append(item)
+    elif isinstance(item, (dict, list, tuple)):
+        return _collect(item, out)
+    elif _is_number(item):
+        out.append(_number_text(item))
+    return False
 
 
 def _rebuild(value: Any, texts: Iterator[tuple[str, list[tuple[int, int]]]]) -> Any:

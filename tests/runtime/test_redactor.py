@@ -313,6 +313,24 @@ def test_redact_json_nested_structures():
     assert value["list"][0] == SECRET  # the input is not changed
 
 
+def test_redact_json_returns_the_input_itself_when_nothing_matched():
+    r = Redactor([SECRET])
+    logs = [{"at": "t", "level": "info", "message": "all clear"}, {"n": [1, 2.5, None]}]
+    assert r.redact_json(logs) is logs
+    assert Redactor([]).redact_json(logs) is logs
+    with_tuple = {"pair": ("a", "b")}
+    out = r.redact_json(with_tuple)
+    assert out == {"pair": ["a", "b"]} and with_tuple == {"pair": ("a", "b")}  # tuples come back lists
+
+
+def test_redact_json_copies_when_something_matched_and_leaves_the_input_alone():
+    r = Redactor([SECRET])
+    logs = [{"at": "t", "level": "info", "message": "clean"}, {"at": "t", "level": "info", "message": SECRET}]
+    out = r.redact_json(logs)
+    assert out is not logs and out[1]["message"] == MASK
+    assert logs[1]["message"] == SECRET
+
+
 def test_redact_json_scalars():
     r = Redactor([SECRET])
     assert r.redact_json(None) is None
