@@ -43,8 +43,8 @@ class Settings(BaseSettings):
     worker_max_runs: int = 10_000
     worker_open_files: int = 16
     # How long the parent and a worker poll for each other's answer before they sleep,
-    # while CPUs are spare: waking a sleeping process costs tens of microseconds (more
-    # on a VM). Up to 10,000; 0 turns it off.
+    # with at most 2 x cores runs in flight: waking a sleeping process costs tens of
+    # microseconds (more on a VM). Up to 10,000; 0 turns it off.
     worker_spin_us: int = 300
 
     # events and deliveries
