@@ -1,14 +1,17 @@
 """Logic functions, their versions and triggers, and their run records.
 
 Each deploy adds a version; the function row points at the current one.
-Run records are stored whole (already redacted by the runtime) and only the
-newest `runs_kept` per function are kept.
+Run records are stored whole (already redacted by the runtime). Only the
+newest `runs_kept` per function are listed; older ones are deleted every
+_PRUNE_EVERY runs of the function, not on every run (the delete walks
+`runs_kept` index entries: a tenth of a warm run's cost).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -67,11 +70,16 @@ def _record(row: sqlite3.Row) -> FunctionRecord:
     return FunctionRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6], json.loads(row[7]), row[8])
 
 
+_PRUNE_EVERY = 16
+
+
 class FunctionStore:
     def __init__(self, db: Database, secrets: SecretStore, *, runs_kept: int = 100):
         self.db = db
         self.secrets = secrets
-        self.runs_kept = runs_kept
+        self.runs_kept = max(1, runs_kept)
+        self._unpruned: dict[str, int] = {}  # runs added per function since its last prune (this process)
+        self._unpruned_lock = threading.Lock()
 
     def deploy(self, owner: str, name: str, manifest: dict, source: str,
                triggers: Iterable[TriggerRow], secret_names: Iterable[str]) -> FunctionRecord:
@@ -151,23 +159,37 @@ class FunctionStore:
     # runs --------------------------------------------------------------------
 
     def add_run(self, record: dict[str, Any]) -> None:
-        """Store a redacted run record and drop the oldest beyond `runs_kept` (caller's transaction)."""
+        """Store a redacted run record; every _PRUNE_EVERY runs, drop the oldest beyond
+        `runs_kept` (caller's transaction)."""
+        function_id = record["function_id"]
+        with self._unpruned_lock:
+            count = self._unpruned[function_id] = self._unpruned.get(function_id, 0) + 1
+            prune = count >= _PRUNE_EVERY
+            if prune:
+                del self._unpruned[function_id]
         with self.db.transaction() as conn:
             conn.execute("INSERT INTO runs (id, function_id, function_version, status, started_at, record) "
                          "VALUES (?, ?, ?, ?, ?, ?)",
-                         (record["id"], record["function_id"], record["function_version"], record["status"],
+                         (record["id"], function_id, record["function_version"], record["status"],
                           record["started_at"], json.dumps(record)))
+            if prune:
+                self.prune_runs(function_id)
+
+    def prune_runs(self, function_id: str) -> int:
+        """Delete the function's runs past the newest `runs_kept`; how many went."""
+        with self.db.transaction() as conn:
             # Everything past the Nth newest goes, in the order `runs()` lists them: runs that
             # share a start time (a coarse or frozen clock) are told apart by insertion order.
-            conn.execute(
+            return conn.execute(
                 "DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs WHERE function_id = ? "
                 "ORDER BY started_at DESC, rowid DESC LIMIT -1 OFFSET ?)",
-                (record["function_id"], max(self.runs_kept, 1)))
+                (function_id, self.runs_kept)).rowcount
 
     def runs(self, function_id: str, limit: int = 100) -> list[dict]:
+        """The newest runs, at most `runs_kept` (older ones may wait for their prune)."""
         return [json.loads(r[0]) for r in self.db.all(
             "SELECT record FROM runs WHERE function_id = ? ORDER BY started_at DESC, rowid DESC LIMIT ?",
-            (function_id, limit))]
+            (function_id, min(limit, self.runs_kept)))]
 
     def run(self, run_id: str) -> dict:
         row = self.db.one("SELECT record FROM runs WHERE id = ?", (run_id,))

@@ -389,12 +389,15 @@ def test_published_events_reach_other_functions(env):
 def test_only_the_newest_runs_are_kept(env):
     service, alice, _ = env
     service.deploy_function(alice, files("many-runs", "def main(event):\n    return event.data\n"))
+    fn = service.get_function(alice, "many-runs")
     ids = [service.execute_function(alice, "many-runs", event_name="n", data=str(i))["id"] for i in range(8)]
     runs = service.function_runs(alice, "many-runs")
-    assert [r["id"] for r in runs] == ids[::-1][:RUNS_KEPT]
+    assert [r["id"] for r in runs] == ids[::-1][:RUNS_KEPT]  # listed: only the newest, before any prune
     assert [r["result"] for r in runs] == ["7", "6", "5", "4", "3"]
-    fn = service.get_function(alice, "many-runs")
-    assert len(rows(service, "runs", "WHERE function_id = ?", (fn.id,))) == RUNS_KEPT
+    assert len(rows(service, "runs", "WHERE function_id = ?", (fn.id,))) == 8  # the prune comes every 16 runs
+    ids += [service.execute_function(alice, "many-runs", event_name="n", data=str(i))["id"] for i in range(8, 16)]
+    assert len(rows(service, "runs", "WHERE function_id = ?", (fn.id,))) == RUNS_KEPT  # the 16th run pruned
+    assert [r["id"] for r in service.function_runs(alice, "many-runs")] == ids[::-1][:RUNS_KEPT]
     assert [r["id"] for r in service.function_runs(alice, "many-runs", limit=2)] == ids[::-1][:2]
 
 
@@ -406,6 +409,8 @@ def test_retention_holds_when_runs_share_a_start_time(env):
         record = {"id": f"tie-{i}", "function_id": fn.id, "function_version": 1, "status": "success",
                   "started_at": "2030-01-01T00:00:00.000000Z"}
         service.functions.add_run(record)
+    assert [r["id"] for r in service.function_runs(alice, "same-time")] == [f"tie-{i}" for i in range(7, 2, -1)]
+    assert service.functions.prune_runs(fn.id) == 3
     assert [r["id"] for r in service.function_runs(alice, "same-time")] == [f"tie-{i}" for i in range(7, 2, -1)]
     assert len(rows(service, "runs", "WHERE function_id = ?", (fn.id,))) == RUNS_KEPT
 
