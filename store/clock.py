@@ -15,7 +15,8 @@ def iso(moment: datetime) -> str:
 
 
 def now_iso() -> str:
-    return iso(utcnow())
+    # iso(utcnow()) in one call fewer each: several stamps per run, one per secret read.
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def parse_iso(text: str) -> datetime:

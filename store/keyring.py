@@ -14,6 +14,7 @@ until `rotate_data_key` has re-encrypted every value.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 import threading
@@ -32,11 +33,16 @@ _HEADER = struct.Struct(">BI")
 NONCE_BYTES = 12
 
 
+@functools.lru_cache(maxsize=4096)  # every secret read needs it: ~1 us of its ~8
 def secret_aad(owner: str, name: str) -> bytes:
     # Length-prefixed, so no two (owner, name) pairs share associated data even
     # if a caller ever lets a separator character through.
     o, n = owner.encode("utf-8"), name.encode("utf-8")
     return b"logic-secret\x00" + struct.pack(">I", len(o)) + o + struct.pack(">I", len(n)) + n
+
+
+def _what(owner: str, name: str) -> str:
+    return f"secret {name} of {owner}"
 
 
 def _wrap_aad(key_id: int) -> bytes:
@@ -172,25 +178,25 @@ class KeyRing:
         return _HEADER.pack(BLOB_VERSION, key_id) + nonce + sealed
 
     def unseal(self, blob: bytes, owner: str, name: str) -> Sensitive:
-        what = f"secret {name} of {owner}"
         blob = bytes(blob)
         if len(blob) < _HEADER.size + NONCE_BYTES + 16:
-            raise DecryptionError(f"{what} cannot be decrypted: the stored value is truncated")
+            raise DecryptionError(f"{_what(owner, name)} cannot be decrypted: the stored value is truncated")
         version, key_id = _HEADER.unpack_from(blob)
         if version != BLOB_VERSION:
-            raise DecryptionError(f"{what} cannot be decrypted: unknown format {version}")
+            raise DecryptionError(f"{_what(owner, name)} cannot be decrypted: unknown format {version}")
         key = self._keys.get(key_id)
         if key is None:
             self.reload()  # another process may have rotated the ring
             key = self._keys.get(key_id)
             if key is None:
-                raise DecryptionError(f"{what} cannot be decrypted: data key {key_id} is not in the key ring")
-        body = blob[_HEADER.size:]
+                raise DecryptionError(
+                    f"{_what(owner, name)} cannot be decrypted: data key {key_id} is not in the key ring")
+        nonce_end = _HEADER.size + NONCE_BYTES
         try:
-            plain = key.decrypt(body[:NONCE_BYTES], body[NONCE_BYTES:], secret_aad(owner, name))
+            plain = key.decrypt(blob[_HEADER.size:nonce_end], blob[nonce_end:], secret_aad(owner, name))
         except InvalidTag:
             raise DecryptionError(
-                f"{what} cannot be decrypted: the stored value was altered or belongs to another secret"
+                f"{_what(owner, name)} cannot be decrypted: the stored value was altered or belongs to another secret"
             ) from None
         return Sensitive(plain.decode("utf-8"))
 

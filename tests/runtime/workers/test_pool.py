@@ -252,3 +252,18 @@ def test_library_code_that_imports_lazily_works_in_a_confined_worker(pool):
     )
     result = pool.run(make_job(source), no_secrets)
     assert (result.status, result.result) == ("success", "2026-01-02T03:04:00")
+
+
+@pytest.mark.parametrize("spin_us", [0, 300])
+def test_runs_with_and_without_spinning_read_secrets_and_keep_their_deadline(spin_us):
+    """With spinning off (or past 2 x cores runs in flight) both sides sleep in poll()."""
+    with WorkerPool(make_settings(worker_spin_us=spin_us), executor=EXECUTOR) as pool:
+        source = "def main(secrets):\n    return [secrets.API_KEY for _ in range(3)]\n"
+        for _ in range(3):  # a warm worker too: it waited for this job spinning or asleep
+            result = pool.run(make_job(source, secrets=("API_KEY",)), lambda name: "v-" + name)
+            assert result.status == "success", result.error
+            assert result.result == ["v-API_KEY"] * 3
+        start = time.monotonic()
+        result = pool.run(make_job("def main(event):\n    while True:\n        pass\n", timeout_s=0.5), no_secrets)
+        assert result.status == "timeout"
+        assert time.monotonic() - start < 3.0
