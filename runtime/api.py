@@ -4,7 +4,9 @@ Every /v1 route needs `Authorization: Bearer TOKEN`. Every error is
 `{"error": "..."}` with its status: LogicErrors carry theirs (store/errors.py),
 a malformed body is 400 or 422, an oversized one 413, anything unexpected a
 bare 500. Routes are plain `def`s: FastAPI runs them in its thread pool, as
-the service blocks (SQLite, worker runs).
+the service blocks (SQLite, worker runs). POST .../events, the hot path, is
+answered by runtime/publish_route.py in front of FastAPI when the request is
+well formed, with the very same answers.
 
 Each route that acts for an owner exists twice: `/v1/...` for the caller's
 sandbox and `/v1/orgs/{org}/...` for an organization the caller belongs to.
@@ -32,6 +34,7 @@ from .api_models import (
     SecretOut, SecretUpdate,
 )
 from .manifest import files_from_json
+from .publish_route import PublishRoute
 from .service import Service
 from .webhooks import WebhookSpec
 
@@ -41,7 +44,9 @@ WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="logic-runtime"'}
 ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 429)}
 
 
-def create_app(service: Service) -> FastAPI:
+def create_app(service: Service, *, publish_fast_path: bool = True) -> FastAPI:
+    """The app; `publish_fast_path=False` leaves POST .../events to FastAPI alone (tests
+    compare the two)."""
     app = FastAPI(
         title="logic-runtime",
         summary="Logic functions with encrypted cloud secrets",
@@ -53,7 +58,15 @@ def create_app(service: Service) -> FastAPI:
     app.add_exception_handler(LogicError, _logic_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    # The last added wraps the others: a request meets the body limit, then the 500 guard, then FastAPI.
+    # The last added wraps the others: a request meets the body limit, then the 500 guard,
+    # then the count of requests in flight, then the publish fast path (publish_route.py),
+    # then FastAPI.
+    if publish_fast_path:
+        app.add_middleware(PublishRoute, service=service, error_response=logic_error_response)
+    in_flight = InFlight()
+    app.add_middleware(CountRequests, counter=in_flight)
+    if getattr(service, "pool", None) is not None:
+        service.pool.others_busy = in_flight.busy  # no spinning for runs while requests wait
     app.add_middleware(InternalErrors)
     app.add_middleware(BodyLimit, max_bytes=service.settings.http_body_max_bytes)
     return app
@@ -64,13 +77,17 @@ def create_app(service: Service) -> FastAPI:
 bearer = HTTPBearer(auto_error=False, description="An API token from `logic init` or `logic tokens create`.")
 
 
-def get_service(request: Request) -> Service:
+# Both are async so FastAPI calls them on the event loop: a sync dependency costs a trip
+# through the thread pool each, on every request. The token check is one indexed read
+# (WAL: readers never wait for writers); endpoints that write stay in the thread pool.
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-def get_actor(request: Request,
-              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
-    return get_service(request).authenticate(credentials.credentials if credentials else None)
+async def get_actor(request: Request,
+                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
+    service: Service = request.app.state.service
+    return service.authenticate(credentials.credentials if credentials else None)
 
 
 Svc = Annotated[Service, Depends(get_service)]
@@ -264,10 +281,14 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
 
 
 def _logic_error(request: Request, exc: LogicError) -> JSONResponse:
+    return logic_error_response(exc, request.method, request.url.path)
+
+
+def logic_error_response(exc: LogicError, method: str, path: str) -> JSONResponse:
     if isinstance(exc, Unauthorized):
         return error(exc.status, exc.message, WWW_AUTHENTICATE)
     if exc.status >= 500:
-        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc.message)
+        log.error("%s on %s %s: %s", type(exc).__name__, method, path, exc.message)
     return error(exc.status, exc.message)
 
 
@@ -348,6 +369,34 @@ class BodyLimit:
             if started:
                 raise
             await error(413, exc.detail)(scope, receive, send)
+
+
+class InFlight:
+    """How many HTTP requests are under way (read from other threads: a hint, no lock)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def busy(self) -> bool:
+        return self.count > 0
+
+
+class CountRequests:
+    """Keeps an InFlight count, so the worker pool knows when this process has other work
+    for the CPU (WorkerPool.others_busy)."""
+
+    def __init__(self, app: ASGIApp, counter: InFlight):
+        self.app = app
+        self.counter = counter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        self.counter.count += 1  # only the event loop's thread changes it
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.counter.count -= 1
 
 
 class InternalErrors:

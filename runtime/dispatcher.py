@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 
 from store.clock import iso
@@ -65,11 +66,12 @@ class Dispatcher:
         """Claim and carry out up to `limit` deliveries; returns how many were taken."""
         now = self.service.clock()
         claimed = self.service.events.claim(iso(now), iso(now + self.lease), limit)
+        claimed_at = time.monotonic()
         for delivery in claimed:
             if self._stop.is_set():
                 self.service.events.release(delivery.id)
                 continue
-            self.deliver(delivery)
+            self.deliver(delivery, claimed_at)
         return len(claimed)
 
     def drain(self, max_steps: int = 10_000) -> int:
@@ -82,11 +84,13 @@ class Dispatcher:
             total += n
         return total
 
-    def deliver(self, delivery: Delivery) -> None:
+    def deliver(self, delivery: Delivery, claimed_at: float | None = None) -> None:
+        """Carry out a claimed delivery; `claimed_at` (time.monotonic()) lets a run that
+        starts right after its claim skip renewing the lease."""
         events = self.service.events
         try:
             if delivery.target_kind == "function":
-                self._run_function(delivery)
+                self._run_function(delivery, claimed_at)
             else:
                 self._fire_integration(delivery)
         except WorkerUnavailable:  # passing (the pool is restarting or closing): try again later
@@ -94,8 +98,11 @@ class Dispatcher:
         except LogicError as exc:  # e.g. the target was deleted since the event was accepted
             events.finish(delivery.id, status="failed", error=exc.message)
 
-    def _run_function(self, delivery: Delivery) -> None:
+    def _run_function(self, delivery: Delivery, claimed_at: float | None) -> None:
         service = self.service
+        # A claim younger than this still has all but a sliver of its lease (the longest
+        # run plus the margin): renewing it would be a write transaction for nothing.
+        fresh_s = min(1.0, service.settings.delivery_lease_margin_s / 4)
         fn = service.functions.get_by_id(delivery.target_id)
         if not fn.enabled:
             service.events.finish(delivery.id, status="failed", error=f"function {fn.name} is disabled")
@@ -106,6 +113,8 @@ class Dispatcher:
         def renew() -> None:
             # The lease counted from the claim; waiting for a free worker must not use it
             # up, or another thread claims the delivery again and it runs twice.
+            if claimed_at is not None and time.monotonic() - claimed_at < fresh_s:
+                return
             service.events.renew(delivery.id, iso(service.clock() + self.lease))
 
         if delivery.event_id is not None:

@@ -11,6 +11,7 @@ from runtime.dispatcher import Dispatcher
 from runtime.manifest import files_from_json
 from runtime.scheduler import Scheduler
 from runtime.service import Service
+from store.clock import iso
 
 
 class Clock:
@@ -204,6 +205,25 @@ def test_waiting_for_a_worker_does_not_use_up_the_lease(tmp_path):
         assert sorted(r["result"] for r in runs) == ["0", "1"]
     finally:
         service.close()
+
+
+def test_a_run_right_after_its_claim_skips_the_lease_renewal(world, monkeypatch):
+    import time
+
+    service, actor, clock = world
+    deploy(service, actor, "renewal", "def main(event):\n    return 1\n", [{"type": "event", "event_name": "renew"}])
+    renewed = []
+    real_renew = service.events.renew
+    monkeypatch.setattr(service.events, "renew", lambda *args: (renewed.append(args[0]), real_renew(*args)))
+    dispatcher = Dispatcher(service)
+    service.publish_event(actor, "renew", "fresh")
+    assert dispatcher.drain() == 1
+    assert renewed == []  # claimed a moment ago: all but a sliver of the lease is left
+    service.publish_event(actor, "renew", "waited")
+    (delivery,) = service.events.claim(iso(clock()), iso(clock() + dispatcher.lease))
+    dispatcher.deliver(delivery, claimed_at=time.monotonic() - 5)  # as if it waited 5 s for a worker
+    assert renewed == [delivery.id]
+    assert [r["status"] for r in service.function_runs(actor, "renewal")] == ["success", "success"]
 
 
 def test_history_past_its_retention_is_pruned(tmp_path):
