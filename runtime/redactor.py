@@ -90,8 +90,10 @@ text goes through a pre-filter: its UTF-8 bytes are read as 8- or 4-byte
 words at aligned positions and looked up in the set of words that any
 occurrence of a pattern must contain. Text with no secret in it (the common
 case) is rejected at set-lookup speed and returned unchanged, the very same
-object; only 64 Ki-character windows that may hold a match are scanned by the
-automaton. The filter is fastest when every value has 15 characters or more
+object. In a 64 Ki-character window that may hold a match, the automaton scans
+only the stretches around each occurrence of a word that hit (found again with
+`bytes.find`), or, in non-ASCII text, the 1 Ki-character sub-windows that pass
+the filter again. The filter is fastest when every value has 15 characters or more
 (one 8-byte word looked up per 8 or 16 bytes of text); a value of 7 to 14
 characters adds a pass over 4-byte words; values of 4 to 6 characters are
 checked with plain substring search, and more than a handful of those turn
@@ -124,6 +126,7 @@ MIN_ENCODED_CHARS = 6
 # of the longest pattern), so one match only costs a scan of its window.
 _WINDOW_CHARS = 1 << 16
 _SUB_WINDOW_CHARS = 1024  # inside a candidate window, what the automaton scans at a time
+_REGIONS_MAX = 256  # hits to locate in one window before scanning it in sub-windows instead
 # Patterns shorter than a word-aligned filter can guarantee to see are
 # checked with `in`; past this many of them the filter is not worth it.
 _SHORT_PATTERNS_MAX = 8
@@ -281,7 +284,7 @@ class Redactor:
     # -- matching ---------------------------------------------------------
 
     def _spans(self, text: str) -> list[tuple[int, int]]:
-        """(start, end) of every match, in no particular order."""
+        """(start, end) of every match, in no particular order (maybe some twice)."""
         n = len(text)
         if not self._filtered:
             return self._scan(text, 0, n)
@@ -292,17 +295,63 @@ class Redactor:
         overlap = self._max_len - 1
         sub = max(_SUB_WINDOW_CHARS, 4 * self._max_len)
         for offset in range(0, n, step):
-            if not self._may_match(text[offset : offset + step + overlap]):
+            window = text[offset : offset + step + overlap]
+            regions = self._regions(window)
+            if regions is None:
                 continue
-            # A candidate window: check its sub-windows again and scan only those that
-            # may match (the automaton is ~10x slower than the filter). A match belongs to
-            # the window where it starts; the overlap makes sure that window holds it whole.
+            if regions:  # scan only around the words that hit
+                for lo, hi in regions:
+                    spans += self._scan(window[lo:hi], offset + lo, hi - lo)
+                continue
+            # Otherwise check the window's sub-windows again and scan only those that may
+            # match (the automaton is ~10x slower than the filter). A match belongs to the
+            # window where it starts; the overlap makes sure that window holds it whole.
             end = min(offset + step, n)
             for lo in range(offset, end, sub):
-                window = text[lo : lo + sub + overlap]
-                if self._may_match(window):
-                    spans += self._scan(window, lo, min(sub, end - lo))
+                part = text[lo : lo + sub + overlap]
+                if self._may_match(part):
+                    spans += self._scan(part, lo, min(sub, end - lo))
         return spans
+
+    def _regions(self, window: str) -> list[tuple[int, int]] | None:
+        """Where in `window` matches may be: None if nowhere; else (lo, hi) ranges that
+        hold every match whole, or [] for "anywhere" (short patterns, non-ASCII text, or
+        a word that recurs too often to be worth locating).
+
+        Each word of the filter that hit is found again by `bytes.find` (at any
+        position, so the aligned occurrence among them) and every pattern containing
+        it lies within the longest pattern's length either side of it. In ASCII text a
+        byte offset is a character offset.
+        """
+        for pattern in self._short:
+            if pattern in window:
+                return []
+        if not window.isascii():
+            return [] if self._may_match(window) else None
+        data = window.encode("ascii")
+        words_of = memoryview(data)
+        reach = self._max_len
+        regions = []
+        for width, stride, wordset, _patterns in self._tiers:
+            words = words_of[: len(data) // width * width].cast(_WORD_CODES[width])
+            for word in wordset.intersection(words[:: stride // width]):
+                needle = word.to_bytes(width, sys.byteorder)
+                at = data.find(needle)
+                while at != -1:
+                    if len(regions) >= _REGIONS_MAX:
+                        return []
+                    regions.append((max(0, at - reach), at + width + reach))
+                    at = data.find(needle, at + 1)
+        if not regions:
+            return None
+        regions.sort()
+        merged = [list(regions[0])]
+        for lo, hi in regions[1:]:
+            if lo <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        return [(lo, min(hi, len(window))) for lo, hi in merged]
 
     def _scan(self, text: str, offset: int, starts_before: int) -> list[tuple[int, int]]:
         spans = []

@@ -466,6 +466,48 @@ def test_filtered_scan_equals_plain_automaton_scan(secrets, noise, picks, window
         assert piece not in visible(out)
 
 
+@fast
+@given(
+    secrets=st.lists(st.text(alphabet="ab01-_:/", min_size=4, max_size=40), min_size=1, max_size=6),
+    noise=st.lists(st.text(alphabet="ab01xyz-_:/ ", max_size=40), max_size=40),
+    picks=st.lists(st.integers(0, 1000), max_size=40),
+    window=st.sampled_from([16, 64, 300, 1 << 16]),
+)
+def test_located_regions_in_ascii_text_equal_the_plain_automaton_scan(secrets, noise, picks, window):
+    """ASCII windows are scanned only around the filter words that hit (Redactor._regions)."""
+    parts = []
+    for i, piece in enumerate(noise):
+        parts.append(piece)
+        if i < len(picks):
+            parts.append(secrets[picks[i] % len(secrets)])
+    text = "".join(parts) * 3
+    r = Redactor(secrets)
+    old = redactor_module._WINDOW_CHARS
+    redactor_module._WINDOW_CHARS = window
+    try:
+        out = r.redact(text)
+    finally:
+        redactor_module._WINDOW_CHARS = old
+    assert out == _unfiltered(r).redact(text)
+
+
+def test_a_hit_word_recurring_past_the_region_limit_still_masks_everything():
+    value = "recurring-secret-0123456789abcdef"
+    r = Redactor([value])
+    word = value[:16]  # shares the filter's words with the value, over and over
+    text = (word + " ") * 20_000 + value + " tail"
+    assert r.redact(text) == (word + " ") * 20_000 + MASK + " tail"
+
+
+def test_a_long_secret_is_masked_whole_across_windows_of_ascii_text():
+    value = "".join(random.Random(7).choice(string.ascii_letters) for _ in range(5000))
+    r = Redactor([value])
+    text = "x" * 70_000 + value + "y" * 62_000 + value + "z" * 10
+    out = r.redact(text)
+    assert out == "x" * 70_000 + MASK + "y" * 62_000 + MASK + "z" * 10
+    assert out == _unfiltered(r).redact(text)
+
+
 def test_filter_windows_catch_matches_on_every_boundary(monkeypatch):
     monkeypatch.setattr(redactor_module, "_WINDOW_CHARS", 1000)
     value = "boundary-secret-value-0123456789"  # 32 characters
