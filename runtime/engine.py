@@ -44,6 +44,13 @@ class Engine:
         self.pool = pool
         self.clock = clock
         self.event_sink: EventSink | None = None  # set by the event bus
+        # Every cap the pool enforces must reach the sandbox too, or a run that merely goes
+        # over one (say, event data under a lowered operator limit) ends as "crashed".
+        self._limits = RunLimits(log_max_bytes=settings.log_max_bytes,
+                                 result_max_bytes=settings.result_max_bytes,
+                                 events_max=settings.events_per_run_max,
+                                 event_data_max_bytes=settings.event_data_max_bytes,
+                                 event_name_max_chars=settings.event_name_max_chars)
 
     def run(self, fn: FunctionRecord, trigger: dict, *, event: dict | None = None,
             scheduled: dict | None = None, depth: int = 0, persist: bool = True,
@@ -80,13 +87,7 @@ class Engine:
             context=context,
             timeout_s=min(limits.get("timeout_s") or self.settings.run_timeout_s, self.settings.run_timeout_s),
             memory_mb=min(limits.get("memory_mb") or self.settings.worker_memory_mb, self.settings.worker_memory_mb),
-            # Every cap the pool enforces must reach the sandbox too, or a run that merely goes
-            # over one (say, event data under a lowered operator limit) ends as "crashed".
-            limits=RunLimits(log_max_bytes=self.settings.log_max_bytes,
-                             result_max_bytes=self.settings.result_max_bytes,
-                             events_max=self.settings.events_per_run_max,
-                             event_data_max_bytes=self.settings.event_data_max_bytes,
-                             event_name_max_chars=self.settings.event_name_max_chars),
+            limits=self._limits,
         )
         started = self.clock()
         outcome = self.pool.run(job, broker.read, on_start)

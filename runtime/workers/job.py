@@ -33,6 +33,4 @@ class WorkerResult:
     logs: list[dict]  # {"at": iso, "level", "message"}
     events: list[dict]  # {"name", "data"}
     duration_ms: float
-    started_at: str = ""  # ISO 8601 UTC, taken by the parent
-    finished_at: str = ""
     worker_pid: int = 0  # for diagnostics and tests; not part of a run record

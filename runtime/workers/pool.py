@@ -355,7 +355,6 @@ class WorkerPool:
         dropped = 0  # bytes (+ per-frame overhead) refused past the caps
         truncated = False
         status, result, error, keep = "crashed", None, None, False
-        started_at = _now()
         t0 = time.monotonic()
         deadline = t0 + timeout_s
         sock, reader = worker.sock, worker.reader
@@ -448,8 +447,6 @@ class WorkerPool:
                 logs=logs,
                 events=events,
                 duration_ms=duration_ms,
-                started_at=started_at,
-                finished_at=_now(),
                 worker_pid=worker.pid,
             ),
             keep,

@@ -183,7 +183,7 @@ class FrameReader:
 
 def _decode(payload: bytes) -> dict:
     try:
-        message = _loads(payload)
+        message = _loads(payload.decode("utf-8"))  # str: json.loads skips sniffing the encoding
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("frame is not valid JSON") from exc
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
