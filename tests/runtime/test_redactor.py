@@ -440,6 +440,25 @@ def _unfiltered(r: Redactor) -> Redactor:
     return clone
 
 
+def _interleave(noise: list[str], secrets: list[str], picks: list[int]) -> str:
+    """The noise pieces with a picked secret after each (as many as there are picks)."""
+    parts = []
+    for i, piece in enumerate(noise):
+        parts.append(piece)
+        if i < len(picks):
+            parts.append(secrets[picks[i] % len(secrets)])
+    return "".join(parts)
+
+
+def _redact_in_windows(r: Redactor, text: str, window: int) -> str:
+    old = redactor_module._WINDOW_CHARS
+    redactor_module._WINDOW_CHARS = window
+    try:
+        return r.redact(text)
+    finally:
+        redactor_module._WINDOW_CHARS = old
+
+
 @fast
 @given(
     secrets=st.lists(st.text(alphabet="abcé😀\n", min_size=4, max_size=30), min_size=1, max_size=6),
@@ -448,19 +467,9 @@ def _unfiltered(r: Redactor) -> Redactor:
     window=st.sampled_from([1, 7, 64, 1 << 16]),
 )
 def test_filtered_scan_equals_plain_automaton_scan(secrets, noise, picks, window):
-    parts = []
-    for i, piece in enumerate(noise):
-        parts.append(piece)
-        if i < len(picks):
-            parts.append(secrets[picks[i] % len(secrets)])
-    text = "".join(parts)
+    text = _interleave(noise, secrets, picks)
     r = Redactor(secrets)
-    old = redactor_module._WINDOW_CHARS
-    redactor_module._WINDOW_CHARS = window
-    try:
-        out = r.redact(text)
-    finally:
-        redactor_module._WINDOW_CHARS = old
+    out = _redact_in_windows(r, text, window)
     assert out == _unfiltered(r).redact(text)
     for piece in [s for s in secrets if len(s) >= MIN_VALUE_CHARS]:
         assert piece not in visible(out)
@@ -475,20 +484,9 @@ def test_filtered_scan_equals_plain_automaton_scan(secrets, noise, picks, window
 )
 def test_located_regions_in_ascii_text_equal_the_plain_automaton_scan(secrets, noise, picks, window):
     """ASCII windows are scanned only around the filter words that hit (Redactor._regions)."""
-    parts = []
-    for i, piece in enumerate(noise):
-        parts.append(piece)
-        if i < len(picks):
-            parts.append(secrets[picks[i] % len(secrets)])
-    text = "".join(parts) * 3
+    text = _interleave(noise, secrets, picks) * 3
     r = Redactor(secrets)
-    old = redactor_module._WINDOW_CHARS
-    redactor_module._WINDOW_CHARS = window
-    try:
-        out = r.redact(text)
-    finally:
-        redactor_module._WINDOW_CHARS = old
-    assert out == _unfiltered(r).redact(text)
+    assert _redact_in_windows(r, text, window) == _unfiltered(r).redact(text)
 
 
 def test_a_hit_word_recurring_past_the_region_limit_still_masks_everything():
