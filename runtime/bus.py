@@ -6,13 +6,12 @@ within the publisher's owner (a user's events never reach another tenant).
 
 from __future__ import annotations
 
-import threading
-
 from store.errors import QueueFull
 from store.events import EventStore
 from store.functions import FunctionStore
 from store.settings import Settings
 
+from .doorbell import Doorbell
 from .events import check_event
 
 
@@ -22,7 +21,7 @@ class EventBus:
         self.events = events
         self.functions = functions
         self.integrations = integrations
-        self.wake = threading.Event()  # set on every publish so the dispatcher starts at once
+        self.wake = Doorbell()  # rung once per delivery created, so a delivery thread starts at once
 
     def publish(self, owner: str, name: str, data: str | None, *, source: str, depth: int = 0,
                 check_capacity: bool = True, from_hook: bool = False) -> dict:
@@ -32,8 +31,7 @@ class EventBus:
             targets += [("integration", iid) for iid in self.integrations.for_event(owner, name)]
             accepted = self.events.add_event(owner, name, data, source, depth, targets,
                                              check_capacity=check_capacity)
-        if accepted["deliveries"]:
-            self.wake.set()
+        self.wake.ring(accepted["deliveries"])
         return accepted
 
     def publish_from_run(self, owner: str, events: list[dict], depth: int, run_id: str) -> list[str]:

@@ -38,6 +38,7 @@ class Dispatcher:
         return timedelta(seconds=longest + s.delivery_lease_margin_s)
 
     def start(self) -> None:
+        self.service.bus.wake.cap = self.threads
         for n in range(self.threads):
             t = threading.Thread(target=self._loop, name=f"dispatcher-{n}", daemon=True)
             t.start()
@@ -46,7 +47,7 @@ class Dispatcher:
     def stop(self, timeout: float | None = None) -> None:
         """Stop claiming; deliveries in flight finish (each run is bounded by its timeout)."""
         self._stop.set()
-        self.service.bus.wake.set()
+        self.service.bus.wake.ring_all()
         for t in self._workers:
             t.join(timeout)
 
@@ -54,16 +55,19 @@ class Dispatcher:
         wake = self.service.bus.wake
         while not self._stop.is_set():
             try:
-                did = self.step()
+                _taken, more = self._step(1)
             except Exception:  # keep the thread alive; the delivery's lease brings it back
                 log.exception("dispatcher step failed")
-                did = 0
-            if not did:
+                more = False
+            if not more:  # a ring (work published since the claim), or a look anyway (leases that ran out)
                 wake.wait(self.poll_s)
-                wake.clear()
 
     def step(self, limit: int = 1) -> int:
         """Claim and carry out up to `limit` deliveries; returns how many were taken."""
+        return self._step(limit)[0]
+
+    def _step(self, limit: int) -> tuple[int, bool]:
+        """(how many were taken, whether more were waiting behind them)."""
         now = self.service.clock()
         claimed = self.service.events.claim(iso(now), iso(now + self.lease), limit)
         claimed_at = time.monotonic()
@@ -72,7 +76,7 @@ class Dispatcher:
                 self.service.events.release(delivery.id)
                 continue
             self.deliver(delivery, claimed_at)
-        return len(claimed)
+        return len(claimed), claimed.more
 
     def drain(self, max_steps: int = 10_000) -> int:
         """Deliver until nothing is pending (tests and benchmarks)."""

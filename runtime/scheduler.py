@@ -20,6 +20,7 @@ from store.clock import iso, parse_iso, utcnow
 from store.database import Database
 from store.events import EventStore
 
+from .doorbell import Doorbell
 from .manifest import next_fire
 
 log = logging.getLogger("logic.scheduler")
@@ -27,7 +28,7 @@ log = logging.getLogger("logic.scheduler")
 
 class Scheduler:
     def __init__(self, db: Database, events: EventStore, *, clock: Callable[[], datetime] = utcnow,
-                 wake: threading.Event | None = None, housekeeping: Callable[[], object] | None = None,
+                 wake: Doorbell | None = None, housekeeping: Callable[[], object] | None = None,
                  housekeeping_every_s: float = 3600.0):
         self.db = db
         self.events = events
@@ -56,8 +57,8 @@ class Scheduler:
                 if claimed and row["enabled"]:
                     self.events.add_scheduled(row["owner"], row["function_id"], scheduled_at, row["cron"])
                     fired += 1
-        if fired and self.wake is not None:
-            self.wake.set()
+        if self.wake is not None:
+            self.wake.ring(fired)
         return fired
 
     def start(self, interval_s: float = 1.0) -> None:

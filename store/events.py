@@ -34,6 +34,12 @@ class Delivery:
 _DELIVERY_COLUMNS = "id, owner, target_kind, target_id, event_id, scheduled_at, cron, depth, attempts"
 
 
+class Claimed(list):
+    """The deliveries a claim took; `more` tells whether others were waiting behind them."""
+
+    more: bool = False
+
+
 class EventStore:
     def __init__(self, db: Database, *, max_pending: int = 10_000, max_attempts: int = 3):
         self.db = db
@@ -75,9 +81,10 @@ class EventStore:
             raise NotFound(f"event {event_id} does not exist")
         return dict(row)
 
-    def claim(self, now: str, lease_until: str, limit: int = 1) -> list[Delivery]:
+    def claim(self, now: str, lease_until: str, limit: int = 1) -> Claimed:
         """Take up to `limit` deliveries: first those whose lease expired (their process died;
-        never starved by a long backlog), then pending ones in order.
+        never starved by a long backlog), then pending ones in order. `.more` on the result
+        says whether any were left (a claimer that took the last one need not look again).
 
         Every query names `status IN ('pending', 'running')` so SQLite uses the partial
         index of open deliveries, not a scan of every delivery ever made.
@@ -89,20 +96,25 @@ class EventStore:
                 "last_error = 'gave up: the run did not finish in ' || attempts || ' attempts' "
                 "WHERE status IN ('pending', 'running') AND status = 'running' AND lease_until < ? "
                 "AND attempts >= ?", (now, now, self.max_attempts))
+            # One row more than wanted in each query: whether work is left over.
             ids = [r[0] for r in conn.execute(
                 "SELECT id FROM deliveries WHERE status IN ('pending', 'running') AND status = 'running' "
-                "AND lease_until < ? ORDER BY id LIMIT ?", (now, limit))]
-            if len(ids) < limit:
+                "AND lease_until < ? ORDER BY id LIMIT ?", (now, limit + 1))]
+            if len(ids) <= limit:
                 ids += [r[0] for r in conn.execute(
                     "SELECT id FROM deliveries WHERE status IN ('pending', 'running') AND status = 'pending' "
-                    "ORDER BY id LIMIT ?", (limit - len(ids),))]
+                    "ORDER BY id LIMIT ?", (limit + 1 - len(ids),))]
+            claimed = Claimed()
+            claimed.more = len(ids) > limit
+            ids = ids[:limit]
             if not ids:
-                return []
+                return claimed
             marks = ",".join("?" * len(ids))
             rows = conn.execute(
                 f"UPDATE deliveries SET status = 'running', attempts = attempts + 1, lease_until = ? "
                 f"WHERE id IN ({marks}) RETURNING {_DELIVERY_COLUMNS}", (lease_until, *ids)).fetchall()
-        return sorted((Delivery(*row) for row in rows), key=lambda d: d.id)
+        claimed.extend(sorted((Delivery(*row) for row in rows), key=lambda d: d.id))
+        return claimed
 
     def finish(self, delivery_id: int, *, status: str = "done", run_id: str | None = None,
                error: str | None = None) -> None:

@@ -102,3 +102,16 @@ def test_prune_forgets_finished_history_only(store):
     remaining = {r[0] for r in store.db.all("SELECT id FROM events")}
     assert remaining == {still_open["id"]} and idle["id"] not in remaining
     assert events.open_deliveries() == 1 and [d["status"] for d in events.deliveries_of(still_open["id"])] == ["pending"]
+
+
+def test_a_claim_says_whether_work_was_left_behind_it(store):
+    events = EventStore(store.db, max_attempts=3)
+    events.add_event("user:a", "e", None, "test", 0, [("function", "f1"), ("function", "f2")])
+    first = events.claim(T0, T2)
+    assert len(first) == 1 and first.more  # f2 waits
+    second = events.claim(T0, T2)
+    assert len(second) == 1 and not second.more  # that was the last one
+    empty = events.claim(T0, T2)
+    assert empty == [] and not empty.more
+    # Expired leases count as work left too: both come back after T2.
+    assert events.claim(T9, "2026-01-01T00:00:30.000000Z", limit=1).more

@@ -1,0 +1,47 @@
+"""A doorbell for the delivery threads: one ring wakes one waiting thread.
+
+Each publish (and each cron tick that enqueues runs) rings it once per
+delivery it created. A `threading.Event` would wake every idle delivery
+thread instead; all but one then claimed nothing, each at the price of a
+write transaction and a wake-up (measured: 2,000 deliveries, 8,545 claims,
+6,545 of them empty, with 4 threads).
+
+Rings are kept until a thread takes them (up to `cap`), so a ring that comes
+while every thread is busy, or between a thread's empty claim and its wait,
+is not lost.
+"""
+
+from __future__ import annotations
+
+import threading
+
+
+class Doorbell:
+    def __init__(self, cap: int = 64):
+        self.cap = cap  # the dispatcher sets its thread count: more kept rings buy nothing
+        self._cond = threading.Condition(threading.Lock())
+        self._rings = 0
+
+    def ring(self, count: int = 1) -> None:
+        """`count` new pieces of work: wake up to that many waiting threads."""
+        if count <= 0:
+            return
+        with self._cond:
+            self._rings = min(self._rings + count, max(self.cap, 1))
+            self._cond.notify(count)
+
+    def ring_all(self) -> None:
+        """Wake every waiting thread (to stop, or to look at everything again)."""
+        with self._cond:
+            self._rings = max(self.cap, 1)
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> bool:
+        """Take a ring, waiting up to `timeout` for one; False if none came."""
+        with self._cond:
+            if not self._rings:
+                self._cond.wait(timeout)
+            if self._rings:
+                self._rings -= 1
+                return True
+            return False
