@@ -421,6 +421,8 @@ class InternalErrors:
 
         try:
             await self.app(scope, receive, watched_send)
+        except BodyTooLarge:
+            raise  # BodyLimit, outside, answers 413 (the publish fast path reads the body itself)
         except Exception as exc:
             log.error("internal error on %s %s:\n%s", scope.get("method"), scope.get("path"), _frames(exc))
             if started:

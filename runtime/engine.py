@@ -90,7 +90,12 @@ class Engine:
             limits=self._limits,
         )
         started = self.clock()
-        outcome = self.pool.run(job, broker.read, on_start)
+        try:
+            outcome = self.pool.run(job, broker.read, on_start)
+        except BaseException:
+            # Every secret handed out is audited, even when the run cannot finish.
+            self.store.secrets.record_access(broker.accesses)
+            raise
         finished = self.clock()
         values = broker.plain_values()
         redactor = Redactor.for_values(values) if values else _NOTHING_READ

@@ -2,9 +2,10 @@
 
 Each deploy adds a version; the function row points at the current one.
 Run records are stored whole (already redacted by the runtime). Only the
-newest `runs_kept` per function are listed; older ones are deleted every
-_PRUNE_EVERY runs of the function, not on every run (the delete walks
-`runs_kept` index entries: a tenth of a warm run's cost).
+newest `runs_kept` per function are listed; older ones are deleted on the
+first run of the function in a process and every _PRUNE_EVERY runs after it,
+not on every run (the delete walks `runs_kept` index entries: a tenth of a
+warm run's cost).
 """
 
 from __future__ import annotations
@@ -163,10 +164,12 @@ class FunctionStore:
         `runs_kept` (caller's transaction)."""
         function_id = record["function_id"]
         with self._unpruned_lock:
-            count = self._unpruned[function_id] = self._unpruned.get(function_id, 0) + 1
+            # The first run of a function in this process prunes too: a process that runs it
+            # fewer than _PRUNE_EVERY times (a CLI run, a restarted server) must not skip it.
+            count = self._unpruned[function_id] = self._unpruned.get(function_id, _PRUNE_EVERY - 1) + 1
             prune = count >= _PRUNE_EVERY
             if prune:
-                del self._unpruned[function_id]
+                self._unpruned[function_id] = 0
         with self.db.transaction() as conn:
             conn.execute("INSERT INTO runs (id, function_id, function_version, status, started_at, record) "
                          "VALUES (?, ?, ?, ?, ?, ?)",

@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     log_max_bytes: int = 64 * 1024
     result_max_bytes: int = 256 * 1024
     events_per_run_max: int = 100
+    secret_reads_per_run_max: int = 10_000  # each read is an audit row
     chain_depth_max: int = 8
     workers: int = Field(default_factory=lambda: max(2, 2 * (os.cpu_count() or 1)))
     worker_max_runs: int = 10_000

@@ -30,6 +30,7 @@ from collections import OrderedDict
 from typing import Callable
 
 from runtime.sandbox.executor import SecretAccessError
+from runtime.sandbox.results import MAX_NESTING
 from runtime.workers import protocol
 from runtime.workers.job import Job, WorkerResult
 from runtime.workers.spawner import Spawned, Spawner, WorkerUnavailable
@@ -46,6 +47,7 @@ _FLOOD_FACTOR = 4  # past cap * this, a worker is flooding on purpose: kill it
 _FRAME_OVERHEAD = 64  # bytes charged per dropped frame, so empty frames count too
 _READY_TIMEOUT_S = 10.0
 _DONE_FIELDS = frozenset({"success", "error", "memory_exceeded"})
+_ERROR_FIELDS = ("type", "message", "traceback")
 
 
 class _Flood(Exception):
@@ -352,6 +354,8 @@ class WorkerPool:
         logs: list[dict] = []
         events: list[dict] = []
         log_bytes = 0
+        secret_reads = 0
+        reads_cap = int(settings.secret_reads_per_run_max)
         dropped = 0  # bytes (+ per-frame overhead) refused past the caps
         truncated = False
         status, result, error, keep = "crashed", None, None, False
@@ -411,7 +415,16 @@ class WorkerPool:
                     name = frame.get("name")
                     if not isinstance(name, str):
                         raise protocol.ProtocolError("secret request without a name")
-                    if name in job.declared_secrets:
+                    secret_reads += 1
+                    if secret_reads > reads_cap:
+                        # Threat: a run (or a compromised worker) reading in a loop until its
+                        # deadline: every read is an audit row kept in memory, then stored.
+                        reply = {"op": "secret_error",
+                                 "message": f"this run read secrets {reads_cap:,} times, the limit per run"}
+                        dropped += _FRAME_OVERHEAD
+                        if dropped > _FLOOD_FACTOR * log_cap:
+                            raise _Flood("secret requests")
+                    elif name in job.declared_secrets:
                         reply = _answer_secret(on_secret, name)
                     else:  # the sandbox checks this too; a compromised worker would not
                         reply = {"op": "secret_error", "message": f"secret {name} is not declared by this function"}
@@ -463,7 +476,9 @@ class WorkerPool:
         if error is not None:
             if not isinstance(error, dict):
                 raise protocol.ProtocolError("error is not an object")
-            error = {key: _clean(str(error.get(key) or "")) for key in ("type", "message", "traceback")}
+            if not all(isinstance(error.get(key), (str, type(None))) for key in _ERROR_FIELDS):
+                raise protocol.ProtocolError("error fields are not text")  # str() of nested lists recurses
+            error = {key: _clean(error.get(key) or "") for key in _ERROR_FIELDS}
         if frame.get("cached") is True:
             worker.versions.add(job.version_key)
         result = None
@@ -472,8 +487,12 @@ class WorkerPool:
                 return "error", None, _error("ResultTooLarge", f"the return value is over {result_cap} bytes")
             try:
                 result = json.loads(result_json)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise protocol.ProtocolError("result is not valid JSON") from exc
+            # The sandbox refuses these (redaction and storage recurse); counting brackets first
+            # keeps the walk off every ordinary result.
+            if result_json.count("[") + result_json.count("{") > MAX_NESTING and _nested_deeper(result, MAX_NESTING):
+                raise protocol.ProtocolError(f"result nested deeper than {MAX_NESTING} levels")
         return status, result, error
 
     def _death(self, worker: _Worker, timeout_s: float) -> tuple[str, dict]:
@@ -491,6 +510,18 @@ class WorkerPool:
         if status.code == EXIT_MEMORY or (status.signal == signal.SIGKILL and not killed_by_us):
             return "memory_exceeded", _error("MemoryError", "the run exceeded its memory limit")
         return "crashed", _error("WorkerCrashed", f"the worker process crashed ({status.describe()})")
+
+
+def _nested_deeper(value, limit: int) -> bool:
+    """Whether a parsed JSON value nests lists/objects deeper than `limit` (no recursion)."""
+    stack = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (list, dict)):
+            if depth >= limit:
+                return True
+            stack.extend((item, depth + 1) for item in (node.values() if isinstance(node, dict) else node))
+    return False
 
 
 @functools.lru_cache(maxsize=64)

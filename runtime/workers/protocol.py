@@ -107,8 +107,9 @@ class FrameReader:
         TimeoutError once it passes.
 
         Threat: a worker dribbling a frame a byte at a time would reset a
-        per-recv timeout forever; the deadline is absolute, checked before
-        every wait.
+        per-recv timeout forever, and one that keeps the socket full would
+        never let a wait happen: the deadline is absolute, checked before
+        every frame and every recv.
 
         `spin_s`: before going to sleep, poll the socket for this long. The
         answer to a request usually comes within tens of microseconds, and
@@ -117,6 +118,8 @@ class FrameReader:
         """
         buf = self._buf
         while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError
             if len(buf) >= HEADER_SIZE:
                 (size,) = _HEADER.unpack_from(buf)
                 if size > self._max:
@@ -184,7 +187,7 @@ class FrameReader:
 def _decode(payload: bytes) -> dict:
     try:
         message = _loads(payload.decode("utf-8"))  # str: json.loads skips sniffing the encoding
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested past the C stack guard
         raise ProtocolError("frame is not valid JSON") from exc
     if not isinstance(message, dict) or not isinstance(message.get("op"), str):
         raise ProtocolError("frame is not a JSON object with an 'op'")

@@ -394,9 +394,10 @@ def test_only_the_newest_runs_are_kept(env):
     runs = service.function_runs(alice, "many-runs")
     assert [r["id"] for r in runs] == ids[::-1][:RUNS_KEPT]  # listed: only the newest, before any prune
     assert [r["result"] for r in runs] == ["7", "6", "5", "4", "3"]
-    assert len(rows(service, "runs", "WHERE function_id = ?", (fn.id,))) == 8  # the prune comes every 16 runs
-    ids += [service.execute_function(alice, "many-runs", event_name="n", data=str(i))["id"] for i in range(8, 16)]
-    assert len(rows(service, "runs", "WHERE function_id = ?", (fn.id,))) == RUNS_KEPT  # the 16th run pruned
+    # The first run pruned (nothing yet); the next prune comes 16 runs later.
+    assert len(rows(service, "runs", "WHERE function_id = ?", (fn.id,))) == 8
+    ids += [service.execute_function(alice, "many-runs", event_name="n", data=str(i))["id"] for i in range(8, 17)]
+    assert len(rows(service, "runs", "WHERE function_id = ?", (fn.id,))) == RUNS_KEPT  # the 17th run pruned
     assert [r["id"] for r in service.function_runs(alice, "many-runs")] == ids[::-1][:RUNS_KEPT]
     assert [r["id"] for r in service.function_runs(alice, "many-runs", limit=2)] == ids[::-1][:2]
 
@@ -453,3 +454,37 @@ def test_schedule_trigger_runs_carry_the_tick(env):
     record = service.engine.run(fn, {"type": "schedule"}, scheduled={"scheduled_at": tick, "cron": "*/5 * * * *"})
     assert record["trigger"] == {"type": "schedule", "event_id": None, "scheduled_at": tick}
     assert record["result"] == [tick, "*/5 * * * *", "schedule"]
+
+
+def test_run_retention_holds_across_short_lived_processes(logic_home):
+    """Every `logic functions execute NAME` is a process of its own, and a server may restart
+    between a few cron runs: a function's first run in a process prunes too."""
+    from store import Settings, Store
+
+    settings = Settings(home=logic_home, runs_kept=5)
+    Store.initialize(settings)[0].close()
+    ids: list[str] = []
+    fn_id = None
+    for process in range(4):  # four short-lived processes, ten runs each
+        service = Service.open(settings)
+        try:
+            if fn_id is None:
+                fn_id = service.deploy_function(service.actor(), files("kept")).id
+            for i in range(10):
+                ids.append(f"run-{process}-{i}")
+                service.functions.add_run({"id": ids[-1], "function_id": fn_id, "function_version": 1,
+                                           "status": "success",
+                                           "started_at": f"2030-01-01T00:{process:02d}:{i:02d}.000000Z"})
+        finally:
+            service.close()
+    service = Service.open(settings)
+    try:
+        actor = service.actor()
+        assert [r["id"] for r in service.function_runs(actor, "kept")] == ids[::-1][:5]
+        stored = service.store.db.one("SELECT count(*) FROM runs WHERE function_id = ?", (fn_id,))[0]
+        assert stored <= 5 + 9  # the last process pruned at its first run, then added nine
+        with pytest.raises(NotFound):
+            service.get_run(actor, ids[0])
+    finally:
+        service.close()
+

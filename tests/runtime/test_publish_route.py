@@ -170,3 +170,26 @@ def test_an_accepted_event_is_durable_and_the_pool_knows_a_request_was_under_way
     assert seen == [True]
     assert pool.others_busy() is False  # and nothing is under way now
     assert service.events.event(response.json()["id"])["data"] == "x"
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/orgs/acme/events"])
+@pytest.mark.parametrize("authorized", [True, False])
+def test_a_chunked_body_over_the_limit_is_413_on_the_fast_path_too(both, path, authorized):
+    """Without a Content-Length, BodyLimit counts the body as it arrives and raises from
+    receive(); the fast path reads the body itself, so that must reach BodyLimit as a 413,
+    not the 500 guard in between."""
+    fast, plain, token, _service = both
+    body = json.dumps({"name": "big", "data": "d" * 5000}).encode()
+
+    def chunks():  # a generator: httpx sends it chunked, without Content-Length
+        for i in range(0, len(body), 1000):
+            yield body[i:i + 1000]
+
+    headers = {"Content-Type": "application/json"}
+    if authorized:
+        headers["Authorization"] = f"Bearer {token}"
+    a = fast.post(path, headers=headers, content=chunks())
+    b = plain.post(path, headers=headers, content=chunks())
+    assert b.status_code == 413
+    assert (a.status_code, a.content) == (b.status_code, b.content)
+

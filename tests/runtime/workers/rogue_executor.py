@@ -7,6 +7,9 @@ worker forked by a real zygote (WorkerPool(executor="tests.runtime.workers.rogue
 
 import ctypes
 import os
+import resource
+import socket
+import struct
 import time
 from dataclasses import dataclass
 
@@ -31,6 +34,11 @@ class RunOutcome:
 
 
 def compile_function(source, **_options):
+    # A deployed function must be real Python (deploy runs the real policy): there a
+    # "# rogue: NAME" line names the behaviour.
+    for line in source.splitlines():
+        if line.startswith("# rogue: "):
+            return CompiledFunction(line[len("# rogue: "):].strip())
     return CompiledFunction(source.strip())
 
 
@@ -68,4 +76,68 @@ def run_function(fn, context, host, *, declared_secrets, limits=RunLimits()):
         time.sleep(100)
     elif behaviour == "secret":
         return RunOutcome("success", '"%s"' % host.read_secret("KEY"), None)
+    elif behaviour.startswith("keep-the-parent-busy:"):
+        _keep_the_parent_busy(host, float(behaviour.split(":", 1)[1]))
+    elif behaviour in ("deep-json-frame", "read-secret-then-deep-json-frame"):
+        if behaviour.startswith("read-secret"):
+            host.read_secret("KEY")
+        payload = b'{"op":"log","level":"info","message":"x","pad":' + b"[" * 5000 + b"]" * 5000 + b"}"
+        host._sock.sendall(struct.pack(">I", len(payload)) + payload)
+        time.sleep(30)
+    elif behaviour == "deep-json-result":
+        return RunOutcome("success", "[" * 5000 + "]" * 5000, None)
+    elif behaviour == "deep-but-parseable-result":  # under the C parser's guard, over MAX_NESTING
+        return RunOutcome("success", "[" * 500 + "]" * 500, None)
+    elif behaviour == "nested-error-fields":
+        return RunOutcome("error", None, {"type": [[[[["x"]]]]], "message": "m", "traceback": ""})
     return RunOutcome("success", "null", None)
+
+
+def _keep_the_parent_busy(host, seconds: float) -> None:
+    """Never let the parent find the socket empty: secret requests for an undeclared name,
+    topped up as soon as answers come back.
+
+    Each request carries numbers of 4,299 digits (just under Python's int limit), which
+    json.loads converts in quadratic time: ~0.7 ms of parent CPU per 43 KB request. A few
+    dozen of them queued (the worker may raise its own SO_SNDBUF) are tens of ms of work,
+    so the parent never catches up even when this process is descheduled for a while,
+    and its answers (one small frame each) never fill the socket buffer either.
+
+    A compromised worker may also lift its own CPU limit (the hard limit is left unlimited,
+    see runtime/workers/limits.py limit_run): only the parent's wall clock binds it.
+    """
+    try:
+        resource.setrlimit(resource.RLIMIT_CPU, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        pass
+    sock, reader = host._sock, host._reader
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    except OSError:
+        pass
+    request = _encode({"op": "secret", "name": "NOT_DECLARED", "n": [10 ** 4298] * 10})
+    sock.sendall(request)
+    reply_len = len(_encode(reader.read()))  # every answer is this very frame
+    most = 48
+    sent = answered = 0
+    pending = 0  # bytes of an answer read only in part
+    stop = time.monotonic() + seconds
+    while True:
+        if time.monotonic() < stop:
+            while sent - answered < most:
+                sock.sendall(request)
+                sent += 1
+        elif sent == answered:
+            return
+        data = sock.recv(1 << 16)
+        if not data:
+            return
+        pending += len(data)
+        answered += pending // reply_len
+        pending %= reply_len
+
+
+def _encode(message: dict) -> bytes:
+    from runtime.workers import protocol
+
+    return protocol.encode(message)

@@ -266,3 +266,30 @@ def test_runs_with_and_without_spinning_read_secrets_and_keep_their_deadline(spi
         result = pool.run(make_job("def main(event):\n    while True:\n        pass\n", timeout_s=0.5), no_secrets)
         assert result.status == "timeout"
         assert time.monotonic() - start < 3.0
+
+
+def test_secret_reads_past_the_per_run_limit_are_refused_and_not_handed_out():
+    asked = []
+
+    def on_secret(name):
+        asked.append(name)
+        return "v"
+
+    source = (
+        "def main(secrets):\n"
+        "    got, refused = 0, ''\n"
+        "    for _ in range(8):\n"
+        "        try:\n"
+        "            secrets.API_KEY\n"
+        "            got += 1\n"
+        "        except Exception as exc:\n"
+        "            refused = str(exc)\n"
+        "    return [got, refused]\n"
+    )
+    with WorkerPool(make_settings(secret_reads_per_run_max=5), executor=EXECUTOR) as pool:
+        result = pool.run(make_job(source, secrets=("API_KEY",)), on_secret)
+        assert result.status == "success", result.error
+        assert result.result == [5, "this run read secrets 5 times, the limit per run"]
+        assert len(asked) == 5  # the parent handed out (and so audits) five, no more
+        again = pool.run(make_job(source, secrets=("API_KEY",)), on_secret)
+        assert again.result[0] == 5  # the count is per run

@@ -123,3 +123,15 @@ def test_send_until_delivers_a_frame_larger_than_the_socket_buffer(pair):
     protocol.send_until(a, protocol.encode(message), time.monotonic() + 10)
     thread.join(10)
     assert got == [message]
+
+
+def test_a_passed_deadline_raises_even_with_a_frame_waiting(pair):
+    """A peer that always has the next frame ready must not keep a reader past its deadline."""
+    a, b = pair
+    reader = protocol.FrameReader(b, 1 << 20)
+    protocol.send(a, {"op": "secret", "name": "X"})
+    protocol.send(a, {"op": "secret", "name": "Y"})
+    assert reader.read(time.monotonic() + 5) == {"op": "secret", "name": "X"}
+    with pytest.raises(TimeoutError):
+        reader.read(time.monotonic() - 1.0)  # "Y" is buffered, but the time is up
+

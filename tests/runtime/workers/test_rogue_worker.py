@@ -100,3 +100,50 @@ def test_undeclared_secret_is_refused_by_the_parent(rogue):
     result = rogue.run(job, lambda name: asked.append(name) or "v")
     assert asked == []  # on_secret never saw the undeclared name
     assert result.status == "error"
+
+
+def test_a_worker_that_keeps_the_socket_full_is_stopped_at_the_deadline(rogue):
+    """The parent looks at the deadline before every frame, not only before it sleeps: a
+    worker that never lets the socket go empty (secret requests, topped up as answers come)
+    cannot hold the run thread and its worker slot past the deadline."""
+    import time
+
+    start = time.monotonic()
+    result = run(rogue, "keep-the-parent-busy:1.5", timeout_s=0.2)
+    elapsed = time.monotonic() - start
+    assert result.status == "timeout", (result.status, round(elapsed, 2))
+    assert elapsed < 0.9, f"a 0.2 s run held the parent for {elapsed:.2f} s"
+
+
+@pytest.mark.parametrize("behaviour", ["deep-json-frame", "deep-json-result", "deep-but-parseable-result",
+                                       "nested-error-fields"])
+def test_deeply_nested_json_from_a_worker_is_a_protocol_crash(rogue, behaviour):
+    """json.loads raises RecursionError past ~1,000 levels; a parseable result deeper than
+    the sandbox allows, or nested error fields, would make redaction or str() recurse."""
+    result = run(rogue, behaviour, timeout_s=2.0)
+    assert result.status == "crashed"
+    assert "broke the protocol" in result.error["message"]
+
+
+def test_a_secret_handed_out_is_audited_even_when_the_worker_then_breaks_the_parent(logic_home):
+    from runtime.manifest import files_from_json
+    from runtime.service import Service
+    from store import Settings, Store
+
+    settings = Settings(home=logic_home, master_key=None, workers=2, run_timeout_s=5.0)
+    Store.initialize(settings)[0].close()
+    service = Service(Store.open(settings), pool=WorkerPool(settings, executor=ROGUE))
+    try:
+        actor = service.actor()
+        service.create_secret(actor, "KEY", "audited-secret-value-0123456789")
+        service.deploy_function(actor, files_from_json({
+            "name": "sly", "secrets": ["KEY"],
+            "source": "def main(event, secrets):\n    return len(secrets.KEY)\n"
+                      "# rogue: read-secret-then-deep-json-frame\n"}))
+        record = service.execute_function(actor, "sly")
+        assert record["status"] == "crashed" and record["secrets_accessed"] == ["KEY"]
+        assert [a.secret_name for a in service.audit(actor, "KEY")] == ["KEY"]
+        assert service.get_secret(actor, "KEY").last_accessed_at is not None
+    finally:
+        service.close()
+
