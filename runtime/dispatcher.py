@@ -69,8 +69,8 @@ class Dispatcher:
     def _step(self, limit: int) -> tuple[int, bool]:
         """(how many were taken, whether more were waiting behind them)."""
         now = self.service.clock()
+        claimed_at = time.monotonic()  # with `now`: the lease counts from here, lock waits included
         claimed = self.service.events.claim(iso(now), iso(now + self.lease), limit)
-        claimed_at = time.monotonic()
         for delivery in claimed:
             if self._stop.is_set():
                 self.service.events.release(delivery.id)
