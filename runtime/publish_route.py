@@ -71,14 +71,11 @@ class PublishRoute:
 
     def _pool(self) -> ThreadPoolExecutor:
         # Writes wait for each other on the store's lock anyway: a few threads are enough.
+        # Idle at shutdown (uvicorn has finished every request), they are joined at exit.
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1),
                                                 thread_name_prefix="publish")
         return self._executor
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
 
 
 def _target(scope: Scope) -> str | None | bool:

@@ -160,8 +160,8 @@ class FunctionStore:
     # runs --------------------------------------------------------------------
 
     def add_run(self, record: dict[str, Any]) -> None:
-        """Store a redacted run record; every _PRUNE_EVERY runs, drop the oldest beyond
-        `runs_kept` (caller's transaction)."""
+        """Store a redacted run record; on the function's first run in this process and every
+        _PRUNE_EVERY runs after it, drop the oldest beyond `runs_kept` (caller's transaction)."""
         function_id = record["function_id"]
         with self._unpruned_lock:
             # The first run of a function in this process prunes too: a process that runs it
