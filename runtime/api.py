@@ -289,7 +289,8 @@ def logic_error_response(exc: LogicError, method: str, path: str) -> JSONRespons
         return error(exc.status, exc.message, WWW_AUTHENTICATE)
     if exc.status >= 500:
         log.error("%s on %s %s: %s", type(exc).__name__, method, path, exc.message)
-    return error(exc.status, exc.message)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return error(exc.status, exc.message, headers)
 
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -8,16 +8,20 @@
      ├── NotFound                   404  exit 1
      ├── Conflict                   409  exit 1   duplicate name, deleting a used secret
      ├── TooLarge                   413  exit 1   value, body or event over its limit
-     ├── QueueFull                  429  exit 1   backpressure: try again later
+     ├── TooManyRequests            429  exit 1   backpressure, with Retry-After: try again later
+     │    └── QueueFull                           the owner's (or the server's) delivery queue is full
      ├── WorkerUnavailable          503  exit 1   no worker process could be started
      └── StoreError                 500  exit 1   the store cannot be used as it is
+          ├── StoreBusy             503           another process holds the database: retry
+          ├── DiskFull              507           no space left on the disk holding LOGIC_HOME
           ├── NotInitialized                      no database yet: run `logic init`
           ├── MasterKeyError                      missing or wrong master key
           ├── SchemaTooNew                        database from a newer logic-runtime
           └── DecryptionError                     a ciphertext was edited or swapped
 
 Each interface has one mapper: the CLI prints `Error: <message>` and exits
-with `exit_code`; the HTTP API answers `{"error": <message>}` with `status`.
+with `exit_code`; the HTTP API answers `{"error": <message>}` with `status`
+(and a `Retry-After` header where the error has `retry_after`, in seconds).
 Messages never contain a secret value.
 """
 
@@ -27,10 +31,13 @@ from __future__ import annotations
 class LogicError(Exception):
     status = 500
     exit_code = 1
+    retry_after: int | None = None  # seconds; the API sends it as Retry-After
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, retry_after: int | None = None):
         super().__init__(message)
         self.message = message
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class InvalidInput(LogicError):
@@ -65,8 +72,15 @@ class TooLarge(LogicError):
     status = 413
 
 
-class QueueFull(LogicError):
+class TooManyRequests(LogicError):
+    """Backpressure: this caller (an owner, a client address) is over a quota for now."""
+
     status = 429
+    retry_after = 1
+
+
+class QueueFull(TooManyRequests):
+    pass
 
 
 class WorkerUnavailable(LogicError):
@@ -77,6 +91,19 @@ class WorkerUnavailable(LogicError):
 
 class StoreError(LogicError):
     status = 500
+
+
+class StoreBusy(StoreError):
+    """Another process held the database's write lock past the busy timeout."""
+
+    status = 503
+    retry_after = 1
+
+
+class DiskFull(StoreError):
+    """The disk holding the database is full: nothing was written."""
+
+    status = 507
 
 
 class NotInitialized(StoreError):
