@@ -13,13 +13,19 @@ from store.errors import DecryptionError, NotFound
 from store.secrets import Access, SecretStore
 from store.sensitive import Sensitive
 
+from .redactor import masking_cost
 from .sandbox.executor import SecretAccessError
 
 
 class SecretsBroker:
     def __init__(self, secrets: SecretStore, *, owner: str, declared: tuple[str, ...],
-                 consumer_kind: str, consumer_id: str, consumer_name: str, run_id: str | None):
+                 consumer_kind: str, consumer_id: str, consumer_name: str, run_id: str | None,
+                 bytes_max: int | None = None, masking_max: int | None = None):
         self._secrets = secrets
+        # Threat: a run reading many large secrets to make the server build (and hold)
+        # huge redactors. What its distinct values may total, and what masking them may cost.
+        self._bytes_max = self._bytes_left = bytes_max
+        self._masking_left = masking_max
         self.owner = owner
         self.declared = declared
         self._consumer = (consumer_kind, consumer_id, consumer_name)
@@ -37,11 +43,29 @@ class SecretsBroker:
             raise SecretAccessError(f"secret {name} no longer exists") from None
         except DecryptionError:
             raise SecretAccessError(f"secret {name} cannot be read; the operator has been told") from None
+        if value not in self.values:
+            self._charge(name, value)
+            self.values.append(value)
         kind, cid, cname = self._consumer
         self.accesses.append(Access(self.owner, name, kind, cid, cname, self.run_id, now_iso()))
-        if value not in self.values:
-            self.values.append(value)
         return value.reveal()
+
+    def _charge(self, name: str, value: Sensitive) -> None:
+        """Count a value not read before against the run's limits; refuse it past them."""
+        if self._bytes_left is not None:
+            size = len(value.reveal().encode("utf-8"))
+            if size > self._bytes_left:
+                raise SecretAccessError(
+                    f"secret {name} cannot be read: the secrets one run reads may total "
+                    f"at most {self._bytes_max:,} bytes (use fewer or shorter secrets)")
+            self._bytes_left -= size
+        if self._masking_left is not None:
+            cost = masking_cost([value])
+            if cost > self._masking_left:
+                raise SecretAccessError(
+                    f"secret {name} cannot be read: masking the secrets this run read would take "
+                    "more memory than one run may use (use fewer secrets, or values with fewer lines)")
+            self._masking_left -= cost
 
     @property
     def names_read(self) -> list[str]:

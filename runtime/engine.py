@@ -68,7 +68,9 @@ class Engine:
         consumer_id = fn.id if persist else "test-run"
         broker = SecretsBroker(self.store.secrets, owner=fn.owner, declared=declared,
                                consumer_kind="logic_function", consumer_id=consumer_id,
-                               consumer_name=fn.name, run_id=run_id)
+                               consumer_name=fn.name, run_id=run_id,
+                               bytes_max=self.settings.secret_bytes_per_run_max,
+                               masking_max=self.settings.masking_bytes_per_run_max)
         triggered_at = iso(self.clock())
         context = {
             "event": event,

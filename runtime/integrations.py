@@ -125,7 +125,9 @@ class IntegrationService:
                                 error="the integration's configuration is no longer valid: update it")
         broker = SecretsBroker(self.store.secrets, owner=record.owner, declared=tuple(spec.secrets),
                                consumer_kind="integration", consumer_id=record.id,
-                               consumer_name=record.name, run_id=run_id)
+                               consumer_name=record.name, run_id=run_id,
+                               bytes_max=self.settings.secret_bytes_per_run_max,
+                               masking_max=self.settings.masking_bytes_per_run_max)
         secrets: dict[str, str] = {}
         try:
             for secret in spec.used_secrets():

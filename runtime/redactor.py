@@ -12,7 +12,8 @@ these common encodings of it:
 
 - the exact value, and each line of a multi-line value on its own
   (leading and trailing white space stripped), so a key printed one line at
-  a time is masked line by line;
+  a time is masked line by line (a line as text, JSON- and repr-escaped;
+  only the whole value in the binary encodings below);
 - base64 of its UTF-8 bytes, standard (`+/`) and URL-safe (`-_`) alphabets,
   padded and unpadded, at each of the three byte offsets: the value encoded
   on its own, and the value encoded after any prefix (`"user:" + password`
@@ -30,7 +31,8 @@ these common encodings of it:
 - JSON string escaping (`ensure_ascii` on and off), also escaped twice (JSON
   text inside a JSON string);
 - Python `repr` escaping, for both quote styles, of the text and of its
-  UTF-8 bytes (`b'...'`);
+  UTF-8 bytes (`b'...'`), and `ascii()` escaping of the text (also what
+  `%a` and `f"{x!a}"` write);
 - hex of the UTF-8 bytes, lower and upper case.
 
 Overlapping and adjacent matches become a single `[[SENSITIVE]]`, so the
@@ -84,8 +86,16 @@ Cost
 
 All patterns of all registered values live in one Aho-Corasick automaton
 (pyahocorasick), so a scan costs about the same whatever the number of
-secrets; a pattern longer than 256 characters is searched by its first 256
-and confirmed in full, so a 64 KiB secret stays cheap. Before that scan each
+secrets. A pattern longer than 64 characters is searched by its first 64 and
+confirmed by a digest of the whole, so no redactor or cache holds a long
+encoded form: a 64 KiB value's forms (~7 MB of text) are built once, in time
+linear in its length, and kept as ~300 anchors and digests. The patterns of
+each value are cached by value and shared by every redactor whose set of
+values holds it; `for_values` caches redactors per set. Both caches share
+one bound in bytes (CACHE_BYTES, settings.redactor_cache_mb), so whatever
+sets of secrets tenants read, what the server keeps stays under it.
+`masking_cost` says what a value adds to a redactor: the broker refuses a
+read that would take a run past settings.masking_bytes_per_run_max. Before that scan each
 text goes through a pre-filter: its UTF-8 bytes are read as 8- or 4-byte
 words at aligned positions and looked up in the set of words that any
 occurrence of a pattern must contain. Text with no secret in it (the common
@@ -104,20 +114,23 @@ from __future__ import annotations
 
 import base64
 import bisect
-import functools
+import hashlib
 import itertools
 import json
-import re
+import os
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import ahocorasick
 
 from store.sensitive import MASK, Sensitive
 
-__all__ = ["MIN_ENCODED_CHARS", "MIN_VALUE_CHARS", "Redactor"]
+__all__ = ["MIN_ENCODED_CHARS", "MIN_VALUE_CHARS", "Redactor", "masking_cost", "set_cache_bytes"]
 
 MIN_VALUE_CHARS = 4
 MIN_ENCODED_CHARS = 6
@@ -133,11 +146,17 @@ _SHORT_PATTERNS_MAX = 8
 # Pre-filter passes as (word width, stride) in bytes, widest stride first.
 _TIERS = ((8, 16), (8, 8), (4, 8), (4, 4))
 _WORD_CODES = {8: "Q", 4: "I"}
-_CACHE_SIZE = 256
-# Longer patterns are searched by their start and confirmed in full.
-_ANCHOR_CHARS = 256
-
-_PERCENT_HEX = re.compile(r"%[0-9A-F]{2}")
+# Longer patterns are searched by their first _ANCHOR_CHARS characters and confirmed by
+# a digest of the whole: the automaton and the caches never hold a long form in full
+# (a 64 KiB value's encodings come to about 7 MB of text).
+_ANCHOR_CHARS = 64
+_DIGEST_BYTES = 16
+# What the shared caches may hold (threat: a tenant cycling through secret sets to grow
+# the server): the patterns of each value, and the matchers built for sets of values.
+CACHE_BYTES = 64 * 1024 * 1024
+_CACHE_ENTRIES = 4096
+_NODE_BYTES = 40  # what one automaton node costs (pyahocorasick's sizeof_node + its link)
+_FILTER_BYTES_PER_PATTERN = 16 * 200  # up to one filter word per byte of stride, in a set and a dict
 
 
 class Redactor:
@@ -157,29 +176,29 @@ class Redactor:
         "_short",
         "_tiers",
         "_filtered",
+        "_nbytes",
     )
 
     def __init__(self, values: Iterable[str | Sensitive]):
         texts = {_reveal(v) for v in values}
         texts.discard("")
-        patterns: set[str] = set()
-        skipped = 0
-        for value in texts:
-            pieces = _pieces(value)
-            if not pieces:
-                skipped += 1
-            for piece in pieces:
-                patterns.add(piece)
-                patterns.update(p for p in _encodings(piece) if len(p) >= MIN_ENCODED_CHARS)
+        forms = [_forms_of(value) for value in texts]
+        whole: set[str] = set()
+        long: dict[str, set[tuple[int, bytes]]] = {}
+        for f in forms:
+            whole.update(f.whole)
+            for anchor, length, digest in f.long:
+                long.setdefault(anchor, set()).add((length, digest))
         self._value_count = len(texts)
-        self._skipped = skipped
-        self._pattern_count = len(patterns)
-        self._max_len = max(map(len, patterns), default=0)
-        self._min_len = min(map(len, patterns), default=0)
+        self._skipped = sum(f.skipped for f in forms)
+        self._pattern_count = len(whole) + sum(map(len, long.values()))
+        self._max_len = max((f.longest for f in forms), default=0)
+        self._min_len = min(map(len, itertools.chain(whole, long)), default=0)
         self._automaton = None
-        self._long: list[tuple[str, ...]] = []
-        keys = self._build_automaton(patterns)
+        self._long: list[tuple[tuple[int, bytes], ...]] = []
+        keys = self._build_automaton(whole, long)
         self._build_filter(keys)
+        self._nbytes = self._size()
 
     @classmethod
     def for_values(cls, values: Iterable[str | Sensitive]) -> Redactor:
@@ -187,14 +206,28 @@ class Redactor:
 
         The order of the values and repeated values do not matter. Building
         the automaton costs far more than a redaction, and a function's
-        declared secrets rarely change between runs.
+        declared secrets rarely change between runs. The cache is bounded
+        in bytes (CACHE_BYTES, shared with the patterns of each value), and
+        is keyed by digests, not by the values.
         """
-        return _cached(cls, frozenset(_reveal(v) for v in values))
+        texts = {_reveal(v) for v in values}
+        key = frozenset(_value_key(t) for t in texts)
+        found = _SETS.get(key)
+        if found is None:
+            found = cls(texts)
+            _SETS.put(key, found, found._nbytes)
+        return found
 
     @staticmethod
     def clear_cache() -> None:
-        """Forget every cached redactor (and with it the values it holds)."""
-        _cached.cache_clear()
+        """Forget every cached redactor and value's patterns."""
+        _SETS.clear()
+        _FORMS.clear()
+
+    @staticmethod
+    def cache_bytes() -> int:
+        """What the shared caches hold now, by their own accounting (at most CACHE_BYTES)."""
+        return _SETS.nbytes + _FORMS.nbytes
 
     @property
     def pattern_count(self) -> int:
@@ -363,36 +396,45 @@ class Redactor:
                 continue
             start = last + 1 - _ANCHOR_CHARS
             if start < starts_before:
-                for pattern in self._long[~found]:
-                    if text.startswith(pattern, start):
-                        spans.append((start + offset, start + len(pattern) + offset))
+                for length, digest in self._long[~found]:
+                    end = start + length
+                    if end <= len(text) and _digest(text[start:end]) == digest:
+                        spans.append((start + offset, end + offset))
         return spans
 
-    def _build_automaton(self, patterns: set[str]) -> list[str]:
+    def _build_automaton(self, whole: set[str], long: dict[str, set[tuple[int, bytes]]]) -> list[str]:
         """One automaton for all patterns; returns the strings it searches.
 
-        A pattern longer than _ANCHOR_CHARS is searched by its first
-        _ANCHOR_CHARS characters and confirmed in full on a hit, so that a
-        64 KiB secret does not cost millions of trie nodes. Values: > 0 is
+        `whole` are searched as they are; each key of `long` is the first
+        _ANCHOR_CHARS characters of longer patterns, confirmed on a hit by
+        their (length, digest), so that a 64 KiB secret does not cost
+        millions of trie nodes or megabytes of kept text. Values: > 0 is
         the length of a whole pattern, < 0 is ~index into self._long.
         """
-        if not patterns:
+        if not whole and not long:
             return []
         automaton = ahocorasick.Automaton(ahocorasick.STORE_INTS)
-        anchors: dict[str, list[str]] = {}
-        for pattern in patterns:
-            if len(pattern) > _ANCHOR_CHARS:
-                anchors.setdefault(pattern[:_ANCHOR_CHARS], []).append(pattern)
-            else:
+        for pattern in whole:
+            if pattern not in long:
                 automaton.add_word(pattern, len(pattern))
-        for anchor, longer in anchors.items():
-            if anchor in patterns:  # also a whole pattern: confirmed trivially
-                longer.append(anchor)
-            self._long.append(tuple(longer))
+        for anchor, longer in long.items():
+            if anchor in whole:  # also a whole pattern: confirmed by its own digest
+                longer = longer | {(len(anchor), _digest(anchor))}
+            self._long.append(tuple(sorted(longer)))
             automaton.add_word(anchor, ~(len(self._long) - 1))  # replaces a length
         automaton.make_automaton()
         self._automaton = automaton
-        return [p for p in patterns if len(p) <= _ANCHOR_CHARS] + list(anchors)
+        return [p for p in whole if p not in long] + list(long)
+
+    def _size(self) -> int:
+        """About how many bytes this redactor holds (for the cache's bound)."""
+        size = 1024
+        if self._automaton is not None:
+            size += self._automaton.get_stats()["total_size"]
+        size += sum(64 + 64 * len(group) for group in self._long)
+        for _width, _stride, words, found in self._tiers:
+            size += 200 * len(words) + sum(8 * len(p) for p in found.values())
+        return size
 
     def _build_filter(self, patterns: set[str]) -> None:
         """Words that any occurrence of a pattern must contain, for `_may_match`.
@@ -461,9 +503,148 @@ class Redactor:
         return False
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _cached(cls: type[Redactor], values: frozenset[str]) -> Redactor:
-    return cls(values)
+class _ByteBoundedLRU:
+    """A thread-safe LRU cache bounded by entries and by the bytes its entries report.
+
+    One budget shared by two caches (see _FORMS, _SETS): whatever a tenant declares
+    or reads, the server holds at most CACHE_BYTES of patterns and matchers.
+    """
+
+    def __init__(self, budget: "_Budget"):
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self._budget = budget
+        self.nbytes = 0
+
+    def get(self, key):
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                return found[0]
+            return None
+
+    def put(self, key, value, nbytes: int) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (value, nbytes)
+            self.nbytes += nbytes
+        self._budget.trim()
+
+    def pop_oldest(self) -> bool:
+        with self._lock:
+            if not self._items:
+                return False
+            _key, (_value, nbytes) = self._items.popitem(last=False)
+            self.nbytes -= nbytes
+            return True
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.nbytes = 0
+
+
+class _Budget:
+    def __init__(self):
+        self.caches: list[_ByteBoundedLRU] = []
+
+    def trim(self) -> None:
+        """Evict the oldest entries, the larger cache first, until both fit."""
+        while True:
+            total = sum(c.nbytes for c in self.caches)
+            entries = sum(len(c) for c in self.caches)
+            if total <= CACHE_BYTES and entries <= _CACHE_ENTRIES:
+                return
+            if not max(self.caches, key=lambda c: c.nbytes).pop_oldest():
+                return
+
+
+_BUDGET = _Budget()
+_FORMS = _ByteBoundedLRU(_BUDGET)  # value key -> _Forms
+_SETS = _ByteBoundedLRU(_BUDGET)  # frozenset of value keys -> Redactor
+_BUDGET.caches += [_FORMS, _SETS]
+# Cache keys are keyed digests of the values, not the values: a per-process key, so a
+# key seen in a memory dump cannot be checked against guessed values elsewhere.
+_KEY_SECRET = os.urandom(32)
+
+
+def set_cache_bytes(nbytes: int) -> None:
+    """The shared caches' bound (settings.redactor_cache_mb); evicts down to it now."""
+    global CACHE_BYTES
+    CACHE_BYTES = max(0, int(nbytes))
+    _BUDGET.trim()
+
+
+def _value_key(value: str) -> bytes:
+    return hashlib.blake2b(_utf8(value), key=_KEY_SECRET, digest_size=20).digest()
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(_utf8(text), digest_size=_DIGEST_BYTES).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Forms:
+    """The patterns of one value: built once, shared by every redactor whose set holds it."""
+
+    whole: frozenset[str]  # patterns of at most _ANCHOR_CHARS characters
+    long: tuple[tuple[str, int, bytes], ...]  # (first _ANCHOR_CHARS characters, length, digest)
+    longest: int
+    skipped: int  # 1 when the value is too short to be masked at all
+    nbytes: int  # what this object holds
+    cost: int  # about what its patterns add to a redactor (automaton nodes, filter words)
+
+
+def _forms_of(value: str) -> _Forms:
+    key = _value_key(value)
+    found = _FORMS.get(key)
+    if found is None:
+        found = _build_forms(value)
+        _FORMS.put(key, found, found.nbytes)
+    return found
+
+
+def _build_forms(value: str) -> _Forms:
+    """Every pattern of `value` (see the module doc); long ones kept as anchor + digest.
+
+    Costs time linear in the value's length (each encoding is one pass), and keeps
+    memory bounded by the number of encodings, not by the value's length.
+    """
+    whole: set[str] = set()
+    long: set[tuple[str, int, bytes]] = set()
+    longest = 0
+    pieces = _pieces(value)
+    multi_line = len(value.splitlines()) > 1
+    for piece in pieces:
+        # A line of a multi-line value (a PEM key printed line by line) is masked as text,
+        # also escaped as JSON or repr() when logged inside a structure; its base64, hex
+        # or URL forms are not searched: a certificate chain's 80 lines would cost 80
+        # times the patterns of the whole value, for an unlikely leak.
+        encodings = _text_forms(piece) if multi_line and piece != value else _encodings(piece)
+        for pattern in itertools.chain((piece,), encodings):
+            if pattern is not piece and len(pattern) < MIN_ENCODED_CHARS:
+                continue
+            longest = max(longest, len(pattern))
+            if len(pattern) <= _ANCHOR_CHARS:
+                whole.add(pattern)
+            else:
+                long.add((pattern[:_ANCHOR_CHARS], len(pattern), _digest(pattern)))
+    nbytes = 256 + sum(100 + len(p) for p in whole) + sum(150 + _ANCHOR_CHARS for _ in long)
+    searched = sum(map(len, whole)) + _ANCHOR_CHARS * len(long)
+    cost = _NODE_BYTES * searched + _FILTER_BYTES_PER_PATTERN * (len(whole) + len(long)) + 64 * len(long)
+    return _Forms(frozenset(whole), tuple(sorted(long)), longest, 0 if pieces else 1, nbytes, cost)
+
+
+def masking_cost(values: Iterable[str | Sensitive]) -> int:
+    """About how many bytes a redactor for `values` holds (their patterns are built and
+    cached on the way): what a run's or a webhook's secrets may cost the server is
+    checked against a limit before they are handed out."""
+    return sum(_forms_of(_reveal(v)).cost for v in set(values))
 
 
 def _reveal(value: str | Sensitive) -> str:
@@ -603,6 +784,12 @@ def _encodings(value: str) -> Iterator[str]:
     yield data.hex().upper()
 
 
+def _text_forms(value: str) -> Iterator[str]:
+    """The forms of a line of a multi-line value: escaped as text, not encoded."""
+    yield from _json_forms(value)
+    yield from _repr_forms(value, _utf8(value))
+
+
 def _base64_forms(data: bytes) -> Iterator[str]:
     """Base64 of `data` wherever it sits in the encoded bytes.
 
@@ -644,11 +831,23 @@ def _base85_forms(data: bytes) -> Iterator[str]:
 
 
 def _url_forms(value: str) -> Iterator[str]:
-    for encode in (quote, quote_plus):
+    """`quote` and `quote_plus`, with `/` safe or not, in upper- and lower-case hex.
+
+    Percent-encoding works character by character, so each form is one `translate`
+    over the value with a table of its distinct characters: linear in its length.
+    """
+    chars = set(value)
+    for plus in (False, True):
         for safe in ("", "/"):
-            upper = encode(value, safe=safe)
-            yield upper
-            yield _PERCENT_HEX.sub(lambda m: m.group().lower(), upper)
+            table = {ord(c): _quote_char(c, safe, plus) for c in chars}
+            yield value.translate(table)
+            yield value.translate({k: v.lower() if v.startswith("%") else v for k, v in table.items()})
+
+
+def _quote_char(c: str, safe: str, plus: bool) -> str:
+    if plus and c == " ":
+        return "+"
+    return quote(c, safe=safe + " " if plus else safe).replace(" ", "+")
 
 
 def _json_forms(value: str) -> Iterator[str]:
@@ -662,13 +861,15 @@ def _json_forms(value: str) -> Iterator[str]:
 
 
 def _repr_forms(value: str, data: bytes) -> Iterator[str]:
-    """repr() of the text and of its bytes, between either kind of quote.
+    """repr() of the text and of its bytes, and ascii() of the text (also `%a`, `!a`),
+    between either kind of quote.
 
-    repr escapes each character on its own; only the quote it picked
-    depends on the whole string, so escape per character for both quotes.
+    repr escapes each character on its own; only the quote it picked depends on the
+    whole string, so escape per character (one `translate`) for both quotes.
     """
+    chars = set(value)
+    latin = data.decode("latin-1")  # one character per byte, for translate
     for q in ("'", '"'):
-        yield "".join("\\" + c if c == q else repr(c)[1:-1] for c in value)
-        yield "".join(
-            "\\" + q if b == ord(q) else repr(bytes((b,)))[2:-1] for b in data
-        )
+        yield value.translate({ord(c): "\\" + c if c == q else repr(c)[1:-1] for c in chars})
+        yield value.translate({ord(c): "\\" + c if c == q else ascii(c)[1:-1] for c in chars})
+        yield latin.translate({b: "\\" + q if b == ord(q) else repr(bytes((b,)))[2:-1] for b in set(data)})

@@ -25,6 +25,7 @@ from store.settings import Settings
 from .bus import EventBus
 from .integrations import IntegrationService
 from .manifest import FunctionFiles, load_files, next_fire
+from .redactor import set_cache_bytes
 
 
 class Service:
@@ -33,6 +34,7 @@ class Service:
         self.settings: Settings = store.settings
         self.clock = clock
         settings = self.settings
+        set_cache_bytes(settings.redactor_cache_mb * 1024 * 1024)
         self.functions = FunctionStore(store.db, store.secrets, runs_kept=settings.runs_kept)
         self.events = EventStore(store.db, max_pending=settings.queue_max_pending,
                                  max_attempts=settings.delivery_max_attempts)

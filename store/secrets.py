@@ -18,6 +18,7 @@ from .database import Database
 from .errors import Conflict, InvalidInput, NotFound, TooLarge
 from .keyring import KeyRing
 from .sensitive import Sensitive
+from .settings import DECLARED_SECRETS_MAX
 
 NAME_PATTERN = re.compile(r"[A-Z_][A-Z0-9_]*")
 CONSUMER_KINDS = ("logic_function", "integration")
@@ -78,7 +79,10 @@ def check_name(name: object, *, max_chars: int = 64) -> str:
 
 
 def check_declared(names: list[str]) -> list[str]:
-    """A manifest's or webhook's list of secret names: valid, each once (ValueError for pydantic)."""
+    """A manifest's or webhook's list of secret names: valid, each once, at most
+    DECLARED_SECRETS_MAX of them (ValueError for pydantic)."""
+    if len(names) > DECLARED_SECRETS_MAX:
+        raise ValueError(f"{len(names)} secrets are declared; at most {DECLARED_SECRETS_MAX} are allowed")
     for name in names:
         if len(name) > 64 or not NAME_PATTERN.fullmatch(name):
             raise ValueError(f"invalid secret name {name!r}: use upper-case letters, digits and _")

@@ -13,6 +13,10 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+# DESIGN's limit, also enforced where a manifest or webhook file is parsed (no settings there).
+DECLARED_SECRETS_MAX = 50
+
+
 def _default_home() -> Path:
     return Path(os.path.expanduser("~")) / ".logic"
 
@@ -39,6 +43,12 @@ class Settings(BaseSettings):
     result_max_bytes: int = 256 * 1024
     events_per_run_max: int = 100
     secret_reads_per_run_max: int = 10_000  # each read is an audit row
+    # What the secrets one run or webhook reads may cost the server to mask (threat: a
+    # tenant declaring many large secrets to exhaust the server's memory and CPU):
+    # their distinct values' total size, and the redactor they need (see runtime/redactor.py).
+    secret_bytes_per_run_max: int = 256 * 1024
+    masking_bytes_per_run_max: int = 16 * 1024 * 1024
+    redactor_cache_mb: int = 64  # patterns and redactors shared between runs
     chain_depth_max: int = 8
     workers: int = Field(default_factory=lambda: max(2, 2 * (os.cpu_count() or 1)))
     worker_max_runs: int = 10_000

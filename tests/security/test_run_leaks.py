@@ -84,6 +84,9 @@ def forms(value):
     out.append(json.dumps(value, ensure_ascii=False))
     out.append(json.dumps(json.dumps(value)))
     out.append(repr(value))
+    out.append(ascii(value))
+    out.append("%a" % (value,))
+    out.append(f"{value!a}")
     out.append(repr(data))
     out.append(binascii.hexlify(data).decode("ascii"))
     out.append(data.hex().upper())
@@ -194,6 +197,8 @@ def host_forms(value: str) -> list[tuple[str, str]]:
     twice = json.dumps(json.dumps(value))
     out.append((twice, twice[3:-3]))
     out.append((repr(value), repr(value)[1:-1]))
+    for _ in range(3):  # ascii(), "%a" and f"{!a}" write the same text
+        out.append((ascii(value), ascii(value)[1:-1]))
     out.append((repr(data), repr(data)[2:-1]))
     out.append((data.hex(), data.hex()))
     out.append((data.hex().upper(), data.hex().upper()))
