@@ -9,6 +9,9 @@ string.Formatter, functools.wraps/update_wrapper (they write attributes onto
 any object), decimal.getcontext/setcontext and the shared contexts
 (process-wide state), uuid.uuid1/getnode (host MAC address), and any mutable
 module-level container (hashlib's algorithm sets become frozensets).
+Every facade names its exports (MATH_NAMES, ZLIB_NAMES, ITERTOOLS_NAMES, the
+`_pick` lists); none copies `dir()` of the real module, so a name a newer
+Python adds is refused until someone reviews it and lists it.
 
 `random` is bound per run: each run that imports it gets its own
 `random.Random` seeded from the OS. `decimal` too: its import resets the
@@ -78,13 +81,33 @@ def facade_exports(facade: ModuleFacade) -> frozenset[str]:
     return frozenset(facade.__dict__)
 
 
-def _pick(module: Any, names: str) -> dict[str, Any]:
-    return {name: getattr(module, name) for name in names.split()}
+def _pick(module: Any, names: str | frozenset[str]) -> dict[str, Any]:
+    """The listed names only; a listed name the running Python lacks is an error at import."""
+    return {name: getattr(module, name) for name in (names.split() if isinstance(names, str) else sorted(names))}
+
+
+# Listed by name, never `dir(module)`: a name a future Python adds stays refused until reviewed.
+MATH_NAMES = frozenset(
+    "acos acosh asin asinh atan atan2 atanh cbrt ceil comb copysign cos cosh degrees dist e erf erfc exp exp2 "
+    "expm1 fabs factorial floor fmod frexp fsum gamma gcd hypot inf isclose isfinite isinf isnan isqrt lcm ldexp "
+    "lgamma log log10 log1p log2 modf nan nextafter perm pi pow prod radians remainder sin sinh sqrt tan tanh "
+    "tau trunc ulp".split()
+)
+ZLIB_NAMES = frozenset(
+    "adler32 compress compressobj crc32 decompress decompressobj error DEFLATED DEF_BUF_SIZE DEF_MEM_LEVEL "
+    "MAX_WBITS ZLIB_RUNTIME_VERSION ZLIB_VERSION Z_BEST_COMPRESSION Z_BEST_SPEED Z_BLOCK Z_DEFAULT_COMPRESSION "
+    "Z_DEFAULT_STRATEGY Z_FILTERED Z_FINISH Z_FIXED Z_FULL_FLUSH Z_HUFFMAN_ONLY Z_NO_COMPRESSION Z_NO_FLUSH "
+    "Z_PARTIAL_FLUSH Z_RLE Z_SYNC_FLUSH Z_TREES".split()
+)
+ITERTOOLS_NAMES = frozenset(
+    "accumulate chain combinations combinations_with_replacement compress count cycle dropwhile filterfalse "
+    "groupby islice pairwise permutations product repeat starmap takewhile tee zip_longest".split()
+)
 
 
 _EXPORTS: dict[str, dict[str, Any]] = {
     "json": _pick(json, "dumps loads JSONDecodeError JSONEncoder"),
-    "math": {name: getattr(math, name) for name in dir(math) if not name.startswith("_")},
+    "math": _pick(math, MATH_NAMES),
     "re": _pick(re, "compile search match fullmatch split findall finditer sub subn escape error "
                     "Pattern Match A ASCII DOTALL I IGNORECASE M MULTILINE NOFLAG S U UNICODE VERBOSE X"),
     "datetime": _pick(datetime, "date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR UTC"),
@@ -102,13 +125,13 @@ _EXPORTS: dict[str, dict[str, Any]] = {
     },
     "hmac": _pick(hmac, "new digest compare_digest HMAC"),
     "struct": _pick(struct, "pack unpack calcsize iter_unpack pack_into unpack_from Struct error"),
-    "zlib": {name: getattr(zlib, name) for name in dir(zlib) if not name.startswith("_")},
+    "zlib": _pick(zlib, ZLIB_NAMES),
     "statistics": _pick(statistics, "mean fmean geometric_mean harmonic_mean median median_low median_high "
                                     "median_grouped mode multimode quantiles pstdev pvariance stdev variance "
                                     "covariance correlation linear_regression NormalDist StatisticsError"),
     "string": _pick(string, "ascii_letters ascii_lowercase ascii_uppercase digits hexdigits octdigits "
                             "punctuation printable whitespace capwords Template"),
-    "itertools": {name: getattr(itertools, name) for name in dir(itertools) if not name.startswith("_")},
+    "itertools": _pick(itertools, ITERTOOLS_NAMES),
     "functools": _pick(functools, "reduce partial lru_cache cache cmp_to_key"),
     "collections": _pick(collections, "deque defaultdict OrderedDict Counter ChainMap namedtuple"),
     "decimal": _pick(decimal, "Decimal Context localcontext DecimalException InvalidOperation DivisionByZero "

@@ -1,4 +1,5 @@
-"""runtime.webhooks: the spec, its templates, and sending (httpx.MockTransport only)."""
+"""runtime.webhooks: the spec, its templates, sending and the destination check (no network:
+httpx.MockTransport; the real guard against a loopback receiver is tests/security/test_webhook_rebinding.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import httpx
 import pytest
 
 from runtime.webhooks import (
-    RenderedRequest, WebhookSender, event_variables, load_spec, parse_spec, render, render_request,
-    template_names,
+    GuardedBackend, GuardedTransport, RenderedRequest, WebhookSender, address_refusal, event_variables, load_spec,
+    parse_spec, render, render_request, template_names,
 )
 from store.errors import DeployError
 
@@ -361,3 +362,60 @@ def test_a_trickling_response_is_cut_off_at_the_deadline():
     out = s.send(get())
     assert (out.ok, out.error, out.attempts) == (False, "timed out after 0.3 s", 1)
     assert _time.monotonic() - started < 1.5
+
+
+# -- destinations ------------------------------------------------------------------
+
+ALLOW = "set LOGIC_WEBHOOK_ALLOW_PRIVATE=true to allow it"
+
+
+@pytest.mark.parametrize("address, shown, kind", [
+    ("127.0.0.1", "127.0.0.1", "loopback"),
+    ("127.255.0.9", "127.255.0.9", "loopback"),
+    ("10.0.0.5", "10.0.0.5", "private"),
+    ("172.16.0.1", "172.16.0.1", "private"),
+    ("192.168.1.1", "192.168.1.1", "private"),
+    ("169.254.169.254", "169.254.169.254", "link-local"),  # cloud metadata
+    ("0.0.0.0", "0.0.0.0", "unspecified"),
+    ("224.0.0.1", "224.0.0.1", "multicast"),
+    ("240.0.0.1", "240.0.0.1", "reserved"),
+    ("255.255.255.255", "255.255.255.255", "reserved"),
+    ("100.64.0.1", "100.64.0.1", "not globally routable"),  # carrier-grade NAT
+    ("192.0.2.1", "192.0.2.1", "private"),  # documentation: Python counts it private
+    ("::1", "::1", "loopback"),
+    ("::", "::", "unspecified"),
+    ("fe80::1%eth0", "fe80::1%eth0", "link-local"),
+    ("fc00::1", "fc00::1", "private"),
+    ("ff02::1", "ff02::1", "multicast"),
+    ("::ffff:127.0.0.1", "::ffff:127.0.0.1 (127.0.0.1)", "loopback"),
+    ("::ffff:10.0.0.5", "::ffff:10.0.0.5 (10.0.0.5)", "private"),
+    ("2002:7f00:1::", "2002:7f00:1:: (127.0.0.1)", "loopback"),  # 6to4, which Python calls global
+    ("64:ff9b::a00:5", "64:ff9b::a00:5 (10.0.0.5)", "private"),  # NAT64, which Python calls global
+])
+def test_address_refusal_names_the_address_and_the_setting(address, shown, kind):
+    assert address_refusal(address) == f"destination {shown} is not a public address ({kind}); {ALLOW}"
+
+
+@pytest.mark.parametrize("address", ["93.184.215.14", "8.8.8.8", "2606:4700::1111", "2a00:1450:4001:80b::200e"])
+def test_public_addresses_pass(address):
+    assert address_refusal(address) is None
+
+
+def test_a_refused_destination_is_final_and_not_retried():
+    from runtime.webhooks import _Refused
+
+    script, sleeps = Script(_Refused(f"destination 10.0.0.5 is not a public address (private); {ALLOW}")), []
+    out = sender(script, retries=3, sleeps=sleeps).send(get())
+    assert (out.ok, out.attempts, sleeps, len(script.requests)) == (False, 1, [], 1)
+    assert out.error == f"destination 10.0.0.5 is not a public address (private); {ALLOW}"
+
+
+def test_the_guard_is_on_unless_a_transport_is_given_and_private_is_off_by_default():
+    s = WebhookSender(timeout_s=1, retries=0, max_body_bytes=10)
+    try:
+        assert s.allow_private is False
+        assert isinstance(s.client._transport, GuardedTransport)
+        backend = s.client._transport._pool._network_backend
+        assert isinstance(backend, GuardedBackend) and backend.allow_private is False
+    finally:
+        s.close()
