@@ -26,6 +26,7 @@ from .broker import SecretsBroker
 from .events import check_event
 from .redactor import Redactor
 from .sandbox.executor import RunLimits
+from .sandbox.output import LOG_CUT_PREFIX
 from .workers.pool import Job, WorkerPool
 
 _NOTHING_READ = Redactor(())  # a run that read no secret has nothing to mask
@@ -168,9 +169,9 @@ def _note_problems(record: dict, problems: list[str]) -> None:
         record["logs"].append({"at": record["finished_at"], "level": "error", "message": "; ".join(problems)})
 
 
-# What the sandbox writes where a limit cut a text: after the cut log line, and in
-# place of the rest of a long exception message (runtime/sandbox/output.py, tracebacks.py).
-_LOG_CUT_MARKER = "[log truncated: limit of "
+# What is written where a limit cut a text: after the cut log line (by the sandbox or
+# the parent, the same marker: runtime/sandbox/output.py), and in place of the rest of
+# a long exception message (tracebacks.py).
 _MESSAGE_CUT = re.compile(r"\.\.\. \[\d+ more characters\]")
 
 
@@ -187,7 +188,7 @@ def _mask_cut_tails(record: dict, redactor: Redactor) -> None:
         return
     logs = record["logs"]
     for before, line in zip(logs, logs[1:]):
-        if line.get("message", "").startswith(_LOG_CUT_MARKER):
+        if line.get("message", "").startswith(LOG_CUT_PREFIX):
             before["message"] = _mask_tail(before["message"], window)
     error = record["error"]
     if error:

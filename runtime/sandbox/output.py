@@ -16,6 +16,46 @@ from typing import Any, Callable
 from .results import dumps_exact
 
 EVENT_NAME_MAX = 64
+LOG_CUT_PREFIX = "[log truncated: limit of "
+
+
+def line_bytes(text: str) -> int:
+    """What one log line costs against the cap: its UTF-8 bytes plus a newline (an empty
+    line is not free). The one accounting of output, on both sides of the worker."""
+    return (len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))) + 1
+
+
+class LogBudget:
+    """The log cap of one run, kept the same way by the sandbox (which cuts) and by the
+    parent (which checks what a worker sends, and cuts itself if the worker did not).
+
+    `admit(text)` -> (what of the line to keep or None, whether the log is cut here: the
+    marker line follows it). The line that crosses the cap keeps the bytes that fit
+    (never half a character); every line after it is dropped.
+    """
+
+    __slots__ = ("cap", "left", "cut", "marker")
+
+    def __init__(self, cap: int):
+        self.cap = self.left = cap
+        self.cut = False
+        self.marker = f"{LOG_CUT_PREFIX}{cap} bytes reached]"
+
+    def admit(self, text: str) -> tuple[str | None, bool]:
+        if self.cut:
+            return None, False
+        cost = line_bytes(text)
+        if cost <= self.left:
+            self.left -= cost
+            return text, False
+        room, self.left, self.cut = self.left - 1, 0, True
+        head = text.encode("utf-8", "surrogatepass")[:max(room, 0)].decode("utf-8", "ignore")
+        return (head or None), True
+
+    def is_marker(self, text: str) -> bool:
+        """Whether a line received is the sandbox's own marker: the marker text, arriving
+        where it no longer fits (only the sandbox's cut sends it there)."""
+        return not self.cut and text == self.marker and line_bytes(text) > self.left
 
 
 class PublishLimitError(RuntimeError):
@@ -36,15 +76,13 @@ def exact_str(value: Any, what: str) -> str:
 
 
 class RunOutput:
-    __slots__ = ("_host", "_log_left", "_log_max", "_truncated", "_events_left", "_events_max",
-                 "_data_max", "_name_max", "_closed")
+    __slots__ = ("_host", "_log", "_events_left", "_events_max", "_data_max", "_name_max", "_closed")
 
     def __init__(self, host: Any, log_max_bytes: int, events_max: int, event_data_max_bytes: int,
                  event_name_max_chars: int = EVENT_NAME_MAX):
         self._host = host
         self._name_max = event_name_max_chars
-        self._log_left = self._log_max = log_max_bytes
-        self._truncated = False
+        self._log = LogBudget(log_max_bytes)
         self._events_left = self._events_max = events_max
         self._data_max = event_data_max_bytes
         self._closed = False
@@ -57,20 +95,13 @@ class RunOutput:
         return self._closed
 
     def log(self, level: str, message: str) -> None:
-        if self._truncated or self._closed:
+        if self._closed:
             return
-        size = len(message) if message.isascii() else len(message.encode("utf-8", "surrogatepass"))
-        if size <= self._log_left:
-            self._log_left -= size
-            self._host.log(level, message)
-            return
-        if self._log_left > 0:
-            head = message.encode("utf-8", "surrogatepass")[: self._log_left].decode("utf-8", "ignore")
-            if head:
-                self._host.log(level, head)
-        self._log_left = 0
-        self._truncated = True
-        self._host.log("warning", f"[log truncated: limit of {self._log_max} bytes reached]")
+        kept, cut = self._log.admit(message)
+        if kept is not None:
+            self._host.log(level, kept)
+        if cut:
+            self._host.log("warning", self._log.marker)
 
     def log_args(self, level: str, args: tuple) -> None:
         self.log(level, " ".join([a if type(a) is str else str(a) for a in args]))

@@ -30,6 +30,7 @@ from collections import OrderedDict
 from typing import Callable
 
 from runtime.sandbox.executor import SecretAccessError
+from runtime.sandbox.output import LogBudget, line_bytes
 from runtime.sandbox.results import MAX_NESTING
 from runtime.workers import protocol
 from runtime.workers.job import Job, WorkerResult
@@ -42,8 +43,10 @@ log = logging.getLogger(__name__)
 
 WORKER_UID_BASE = 1_900_000_000  # a uid range nothing else on the host uses (root mode)
 LOG_LEVELS = frozenset({"info", "warning", "error"})
-_LOG_SLACK = 4096  # room for the sandbox's own marker line and accounting differences
-_FLOOD_FACTOR = 4  # past cap * this, a worker is flooding on purpose: kill it
+# An honest worker cuts its own log exactly where the parent would (the same LogBudget)
+# and sends nothing after its marker. Past cap * this of frames refused, a worker is
+# flooding on purpose: kill it.
+_FLOOD_FACTOR = 4
 _FRAME_OVERHEAD = 64  # bytes charged per dropped frame, so empty frames count too
 _READY_TIMEOUT_S = 10.0
 _DONE_FIELDS = frozenset({"success", "error", "memory_exceeded"})
@@ -330,7 +333,8 @@ class WorkerPool:
         limits = job.limits
         timeout_s = min(float(job.timeout_s), float(settings.run_timeout_s))
         memory_mb = min(int(job.memory_mb), int(settings.worker_memory_mb))
-        log_cap = min(limits.log_max_bytes, settings.log_max_bytes) + _LOG_SLACK
+        budget = LogBudget(min(limits.log_max_bytes, settings.log_max_bytes))
+        log_cap = budget.cap + 1  # what refused frames are measured against (never 0)
         events_cap = min(limits.events_max, settings.events_per_run_max)
         result_cap = min(limits.result_max_bytes, settings.result_max_bytes)
         data_cap = min(getattr(limits, "event_data_max_bytes", settings.event_data_max_bytes),
@@ -351,11 +355,13 @@ class WorkerPool:
             message["source"] = job.source
         logs: list[dict] = []
         events: list[dict] = []
-        log_bytes = 0
         secret_reads = 0
         reads_cap = int(settings.secret_reads_per_run_max)
+        # Threat: frames whose fields are not capped (padding beside a short log message):
+        # what an honest run can send at most (JSON escaping grows text up to 6x), twice.
+        frames_budget = 2 * (6 * (budget.cap + result_cap + events_cap * data_cap) + 256 * reads_cap + 65536)
+        frames_start = worker.reader.received
         dropped = 0  # bytes (+ per-frame overhead) refused past the caps
-        truncated = False
         status, result, error, keep = "crashed", None, None, False
         t0 = time.monotonic()
         deadline = t0 + timeout_s
@@ -378,23 +384,28 @@ class WorkerPool:
                 if frame is None:
                     status, error = self._death(worker, timeout_s)
                     break
+                if reader.received - frames_start > frames_budget:
+                    raise _Flood("frames")
                 op = frame["op"]
                 if op == "log":
                     text = frame.get("message")
                     level = frame.get("level")
                     if not isinstance(text, str):
                         raise protocol.ProtocolError("log message is not text")
-                    size = _utf8_len(text) + 1  # + a newline: empty lines are not free
-                    if truncated or log_bytes + size > log_cap:
-                        dropped += size + _FRAME_OVERHEAD
-                        if not truncated:
-                            truncated = True
-                            logs.append(_log("warning", f"[log output truncated: over {log_cap - _LOG_SLACK} bytes]"))
+                    if budget.cut:
+                        dropped += line_bytes(text) + _FRAME_OVERHEAD
                         if dropped > _FLOOD_FACTOR * log_cap:
                             raise _Flood("log output")
                         continue
-                    log_bytes += size
-                    logs.append(_log(level if level in LOG_LEVELS else "info", _clean(text)))
+                    if budget.is_marker(text):  # the sandbox cut its log where we would
+                        budget.cut = True
+                        logs.append(_log("warning", budget.marker))
+                        continue
+                    kept, cut = budget.admit(text)  # a worker that did not cut: cut it here
+                    if kept is not None:
+                        logs.append(_log(level if level in LOG_LEVELS else "info", _clean(kept)))
+                    if cut:
+                        logs.append(_log("warning", budget.marker))
                 elif op == "publish":
                     name, data = frame.get("name"), frame.get("data")
                     if not isinstance(name, str) or not (data is None or isinstance(data, str)):

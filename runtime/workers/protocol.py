@@ -38,7 +38,20 @@ HEADER_SIZE = _HEADER.size
 _RECV_CHUNK = 64 * 1024
 
 _dumps = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
-_loads = json.loads
+_INT_DIGITS_MAX = 20  # every integer the protocol carries fits in 64 bits
+
+
+def _frame_int(text: str) -> int:
+    # Threat: a compromised worker filling frames with 4,000-digit numbers, which int()
+    # converts in quadratic time (a 1.6 MB frame of them: ~40 ms of the parent's CPU,
+    # with the GIL held). Results travel as JSON text inside a frame, not as numbers.
+    if len(text) > _INT_DIGITS_MAX:
+        raise ValueError("integer too long for a frame")
+    return int(text)
+
+
+def _loads(text: str):
+    return json.loads(text, parse_int=_frame_int)
 
 
 class ProtocolError(Exception):
@@ -94,13 +107,14 @@ class FrameReader:
     in; it returns None on a clean EOF between frames.
     """
 
-    __slots__ = ("_sock", "_buf", "_max", "_poller")
+    __slots__ = ("_sock", "_buf", "_max", "_poller", "received")
 
     def __init__(self, sock, max_frame: int):
         self._sock = sock
         self._buf = bytearray()
         self._max = max_frame
         self._poller = None
+        self.received = 0  # bytes of whole frames read so far (the parent budgets them per run)
 
     def read(self, deadline: float | None = None, spin_s: float = 0.0) -> dict | None:
         """Next frame; None on EOF. With a `deadline` (time.monotonic()), raise
@@ -128,6 +142,7 @@ class FrameReader:
                 if len(buf) >= end:
                     payload = bytes(buf[HEADER_SIZE:end])
                     del buf[:end]
+                    self.received += end
                     return _decode(payload)
                 want = max(_RECV_CHUNK, end - len(buf))
             else:

@@ -147,12 +147,12 @@ def test_a_log_flood_is_truncated_with_the_marker(env):
     messages = [line["message"] for line in record["logs"]]
     assert messages[-1] == f"[log truncated: limit of {LOG_MAX} bytes reached]"
     assert record["logs"][-1]["level"] == "warning"
-    assert sum(len(m.encode()) for m in messages[:-1]) <= LOG_MAX
+    assert sum(len(m.encode()) + 1 for m in messages[:-1]) == LOG_MAX  # bytes and newlines
     assert messages[0] == "line 0 " + "y" * 50
     # One huge line is cut at the limit too.
     deploy(env, "one-line", "def main(event):\n    print('z' * 100000)\n")
     cut = run(env, "one-line")
-    assert [len(line["message"]) for line in cut["logs"][:-1]] == [LOG_MAX]
+    assert [len(line["message"]) for line in cut["logs"][:-1]] == [LOG_MAX - 1]  # and its newline
     assert cut["logs"][-1]["message"].startswith("[log truncated")
 
 

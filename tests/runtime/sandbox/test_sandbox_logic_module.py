@@ -90,14 +90,15 @@ def test_log_is_truncated_with_one_marker(run):
             return "done"
         """, limits=RunLimits(log_max_bytes=25))
     assert ran.result == "done"
-    assert ran.host.logs == [("info", "0123456789"), ("info", "0123456789"), ("info", "01234"),
+    # Each line costs its bytes plus a newline: 11 + 11, then 2 of the third line's bytes.
+    assert ran.host.logs == [("info", "0123456789"), ("info", "0123456789"), ("info", "01"),
                              ("warning", "[log truncated: limit of 25 bytes reached]")]
 
 
 def test_log_cap_counts_utf8_bytes(run):
-    ran = run('def main(event):\n    print("é" * 10)\n', limits=RunLimits(log_max_bytes=5))
-    assert ran.host.logs[0] == ("info", "éé")
-    assert ran.host.logs[1][1] == "[log truncated: limit of 5 bytes reached]"
+    ran = run('def main(event):\n    print("é" * 10)\n', limits=RunLimits(log_max_bytes=6))
+    assert ran.host.logs[0] == ("info", "éé")  # 2 + 2 bytes, then half a character: dropped
+    assert ran.host.logs[1][1] == "[log truncated: limit of 6 bytes reached]"
 
 
 @pytest.mark.parametrize("data", ["hello wörld", b"\x00\xff\x10binary"])

@@ -84,6 +84,20 @@ def run_function(fn, context, host, *, declared_secrets, limits=RunLimits()):
         payload = b'{"op":"log","level":"info","message":"x","pad":' + b"[" * 5000 + b"]" * 5000 + b"}"
         host._sock.sendall(struct.pack(">I", len(payload)) + payload)
         time.sleep(30)
+    elif behaviour == "padded-log-frames":  # tiny messages, megabytes of padding beside them
+        pad = "p" * 1_000_000
+        for _ in range(10_000):
+            _send_raw(host, {"op": "log", "level": "info", "message": "x", "pad": pad})
+    elif behaviour == "huge-int-frame":
+        payload = b'{"op":"log","level":"info","message":"x","pad":[' + b",".join([b"9" * 4299] * 300) + b"]}"
+        host._sock.sendall(struct.pack(">I", len(payload)) + payload)
+        time.sleep(30)
+    elif behaviour.startswith("overflow-log-with-secret:"):  # ignores the cap, a secret across it
+        cap = int(behaviour.split(":", 1)[1])
+        for _ in range(int(cap / 2 - 40)):
+            host.log("info", "")  # one byte each (the newline), as the sandbox counts them
+        host.log("info", "x" * (cap // 2 + 20) + host.read_secret("KEY") + " and after")
+        host.log("info", "more after the cap")
     elif behaviour == "deep-json-result":
         return RunOutcome("success", "[" * 5000 + "]" * 5000, None)
     elif behaviour == "deep-but-parseable-result":  # under the C parser's guard, over MAX_NESTING
@@ -93,13 +107,20 @@ def run_function(fn, context, host, *, declared_secrets, limits=RunLimits()):
     return RunOutcome("success", "null", None)
 
 
+def _send_raw(host, message: dict) -> None:
+    import json
+
+    payload = json.dumps(message).encode()
+    host._sock.sendall(struct.pack(">I", len(payload)) + payload)
+
+
 def _keep_the_parent_busy(host, seconds: float) -> None:
     """Never let the parent find the socket empty: secret requests for an undeclared name,
     topped up as soon as answers come back.
 
-    Each request carries numbers of 4,299 digits (just under Python's int limit), which
-    json.loads converts in quadratic time: ~0.7 ms of parent CPU per 43 KB request. A few
-    dozen of them queued (the worker may raise its own SO_SNDBUF) are tens of ms of work,
+    Each request carries 120 KB of escaped non-ASCII text, ~0.2 ms of parent CPU to
+    parse (numbers of 4,000 digits, quadratic to convert, are refused now). A few dozen
+    of them queued (the worker may raise its own SO_SNDBUF) are ~10 ms of work,
     so the parent never catches up even when this process is descheduled for a while,
     and its answers (one small frame each) never fill the socket buffer either.
 
@@ -115,7 +136,7 @@ def _keep_the_parent_busy(host, seconds: float) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     except OSError:
         pass
-    request = _encode({"op": "secret", "name": "NOT_DECLARED", "n": [10 ** 4298] * 10})
+    request = _encode({"op": "secret", "name": "NOT_DECLARED", "n": ["\u00e9\u4e2d" * 10_000]})
     sock.sendall(request)
     reply_len = len(_encode(reader.read()))  # every answer is this very frame
     most = 48

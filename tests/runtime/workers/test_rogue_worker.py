@@ -105,13 +105,16 @@ def test_undeclared_secret_is_refused_by_the_parent(rogue):
 def test_a_worker_that_keeps_the_socket_full_is_stopped_at_the_deadline(rogue):
     """The parent looks at the deadline before every frame, not only before it sleeps: a
     worker that never lets the socket go empty (secret requests, topped up as answers come)
-    cannot hold the run thread and its worker slot past the deadline."""
+    cannot hold the run thread and its worker slot past the deadline. (It may run into
+    the per-run frame budget first: either way it is stopped.)"""
     import time
 
     start = time.monotonic()
     result = run(rogue, "keep-the-parent-busy:1.5", timeout_s=0.2)
     elapsed = time.monotonic() - start
-    assert result.status == "timeout", (result.status, round(elapsed, 2))
+    assert (result.status, result.error["message"]) in (
+        ("timeout", "the run exceeded its time limit of 0.2 s"),
+        ("error", "the run flooded its frames far past the limit and was stopped")), round(elapsed, 2)
     assert elapsed < 0.9, f"a 0.2 s run held the parent for {elapsed:.2f} s"
 
 
@@ -147,3 +150,19 @@ def test_a_secret_handed_out_is_audited_even_when_the_worker_then_breaks_the_par
     finally:
         service.close()
 
+
+
+def test_frames_padded_beside_short_messages_count_too(rogue):
+    # Each frame carries a one-character message and a megabyte of padding: no log or
+    # event cap sees it, the per-run frame budget does.
+    result = run(rogue, "padded-log-frames", timeout_s=20.0)
+    assert result.status == "error"
+    assert result.error["message"] == "the run flooded its frames far past the limit and was stopped"
+    assert run(rogue, "ok").status == "success"
+
+
+def test_a_frame_of_huge_integers_is_a_protocol_crash_not_parent_cpu(rogue):
+    result = run(rogue, "huge-int-frame", timeout_s=5.0)
+    assert result.status == "crashed"
+    assert result.error["message"] == "the worker broke the protocol: frame is not valid JSON"
+    assert result.duration_ms < 4000  # refused at once, not at the deadline
