@@ -70,7 +70,8 @@ class Dispatcher:
         """(how many were taken, whether more were waiting behind them)."""
         now = self.service.clock()
         claimed_at = time.monotonic()  # with `now`: the lease counts from here, lock waits included
-        claimed = self.service.events.claim(iso(now), iso(now + self.lease), limit)
+        claimed = self.service.events.claim(iso(now), iso(now + self.lease), limit,
+                                            per_owner=self.service.settings.owner_runs_max)
         for delivery in claimed:
             if self._stop.is_set():
                 self.service.events.release(delivery.id)

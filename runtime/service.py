@@ -25,6 +25,7 @@ from store.settings import Settings
 from .bus import EventBus
 from .integrations import IntegrationService
 from .manifest import FunctionFiles, load_files, next_fire
+from .owner_gate import OwnerGate
 from .redactor import set_cache_bytes
 
 
@@ -37,12 +38,14 @@ class Service:
         set_cache_bytes(settings.redactor_cache_mb * 1024 * 1024)
         self.functions = FunctionStore(store.db, store.secrets, runs_kept=settings.runs_kept)
         self.events = EventStore(store.db, max_pending=settings.queue_max_pending,
+                                 max_pending_per_owner=settings.queue_max_pending_per_owner,
                                  max_attempts=settings.delivery_max_attempts)
         self.integration_store = IntegrationStore(store.db, store.secrets, logs_kept=settings.integration_logs_kept)
         self.integrations = IntegrationService(store, self.integration_store, settings)
         self.bus = EventBus(settings, self.events, self.functions, self.integration_store)
         self.pool = pool
         self._engine = None
+        self._requested_runs = OwnerGate(settings.owner_runs_max)
 
     @classmethod
     def open(cls, settings: Settings, *, runtime: bool = False, clock: Callable[[], datetime] = utcnow) -> "Service":
@@ -267,7 +270,9 @@ class Service:
             event = {"id": uuid.uuid4().hex, "name": event_name, "data": data,
                      "published_at": now_iso(), "source": f"manual:{actor.name}"}
         if isinstance(target, str):
-            return self.engine.run(self._function(actor, target, org), trigger, event=event)
+            fn = self._function(actor, target, org)
+            with self._requested_runs.enter(fn.owner):
+                return self.engine.run(fn, trigger, event=event)
         files = target if isinstance(target, FunctionFiles) else load_files(target, triggers_max=self.settings.triggers_max)
         owner = self.owner_for(actor, org)
         self.check_function(owner, files)
@@ -275,7 +280,8 @@ class Service:
         manifest = files.manifest.model_dump(mode="json", exclude_none=True)
         fn = FunctionRecord(id="test-run", owner=owner, name=files.manifest.name, enabled=True, version=0,
                             created_at=now, updated_at=now, manifest=manifest, source=files.source)
-        return self.engine.run(fn, trigger, event=event, persist=False)
+        with self._requested_runs.enter(owner):
+            return self.engine.run(fn, trigger, event=event, persist=False)
 
 
     # events ----------------------------------------------------------------------

@@ -5,6 +5,12 @@ the publisher hears "accepted". Deliveries are claimed inside a transaction
 with a lease (no assumption that this is the only process on the database);
 a claim whose lease ran out -- its process died -- is claimed again, so each
 delivery runs at least once, and one that keeps dying is recorded as failed.
+
+Owners share the queue fairly (threat: one tenant's flood starving the
+others): a claim takes the oldest pending delivery of the owner with the
+fewest deliveries running, skipping owners already at their cap of runs in
+flight; each owner may have at most `max_pending_per_owner` deliveries open,
+and past it only that owner's publishes are refused.
 """
 
 from __future__ import annotations
@@ -41,14 +47,21 @@ class Claimed(list):
 
 
 class EventStore:
-    def __init__(self, db: Database, *, max_pending: int = 10_000, max_attempts: int = 3):
+    def __init__(self, db: Database, *, max_pending: int = 10_000, max_pending_per_owner: int = 1_000,
+                 max_attempts: int = 3):
         self.db = db
         self.max_pending = max_pending
+        self.max_pending_per_owner = max_pending_per_owner
         self.max_attempts = max_attempts
 
     def open_deliveries(self) -> int:
         """Pending plus running deliveries (a counter the schema's triggers keep exact)."""
         return self.db.one("SELECT open FROM queue_stats WHERE id = 1")[0]
+
+    def open_deliveries_of(self, owner: str) -> int:
+        """One owner's pending plus running deliveries (an index range, bounded by its quota)."""
+        return self.db.one("SELECT count(*) FROM deliveries WHERE owner = ? AND status IN ('pending', 'running')",
+                           (owner,))[0]
 
     def add_event(self, owner: str, name: str, data: str | None, source: str, depth: int,
                   targets: Iterable[tuple[str, str]], *, check_capacity: bool = True) -> dict:
@@ -57,8 +70,12 @@ class EventStore:
         event_id = uuid.uuid4().hex
         published_at = now_iso()
         with self.db.transaction() as conn:
-            if check_capacity and targets and self.open_deliveries() + len(targets) > self.max_pending:
-                raise QueueFull(f"the delivery queue is full ({self.max_pending} pending): try again shortly")
+            if check_capacity and targets:
+                if self.open_deliveries_of(owner) + len(targets) > self.max_pending_per_owner:
+                    raise QueueFull(f"{owner} has {self.max_pending_per_owner:,} deliveries waiting or running, "
+                                    "its limit: try again shortly")
+                if self.open_deliveries() + len(targets) > self.max_pending:
+                    raise QueueFull(f"the delivery queue is full ({self.max_pending:,} pending): try again shortly")
             conn.execute("INSERT INTO events (id, owner, name, data, published_at, source, depth) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?)", (event_id, owner, name, data, published_at, source, depth))
             conn.executemany(
@@ -81,13 +98,15 @@ class EventStore:
             raise NotFound(f"event {event_id} does not exist")
         return dict(row)
 
-    def claim(self, now: str, lease_until: str, limit: int = 1) -> Claimed:
+    def claim(self, now: str, lease_until: str, limit: int = 1, *, per_owner: int | None = None) -> Claimed:
         """Take up to `limit` deliveries: first those whose lease expired (their process died;
-        never starved by a long backlog), then pending ones in order. `.more` on the result
-        says whether any were left (a claimer that took the last one need not look again).
+        never starved by a long backlog), then pending ones, taking turns across owners:
+        each time the oldest pending delivery of the owner with the fewest running, among
+        owners with fewer than `per_owner` running. `.more` on the result says whether
+        claimable work was left (a claimer that took the last one need not look again).
 
         Every query names `status IN ('pending', 'running')` so SQLite uses the partial
-        index of open deliveries, not a scan of every delivery ever made.
+        indexes of open deliveries, not a scan of every delivery ever made.
         """
         with self.db.transaction() as conn:
             # A delivery that has died with its process max_attempts times is given up.
@@ -96,17 +115,17 @@ class EventStore:
                 "last_error = 'gave up: the run did not finish in ' || attempts || ' attempts' "
                 "WHERE status IN ('pending', 'running') AND status = 'running' AND lease_until < ? "
                 "AND attempts >= ?", (now, now, self.max_attempts))
-            # One row more than wanted in each query: whether work is left over.
+            # One row more than wanted: whether work is left over.
             ids = [r[0] for r in conn.execute(
                 "SELECT id FROM deliveries WHERE status IN ('pending', 'running') AND status = 'running' "
                 "AND lease_until < ? ORDER BY id LIMIT ?", (now, limit + 1))]
-            if len(ids) <= limit:
-                ids += [r[0] for r in conn.execute(
-                    "SELECT id FROM deliveries WHERE status IN ('pending', 'running') AND status = 'pending' "
-                    "ORDER BY id LIMIT ?", (limit + 1 - len(ids),))]
-            claimed = Claimed()
-            claimed.more = len(ids) > limit
+            more = len(ids) > limit
             ids = ids[:limit]
+            if len(ids) < limit:
+                taken, more = self._fair_pending(conn, limit - len(ids), per_owner)
+                ids += taken
+            claimed = Claimed()
+            claimed.more = more
             if not ids:
                 return claimed
             marks = ",".join("?" * len(ids))
@@ -115,6 +134,47 @@ class EventStore:
                 f"WHERE id IN ({marks}) RETURNING {_DELIVERY_COLUMNS}", (lease_until, *ids)).fetchall()
         claimed.extend(sorted((Delivery(*row) for row in rows), key=lambda d: d.id))
         return claimed
+
+    def _fair_pending(self, conn, limit: int, per_owner: int | None) -> tuple[list[int], bool]:
+        """Up to `limit` pending ids, one owner's turn at a time; and whether more are claimable.
+
+        Owners with pending work are found by a skip-scan of the owner index (one seek
+        per owner), so a claim costs O(owners waiting), not O(backlog).
+        """
+        turns = []  # [running, oldest pending id, owner]
+        owner = ""
+        while True:
+            # INDEXED BY: left alone, SQLite walks every pending row of the status index.
+            row = conn.execute(
+                "SELECT owner FROM deliveries INDEXED BY deliveries_open_by_owner "
+                "WHERE status IN ('pending', 'running') AND status = 'pending' AND owner > ? "
+                "ORDER BY owner LIMIT 1", (owner,)).fetchone()
+            if row is None:
+                break
+            owner = row[0]
+            running = conn.execute(
+                "SELECT count(*) FROM deliveries WHERE owner = ? AND status IN ('pending', 'running') "
+                "AND status = 'running'", (owner,)).fetchone()[0]
+            if per_owner is None or running < per_owner:
+                turns.append([running, self._oldest_pending(conn, owner), owner])
+        taken = []
+        while turns and len(taken) < limit:
+            turn = min(turns)
+            taken.append(turn[1])
+            turn[0] += 1
+            following = self._oldest_pending(conn, turn[2], after=turn[1])
+            if following is None or (per_owner is not None and turn[0] >= per_owner):
+                turns.remove(turn)
+            else:
+                turn[1] = following
+        return taken, bool(turns)
+
+    @staticmethod
+    def _oldest_pending(conn, owner: str, after: int = 0) -> int | None:
+        row = conn.execute(
+            "SELECT min(id) FROM deliveries WHERE owner = ? AND status IN ('pending', 'running') "
+            "AND status = 'pending' AND id > ?", (owner, after)).fetchone()
+        return row[0]
 
     def finish(self, delivery_id: int, *, status: str = "done", run_id: str | None = None,
                error: str | None = None) -> None:

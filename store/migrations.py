@@ -177,6 +177,13 @@ def _v6_queue_counter(db: sqlite_utils.Database) -> None:
         BEGIN UPDATE queue_stats SET open = open - 1 WHERE id = 1; END""")
 
 
+def _v7_fair_queue(db: sqlite_utils.Database) -> None:
+    # Claims take turns across owners (store/events.py claim): each owner's first pending
+    # delivery and its running count are index seeks, whatever the backlog of others.
+    db.execute("CREATE INDEX deliveries_open_by_owner ON deliveries (owner, status, id) "
+               "WHERE status IN ('pending', 'running')")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_identity,
     _v2_secrets,
@@ -184,4 +191,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v4_functions,
     _v5_events,
     _v6_queue_counter,
+    _v7_fair_queue,
 ]

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     event_name_max_chars: int = 64
     event_data_max_bytes: int = 100 * 1024
     queue_max_pending: int = 10_000
+    # Per owner (threat: one tenant's flood starving the others): deliveries waiting or
+    # running, and runs in flight at once (0: half the workers); see owner_runs_max.
+    queue_max_pending_per_owner: int = 1_000
+    runs_in_flight_per_owner: int = 0
     delivery_threads: int = Field(default_factory=lambda: max(2, 2 * (os.cpu_count() or 1)))
     dispatcher_poll_s: float = 0.5
     delivery_lease_margin_s: float = 30.0  # a claim lasts the longest run or webhook plus this
@@ -82,6 +86,13 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     http_body_max_bytes: int = 1024 * 1024
+
+    @property
+    def owner_runs_max(self) -> int:
+        """Runs (deliveries, test and manual runs) one owner may have in flight at once."""
+        if self.runs_in_flight_per_owner > 0:
+            return self.runs_in_flight_per_owner
+        return max(1, int(self.workers) // 2)
 
     @property
     def db_path(self) -> Path:

@@ -12,7 +12,10 @@ owned by the first owner it runs for and by no one else for its life, reused
 for that owner while idle, and discarded after a timeout, a memory limit, a
 crash, a protocol violation, an output flood, or `worker_max_runs` runs.
 At capacity (`settings.workers`) an idle worker of another owner is evicted;
-when every worker is busy, run() waits.
+when every worker is busy, run() waits. One owner has at most
+`settings.owner_runs_max` runs in flight (half the workers by default): its
+further runs wait while the other owners' go ahead (threat: one tenant's
+slow runs taking every worker).
 """
 
 from __future__ import annotations
@@ -121,6 +124,8 @@ class WorkerPool:
         self._settings = settings
         self._diagnostics = diagnostics
         self._capacity = max(1, int(settings.workers))
+        self._owner_cap = max(1, min(self._capacity, int(settings.owner_runs_max)))
+        self._busy_of: dict[str, int] = {}  # runs in flight per owner
         self._max_runs = max(1, int(settings.worker_max_runs))
         # JSON escaping can grow text up to 6x (\u0000); past this, a frame is abuse.
         biggest = max(settings.result_max_bytes, settings.log_max_bytes, settings.event_data_max_bytes)
@@ -227,6 +232,9 @@ class WorkerPool:
             while True:
                 if self._closed:
                     raise WorkerUnavailable("the worker pool is closed")
+                if self._busy_of.get(owner, 0) >= self._owner_cap:
+                    self._cond.wait()
+                    continue
                 stack = self._idle.get(owner)
                 if stack:
                     worker = stack.pop()
@@ -234,6 +242,7 @@ class WorkerPool:
                         del self._idle[owner]
                     del self._idle_order[worker]
                     self._busy.add(worker)
+                    self._busy_of[owner] = self._busy_of.get(owner, 0) + 1
                     return worker
                 if self._count < self._capacity:
                     break
@@ -244,6 +253,7 @@ class WorkerPool:
                 self._cond.wait()
             if evicted is None:
                 self._count += 1
+            self._busy_of[owner] = self._busy_of.get(owner, 0) + 1
         if evicted is not None:
             evicted.discard()
         try:
@@ -251,7 +261,8 @@ class WorkerPool:
         except BaseException:
             with self._cond:
                 self._count -= 1
-                self._cond.notify()
+                self._unbusy(owner)
+                self._cond.notify_all()
             raise
         worker.owner = owner
         with self._cond:
@@ -265,8 +276,17 @@ class WorkerPool:
             del self._idle[worker.owner]
         del self._idle_order[worker]
 
+    def _unbusy(self, owner: str) -> None:
+        left = self._busy_of.get(owner, 0) - 1
+        if left > 0:
+            self._busy_of[owner] = left
+        else:
+            self._busy_of.pop(owner, None)
+
     def _release(self, worker: _Worker, keep: bool) -> None:
         with self._cond:
+            if worker in self._busy:
+                self._unbusy(worker.owner)
             self._busy.discard(worker)
             keep = keep and not self._closed and worker.spawner is self._spawner and worker.runs < self._max_runs
             if keep:
@@ -274,7 +294,8 @@ class WorkerPool:
                 self._idle_order[worker] = None
             else:
                 self._count -= 1
-            self._cond.notify()
+            # Every waiter looks again: the one woken by notify() may be an owner at its cap.
+            self._cond.notify_all()
         if not keep:
             worker.discard()
 

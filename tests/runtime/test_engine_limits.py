@@ -25,7 +25,7 @@ QUICK = "def main(event):\n    return 'quick'\n"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
-    service = runtime_service(tmp_path_factory, "limits", workers=2, run_timeout_s=TIMEOUT_S, worker_memory_mb=128, log_max_bytes=LOG_MAX, events_per_run_max=EVENTS_MAX, chain_depth_max=CHAIN_MAX, event_data_max_bytes=EVENT_DATA_MAX)
+    service = runtime_service(tmp_path_factory, "limits", workers=2, runs_in_flight_per_owner=2, run_timeout_s=TIMEOUT_S, worker_memory_mb=128, log_max_bytes=LOG_MAX, events_per_run_max=EVENTS_MAX, chain_depth_max=CHAIN_MAX, event_data_max_bytes=EVENT_DATA_MAX)
     try:
         yield service, service.actor()
     finally:
