@@ -42,6 +42,7 @@ WORKLOADS: dict[str, Callable] = {
     "secrets": _with_lab("secrets"),
     "redaction": _plain("redaction"),
     "ingest": _plain("ingest"),  # also reports the "memory" section, measured on the same server
+    "noisy": _plain("noisy"),
 }
 
 __all__ = ["WORKLOADS"]

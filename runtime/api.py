@@ -10,12 +10,17 @@ well formed, with the very same answers.
 
 Each route that acts for an owner exists twice: `/v1/...` for the caller's
 sandbox and `/v1/orgs/{org}/...` for an organization the caller belongs to.
+
+Failed Bearer authentication is throttled per client address (auth_throttle.py),
+on every route. `/healthz` answers 503 while the store cannot write (a full disk,
+a lock held elsewhere) and 200 again once it can, without a restart. Log lines
+escape whatever in them came from the request (`printable`).
 """
 
 import inspect
 import logging
 import traceback
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any, Callable, Literal
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +38,7 @@ from .api_models import (
     FunctionSpec, Health, IntegrationList, IntegrationOut, LogList, RunList, RunOut, SecretCreate, SecretList,
     SecretOut, SecretUpdate,
 )
+from .auth_throttle import AuthThrottle, client_address
 from .manifest import files_from_json
 from .publish_route import PublishRoute
 from .service import Service
@@ -41,18 +47,23 @@ from .webhooks import WebhookSpec
 log = logging.getLogger(__name__)
 
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="logic-runtime"'}
-ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 429)}
+ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503, 507)}
 
 
-def create_app(service: Service, *, publish_fast_path: bool = True) -> FastAPI:
+def create_app(service: Service, *, publish_fast_path: bool = True,
+               auth_throttle: AuthThrottle | None = None) -> FastAPI:
     """The app; `publish_fast_path=False` leaves POST .../events to FastAPI alone (tests
-    compare the two)."""
+    compare the two); `auth_throttle` replaces the default one (tests bring a clock)."""
     app = FastAPI(
         title="logic-runtime",
         summary="Logic functions with encrypted cloud secrets",
         version="1",
     )
     app.state.service = service
+    if auth_throttle is None:
+        auth_throttle = AuthThrottle(failures_max=service.settings.auth_failures_max,
+                                     window_s=service.settings.auth_failure_window_s)
+    app.state.auth_throttle = throttle = auth_throttle
     for path, endpoint, kwargs in ROUTES:
         app.add_api_route(path, endpoint, **kwargs)
     app.add_exception_handler(LogicError, _logic_error)
@@ -62,7 +73,7 @@ def create_app(service: Service, *, publish_fast_path: bool = True) -> FastAPI:
     # then the count of requests in flight, then the publish fast path (publish_route.py),
     # then FastAPI.
     if publish_fast_path:
-        app.add_middleware(PublishRoute, service=service, error_response=logic_error_response)
+        app.add_middleware(PublishRoute, service=service, error_response=logic_error_response, throttle=throttle)
     in_flight = InFlight()
     app.add_middleware(CountRequests, counter=in_flight)
     if getattr(service, "pool", None) is not None:
@@ -87,7 +98,19 @@ async def get_service(request: Request) -> Service:
 async def get_actor(request: Request,
                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
     service: Service = request.app.state.service
-    return service.authenticate(credentials.credentials if credentials else None)
+    token = credentials.credentials if credentials else None
+    if not token:  # 401; a missing token guesses nothing, so it is not counted
+        return service.authenticate(token)
+    throttle: AuthThrottle = request.app.state.auth_throttle
+    address = client_address(request.scope)
+    throttle.check(address)  # 429 before the token is even looked at
+    try:
+        return service.authenticate(token)
+    except Unauthorized:
+        if throttle.failed(address):
+            log.warning("refusing Bearer tokens from %s for %s s: %d failed sign-ins", printable(address),
+                        f"{throttle.window_s:g}", throttle.failures_max)
+        raise
 
 
 Svc = Annotated[Service, Depends(get_service)]
@@ -129,12 +152,22 @@ def _without_org(endpoint: Callable) -> Callable:
     return sandbox_endpoint
 
 
-def healthz() -> dict:
-    """Liveness: no token needed."""
-    return {"ok": True}
+class Degraded(Health):
+    ok: bool = False
+    store: Literal["degraded"] = "degraded"
+    reason: str  # "disk full", "database locked", "disk I/O error"
 
 
-ROUTES.append(("/healthz", healthz, {"methods": ["GET"], "response_model": Health, "tags": ["server"]}))
+def healthz(service: Svc) -> Any:
+    """Liveness: no token needed. 503 while the store cannot write; 200 again once it can."""
+    reason = service.store.fault()
+    if reason is None:
+        return {"ok": True}
+    return JSONResponse(Degraded(reason=reason).model_dump(), status_code=503)
+
+
+ROUTES.append(("/healthz", healthz, {"methods": ["GET"], "response_model": Health, "tags": ["server"],
+                                     "responses": {503: {"model": Degraded, "description": "Writes fail"}}}))
 
 
 # secrets ---------------------------------------------------------------------
@@ -281,14 +314,15 @@ def error(status: int, message: str, headers: dict | None = None) -> JSONRespons
 
 
 def _logic_error(request: Request, exc: LogicError) -> JSONResponse:
-    return logic_error_response(exc, request.method, request.url.path)
+    return logic_error_response(exc, request.method, request.scope["path"])  # not url.path, which drops CR/LF
 
 
 def logic_error_response(exc: LogicError, method: str, path: str) -> JSONResponse:
     if isinstance(exc, Unauthorized):
         return error(exc.status, exc.message, WWW_AUTHENTICATE)
     if exc.status >= 500:
-        log.error("%s on %s %s: %s", type(exc).__name__, method, path, exc.message)
+        log.error("%s on %s %s: %s", type(exc).__name__, printable(method), printable(path),
+                  printable(exc.message))
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
     return error(exc.status, exc.message, headers)
 
@@ -425,10 +459,31 @@ class InternalErrors:
         except BodyTooLarge:
             raise  # BodyLimit, outside, answers 413 (the publish fast path reads the body itself)
         except Exception as exc:
-            log.error("internal error on %s %s:\n%s", scope.get("method"), scope.get("path"), _frames(exc))
+            log.error("internal error on %s %s:\n%s", printable(scope.get("method")), printable(scope.get("path")),
+                      _frames(exc))
             if started:
                 raise
             await error(500, "internal error")(scope, receive, send)
+
+
+def printable(text: object) -> str:
+    """Request-derived text made safe for one log line.
+
+    Threat: a path with %0a (decoded to a newline), a CR or an ANSI escape forges or
+    hides log lines. Every character that is not printable (controls, line and
+    paragraph separators, bidi overrides) and the backslash become Python escapes,
+    so the line stays one line and reads back unambiguously."""
+    text = str(text)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(ch if ch.isprintable() and ch != "\\" else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    if ch == "\\":
+        return "\\\\"
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def _frames(exc: BaseException) -> str:

@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 
 from store.clock import iso
-from store.errors import LogicError, WorkerUnavailable
+from store.errors import DiskFull, LogicError, StoreBusy, WorkerUnavailable
 from store.events import Delivery
 
 from .events import check_event
@@ -55,11 +55,14 @@ class Dispatcher:
         wake = self.service.bus.wake
         while not self._stop.is_set():
             try:
-                _taken, more = self._step(1)
+                taken, more = self._step(1)
             except Exception:  # keep the thread alive; the delivery's lease brings it back
                 log.exception("dispatcher step failed")
                 more = False
-            if not more:  # a ring (work published since the claim), or a look anyway (leases that ran out)
+            # More work claimable, or (after a delivery) its owner's next one, waiting for the
+            # slot this thread just freed: look again at once. Else a ring (work published
+            # since the claim), or a look anyway (leases that ran out).
+            if not more:
                 wake.wait(self.poll_s)
 
     def step(self, limit: int = 1) -> int:
@@ -67,7 +70,8 @@ class Dispatcher:
         return self._step(limit)[0]
 
     def _step(self, limit: int) -> tuple[int, bool]:
-        """(how many were taken, whether more were waiting behind them)."""
+        """(how many were taken, whether to look again at once: more were claimable, or,
+        having delivered, more waited for their owner's runs in flight)."""
         now = self.service.clock()
         claimed_at = time.monotonic()  # with `now`: the lease counts from here, lock waits included
         claimed = self.service.events.claim(iso(now), iso(now + self.lease), limit,
@@ -77,7 +81,7 @@ class Dispatcher:
                 self.service.events.release(delivery.id)
                 continue
             self.deliver(delivery, claimed_at)
-        return len(claimed), claimed.more
+        return len(claimed), claimed.more or (bool(claimed) and claimed.waiting)
 
     def drain(self, max_steps: int = 10_000) -> int:
         """Deliver until nothing is pending (tests and benchmarks)."""
@@ -100,6 +104,8 @@ class Dispatcher:
                 self._fire_integration(delivery)
         except WorkerUnavailable:  # passing (the pool is restarting or closing): try again later
             events.release(delivery.id)
+        except (StoreBusy, DiskFull):
+            raise  # the store's fault, not the delivery's: its lease brings it back
         except LogicError as exc:  # e.g. the target was deleted since the event was accepted
             events.finish(delivery.id, status="failed", error=exc.message)
 

@@ -10,7 +10,9 @@ thread pool of its own and answering with the response the route would give.
 
 Anything else (no token or a bad one, another content type, a body that is not
 JSON or does not validate, another method) goes to the FastAPI route, with
-the body replayed, so every such error is the documented route's own. The
+the body replayed, so every such error is the documented route's own. That
+includes an address the failed-authentication throttle refuses (its 429 is the
+route's) and a token that fails: the route counts the failure, once. The
 route stays in the OpenAPI docs. Errors the service raises are answered by the
 same function as the app's LogicError handler. The body limit and the 500
 guard (api.py) wrap this as they wrap FastAPI.
@@ -31,15 +33,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from store.errors import LogicError
 
 from .api_models import EventAccepted, EventIn
+from .auth_throttle import AuthThrottle, client_address
 
 _ORG_EVENTS = re.compile(r"^/v1/orgs/([^/]+)/events$")
 
 
 class PublishRoute:
-    def __init__(self, app: ASGIApp, service, error_response):
+    def __init__(self, app: ASGIApp, service, error_response, throttle: AuthThrottle):
         self.app = app
         self.service = service
         self.error_response = error_response  # (exc: LogicError, method, path) -> JSONResponse
+        self.throttle = throttle  # the app's: only consulted here, the route counts failures
         self._executor: ThreadPoolExecutor | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -51,7 +55,7 @@ class PublishRoute:
             return
         request = _parse(scope, body)
         actor = None
-        if request is not None:
+        if request is not None and not self.throttle.retry_after(client_address(scope)):
             try:
                 actor = self.service.authenticate(request[0])  # one indexed read, as get_actor does
             except LogicError:

@@ -94,14 +94,16 @@ class StoreError(LogicError):
 
 
 class StoreBusy(StoreError):
-    """Another process held the database's write lock past the busy timeout."""
+    """Another process held the database's write lock past the busy timeout (or this
+    process's writers queued that long behind each other): nothing was written."""
 
     status = 503
     retry_after = 1
 
 
 class DiskFull(StoreError):
-    """The disk holding the database is full: nothing was written."""
+    """The disk holding the database is full (SQLITE_FULL, or an I/O error with next to
+    no space left): the transaction was rolled back, nothing was written."""
 
     status = 507
 

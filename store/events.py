@@ -41,9 +41,11 @@ _DELIVERY_COLUMNS = "id, owner, target_kind, target_id, event_id, scheduled_at, 
 
 
 class Claimed(list):
-    """The deliveries a claim took; `more` tells whether others were waiting behind them."""
+    """The deliveries a claim took; `more` tells whether others were waiting behind them,
+    claimable now; `waiting` whether some wait only for their owner's runs in flight."""
 
     more: bool = False
+    waiting: bool = False
 
 
 class EventStore:
@@ -121,11 +123,12 @@ class EventStore:
                 "AND lease_until < ? ORDER BY id LIMIT ?", (now, limit + 1))]
             more = len(ids) > limit
             ids = ids[:limit]
+            waiting = False
             if len(ids) < limit:
-                taken, more = self._fair_pending(conn, limit - len(ids), per_owner)
+                taken, more, waiting = self._fair_pending(conn, limit - len(ids), per_owner)
                 ids += taken
             claimed = Claimed()
-            claimed.more = more
+            claimed.more, claimed.waiting = more, waiting
             if not ids:
                 return claimed
             marks = ",".join("?" * len(ids))
@@ -135,13 +138,15 @@ class EventStore:
         claimed.extend(sorted((Delivery(*row) for row in rows), key=lambda d: d.id))
         return claimed
 
-    def _fair_pending(self, conn, limit: int, per_owner: int | None) -> tuple[list[int], bool]:
-        """Up to `limit` pending ids, one owner's turn at a time; and whether more are claimable.
+    def _fair_pending(self, conn, limit: int, per_owner: int | None) -> tuple[list[int], bool, bool]:
+        """Up to `limit` pending ids, one owner's turn at a time; whether more are claimable;
+        whether more wait for owners at their cap.
 
         Owners with pending work are found by a skip-scan of the owner index (one seek
         per owner), so a claim costs O(owners waiting), not O(backlog).
         """
         turns = []  # [running, oldest pending id, owner]
+        waiting = False
         owner = ""
         while True:
             # INDEXED BY: left alone, SQLite walks every pending row of the status index.
@@ -157,6 +162,8 @@ class EventStore:
                 "AND status = 'running'", (owner,)).fetchone()[0]
             if per_owner is None or running < per_owner:
                 turns.append([running, self._oldest_pending(conn, owner), owner])
+            else:
+                waiting = True
         taken = []
         while turns and len(taken) < limit:
             turn = min(turns)
@@ -165,9 +172,10 @@ class EventStore:
             following = self._oldest_pending(conn, turn[2], after=turn[1])
             if following is None or (per_owner is not None and turn[0] >= per_owner):
                 turns.remove(turn)
+                waiting = waiting or following is not None
             else:
                 turn[1] = following
-        return taken, bool(turns)
+        return taken, bool(turns), waiting
 
     @staticmethod
     def _oldest_pending(conn, owner: str, after: int = 0) -> int | None:

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     busy_timeout_ms: int = 10_000
 
     # server
+    # Failed Bearer tokens per client address (threat: guessing tokens through the API):
+    # past the limit within the window, 429 with Retry-After until it passes.
+    auth_failures_max: int = 10
+    auth_failure_window_s: float = 60.0
     host: str = "127.0.0.1"
     port: int = 8080
     http_body_max_bytes: int = 1024 * 1024

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import masterkey
-from .database import Database
+from .database import Database, space_on_disk
 from .errors import MasterKeyError
 from .identity import Identity, User
 from .keyring import KeyRing
@@ -56,13 +56,15 @@ class Store:
         """
         home = settings.home
         if not home.exists():
-            home.mkdir(parents=True, mode=0o700)
+            with space_on_disk(home):
+                home.mkdir(parents=True, mode=0o700)
             os.chmod(home, 0o700)  # mkdir's mode is filtered by the umask
         if settings.db_path.exists():
             store = cls.open(settings)
         else:
             if not _env_key(settings) and not settings.key_path.exists():
-                masterkey.write_key_file(settings.key_path, masterkey.generate())
+                with space_on_disk(home):
+                    masterkey.write_key_file(settings.key_path, masterkey.generate())
             candidates = masterkey.candidates(_env_key(settings), settings.key_path)
             db = Database(settings.db_path, busy_timeout_ms=settings.busy_timeout_ms, create=True)
             try:
@@ -90,6 +92,10 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    def fault(self) -> str | None:
+        """Why writes to the store fail now ("disk full", "database locked", ...), or None."""
+        return self.db.fault()
+
     # key rotation ------------------------------------------------------------
 
     def rotate_data_key(self) -> tuple[int, int]:
@@ -115,7 +121,8 @@ class Store:
                 f"the ring is still wrapped by the key in {pending}: put it into LOGIC_MASTER_KEY "
                 "and delete the file before rotating again"
             )
-        masterkey.write_key_file(pending, new_key)  # 1. new key durable before the ring needs it
+        with space_on_disk(self.settings.home):
+            masterkey.write_key_file(pending, new_key)  # 1. new key durable before the ring needs it
         try:
             self.ring.rewrap(new_key)                # 2. one transaction
         except BaseException:

@@ -1,9 +1,12 @@
 """Who may call what: every /v1 route wants a valid token, and a user reaches only
 his own sandbox and the organizations he belongs to (403 for another org, 404
-for another user's ids: ids are not a directory)."""
+for another user's ids: ids are not a directory). Failed tokens are throttled
+per client address (runtime/auth_throttle.py), on a clock the tests move; and
+no log line a request causes can be forged by what the request sent."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 import pytest
@@ -11,8 +14,10 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from runtime.api import create_app
+from runtime.auth_throttle import FAILURES_MAX, WINDOW_S, AuthThrottle, client_address
 from runtime.service import Service
 from store import Settings, Store
+from store.errors import StoreBusy
 
 SECRET = "alice-s3cr3t-4d9b1e"
 SOURCE = "def main(event, secrets):\n    return len(secrets.API_KEY)\n"
@@ -207,3 +212,191 @@ def test_a_member_acts_on_org_resources(world: World) -> None:
     assert world.bob("POST", "/v1/orgs/acme/secrets", json={"name": "ORG_KEY", "value": "org-value"}).status_code == 201
     assert [s["name"] for s in world.alice("GET", "/v1/orgs/acme/secrets").json()["secrets"]] == ["ORG_KEY"]
     assert world.bob("GET", "/v1/orgs/acme/logic/functions").status_code == 200
+
+
+# throttling failed sign-ins ---------------------------------------------------------
+
+A, B = ("203.0.113.7", 40000), ("198.51.100.9", 40001)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def throttled(world: World):
+    """The world's app with a throttle on a test clock; clients at addresses A and B."""
+    clock = Clock()
+    app = create_app(world.service, auth_throttle=AuthThrottle(clock=clock))
+    with TestClient(app, client=A) as a, TestClient(app, client=B) as b:
+        yield a, b, clock, world
+
+
+def get(client: TestClient, token: str | None, url: str = "/v1/secrets", **headers: str):
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return client.get(url, headers=headers)
+
+
+def refused_for(response) -> int:
+    """The Retry-After of a throttled answer (checks the rest of its shape)."""
+    assert response.status_code == 429, response.text
+    wait = int(response.headers["retry-after"])
+    assert response.json() == {"error": f"too many failed sign-ins from this address: try again in {wait} s"}
+    assert "www-authenticate" not in response.headers
+    return wait
+
+
+def test_wrong_tokens_are_throttled_per_address_until_the_window_passes(throttled):
+    a, b, clock, world = throttled
+    for _ in range(FAILURES_MAX):
+        assert get(a, "lgc_guess").status_code == 401
+    assert refused_for(get(a, "lgc_guess")) == WINDOW_S
+    # A right guess is refused too, or the throttle would still tell it apart.
+    assert refused_for(get(a, world.alice_token)) == WINDOW_S
+    assert get(a, None).status_code == 401  # a missing token guesses nothing: plain 401
+    assert get(b, world.alice_token).status_code == 200  # another address is not concerned
+    assert get(b, "lgc_guess").status_code == 401
+    clock.now += WINDOW_S - 0.5
+    assert refused_for(get(a, world.alice_token)) == 1
+    clock.now += 0.5
+    assert get(a, world.alice_token).status_code == 200
+    assert get(a, "lgc_guess").status_code == 401  # a fresh window
+
+
+def test_failures_count_in_a_sliding_window(throttled):
+    a, _b, clock, _world = throttled
+    for _ in range(FAILURES_MAX - 1):
+        assert get(a, "lgc_guess").status_code == 401
+    clock.now += WINDOW_S + 1  # those have left the window
+    for _ in range(FAILURES_MAX):
+        assert get(a, "lgc_guess").status_code == 401
+        clock.now += 1
+    assert refused_for(get(a, "lgc_guess")) == WINDOW_S - FAILURES_MAX
+
+
+def test_a_success_resets_no_count(throttled):
+    a, b, _clock, world = throttled
+    for _ in range(FAILURES_MAX - 1):
+        assert get(a, "lgc_guess").status_code == 401
+    # An attacker holding a token of his own must not wipe his failures with it.
+    assert get(a, world.bob_token).status_code == 200
+    assert get(b, world.alice_token).status_code == 200
+    assert get(a, "lgc_guess").status_code == 401
+    refused_for(get(a, world.bob_token))
+
+
+def test_x_forwarded_for_is_not_believed(throttled):
+    a, b, _clock, world = throttled
+    for n in range(FAILURES_MAX):
+        spoofed = {"X-Forwarded-For": f"192.0.2.{n}", "X-Real-IP": f"192.0.2.{n}"}
+        assert get(a, "lgc_guess", **spoofed).status_code == 401
+    refused_for(get(a, world.alice_token, **{"X-Forwarded-For": B[0]}))
+    assert get(b, world.alice_token).status_code == 200
+
+
+def test_every_authenticated_route_is_throttled(throttled):
+    a, b, _clock, world = throttled
+    for _ in range(FAILURES_MAX):
+        assert get(a, "lgc_guess").status_code == 401
+    for method, path, name in ROUTES:
+        url = fill(path, org="acme", function_id=world.function["id"], run_id=world.run_id,
+                   integration_id=world.integration["id"], name="API_KEY")
+        response = a.request(method, url, headers={"Authorization": f"Bearer {world.alice_token}"},
+                             **body_for(method, name))
+        refused_for(response)
+    # The publish fast path (a valid token, a valid JSON body) too, and only for A.
+    publish = {"headers": {"Authorization": f"Bearer {world.alice_token}"}, "json": {"name": "sensor-test"}}
+    refused_for(a.post("/v1/events", **publish))
+    assert b.post("/v1/events", **publish).status_code == 202
+    assert get(a, None, "/healthz").status_code == 200  # no token, no throttle
+
+
+def test_memory_is_bounded():
+    clock = Clock()
+    throttle = AuthThrottle(failures_max=2, window_s=60, addresses_max=3, clock=clock)
+    for _ in range(1000):
+        throttle.failed("203.0.113.1")
+        clock.now += 0.001
+    assert len(throttle._failures["203.0.113.1"]) == 2  # only the times that can still count
+    for n in range(2, 7):
+        throttle.failed(f"203.0.113.{n}")
+        throttle.failed(f"203.0.113.{n}")
+    assert throttle.tracked == 3  # the least recently failed were forgotten
+    assert throttle.retry_after("203.0.113.6") == 60 and throttle.retry_after("203.0.113.1") == 0
+
+
+def test_addresses_are_keyed_by_subscriber():
+    def key(host: str) -> str:
+        return client_address({"client": (host, 1)})
+
+    assert key("2001:db8:1:2::1") == key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert key("2001:db8:1:3::1") != key("2001:db8:1:2::1")
+    assert key("::ffff:203.0.113.7") == key("203.0.113.7") == "203.0.113.7"
+    assert client_address({"client": None}) == client_address({}) == ""
+
+
+# log lines -------------------------------------------------------------------------
+
+FORGED = "acme\nINFO forged line\r\x1b[31mred\u202e"
+ESCAPED = "acme\\x0aINFO forged line\\x0d\\x1b[31mred\\u202e"
+
+
+def _records(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "runtime.api"]
+
+
+def _one_line(message: str) -> None:
+    assert not any(ch in message for ch in "\n\r\x1b\u202e"), message
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_5xx_log_line_escapes_the_path(world: World, caplog, monkeypatch, fast: bool):
+    def busy(*args, **kwargs):
+        raise StoreBusy("the store is busy")
+
+    monkeypatch.setattr(world.service, "list_secrets", busy)
+    monkeypatch.setattr(world.service, "publish_event", busy)
+    app = create_app(world.service, publish_fast_path=fast)
+    headers = {"Authorization": f"Bearer {world.alice_token}"}
+    with TestClient(app) as client, caplog.at_level(logging.ERROR, logger="runtime.api"):
+        quoted = "acme%0aINFO%20forged%20line%0d%1b[31mred%E2%80%AE"
+        assert client.get(f"/v1/orgs/{quoted}/secrets", headers=headers).status_code == 503
+        assert client.post(f"/v1/orgs/{quoted}/events", headers=headers, json={"name": "a"}).status_code == 503
+    assert _records(caplog) == [f"StoreBusy on GET /v1/orgs/{ESCAPED}/secrets: the store is busy",
+                                f"StoreBusy on POST /v1/orgs/{ESCAPED}/events: the store is busy"]
+
+
+def test_an_internal_error_log_escapes_the_path_and_method(world: World, caplog, monkeypatch):
+    monkeypatch.setattr(world.service, "list_secrets", lambda *a, **k: 1 / 0)
+    with caplog.at_level(logging.ERROR, logger="runtime.api"):
+        response = world.alice("GET", "/v1/orgs/acme%0aINFO%20forged%20line%0d%1b[31mred%E2%80%AE/secrets")
+    assert (response.status_code, response.json()) == (500, {"error": "internal error"})
+    [message] = _records(caplog)
+    first, *frames = message.splitlines()  # the traceback's frames follow, by design
+    assert first == f"internal error on GET /v1/orgs/{ESCAPED}/secrets:"
+    assert not any(line.startswith("INFO forged") for line in frames)
+    assert frames[-1] == "builtins.ZeroDivisionError"
+
+
+def test_the_throttle_log_line_is_one_line(world: World, caplog):
+    app = create_app(world.service, auth_throttle=AuthThrottle(clock=Clock()))
+    with TestClient(app, client=("evil\nINFO forged", 1)) as client, \
+            caplog.at_level(logging.WARNING, logger="runtime.api"):
+        for _ in range(FAILURES_MAX + 3):
+            get(client, "lgc_guess")
+    assert _records(caplog) == [f"refusing Bearer tokens from evil\\x0aINFO forged for {WINDOW_S:g} s: "
+                                f"{FAILURES_MAX} failed sign-ins"]
+
+
+def test_printable_leaves_ordinary_text_alone_and_escapes_the_backslash():
+    from runtime.api import printable
+
+    assert printable("/v1/secrets/API_KEY ünïcödé") == "/v1/secrets/API_KEY ünïcödé"
+    assert printable("a\\x0ab") == "a\\\\x0ab"  # a literal backslash cannot pose as an escape
+    assert printable("\u2028\x00\x7f\U000e0001") == "\\u2028\\x00\\x7f\\U000e0001"
+    _one_line(printable(FORGED))

@@ -15,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from runtime.api import create_app
+from runtime.auth_throttle import FAILURES_MAX, AuthThrottle
 from runtime.service import Service
 from store import Settings, Store
 
@@ -193,3 +194,31 @@ def test_a_chunked_body_over_the_limit_is_413_on_the_fast_path_too(both, path, a
     assert b.status_code == 413
     assert (a.status_code, a.content) == (b.status_code, b.content)
 
+
+
+def test_throttled_addresses_get_the_routes_429_and_failures_count_once(tmp_path):
+    """The fast path never counts a failure (the route it hands the request to does, once),
+    and refuses a throttled address by handing it to the route as well."""
+    settings = Settings(home=tmp_path / "home", master_key=None)
+    store, init = Store.initialize(settings)
+    store.close()
+    service = Service.open(settings)
+    now = [1000.0]
+    try:
+        fast_app = create_app(service, auth_throttle=AuthThrottle(clock=lambda: now[0]))
+        plain_app = create_app(service, publish_fast_path=False, auth_throttle=AuthThrottle(clock=lambda: now[0]))
+        good = {"Authorization": f"Bearer {init.token}", "Content-Type": "application/json"}
+        bad = {**good, "Authorization": "Bearer lgc_guess"}
+        body = b'{"name": "sensor-test"}'
+        with TestClient(fast_app) as fast, TestClient(plain_app) as plain:
+            for _ in range(FAILURES_MAX):
+                assert _same(fast, plain, "POST", "/v1/events", bad, body).status_code == 401
+            for headers in (bad, good):
+                a = _same(fast, plain, "POST", "/v1/events", headers, body)
+                assert a.status_code == 429
+                assert a.headers["retry-after"] == plain.post("/v1/events", headers=headers,
+                                                              content=body).headers["retry-after"] == "60"
+            now[0] += 60
+            assert _same(fast, plain, "POST", "/v1/events", good, body).status_code == 202
+    finally:
+        service.close()
