@@ -50,8 +50,7 @@ def _frame_int(text: str) -> int:
     return int(text)
 
 
-def _loads(text: str):
-    return json.loads(text, parse_int=_frame_int)
+_loads = json.JSONDecoder(parse_int=_frame_int).decode  # one decoder: json.loads(**kw) builds one per call
 
 
 class ProtocolError(Exception):
