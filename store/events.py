@@ -61,9 +61,10 @@ class EventStore:
         return self.db.one("SELECT open FROM queue_stats WHERE id = 1")[0]
 
     def open_deliveries_of(self, owner: str) -> int:
-        """One owner's pending plus running deliveries (an index range, bounded by its quota)."""
-        return self.db.one("SELECT count(*) FROM deliveries WHERE owner = ? AND status IN ('pending', 'running')",
-                           (owner,))[0]
+        """One owner's pending plus running deliveries (index ranges, bounded by its quota)."""
+        return self.db.one("SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending' AND owner = ?) + "
+                           "(SELECT count(*) FROM deliveries WHERE status = 'running' AND owner = ?)",
+                           (owner, owner))[0]
 
     def add_event(self, owner: str, name: str, data: str | None, source: str, depth: int,
                   targets: Iterable[tuple[str, str]], *, check_capacity: bool = True) -> dict:
@@ -107,20 +108,20 @@ class EventStore:
         owners with fewer than `per_owner` running. `.more` on the result says whether
         claimable work was left (a claimer that took the last one need not look again).
 
-        Every query names `status IN ('pending', 'running')` so SQLite uses the partial
-        indexes of open deliveries, not a scan of every delivery ever made.
+        Every query names its status exactly as a partial index does (`status = 'pending'`,
+        `status = 'running'`), so SQLite uses that index, not a scan of every delivery ever
+        made.
         """
         with self.db.transaction() as conn:
             # A delivery that has died with its process max_attempts times is given up.
             conn.execute(
                 "UPDATE deliveries SET status = 'failed', finished_at = ?, "
                 "last_error = 'gave up: the run did not finish in ' || attempts || ' attempts' "
-                "WHERE status IN ('pending', 'running') AND status = 'running' AND lease_until < ? "
-                "AND attempts >= ?", (now, now, self.max_attempts))
+                "WHERE status = 'running' AND lease_until < ? AND attempts >= ?", (now, now, self.max_attempts))
             # One row more than wanted: whether work is left over.
             ids = [r[0] for r in conn.execute(
-                "SELECT id FROM deliveries WHERE status IN ('pending', 'running') AND status = 'running' "
-                "AND lease_until < ? ORDER BY id LIMIT ?", (now, limit + 1))]
+                "SELECT id FROM deliveries WHERE status = 'running' AND lease_until < ? "
+                "ORDER BY lease_until, id LIMIT ?", (now, limit + 1))]  # by id alone: a scan in rowid order
             more = len(ids) > limit
             ids = ids[:limit]
             waiting = False
@@ -142,47 +143,41 @@ class EventStore:
         """Up to `limit` pending ids, one owner's turn at a time; whether more are claimable;
         whether more wait for owners at their cap.
 
-        Owners with pending work are found by a skip-scan of the owner index (one seek
-        per owner), so a claim costs O(owners waiting), not O(backlog).
+        Owners with pending work are found by a skip-scan of the owner index, which also
+        gives each owner's two oldest pending ids (one seek per owner), so a claim costs
+        O(owners waiting), not O(backlog).
         """
-        turns = []  # [running, oldest pending id, owner]
+        turns = []  # [running, oldest pending ids (up to 2), owner]
         waiting = False
         owner = ""
         while True:
-            # INDEXED BY: left alone, SQLite walks every pending row of the status index.
-            row = conn.execute(
-                "SELECT owner FROM deliveries INDEXED BY deliveries_open_by_owner "
-                "WHERE status IN ('pending', 'running') AND status = 'pending' AND owner > ? "
-                "ORDER BY owner LIMIT 1", (owner,)).fetchone()
-            if row is None:
+            rows = conn.execute(
+                "SELECT owner, id FROM deliveries WHERE status = 'pending' AND owner > ? "
+                "ORDER BY owner, id LIMIT 2", (owner,)).fetchall()
+            if not rows:
                 break
-            owner = row[0]
+            owner = rows[0][0]
             running = conn.execute(
-                "SELECT count(*) FROM deliveries WHERE owner = ? AND status IN ('pending', 'running') "
-                "AND status = 'running'", (owner,)).fetchone()[0]
+                "SELECT count(*) FROM deliveries WHERE status = 'running' AND owner = ?", (owner,)).fetchone()[0]
             if per_owner is None or running < per_owner:
-                turns.append([running, self._oldest_pending(conn, owner), owner])
+                turns.append([running, [i for o, i in rows if o == owner], owner])
             else:
                 waiting = True
         taken = []
         while turns and len(taken) < limit:
             turn = min(turns)
-            taken.append(turn[1])
+            ids, owner = turn[1], turn[2]
+            taken.append(ids.pop(0))
             turn[0] += 1
-            following = self._oldest_pending(conn, turn[2], after=turn[1])
-            if following is None or (per_owner is not None and turn[0] >= per_owner):
+            if not ids and len(taken) < limit:  # more of this owner's, for this same claim
+                ids += [r[0] for r in conn.execute(
+                    "SELECT id FROM deliveries WHERE status = 'pending' AND owner = ? AND id > ? "
+                    "ORDER BY id LIMIT 2", (owner, taken[-1]))]
+            capped = per_owner is not None and turn[0] >= per_owner
+            if not ids or capped:
                 turns.remove(turn)
-                waiting = waiting or following is not None
-            else:
-                turn[1] = following
+                waiting = waiting or (capped and bool(ids))
         return taken, bool(turns), waiting
-
-    @staticmethod
-    def _oldest_pending(conn, owner: str, after: int = 0) -> int | None:
-        row = conn.execute(
-            "SELECT min(id) FROM deliveries WHERE owner = ? AND status IN ('pending', 'running') "
-            "AND status = 'pending' AND id > ?", (owner, after)).fetchone()
-        return row[0]
 
     def finish(self, delivery_id: int, *, status: str = "done", run_id: str | None = None,
                error: str | None = None) -> None:

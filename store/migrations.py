@@ -178,10 +178,16 @@ def _v6_queue_counter(db: sqlite_utils.Database) -> None:
 
 
 def _v7_fair_queue(db: sqlite_utils.Database) -> None:
-    # Claims take turns across owners (store/events.py claim): each owner's first pending
-    # delivery and its running count are index seeks, whatever the backlog of others.
-    db.execute("CREATE INDEX deliveries_open_by_owner ON deliveries (owner, status, id) "
-               "WHERE status IN ('pending', 'running')")
+    # Claims take turns across owners (store/events.py claim): each owner's oldest pending
+    # deliveries and its running count are index seeks, whatever the backlog. One index
+    # per status, replacing the (status, id) index of both: under `status IN (...)` a
+    # count of one owner's running rows walked every pending row as well. Running rows
+    # are few (one per delivery thread at most), so leases that ran out are found there.
+    db.execute("DROP INDEX deliveries_open")
+    db.execute("CREATE INDEX deliveries_pending_by_owner ON deliveries (owner, id, status) "
+               "WHERE status = 'pending'")
+    db.execute("CREATE INDEX deliveries_running ON deliveries (owner, lease_until, status) "
+               "WHERE status = 'running'")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [

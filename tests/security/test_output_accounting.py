@@ -196,7 +196,7 @@ def test_when_the_parent_cuts_a_worker_that_ignored_the_cap_the_tail_is_masked_t
                                                                   "secrets": ["KEY"]}), event_name="go")
         messages = [line["message"] for line in record["logs"]]
         assert messages[-1] == f"[log truncated: limit of {LOG_MAX} bytes reached]"
-        assert "more after the cut" not in " ".join(messages)
+        assert "more after the cap" not in " ".join(messages)  # the line the rogue sent past the cap
         assert sum(len(m.encode()) + 1 for m in messages[:-1]) <= LOG_MAX
         assert messages[-2].endswith(MASK)
         assert_no_piece(record, KEY)

@@ -160,3 +160,28 @@ def test_the_api_answers_429_with_retry_after_to_the_flooding_owner_only(world):
     assert "user:alice has 12 deliveries waiting or running" in refused.json()["error"]
     ok = client.post("/v1/events", json={"name": "quick"}, headers={"Authorization": f"Bearer {bob_token}"})
     assert ok.status_code == 202
+
+
+def test_a_claim_seeks_indexes_and_never_walks_the_backlog(store):
+    """Threat: a flooding owner making every claim (everyone's) slower. Each statement a
+    claim runs is looked up by an index; none scans the deliveries table."""
+    events = EventStore(store.db)
+    for i in range(50):
+        events.add_event("user:a" if i % 5 else "user:b", f"e{i}", None, "test", 0, [("function", "f")])
+    statements: list[str] = []
+    conn = store.db.conn
+    conn.set_trace_callback(statements.append)
+    try:
+        claim(events, per_owner=2)
+        events.open_deliveries_of("user:a")
+    finally:
+        conn.set_trace_callback(None)
+    selects = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "UPDATE"))]
+    assert len(selects) >= 5
+    for sql in selects:
+        steps = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql)]
+        # A scan is allowed only of the running rows' index (one per delivery thread at most).
+        scans = [s for s in steps if s.startswith("SCAN deliveries") and "deliveries_running" not in s]
+        assert not scans, (sql, steps)
+        if "owner" in sql.split("WHERE", 1)[-1].split("RETURNING")[0]:  # per owner: its own index range
+            assert any("_by_owner" in s or "deliveries_running" in s for s in steps), (sql, steps)
