@@ -188,6 +188,22 @@ def _v7_fair_queue(db: sqlite_utils.Database) -> None:
                "WHERE status = 'pending'")
     db.execute("CREATE INDEX deliveries_running ON deliveries (owner, lease_until, status) "
                "WHERE status = 'running'")
+    # Each owner's open deliveries, kept by triggers like queue_stats: the per-owner quota
+    # costs one row read per publish (a count of ~1,000 index entries cost 70 us).
+    db.execute("CREATE TABLE owner_queue (owner TEXT PRIMARY KEY, open INTEGER NOT NULL) WITHOUT ROWID")
+    db.execute("INSERT INTO owner_queue (owner, open) SELECT owner, count(*) FROM deliveries "
+               "WHERE status IN ('pending', 'running') GROUP BY owner")
+    db.execute("""CREATE TRIGGER owner_queue_insert AFTER INSERT ON deliveries
+        WHEN new.status IN ('pending', 'running')
+        BEGIN INSERT INTO owner_queue (owner, open) VALUES (new.owner, 1)
+              ON CONFLICT (owner) DO UPDATE SET open = open + 1; END""")
+    db.execute("""CREATE TRIGGER owner_queue_update AFTER UPDATE OF status ON deliveries
+        WHEN (old.status IN ('pending', 'running')) != (new.status IN ('pending', 'running'))
+        BEGIN UPDATE owner_queue SET open = open + (CASE WHEN new.status IN ('pending', 'running')
+            THEN 1 ELSE -1 END) WHERE owner = new.owner; END""")
+    db.execute("""CREATE TRIGGER owner_queue_delete AFTER DELETE ON deliveries
+        WHEN old.status IN ('pending', 'running')
+        BEGIN UPDATE owner_queue SET open = open - 1 WHERE owner = old.owner; END""")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [

@@ -184,4 +184,27 @@ def test_a_claim_seeks_indexes_and_never_walks_the_backlog(store):
         scans = [s for s in steps if s.startswith("SCAN deliveries") and "deliveries_running" not in s]
         assert not scans, (sql, steps)
         if "owner" in sql.split("WHERE", 1)[-1].split("RETURNING")[0]:  # per owner: its own index range
-            assert any("_by_owner" in s or "deliveries_running" in s for s in steps), (sql, steps)
+            assert any("_by_owner" in s or "deliveries_running" in s or "owner_queue" in s for s in steps), (sql, steps)
+
+
+def test_the_per_owner_counter_follows_every_change_of_a_delivery(store):
+    """The quota reads a counter kept by triggers: it must equal the real count after
+    publishes, claims, finishes, releases, failures and pruning."""
+    events = EventStore(store.db)
+    for i in range(6):
+        events.add_event("user:a", f"e{i}", None, "test", 0, [("function", "fa"), ("integration", "ia")])
+    events.add_event("user:b", "b", None, "test", 0, [("function", "fb")])
+
+    def real(owner: str) -> int:
+        return store.db.one("SELECT count(*) FROM deliveries WHERE owner = ? AND status IN ('pending', 'running')",
+                            (owner,))[0]
+
+    taken = [claim(events)[0] for _ in range(5)]
+    events.finish(taken[0].id)
+    events.finish(taken[1].id, status="failed", error="x")
+    events.release(taken[2].id)
+    for owner in ("user:a", "user:b", "user:nobody"):
+        assert events.open_deliveries_of(owner) == real(owner)
+    store.db.execute("UPDATE deliveries SET status = 'done', finished_at = '2000-01-01T00:00:00Z'")
+    events.prune("2100-01-01T00:00:00Z")
+    assert events.open_deliveries_of("user:a") == real("user:a") == 0
