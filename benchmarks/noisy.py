@@ -135,8 +135,8 @@ def run(report: Report, quick: bool) -> None:
                    label="A's own publishes refused (its quota of pending deliveries)")
     section.figure("a_test_runs_refused", "test runs", _one(refused["a_test_run"]),
                    label="A's test runs refused past its quota (429)")
-    section.figure("a_alone", "runs/s", rate_stats(a_alone), label="A alone: quick backlog drained")
-    section.figure("a_beside_b", "runs/s", rate_stats(a_beside), label="A's quick backlog with B publishing beside it")
+    section.figure("a_alone", "runs/s", rate_stats(a_alone), label="A alone: quick events published and delivered")
+    section.figure("a_beside_b", "runs/s", rate_stats(a_beside), label="A's quick events with B publishing beside it")
     bound = settings.redactor_cache_mb + settings.workers * settings.masking_bytes_per_run_max / 2**20
     section.figure("rss_growth", "MB", _one(round(grown, 1)),
                    label=f"server RSS peak over its idle size (bound: {bound:.0f} MB)", target=at_most(bound, "under"))
