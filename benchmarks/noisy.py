@@ -66,7 +66,7 @@ def _rss_mb() -> float:
 
 
 def run(report: Report, quick: bool) -> None:
-    from runtime.dispatcher import Dispatcher
+    from runtime.events.dispatcher import Dispatcher
     from runtime.manifest import files_from_json
 
     section = report.section("noisy", "8. Noisy neighbour: owner A floods, owner B publishes one event at a time")

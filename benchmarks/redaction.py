@@ -17,7 +17,7 @@ import string
 import time
 from urllib.parse import quote
 
-from runtime.redactor import Redactor
+from runtime.execution.redactor import Redactor
 
 from .harness import Peer, Report, at_least, interleave, stats
 

@@ -10,7 +10,7 @@ a plain attribute read.
 
 from __future__ import annotations
 
-from runtime.broker import SecretsBroker
+from runtime.execution.secrets_broker import SecretsBroker
 
 from .harness import Peer, Report, at_most, interleave, stats
 from .lab import SECRET_VALUE, Lab, Restricted, plain

@@ -21,7 +21,7 @@ from store.errors import Conflict, InvalidInput, LogicError
 from store.secrets import check_name
 from store.settings import Settings
 
-from .service import Service
+from runtime.service import Service
 
 
 class CliError(click.ClickException):
@@ -606,7 +606,7 @@ def integrations_get(app: App, name: str, org: str | None, as_json: bool) -> Non
 @pass_app
 def integrations_create(app: App, file: Path, org: str | None, as_json: bool) -> None:
     """Create an integration from NAME.webhook.json."""
-    from .webhooks import load_spec
+    from runtime.integrations.spec import load_spec
 
     record = app.service.create_integration(app.actor, load_spec(file), org)
     emit(record.to_json(), as_json, lambda: click.echo(f"Created integration {record.name} ({record.id})."))
@@ -619,7 +619,7 @@ def integrations_create(app: App, file: Path, org: str | None, as_json: bool) ->
 @pass_app
 def integrations_update(app: App, file: Path, org: str | None, as_json: bool) -> None:
     """Replace an integration (matched by the file's name) with NAME.webhook.json."""
-    from .webhooks import load_spec
+    from runtime.integrations.spec import load_spec
 
     spec = load_spec(file)
     name = spec.get("name") if isinstance(spec, dict) else None
@@ -660,7 +660,7 @@ def integrations_logs(app: App, name: str, limit: int, org: str | None, as_json:
 @pass_app
 def serve(app: App, host: str | None, port: int | None) -> None:
     """Run the HTTP API, event delivery, the cron scheduler and webhooks."""
-    from .server import serve as run_server
+    from runtime.server import serve as run_server
 
     run_server(app.settings, host or app.settings.host, app.settings.port if port is None else port)
 

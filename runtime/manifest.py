@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal, Union
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-from croniter.croniter import CroniterBadDateError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from store.errors import DeployError
 from store.secrets import check_declared
+
+from runtime.events.cron import check_timezone, normalize_cron
 
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # functions and integrations
 
@@ -29,35 +27,9 @@ def check_resource_name(value: str) -> str:
     if not RESOURCE_NAME.fullmatch(value):
         raise ValueError("name must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return value
+
+
 MANIFEST_SUFFIX = ".logic.json"
-
-
-def normalize_cron(expr: str) -> str:
-    """5 fields as usual; 4 fields mean `minute hour day month` on any weekday."""
-    fields = expr.split()
-    if len(fields) == 4:
-        fields.append("*")
-    if len(fields) != 5:
-        raise ValueError(f"cron {expr!r} must have 4 or 5 fields (minute hour day month [weekday]); "
-                         "the finest schedule is once a minute")
-    normalized = " ".join(fields)
-    if not croniter.is_valid(normalized):
-        raise ValueError(f"cron {expr!r} is not a valid cron expression")
-    try:  # valid fields can still name a day that never comes (`0 0 31 2 *`)
-        croniter(normalized, datetime(2000, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
-    except CroniterBadDateError:
-        raise ValueError(f"cron {expr!r} never fires (no such date)") from None
-    return normalized
-
-
-def check_timezone(name: str | None) -> str | None:
-    if name is None:
-        return None
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin") from None
-    return name
 
 
 class EventTrigger(BaseModel):
@@ -187,23 +159,6 @@ def load_files(path: Path, *, triggers_max: int = 5) -> FunctionFiles:
     except (OSError, UnicodeDecodeError) as exc:
         raise DeployError([f"{source_path}: cannot read: {exc}"]) from None
     return FunctionFiles(manifest, data, source, source_path.name, text)
-
-
-def next_fire(cron: str, after: datetime, tz: str | None = None) -> datetime:
-    """The first tick strictly after `after`, in UTC (cron read in `tz`, default UTC).
-
-    When a time zone turns its clocks back, a wall-clock time happens twice; like cron,
-    a tick at such a time fires once, at its first occurrence.
-    """
-    zone = ZoneInfo(tz) if tz else timezone.utc
-    ticks = croniter(cron, after.astimezone(zone))
-    for _ in range(4):
-        tick = ticks.get_next(datetime).astimezone(timezone.utc)
-        wall = tick.astimezone(zone).replace(tzinfo=None)
-        first = wall.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
-        if first == tick:
-            return tick
-    return tick
 
 
 def _data_path(loc: tuple) -> tuple:

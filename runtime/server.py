@@ -17,10 +17,10 @@ import uvicorn
 
 from store.settings import Settings
 
-from .api import create_app
-from .dispatcher import Dispatcher
-from .scheduler import Scheduler
-from .service import Service
+from runtime.http.app import create_app
+from runtime.events.dispatcher import Dispatcher
+from runtime.events.scheduler import Scheduler
+from runtime.service import Service
 
 log = logging.getLogger("logic.server")
 

@@ -22,11 +22,12 @@ from store.identity import User, owner_label
 from store.secrets import Access, SecretInfo
 from store.settings import Settings
 
-from .bus import EventBus
-from .integrations import IntegrationService
-from .manifest import FunctionFiles, load_files, next_fire
-from .owner_gate import OwnerGate
-from .redactor import set_cache_bytes
+from runtime.events.bus import EventBus
+from runtime.integrations.runner import IntegrationRunner
+from runtime.events.cron import next_fire
+from runtime.manifest import FunctionFiles, load_files
+from runtime.execution.owner_gate import OwnerGate
+from runtime.execution.redactor import set_cache_bytes
 
 
 class Service:
@@ -41,7 +42,7 @@ class Service:
                                  max_pending_per_owner=settings.queue_max_pending_per_owner,
                                  max_attempts=settings.delivery_max_attempts)
         self.integration_store = IntegrationStore(store.db, store.secrets, logs_kept=settings.integration_logs_kept)
-        self.integrations = IntegrationService(store, self.integration_store, settings)
+        self.integrations = IntegrationRunner(store, self.integration_store, settings)
         self.bus = EventBus(settings, self.events, self.functions, self.integration_store)
         self.pool = pool
         self._engine = None
@@ -52,7 +53,7 @@ class Service:
         """Open the store; with `runtime`, start the worker zygote first, before any key or handle exists."""
         pool = None
         if runtime:
-            from .workers.pool import WorkerPool
+            from runtime.workers.pool import WorkerPool
 
             pool = WorkerPool(settings)
         try:
@@ -68,7 +69,7 @@ class Service:
         if self._engine is None:
             if self.pool is None:
                 raise RuntimeError("this service was opened without the runtime (Service.open(runtime=True))")
-            from .engine import Engine
+            from runtime.execution.engine import Engine
 
             self._engine = Engine(self.settings, self.store, self.functions, self.pool, clock=self.clock)
             self._engine.event_sink = self.bus.publish_from_run
@@ -167,7 +168,7 @@ class Service:
 
     def check_function(self, owner: str, files: FunctionFiles) -> None:
         """Every deploy check; one DeployError with every problem, each naming file and line."""
-        from .sandbox.executor import compile_function
+        from runtime.sandbox.executor import compile_function
 
         problems: list[str] = []
         manifest = files.manifest
@@ -264,7 +265,7 @@ class Service:
         event = None
         trigger = {"type": "manual"}
         if event_name is not None:
-            from .events import check_event
+            from runtime.events.rules import check_event
 
             check_event(event_name, data, self.settings)
             event = {"id": uuid.uuid4().hex, "name": event_name, "data": data,
@@ -297,7 +298,7 @@ class Service:
         """Accept an event durably (with a delivery per matching target) and return its id."""
         return self.bus.publish(self.owner_for(actor, org), name, data, source=f"user:{actor.name}")
 
-    # integrations (the owner is resolved here; IntegrationService holds the rules) ------
+    # integrations (the owner is resolved here; IntegrationRunner holds the rules) ------
 
     def create_integration(self, actor: User, spec: dict, org: str | None = None) -> IntegrationRecord:
         return self.integrations.create(self.owner_for(actor, org), spec)

@@ -42,7 +42,7 @@ from runtime.workers.worker import EXIT_ISOLATION, EXIT_MEMORY
 from store.clock import now_iso
 from store.errors import LogicError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("logic.workers")
 
 WORKER_UID_BASE = 1_900_000_000  # a uid range nothing else on the host uses (root mode)
 LOG_LEVELS = frozenset({"info", "warning", "error"})

@@ -32,7 +32,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import store.database
-from runtime.api import create_app
+from runtime.http.app import create_app
 from runtime.service import Service
 from store import Settings, Store
 

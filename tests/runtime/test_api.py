@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from runtime.api import create_app
+from runtime.http.app import create_app
 from runtime.service import Service
 from store import Settings, Store
 from store.errors import QueueFull
@@ -485,7 +485,7 @@ def test_unexpected_error_is_a_bare_500(api: Api, monkeypatch: pytest.MonkeyPatc
         raise RuntimeError(message)
 
     monkeypatch.setattr(api.service, "create_secret", broken)
-    with caplog.at_level(logging.ERROR, logger="runtime.api"):
+    with caplog.at_level(logging.ERROR, logger="logic.http"):
         response = api("POST", "/v1/secrets", json={"name": "API_KEY", "value": SECRET})
     assert error_of(response, 500) == "internal error"
     assert "RuntimeError" in caplog.text and "broken" in caplog.text  # the traceback is logged...

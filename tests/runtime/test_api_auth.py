@@ -13,8 +13,8 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from runtime.api import create_app
-from runtime.auth_throttle import FAILURES_MAX, WINDOW_S, AuthThrottle, client_address
+from runtime.http.app import create_app
+from runtime.http.auth_throttle import FAILURES_MAX, WINDOW_S, AuthThrottle, client_address
 from runtime.service import Service
 from store import Settings, Store
 from store.errors import StoreBusy
@@ -347,7 +347,7 @@ ESCAPED = "acme\\x0aINFO forged line\\x0d\\x1b[31mred\\u202e"
 
 
 def _records(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "runtime.api"]
+    return [r.getMessage() for r in caplog.records if r.name == "logic.http"]
 
 
 def _one_line(message: str) -> None:
@@ -363,7 +363,7 @@ def test_a_5xx_log_line_escapes_the_path(world: World, caplog, monkeypatch, fast
     monkeypatch.setattr(world.service, "publish_event", busy)
     app = create_app(world.service, publish_fast_path=fast)
     headers = {"Authorization": f"Bearer {world.alice_token}"}
-    with TestClient(app) as client, caplog.at_level(logging.ERROR, logger="runtime.api"):
+    with TestClient(app) as client, caplog.at_level(logging.ERROR, logger="logic.http"):
         quoted = "acme%0aINFO%20forged%20line%0d%1b[31mred%E2%80%AE"
         assert client.get(f"/v1/orgs/{quoted}/secrets", headers=headers).status_code == 503
         assert client.post(f"/v1/orgs/{quoted}/events", headers=headers, json={"name": "a"}).status_code == 503
@@ -373,7 +373,7 @@ def test_a_5xx_log_line_escapes_the_path(world: World, caplog, monkeypatch, fast
 
 def test_an_internal_error_log_escapes_the_path_and_method(world: World, caplog, monkeypatch):
     monkeypatch.setattr(world.service, "list_secrets", lambda *a, **k: 1 / 0)
-    with caplog.at_level(logging.ERROR, logger="runtime.api"):
+    with caplog.at_level(logging.ERROR, logger="logic.http"):
         response = world.alice("GET", "/v1/orgs/acme%0aINFO%20forged%20line%0d%1b[31mred%E2%80%AE/secrets")
     assert (response.status_code, response.json()) == (500, {"error": "internal error"})
     [message] = _records(caplog)
@@ -386,7 +386,7 @@ def test_an_internal_error_log_escapes_the_path_and_method(world: World, caplog,
 def test_the_throttle_log_line_is_one_line(world: World, caplog):
     app = create_app(world.service, auth_throttle=AuthThrottle(clock=Clock()))
     with TestClient(app, client=("evil\nINFO forged", 1)) as client, \
-            caplog.at_level(logging.WARNING, logger="runtime.api"):
+            caplog.at_level(logging.WARNING, logger="logic.http"):
         for _ in range(FAILURES_MAX + 3):
             get(client, "lgc_guess")
     assert _records(caplog) == [f"refusing Bearer tokens from evil\\x0aINFO forged for {WINDOW_S:g} s: "
@@ -394,7 +394,7 @@ def test_the_throttle_log_line_is_one_line(world: World, caplog):
 
 
 def test_printable_leaves_ordinary_text_alone_and_escapes_the_backslash():
-    from runtime.api import printable
+    from runtime.http.errors import printable
 
     assert printable("/v1/secrets/API_KEY ünïcödé") == "/v1/secrets/API_KEY ünïcödé"
     assert printable("a\\x0ab") == "a\\\\x0ab"  # a literal backslash cannot pose as an escape

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from runtime.api import create_app
+from runtime.http.app import create_app
 from runtime.service import Service
 from store import Settings, Store
 

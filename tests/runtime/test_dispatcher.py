@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 import pytest
 
 from store import Settings, Store
-from runtime.dispatcher import Dispatcher
+from runtime.events.dispatcher import Dispatcher
 from runtime.manifest import files_from_json
-from runtime.scheduler import Scheduler
+from runtime.events.scheduler import Scheduler
 from runtime.service import Service
 from store.clock import iso
 

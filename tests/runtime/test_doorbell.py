@@ -3,7 +3,7 @@
 import threading
 import time
 
-from runtime.doorbell import Doorbell
+from runtime.events.doorbell import Doorbell
 
 
 def _waiters(bell: Doorbell, n: int, timeout: float) -> tuple[list[threading.Thread], list[bool]]:

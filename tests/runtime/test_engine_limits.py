@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from runtime.dispatcher import Dispatcher
+from runtime.events.dispatcher import Dispatcher
 from runtime.manifest import files_from_json
 from tests.support import runtime_service
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from runtime.dispatcher import Dispatcher
+from runtime.events.dispatcher import Dispatcher
 from runtime.manifest import load_files
-from runtime.scheduler import Scheduler
+from runtime.events.scheduler import Scheduler
 from store.clock import parse_iso
 from store.errors import NotFound
 from tests.support import runtime_service

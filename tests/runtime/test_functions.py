@@ -12,7 +12,7 @@ from datetime import datetime
 
 import pytest
 
-from runtime.dispatcher import Dispatcher
+from runtime.events.dispatcher import Dispatcher
 from runtime.manifest import files_from_json
 from runtime.service import Service
 from store.errors import Conflict, DeployError, NotFound, PermissionDenied

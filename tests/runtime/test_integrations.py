@@ -1,4 +1,4 @@
-"""store.integrations and runtime.integrations: the repository, usages, firing against a real receiver."""
+"""store.integrations and runtime.integrations.runner: the repository, usages, firing against a real receiver."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from runtime.integrations import FireResult, IntegrationService
+from runtime.integrations.runner import FireResult, IntegrationRunner
 from store import MASK, Settings
 from store.errors import Conflict, DeployError, InvalidInput, NotFound
 from store.integrations import IntegrationRecord, IntegrationStore
@@ -82,7 +82,7 @@ def repo(store, settings):
 
 @pytest.fixture
 def service(store, repo, settings):
-    svc = IntegrationService(store, repo, settings, backoff_s=0.01)
+    svc = IntegrationRunner(store, repo, settings, backoff_s=0.01)
     yield svc
     svc.close()
 

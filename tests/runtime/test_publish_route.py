@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from runtime.api import create_app
-from runtime.auth_throttle import FAILURES_MAX, AuthThrottle
+from runtime.http.app import create_app
+from runtime.http.auth_throttle import FAILURES_MAX, AuthThrottle
 from runtime.service import Service
 from store import Settings, Store
 

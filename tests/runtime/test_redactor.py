@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from runtime import redactor as redactor_module
-from runtime.redactor import MIN_ENCODED_CHARS, MIN_VALUE_CHARS, Redactor
+from runtime.execution import redactor as redactor_module
+from runtime.execution.redactor import MIN_ENCODED_CHARS, MIN_VALUE_CHARS, Redactor
 from store.sensitive import MASK, Sensitive
 
 SECRET = "s3cr3t-T0ken/with+chars"

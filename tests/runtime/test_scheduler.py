@@ -8,8 +8,8 @@ from store import Settings, Store
 from store.clock import iso
 from store.events import EventStore
 from store.functions import FunctionStore, TriggerRow
-from runtime.manifest import next_fire
-from runtime.scheduler import Scheduler
+from runtime.events.cron import next_fire
+from runtime.events.scheduler import Scheduler
 
 
 class Clock:

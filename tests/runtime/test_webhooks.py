@@ -1,4 +1,4 @@
-"""runtime.webhooks: the spec, its templates, sending and the destination check (no network:
+"""runtime.integrations (spec, templates, request, guard, sender): the spec, its templates, sending and the destination check (no network:
 httpx.MockTransport; the real guard against a loopback receiver is tests/security/test_webhook_rebinding.py)."""
 
 from __future__ import annotations
@@ -8,10 +8,11 @@ import json
 import httpx
 import pytest
 
-from runtime.webhooks import (
-    GuardedBackend, GuardedTransport, RenderedRequest, WebhookSender, address_refusal, event_variables, load_spec,
-    parse_spec, render, render_request, template_names,
-)
+from runtime.integrations.guard import DestinationRefused, GuardedBackend, GuardedTransport, address_refusal
+from runtime.integrations.request import RenderedRequest, render_request
+from runtime.integrations.sender import WebhookSender
+from runtime.integrations.spec import load_spec, parse_spec
+from runtime.integrations.templates import event_variables, render, template_names
 from store.errors import DeployError
 
 EVENT = {"id": "ev-1", "name": "sensor/temp", "data": '{"t": 21.5, "room": "lab", "nested": {"a": [1, 2]}, '
@@ -237,10 +238,10 @@ def test_partials_never_read_files(tmp_path, monkeypatch):
         template_names("{{=<% %>=}}<%> x%>")
     assert template_names("{{=<% %>=}}<%& EVENT_NAME %>") == ["EVENT_NAME"]
     # Even a token list that gets past the check renders nothing from disk.
-    from runtime import webhooks
+    from runtime.integrations import templates
 
     assert chevron.render([("partial", "x")], {}, partials_path=None,
-                          partials_dict=webhooks._NO_PARTIALS) == ""
+                          partials_dict=templates._NO_PARTIALS) == ""
 
 
 def test_rendered_request_checks_url_and_headers():
@@ -402,9 +403,8 @@ def test_public_addresses_pass(address):
 
 
 def test_a_refused_destination_is_final_and_not_retried():
-    from runtime.webhooks import _Refused
 
-    script, sleeps = Script(_Refused(f"destination 10.0.0.5 is not a public address (private); {ALLOW}")), []
+    script, sleeps = Script(DestinationRefused(f"destination 10.0.0.5 is not a public address (private); {ALLOW}")), []
     out = sender(script, retries=3, sleeps=sleeps).send(get())
     assert (out.ok, out.attempts, sleeps, len(script.requests)) == (False, 1, [], 1)
     assert out.error == f"destination 10.0.0.5 is not a public address (private); {ALLOW}"

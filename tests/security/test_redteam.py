@@ -266,8 +266,8 @@ def test_late_code_finds_no_builtins_or_guards():
 
 @pytest.mark.parametrize("encode", ["hex", "base64", "base85"])
 def test_encoded_secret_cut_at_the_log_cap_is_masked_by_the_engine(encode):
-    from runtime.engine import _mask_cut_tails
-    from runtime.redactor import Redactor
+    from runtime.execution.engine import _mask_cut_tails
+    from runtime.execution.redactor import Redactor
 
     cap = 200
     ran = run_source(f"""

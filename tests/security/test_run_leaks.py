@@ -26,7 +26,7 @@ import urllib.parse
 import pytest
 from click.testing import CliRunner
 
-from runtime.broker import SecretsBroker
+from runtime.execution.secrets_broker import SecretsBroker
 from runtime.manifest import files_from_json
 from runtime.sandbox.executor import SecretAccessError
 from runtime.service import Service
@@ -468,7 +468,7 @@ def test_a_run_sees_an_update_at_once_and_every_read_is_audited(world, monkeypat
     digest = lambda v: hashlib.sha256(v.encode()).hexdigest()  # noqa: E731
 
     # The value is updated between the two reads of one run: the second read sees it.
-    import runtime.engine
+    import runtime.execution.engine
 
     class Rotating(SecretsBroker):
         def read(self, name):
@@ -477,7 +477,7 @@ def test_a_run_sees_an_update_at_once_and_every_read_is_audited(world, monkeypat
                 service.update_secret(alice, "ROTATING", "rotating-value-two-8e4b0d")
             return value
 
-    monkeypatch.setattr(runtime.engine, "SecretsBroker", Rotating)
+    monkeypatch.setattr(runtime.execution.engine, "SecretsBroker", Rotating)
     record = service.execute_function(alice, "rotating")
     monkeypatch.undo()
     assert record["result"] == [digest("rotating-value-one-7f3a9c"), digest("rotating-value-two-8e4b0d")]

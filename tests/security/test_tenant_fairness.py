@@ -16,8 +16,8 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from runtime.api import create_app
-from runtime.dispatcher import Dispatcher
+from runtime.http.app import create_app
+from runtime.events.dispatcher import Dispatcher
 from runtime.manifest import files_from_json
 from store.clock import iso, utcnow
 from store.errors import QueueFull, TooManyRequests

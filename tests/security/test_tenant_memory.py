@@ -18,7 +18,7 @@ import textwrap
 import pytest
 
 from runtime.manifest import files_from_json
-from runtime.redactor import Redactor, masking_cost
+from runtime.execution.redactor import Redactor, masking_cost
 from store.sensitive import MASK
 from tests.support import runtime_service
 
@@ -34,8 +34,8 @@ def test_many_subsets_of_large_secrets_keep_the_server_within_its_cache_bound():
     # In a fresh interpreter, so the figure is this attack's and nothing else's.
     script = textwrap.dedent("""
         import json, random, sys
-        from runtime import redactor
-        from runtime.redactor import Redactor
+        from runtime.execution import redactor
+        from runtime.execution.redactor import Redactor
         def rss_mb():
             return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
         rng = random.Random(1)

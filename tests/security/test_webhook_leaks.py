@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, quote, quote_plus, unquote
 
 import pytest
 
-from runtime.integrations import IntegrationService
+from runtime.integrations.runner import IntegrationRunner
 from store import MASK, Settings
 from store.errors import DeployError, InvalidInput
 from store.integrations import IntegrationStore
@@ -87,7 +87,7 @@ def service(store, settings):
     store.secrets.create(OWNER, "URL_SECRET", URL_SECRET)
     store.secrets.create(OWNER, "BODY_SECRET", BODY_SECRET)
     repo = IntegrationStore(store.db, store.secrets)
-    svc = IntegrationService(store, repo, settings, backoff_s=0.01)
+    svc = IntegrationRunner(store, repo, settings, backoff_s=0.01)
     yield svc
     svc.close()
 
@@ -297,7 +297,7 @@ def test_an_error_quoting_the_secret_is_masked_before_it_is_tidied_or_cut(store,
     # tidying whitespace or cutting at 300 characters first would hide it from the redactor.
     store.secrets.create(OWNER, "ODD", secret)
     repo = IntegrationStore(store.db, store.secrets)
-    svc = IntegrationService(store, repo, settings, backoff_s=0.01)
+    svc = IntegrationRunner(store, repo, settings, backoff_s=0.01)
     try:
         record = svc.create(OWNER, {"name": "odd", "event": "e", "secrets": ["ODD"],
                                     "url": receiver.url + "/x", "headers": {"X": "{{{ODD}}}"}})
@@ -317,7 +317,7 @@ def test_webhooks_cannot_reach_the_servers_own_network_by_default(store, monkeyp
     settings = Settings()
     assert settings.webhook_allow_private is False
     repo = IntegrationStore(store.db, store.secrets)
-    svc = IntegrationService(store, repo, settings, backoff_s=0.01)
+    svc = IntegrationRunner(store, repo, settings, backoff_s=0.01)
     try:
         record = svc.create(OWNER, {"name": "inward", "event": "e", "url": url})
         result = svc.fire(record, dict(EVENT, name="e"))
@@ -325,7 +325,7 @@ def test_webhooks_cannot_reach_the_servers_own_network_by_default(store, monkeyp
         assert result.response_event[0] == "hook-error/e"
         # The same check with the operator's consent lets a loopback receiver through.
         monkeypatch.setenv("LOGIC_WEBHOOK_ALLOW_PRIVATE", "1")
-        allowed = IntegrationService(store, repo, Settings(), backoff_s=0.01)
+        allowed = IntegrationRunner(store, repo, Settings(), backoff_s=0.01)
         try:
             svc.update(OWNER, record.id, {"name": "inward", "event": "e", "url": receiver.url + "/ok"})
             assert allowed.fire(repo.get_by_id(record.id), dict(EVENT, name="e")).ok

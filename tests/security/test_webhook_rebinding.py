@@ -24,9 +24,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from runtime import webhooks
-from runtime.integrations import IntegrationService
-from runtime.webhooks import GuardedBackend, GuardedTransport, RenderedRequest, WebhookSender
+from runtime.integrations import guard, sender
+from runtime.integrations.runner import IntegrationRunner
+from runtime.integrations.guard import DestinationRefused, GuardedBackend, GuardedTransport
+from runtime.integrations.request import RenderedRequest
+from runtime.integrations.sender import WebhookSender
 from store import Settings
 from store.integrations import IntegrationStore
 
@@ -143,12 +145,12 @@ def jail(monkeypatch):
 
 @pytest.fixture
 def testnet_is_public(monkeypatch):
-    real = webhooks.address_refusal
+    real = guard.address_refusal
 
     def refusal_with_testnet_public(text: str):
         return None if ipaddress.ip_address(text) in ipaddress.ip_network("192.0.2.0/24") else real(text)
 
-    monkeypatch.setattr(webhooks, "address_refusal", refusal_with_testnet_public)
+    monkeypatch.setattr(guard, "address_refusal", refusal_with_testnet_public)
 
 
 @pytest.fixture
@@ -160,15 +162,15 @@ def receiver():
 
 def resolve(monkeypatch, *answers) -> Resolver:
     resolver = Resolver(*answers)
-    monkeypatch.setattr(webhooks.socket, "getaddrinfo", resolver)
+    monkeypatch.setattr(guard.socket, "getaddrinfo", resolver)
     return resolver
 
 
-def send(url: str, *, retries: int = 0, allow_private: bool = False, transport=None) -> webhooks.SendOutcome:
+def send(url: str, *, retries: int = 0, allow_private: bool = False, transport=None) -> sender.SendOutcome:
     """One delivery through the real GuardedTransport, bounded in time."""
     sender = WebhookSender(timeout_s=2, retries=retries, max_body_bytes=1000, backoff_s=0, sleep=lambda s: None,
                            allow_private=allow_private, transport=transport)
-    done: list[webhooks.SendOutcome] = []
+    done: list[sender.SendOutcome] = []
     worker = threading.Thread(target=lambda: done.append(sender.send(RenderedRequest("GET", url, {}, {}))),
                               daemon=True)
     worker.start()
@@ -259,7 +261,7 @@ def test_octal_loopback_is_refused_by_the_url_parser_and_by_the_guard(jail, rece
     out = send(f"http://0177.0.0.1:{receiver.port}/steal")
     assert (out.ok, out.request, out.error) == (False, None, "the rendered url is not a valid URL")
     # The guard does not rely on the URL parser: glibc reads 0177.0.0.1 as 127.0.0.1.
-    with pytest.raises(webhooks._Refused, match=r"destination 127\.0\.0\.1 is not a public address \(loopback\)"):
+    with pytest.raises(DestinationRefused, match=r"destination 127\.0\.0\.1 is not a public address \(loopback\)"):
         GuardedBackend(allow_private=False).connect_tcp("0177.0.0.1", receiver.port, timeout=2)
     assert (receiver.connections, receiver.requests) == (0, [])
 
@@ -293,7 +295,7 @@ def test_integrations_refuse_by_default_and_log_the_reason(monkeypatch, jail, re
     resolve(monkeypatch, [PUBLIC, "127.0.0.1"])
     settings = Settings(home=logic_home, webhook_timeout_s=2, webhook_retries=2, webhook_allow_private=False)
     store.secrets.create("user:alice", "API_KEY", "k-0123456789abcdef")
-    svc = IntegrationService(store, IntegrationStore(store.db, store.secrets), settings, backoff_s=0.01)
+    svc = IntegrationRunner(store, IntegrationStore(store.db, store.secrets), settings, backoff_s=0.01)
     try:
         record = svc.create("user:alice", {"name": "inward", "event": "e", "secrets": ["API_KEY"],
                                            "url": f"http://rebind.test:{receiver.port}/x?key={{{{{{API_KEY}}}}}}"})

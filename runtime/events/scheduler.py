@@ -20,8 +20,8 @@ from store.clock import iso, parse_iso, utcnow
 from store.database import Database
 from store.events import EventStore
 
-from .doorbell import Doorbell
-from .manifest import next_fire
+from runtime.events.doorbell import Doorbell
+from runtime.events.cron import next_fire
 
 log = logging.getLogger("logic.scheduler")
 

@@ -14,8 +14,8 @@ the body replayed, so every such error is the documented route's own. That
 includes an address the failed-authentication throttle refuses (its 429 is the
 route's) and a token that fails: the route counts the failure, once. The
 route stays in the OpenAPI docs. Errors the service raises are answered by the
-same function as the app's LogicError handler. The body limit and the 500
-guard (api.py) wrap this as they wrap FastAPI.
+same function as the app's LogicError handler (errors.py). The body limit and
+the 500 guard (middleware.py) wrap this as they wrap FastAPI.
 """
 
 from __future__ import annotations
@@ -32,17 +32,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from store.errors import LogicError
 
-from .api_models import EventAccepted, EventIn
-from .auth_throttle import AuthThrottle, client_address
+from runtime.http.auth_throttle import AuthThrottle, client_address
+from runtime.http.errors import logic_error_response
+from runtime.http.models import EventAccepted, EventIn
+from runtime.service import Service
 
 _ORG_EVENTS = re.compile(r"^/v1/orgs/([^/]+)/events$")
 
 
-class PublishRoute:
-    def __init__(self, app: ASGIApp, service, error_response, throttle: AuthThrottle):
+class PublishFastPath:
+    """ASGI middleware answering a well-formed, authenticated publish itself."""
+
+    def __init__(self, app: ASGIApp, service: Service, throttle: AuthThrottle):
         self.app = app
         self.service = service
-        self.error_response = error_response  # (exc: LogicError, method, path) -> JSONResponse
         self.throttle = throttle  # the app's: only consulted here, the route counts failures
         self._executor: ThreadPoolExecutor | None = None
 
@@ -68,7 +71,7 @@ class PublishRoute:
             accepted = await loop.run_in_executor(self._pool(), self.service.publish_event, actor, event.name,
                                                   event.data, org)
         except LogicError as exc:
-            response = self.error_response(exc, scope["method"], scope["path"])
+            response = logic_error_response(exc, scope["method"], scope["path"])
         else:
             response = JSONResponse(EventAccepted.model_validate(accepted).model_dump(mode="json"), status_code=202)
         await response(scope, receive, send)

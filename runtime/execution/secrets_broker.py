@@ -13,8 +13,8 @@ from store.errors import DecryptionError, NotFound
 from store.secrets import Access, SecretStore
 from store.sensitive import Sensitive
 
-from .redactor import masking_cost
-from .sandbox.executor import SecretAccessError
+from runtime.execution.redactor import masking_cost
+from runtime.sandbox.executor import SecretAccessError
 
 
 class SecretsBroker:

@@ -22,12 +22,12 @@ from store.functions import FunctionRecord, FunctionStore
 from store.sensitive import MASK
 from store.settings import Settings
 
-from .broker import SecretsBroker
-from .events import check_event
-from .redactor import Redactor
-from .sandbox.executor import RunLimits
-from .sandbox.output import LOG_CUT_PREFIX
-from .workers.pool import Job, WorkerPool
+from runtime.execution.secrets_broker import SecretsBroker
+from runtime.events.rules import check_event
+from runtime.execution.redactor import Redactor
+from runtime.sandbox.executor import RunLimits
+from runtime.sandbox.output import LOG_CUT_PREFIX
+from runtime.workers.pool import Job, WorkerPool
 
 _NOTHING_READ = Redactor(())  # a run that read no secret has nothing to mask
 

@@ -11,8 +11,8 @@ from store.events import EventStore
 from store.functions import FunctionStore
 from store.settings import Settings
 
-from .doorbell import Doorbell
-from .events import check_event
+from runtime.events.doorbell import Doorbell
+from runtime.events.rules import check_event
 
 
 class EventBus:

@@ -5,21 +5,19 @@ Every /v1 route needs `Authorization: Bearer TOKEN`. Every error is
 a malformed body is 400 or 422, an oversized one 413, anything unexpected a
 bare 500. Routes are plain `def`s: FastAPI runs them in its thread pool, as
 the service blocks (SQLite, worker runs). POST .../events, the hot path, is
-answered by runtime/publish_route.py in front of FastAPI when the request is
-well formed, with the very same answers.
+answered by publish_fast_path.py in front of FastAPI when the request is
+well formed, with the very same answers. Errors are rendered by errors.py,
+the ASGI wrappers are in middleware.py.
 
 Each route that acts for an owner exists twice: `/v1/...` for the caller's
 sandbox and `/v1/orgs/{org}/...` for an organization the caller belongs to.
 
 Failed Bearer authentication is throttled per client address (auth_throttle.py),
 on every route. `/healthz` answers 503 while the store cannot write (a full disk,
-a lock held elsewhere) and 200 again once it can, without a restart. Log lines
-escape whatever in them came from the request (`printable`).
+a lock held elsewhere) and 200 again once it can, without a restart.
 """
 
 import inspect
-import logging
-import traceback
 from typing import Annotated, Any, Callable, Literal
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
@@ -27,26 +25,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
-from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from store.errors import LogicError, Unauthorized
 from store.identity import User
 
-from .api_models import (
+from runtime.http.auth_throttle import AuthThrottle, client_address
+from runtime.http.errors import http_error_handler, log, logic_error_handler, printable, validation_error_handler
+from runtime.http.middleware import BodyLimit, CountRequests, InFlight, InternalErrors
+from runtime.http.models import (
     INTEGRATION_EXAMPLE, ErrorOut, EventAccepted, EventIn, ExecuteSpec, FunctionList, FunctionOut,
     FunctionSpec, Health, IntegrationList, IntegrationOut, LogList, RunList, RunOut, SecretCreate, SecretList,
     SecretOut, SecretUpdate,
 )
-from .auth_throttle import AuthThrottle, client_address
-from .manifest import files_from_json
-from .publish_route import PublishRoute
-from .service import Service
-from .webhooks import WebhookSpec
+from runtime.http.publish_fast_path import PublishFastPath
+from runtime.integrations.spec import WebhookSpec
+from runtime.manifest import files_from_json
+from runtime.service import Service
 
-log = logging.getLogger(__name__)
-
-WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="logic-runtime"'}
 ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503, 507)}
 
 
@@ -66,14 +61,14 @@ def create_app(service: Service, *, publish_fast_path: bool = True,
     app.state.auth_throttle = throttle = auth_throttle
     for path, endpoint, kwargs in ROUTES:
         app.add_api_route(path, endpoint, **kwargs)
-    app.add_exception_handler(LogicError, _logic_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(LogicError, logic_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
     # The last added wraps the others: a request meets the body limit, then the 500 guard,
-    # then the count of requests in flight, then the publish fast path (publish_route.py),
+    # then the count of requests in flight, then the publish fast path (publish_fast_path.py),
     # then FastAPI.
     if publish_fast_path:
-        app.add_middleware(PublishRoute, service=service, error_response=logic_error_response, throttle=throttle)
+        app.add_middleware(PublishFastPath, service=service, throttle=throttle)
     in_flight = InFlight()
     app.add_middleware(CountRequests, counter=in_flight)
     if getattr(service, "pool", None) is not None:
@@ -305,196 +300,6 @@ def delete_integration(integration_id: Ref, service: Svc, actor: Actor, org: Org
 def integration_logs(integration_id: Ref, service: Svc, actor: Actor, org: Org, limit: Limit = 100) -> dict:
     """Request and response of recent deliveries, with [[SENSITIVE]] in place of every secret."""
     return {"logs": service.integration_logs(actor, integration_id, org, limit)}
-
-
-# errors ----------------------------------------------------------------------
-
-def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
-
-
-def _logic_error(request: Request, exc: LogicError) -> JSONResponse:
-    return logic_error_response(exc, request.method, request.scope["path"])  # not url.path, which drops CR/LF
-
-
-def logic_error_response(exc: LogicError, method: str, path: str) -> JSONResponse:
-    if isinstance(exc, Unauthorized):
-        return error(exc.status, exc.message, WWW_AUTHENTICATE)
-    if exc.status >= 500:
-        log.error("%s on %s %s: %s", type(exc).__name__, printable(method), printable(path),
-                  printable(exc.message))
-    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    return error(exc.status, exc.message, headers)
-
-
-def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """One readable line per problem, naming the field. Never the input: pydantic keeps it
-    in each error, and in a secret's body it is the secret value."""
-    problems = []
-    for err in exc.errors():
-        if err.get("type") == "json_invalid":
-            reason = (err.get("ctx") or {}).get("error", "invalid JSON")
-            return error(400, f"request body is not valid JSON: {reason}")
-        loc = [str(p) for p in err.get("loc", ())]
-        if loc == ["body"] and err.get("type") == "missing":
-            return error(422, "a JSON request body is required")
-        where = ".".join(loc[1:]) if len(loc) > 1 else ("request body" if loc == ["body"] else ".".join(loc))
-        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        problems.append(f"{where}: {message}" if where else message)
-    return error(422, "; ".join(problems) or "invalid request")
-
-
-def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
-    if exc.status_code == 404:
-        message = "no such API route"
-    elif exc.status_code == 405:
-        # Each method of a path is its own route, and Starlette's Allow names only the first one's.
-        allowed = ", ".join(sorted({m for r in request.app.routes if r.matches(request.scope)[0] != Match.NONE
-                                    for m in getattr(r, "methods", None) or ()}))
-        return error(405, f"method {request.method} is not allowed here (allowed: {allowed})", {"Allow": allowed})
-    else:
-        message = str(exc.detail)
-    return error(exc.status_code, message, exc.headers)
-
-
-class BodyTooLarge(HTTPException):
-    def __init__(self, limit: int):
-        super().__init__(413, f"request body is larger than the limit of {limit} bytes")
-
-
-class BodyLimit:
-    """413 for a body over `max_bytes`: by Content-Length up front, and by counting
-    what actually arrives (a chunked or lying client sends no honest length)."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None:
-            try:
-                declared = int(length)
-            except ValueError:
-                return await error(400, "invalid Content-Length header")(scope, receive, send)
-            if declared > self.max_bytes:
-                return await error(413, BodyTooLarge(self.max_bytes).detail)(scope, receive, send)
-        received = 0
-        started = False
-
-        async def counted_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)  # FastAPI passes HTTPExceptions to _http_error
-            return message
-
-        async def watched_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted_receive, watched_send)
-        except BodyTooLarge as exc:
-            if started:
-                raise
-            await error(413, exc.detail)(scope, receive, send)
-
-
-class InFlight:
-    """How many HTTP requests are under way (read from other threads: a hint, no lock)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def busy(self) -> bool:
-        return self.count > 0
-
-
-class CountRequests:
-    """Keeps an InFlight count, so the worker pool knows when this process has other work
-    for the CPU (WorkerPool.others_busy)."""
-
-    def __init__(self, app: ASGIApp, counter: InFlight):
-        self.app = app
-        self.counter = counter
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        self.counter.count += 1  # only the event loop's thread changes it
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.counter.count -= 1
-
-
-class InternalErrors:
-    """Anything unexpected: a bare 500 for the client, the traceback in the server log.
-
-    Threat: an exception's message may quote its input -- a request body with a secret
-    value in it. The log gets the frames and the exception types, never the messages.
-    """
-
-    def __init__(self, app: ASGIApp):
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        started = False
-
-        async def watched_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watched_send)
-        except BodyTooLarge:
-            raise  # BodyLimit, outside, answers 413 (the publish fast path reads the body itself)
-        except Exception as exc:
-            log.error("internal error on %s %s:\n%s", printable(scope.get("method")), printable(scope.get("path")),
-                      _frames(exc))
-            if started:
-                raise
-            await error(500, "internal error")(scope, receive, send)
-
-
-def printable(text: object) -> str:
-    """Request-derived text made safe for one log line.
-
-    Threat: a path with %0a (decoded to a newline), a CR or an ANSI escape forges or
-    hides log lines. Every character that is not printable (controls, line and
-    paragraph separators, bidi overrides) and the backslash become Python escapes,
-    so the line stays one line and reads back unambiguously."""
-    text = str(text)
-    if text.isprintable() and "\\" not in text:
-        return text
-    return "".join(ch if ch.isprintable() and ch != "\\" else _escape(ch) for ch in text)
-
-
-def _escape(ch: str) -> str:
-    if ch == "\\":
-        return "\\\\"
-    code = ord(ch)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def _frames(exc: BaseException) -> str:
-    """A traceback without exception messages (see InternalErrors)."""
-    parts = []
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        parts.append("".join(traceback.format_tb(exc.__traceback__)) + f"{type(exc).__module__}.{type(exc).__qualname__}")
-        exc = exc.__cause__ or exc.__context__
-    return "\n--- caused by / during ---\n".join(reversed(parts))
 
 
 __all__ = ["create_app"]

@@ -34,9 +34,12 @@ from store.sensitive import MASK
 from store.settings import Settings
 from store.store import Store
 
-from .broker import SecretAccessError, SecretsBroker
-from .redactor import Redactor
-from .webhooks import SendOutcome, WebhookSender, WebhookSpec, event_variables, parse_spec, render_request
+from runtime.execution.secrets_broker import SecretAccessError, SecretsBroker
+from runtime.execution.redactor import Redactor
+from runtime.integrations.request import render_request
+from runtime.integrations.sender import SendOutcome, WebhookSender
+from runtime.integrations.spec import WebhookSpec, parse_spec
+from runtime.integrations.templates import event_variables
 
 RESPONSE_PREFIX = "hook-response/"
 ERROR_PREFIX = "hook-error/"
@@ -62,7 +65,7 @@ class FireResult:
     response_event: tuple[str, str | None] = ("", None)  # ("hook-response/<event>", body) or ("hook-error/<event>", message)
 
 
-class IntegrationService:
+class IntegrationRunner:
     """Owner already resolved by runtime.service.Service."""
 
     def __init__(self, store: Store, integrations: IntegrationStore, settings: Settings, *,
@@ -260,4 +263,4 @@ def _status_error(status: int) -> str:
     return text
 
 
-__all__ = ["ERROR_PREFIX", "RESPONSE_PREFIX", "FireResult", "IntegrationService", "MASK"]
+__all__ = ["ERROR_PREFIX", "RESPONSE_PREFIX", "FireResult", "IntegrationRunner", "MASK"]

@@ -18,7 +18,7 @@ from store.clock import iso
 from store.errors import DiskFull, LogicError, StoreBusy, WorkerUnavailable
 from store.events import Delivery
 
-from .events import check_event
+from runtime.events.rules import check_event
 
 log = logging.getLogger("logic.dispatcher")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .manifest import Manifest
+from runtime.manifest import Manifest
 
 SECRET_NAME_SCHEMA = {"pattern": r"^[A-Z_][A-Z0-9_]*$", "maxLength": 64, "examples": ["API_KEY"]}
 

@@ -1,0 +1,105 @@
+"""Every HTTP error answer: `{"error": "..."}` with its status, rendered in one place.
+
+LogicErrors carry their status (store/errors.py); Unauthorized adds the
+WWW-Authenticate challenge, anything with a retry_after a Retry-After. A
+malformed body is 400 (not JSON) or 422 (one readable line per problem, never
+the input); FastAPI's 404/405 say what to do. The publish fast path renders
+its errors with the same functions, so the two paths cannot drift.
+Log lines escape whatever in them came from the request (`printable`).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
+
+from store.errors import LogicError, Unauthorized
+
+log = logging.getLogger("logic.http")
+
+WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="logic-runtime"'}
+
+
+def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def logic_error_handler(request: Request, exc: LogicError) -> JSONResponse:
+    return logic_error_response(exc, request.method, request.scope["path"])  # not url.path, which drops CR/LF
+
+
+def logic_error_response(exc: LogicError, method: str, path: str) -> JSONResponse:
+    if isinstance(exc, Unauthorized):
+        return error(exc.status, exc.message, WWW_AUTHENTICATE)
+    if exc.status >= 500:
+        log.error("%s on %s %s: %s", type(exc).__name__, printable(method), printable(path),
+                  printable(exc.message))
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return error(exc.status, exc.message, headers)
+
+
+def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """One readable line per problem, naming the field. Never the input: pydantic keeps it
+    in each error, and in a secret's body it is the secret value."""
+    problems = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error", "invalid JSON")
+            return error(400, f"request body is not valid JSON: {reason}")
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc == ["body"] and err.get("type") == "missing":
+            return error(422, "a JSON request body is required")
+        where = ".".join(loc[1:]) if len(loc) > 1 else ("request body" if loc == ["body"] else ".".join(loc))
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return error(422, "; ".join(problems) or "invalid request")
+
+
+def http_error_handler(request: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code == 404:
+        message = "no such API route"
+    elif exc.status_code == 405:
+        # Each method of a path is its own route, and Starlette's Allow names only the first one's.
+        allowed = ", ".join(sorted({m for r in request.app.routes if r.matches(request.scope)[0] != Match.NONE
+                                    for m in getattr(r, "methods", None) or ()}))
+        return error(405, f"method {request.method} is not allowed here (allowed: {allowed})", {"Allow": allowed})
+    else:
+        message = str(exc.detail)
+    return error(exc.status_code, message, exc.headers)
+
+
+def printable(text: object) -> str:
+    """Request-derived text made safe for one log line.
+
+    Threat: a path with %0a (decoded to a newline), a CR or an ANSI escape forges or
+    hides log lines. Every character that is not printable (controls, line and
+    paragraph separators, bidi overrides) and the backslash become Python escapes,
+    so the line stays one line and reads back unambiguously."""
+    text = str(text)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(ch if ch.isprintable() and ch != "\\" else _escape(ch) for ch in text)
+
+
+def _escape(ch: str) -> str:
+    if ch == "\\":
+        return "\\\\"
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def frames(exc: BaseException) -> str:
+    """A traceback without exception messages (see InternalErrors)."""
+    parts = []
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        parts.append("".join(traceback.format_tb(exc.__traceback__)) + f"{type(exc).__module__}.{type(exc).__qualname__}")
+        exc = exc.__cause__ or exc.__context__
+    return "\n--- caused by / during ---\n".join(reversed(parts))
