@@ -7,7 +7,7 @@ and the targets of the performance issue (see DESIGN.md, "Performance").
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 
 def _with_lab(module_name: str) -> Callable:

@@ -12,7 +12,7 @@ subprocess per run.
 
 from __future__ import annotations
 
-from runtime.sandbox import compile_function
+from runtime.sandbox.testing import compile_source
 
 from .harness import Peer, Report, at_most, interleave, stats
 from .lab import ForkServer, Lab, subprocess_peer
@@ -52,7 +52,7 @@ def run(report: Report, lab: Lab, quick: bool) -> None:
         lab.deploy("cold-deploy", versioned())
 
     def compile_only() -> None:
-        compile_function(versioned(), filename="cold.py", declared_secrets=("API_KEY",))
+        compile_source(versioned(), filename="cold.py", declared_secrets=("API_KEY",))
 
     forker = ForkServer(SOURCE, "{}")
     try:

@@ -21,8 +21,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # -- peers and rounds -----------------------------------------------------------------
 

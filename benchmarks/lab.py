@@ -27,9 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from runtime.manifest import files_from_json
-from runtime.sandbox import compile_function, run_function
-from runtime.sandbox.executor import RunLimits
-from runtime.sandbox.testing import RecordingHost
+from runtime.sandbox import run_function
+from runtime.sandbox.testing import RecordingHost, compile_source, default_limits
 from runtime.service import Service
 from store import Settings, Store
 
@@ -109,10 +108,10 @@ class Restricted:
     """Our sandbox's compiled code and run_function, without a worker process."""
 
     def __init__(self, source: str, data: str | None):
-        self.fn = compile_function(source, filename="bench.py", declared_secrets=("API_KEY",))
+        self.fn = compile_source(source, filename="bench.py", declared_secrets=("API_KEY",))
         self.context = context(data)
         self.host = RecordingHost({"API_KEY": SECRET_VALUE})
-        self.limits = RunLimits()
+        self.limits = default_limits()
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-restricted")
 
     def call(self):

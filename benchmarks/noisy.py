@@ -66,7 +66,6 @@ def _rss_mb() -> float:
 
 
 def run(report: Report, quick: bool) -> None:
-    from runtime.events.dispatcher import Dispatcher
     from runtime.manifest import files_from_json
 
     section = report.section("noisy", "8. Noisy neighbour: owner A floods, owner B publishes one event at a time")
@@ -84,7 +83,7 @@ def run(report: Report, quick: bool) -> None:
     lab.deploy("burn", BURN, secrets=(), event_name="a-burn")
     lab.deploy("big", BIG, secrets=[f"BIG_{i}" for i in range(12)], event_name="a-big")
     lab.deploy("b-quick", QUICK, event_name="b-quick", actor=b)
-    dispatcher = Dispatcher(service, threads=settings.delivery_threads, poll_s=settings.dispatcher_poll_s)
+    dispatcher = service.dispatcher(threads=settings.delivery_threads, poll_s=settings.dispatcher_poll_s)
     dispatcher.start()
     rss = RssPeak()
     samples = 12 if quick else 40
@@ -200,7 +199,7 @@ def _a_throughput(service, a, backlog: int) -> float:
 
 def _drain(service, limit_s: float) -> None:
     stop = time.monotonic() + limit_s
-    while service.events.open_deliveries() and time.monotonic() < stop:
+    while service.store.events.open_deliveries() and time.monotonic() < stop:
         time.sleep(0.005)
 
 

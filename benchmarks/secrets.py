@@ -65,7 +65,7 @@ def run(report: Report, lab: Lab, quick: bool) -> None:
         diffs = []
         for a, b in zip(samples[with_reads], samples[without]):
             if a and b:
-                diffs.append(([_median(a) - _median(b)]))
+                diffs.append([_median(a) - _median(b)])
         values = [d[0] / READS for d in diffs]
         return stats(values, US)
 

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from store.errors import Conflict, InvalidInput, LogicError
-from store.secrets import check_name
-from store.settings import Settings
-
 from runtime.service import Service
+from store.errors import Conflict, InvalidInput, LogicError
+from store.settings import Settings
 
 
 class CliError(click.ClickException):
@@ -29,7 +28,7 @@ class CliError(click.ClickException):
 
     def __init__(self, error: LogicError):
         super().__init__(error.message)
-        self.exit_code = error.exit_code
+        self.exit_code = error.exit_code  # type: ignore[misc]  # a ClassVar in click, which reads it off the instance
 
 
 class AppGroup(click.Group):
@@ -127,10 +126,7 @@ def cli(ctx: click.Context, home: Path | None, as_user: str | None) -> None:
 @click.pass_obj
 def init(app: App, as_json: bool) -> None:
     """Create the data directory, master key (mode 0600), database, admin user and API token."""
-    from store import Store
-
-    store, result = Store.initialize(app.settings)
-    store.close()
+    result = Service.initialize(app.settings)
     data = {"created": result.created, "home": str(app.settings.home), "database": str(app.settings.db_path),
             "master_key": result.key_source, "admin": result.admin.name, "token": result.token}
 
@@ -233,7 +229,7 @@ def secrets_get(app: App, name: str, org: str | None, as_json: bool) -> None:
 def secrets_create(app: App, name: str, value_file: Path | None, org: str | None, as_json: bool) -> None:
     """Create a secret; the value comes from stdin, a hidden prompt, or --value-file."""
     service, actor = app.service, app.actor
-    check_name(name, max_chars=app.settings.secret_name_max_chars)  # before asking for a value
+    service.check_secret_name(name)  # before asking for a value
     if service.secret_exists(actor, name, org):
         raise Conflict(f"secret {name} already exists")
     info = service.create_secret(actor, name, read_secret_value(value_file, app.settings.secret_value_max_bytes), org)

@@ -10,14 +10,13 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from runtime.events.cron import check_timezone, normalize_cron
 from store.errors import DeployError
 from store.secrets import check_declared
-
-from runtime.events.cron import check_timezone, normalize_cron
 
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # functions and integrations
 
@@ -35,7 +34,7 @@ MANIFEST_SUFFIX = ".logic.json"
 class EventTrigger(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["event"]
-    event_name: str = Field(min_length=1, max_length=64)
+    event_name: str = Field(min_length=1)  # its limit is a setting: Service.check_function
 
 
 class ScheduleTrigger(BaseModel):
@@ -55,7 +54,7 @@ class ScheduleTrigger(BaseModel):
         return check_timezone(value)
 
 
-Trigger = Annotated[Union[EventTrigger, ScheduleTrigger], Field(discriminator="type")]
+Trigger = Annotated[EventTrigger | ScheduleTrigger, Field(discriminator="type")]
 
 
 class Limits(BaseModel):
@@ -98,8 +97,11 @@ class FunctionFiles:
         return _line_of(self.manifest_text, path)
 
 
-def parse_manifest(data: object, *, filename: str, text: str | None = None, triggers_max: int = 5) -> Manifest:
-    """Validate manifest JSON (already decoded); DeployError lists every problem."""
+def parse_manifest(data: object, *, filename: str, text: str | None = None) -> Manifest:
+    """Validate manifest JSON (already decoded); DeployError lists every problem.
+
+    The shape only: the limits that are operator settings (event-name length, secret-name
+    length, triggers per function) are checked by `Service.check_function`."""
     problems: list[str] = []
     manifest = None
     try:
@@ -112,12 +114,9 @@ def parse_manifest(data: object, *, filename: str, text: str | None = None, trig
             where = f"{filename}:{line}" if line else filename
             message = err["msg"].removeprefix("Value error, ")
             problems.append(f"{where}: {loc}: {message}" if loc else f"{where}: {message}")
-    if manifest is not None and len(manifest.triggers) > triggers_max:
-        line = _line_of(text, ("triggers",))
-        problems.append(f"{filename}:{line or 1}: at most {triggers_max} triggers, not {len(manifest.triggers)}")
     if problems:
         raise DeployError(problems)
-    return manifest
+    return cast(Manifest, manifest)  # validated: a ValidationError lists at least one problem
 
 
 def read_json_file(path: Path) -> tuple[str, object]:
@@ -132,7 +131,7 @@ def read_json_file(path: Path) -> tuple[str, object]:
         raise DeployError([f"{path.name}:{exc.lineno}: invalid JSON: {exc.msg}"]) from None
 
 
-def load_files(path: Path, *, triggers_max: int = 5) -> FunctionFiles:
+def load_files(path: Path) -> FunctionFiles:
     """Read NAME.logic.json and NAME.py from a directory or a manifest path."""
     path = Path(path)
     if path.is_dir():
@@ -151,14 +150,15 @@ def load_files(path: Path, *, triggers_max: int = 5) -> FunctionFiles:
     source_path = path.with_name(path.name[: -len(MANIFEST_SUFFIX)] + ".py")
     if isinstance(data, dict) and "source" in data:
         raise DeployError([f"{path.name}: 'source' belongs in {source_path.name}, not in the manifest file"])
-    manifest = parse_manifest(data, filename=path.name, text=text, triggers_max=triggers_max)
+    manifest = parse_manifest(data, filename=path.name, text=text)
     try:
         source = source_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DeployError([f"{source_path}: the function's source file is missing"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DeployError([f"{source_path}: cannot read: {exc}"]) from None
-    return FunctionFiles(manifest, data, source, source_path.name, text)
+    manifest_json = cast("dict[str, Any]", data)  # it validated as a Manifest: a JSON object
+    return FunctionFiles(manifest, manifest_json, source, source_path.name, text)
 
 
 def _data_path(loc: tuple) -> tuple:
@@ -173,7 +173,7 @@ def _data_path(loc: tuple) -> tuple:
     return tuple(path)
 
 
-_WS = re.compile(r"[ \t\n\r]*")
+_WS = re.compile(r"[ \t\n\r]*")  # matches at any position (maybe nothing): its match is never None
 
 
 def _line_of(text: str | None, path: tuple) -> int | None:
@@ -184,7 +184,8 @@ def _line_of(text: str | None, path: tuple) -> int | None:
         return None
     decoder = json.JSONDecoder()
     try:
-        pos = mark = _WS.match(text, 0).end()  # a key that is missing altogether: the object's line
+        # A key that is missing altogether: the object's line.
+        pos = mark = cast("re.Match[str]", _WS.match(text, 0)).end()
         for part in path:
             found = _member(text, pos, part, decoder)
             if found is None:
@@ -203,31 +204,31 @@ def _member(text: str, pos: int, part: object, decoder: json.JSONDecoder) -> tup
         return None
     found = None
     index = 0
-    pos = _WS.match(text, pos + 1).end()
+    pos = cast("re.Match[str]", _WS.match(text, pos + 1)).end()
     if text[pos] in "}]":
         return None
     while True:
         start = pos
         if opener == "{":
             key, pos = decoder.raw_decode(text, pos)
-            pos = _WS.match(text, pos).end()
+            pos = cast("re.Match[str]", _WS.match(text, pos)).end()
             if text[pos] != ":":
                 raise ValueError("expected ':'")
-            pos = _WS.match(text, pos + 1).end()
+            pos = cast("re.Match[str]", _WS.match(text, pos + 1)).end()
             if key == part:
                 found = (start, pos)
         elif index == part:
             return (start, pos)
         _value, pos = decoder.raw_decode(text, pos)
-        pos = _WS.match(text, pos).end()
+        pos = cast("re.Match[str]", _WS.match(text, pos)).end()
         index += 1
         if text[pos] == ",":
-            pos = _WS.match(text, pos + 1).end()
+            pos = cast("re.Match[str]", _WS.match(text, pos + 1)).end()
             continue
         return found
 
 
-def files_from_json(body: object, *, triggers_max: int = 5) -> FunctionFiles:
+def files_from_json(body: object) -> FunctionFiles:
     """A function as the HTTP API receives it: the manifest's fields plus "source"."""
     if not isinstance(body, dict):
         raise DeployError(["request body: expected a JSON object with the manifest fields and \"source\""])
@@ -237,7 +238,7 @@ def files_from_json(body: object, *, triggers_max: int = 5) -> FunctionFiles:
     if not isinstance(source, str) or not source.strip():
         problems.append("source: the function's Python source is required (a non-empty string)")
     try:
-        manifest = parse_manifest(data, filename="manifest", triggers_max=triggers_max)
+        manifest = parse_manifest(data, filename="manifest")
     except DeployError as exc:
         raise DeployError(problems + exc.problems) from None
     if problems:

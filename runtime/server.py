@@ -15,14 +15,13 @@ import sys
 
 import uvicorn
 
+from runtime.http.app import create_app
+from runtime.service import Service
 from store.settings import Settings
 
-from runtime.http.app import create_app
-from runtime.events.dispatcher import Dispatcher
-from runtime.events.scheduler import Scheduler
-from runtime.service import Service
-
 log = logging.getLogger("logic.server")
+
+STOP_SLACK_S = 5.0  # beyond the longest run, for deliveries in flight to commit at shutdown
 
 
 def configure_logging() -> None:
@@ -36,9 +35,8 @@ def configure_logging() -> None:
 def serve(settings: Settings, host: str, port: int) -> None:
     configure_logging()
     service = Service.open(settings, runtime=True)
-    dispatcher = Dispatcher(service, threads=settings.delivery_threads, poll_s=settings.dispatcher_poll_s)
-    scheduler = Scheduler(service.store.db, service.events, clock=service.clock, wake=service.bus.wake,
-                          housekeeping=service.prune_history)
+    dispatcher = service.dispatcher()
+    scheduler = service.scheduler()
     server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
                                            access_log=False, lifespan="off"))
     # uvicorn re-raises the SIGTERM it caught once it has drained; make that an orderly exit
@@ -57,6 +55,6 @@ def serve(settings: Settings, host: str, port: int) -> None:
     finally:
         log.info("event=stopping")
         scheduler.stop()
-        dispatcher.stop(timeout=settings.run_timeout_s + 5)
+        dispatcher.stop(timeout=settings.run_timeout_s + STOP_SLACK_S)
         service.close()
         log.info("event=stopped")

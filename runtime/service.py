@@ -8,48 +8,58 @@ never write SQL and never re-implement a rule.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
-
-from store import Store
-from store.clock import iso, now_iso, utcnow
-from store.errors import DeployError, NotFound, PermissionDenied
-from store.events import EventStore
-from store.functions import FunctionRecord, FunctionStore, TriggerRow
-from store.integrations import IntegrationRecord, IntegrationStore
-from store.identity import User, owner_label
-from store.secrets import Access, SecretInfo
-from store.settings import Settings
+from typing import TYPE_CHECKING, Any
 
 from runtime.events.bus import EventBus
-from runtime.integrations.runner import IntegrationRunner
 from runtime.events.cron import next_fire
-from runtime.manifest import FunctionFiles, load_files
+from runtime.events.rules import check_event, event_name_problem
 from runtime.execution.owner_gate import OwnerGate
 from runtime.execution.redactor import set_cache_bytes
+from runtime.integrations.runner import IntegrationRunner
+from runtime.manifest import FunctionFiles, load_files
+from store import InitResult, Store
+from store.clock import iso, now_iso, utcnow
+from store.errors import DeployError, InvalidInput, NotFound, PermissionDenied
+from store.functions import FunctionRecord, TriggerRow
+from store.identity import User, owner_label
+from store.integrations import IntegrationRecord
+from store.secrets import Access, SecretInfo, check_name
+from store.settings import Settings
+
+if TYPE_CHECKING:
+    from runtime.events.dispatcher import Dispatcher
+    from runtime.events.scheduler import Scheduler
+    from runtime.execution.engine import Engine
+    from runtime.workers.pool import Pool
 
 
 class Service:
-    def __init__(self, store: Store, *, pool=None, clock: Callable[[], datetime] = utcnow):
+    """The one service layer, and the composition root of one process's runtime parts."""
+
+    def __init__(self, store: Store, *, pool: Pool | None = None, clock: Callable[[], datetime] = utcnow):
         self.store = store
         self.settings: Settings = store.settings
         self.clock = clock
         settings = self.settings
         set_cache_bytes(settings.redactor_cache_mb * 1024 * 1024)
-        self.functions = FunctionStore(store.db, store.secrets, runs_kept=settings.runs_kept)
-        self.events = EventStore(store.db, max_pending=settings.queue_max_pending,
-                                 max_pending_per_owner=settings.queue_max_pending_per_owner,
-                                 max_attempts=settings.delivery_max_attempts)
-        self.integration_store = IntegrationStore(store.db, store.secrets, logs_kept=settings.integration_logs_kept)
-        self.integrations = IntegrationRunner(store, self.integration_store, settings)
-        self.bus = EventBus(settings, self.events, self.functions, self.integration_store)
+        self.integration_runner = IntegrationRunner(store.secrets, settings)
+        self.bus = EventBus(store)
         self.pool = pool
-        self._engine = None
+        self._engine: Engine | None = None
         self._requested_runs = OwnerGate(settings.owner_runs_max)
 
     @classmethod
-    def open(cls, settings: Settings, *, runtime: bool = False, clock: Callable[[], datetime] = utcnow) -> "Service":
+    def initialize(cls, settings: Settings) -> InitResult:
+        """`logic init`: create the data home, key, database and admin (safe to repeat)."""
+        store, result = Store.initialize(settings)
+        store.close()
+        return result
+
+    @classmethod
+    def open(cls, settings: Settings, *, runtime: bool = False, clock: Callable[[], datetime] = utcnow) -> Service:
         """Open the store; with `runtime`, start the worker zygote first, before any key or handle exists."""
         pool = None
         if runtime:
@@ -65,18 +75,32 @@ class Service:
         return cls(store, pool=pool, clock=clock)
 
     @property
-    def engine(self):
+    def engine(self) -> Engine:
         if self._engine is None:
             if self.pool is None:
                 raise RuntimeError("this service was opened without the runtime (Service.open(runtime=True))")
             from runtime.execution.engine import Engine
 
-            self._engine = Engine(self.settings, self.store, self.functions, self.pool, clock=self.clock)
-            self._engine.event_sink = self.bus.publish_from_run
+            self._engine = Engine(self.store, self.pool, event_sink=self.bus.publish_from_run, clock=self.clock)
         return self._engine
 
+    def dispatcher(self, *, threads: int | None = None, poll_s: float | None = None) -> Dispatcher:
+        """Delivery threads over this service's store, engine, webhooks and bus (not started)."""
+        from runtime.events.dispatcher import Dispatcher
+
+        settings = self.settings
+        return Dispatcher(self.store, self.engine, self.integration_runner, self.bus, clock=self.clock,
+                          threads=settings.delivery_threads if threads is None else threads,
+                          poll_s=settings.dispatcher_poll_s if poll_s is None else poll_s)
+
+    def scheduler(self, *, clock: Callable[[], datetime] | None = None) -> Scheduler:
+        """The cron scheduler over this service's store, ringing the bus's doorbell (not started)."""
+        from runtime.events.scheduler import Scheduler
+
+        return Scheduler(self.store, clock=clock or self.clock, wake=self.bus.wake, housekeeping=self.prune_history)
+
     def close(self) -> None:
-        self.integrations.close()
+        self.integration_runner.close()
         if self.pool is not None:
             self.pool.close()
         self.store.close()
@@ -97,6 +121,10 @@ class Service:
         return self.store.identity.require_member(org, actor)
 
     # secrets -----------------------------------------------------------------
+
+    def check_secret_name(self, name: str) -> str:
+        """The secret-name rule alone (the CLI checks it before asking for a value)."""
+        return check_name(name, max_chars=self.settings.secret_name_max_chars)
 
     def create_secret(self, actor: User, name: str, value: object, org: str | None = None) -> SecretInfo:
         return self.store.secrets.create(self.owner_for(actor, org), name, value)
@@ -147,7 +175,7 @@ class Service:
             return self.store.identity.user(for_user)
         return actor
 
-    def list_tokens(self, actor: User, for_user: str | None = None) -> list[dict]:
+    def list_tokens(self, actor: User, for_user: str | None = None) -> list[dict[str, Any]]:
         return self.store.identity.tokens(self._token_owner(actor, for_user))
 
     def revoke_token(self, actor: User, token_id: int, for_user: str | None = None) -> None:
@@ -155,7 +183,7 @@ class Service:
 
     # keys --------------------------------------------------------------------
 
-    def rotate_keys(self, actor: User, *, master: bool = False) -> dict:
+    def rotate_keys(self, actor: User, *, master: bool = False) -> dict[str, Any]:
         if not actor.is_admin:
             raise PermissionDenied("only an admin can rotate keys")
         if master:
@@ -179,17 +207,27 @@ class Service:
         except DeployError as exc:
             problems.extend(exc.problems)
         manifest_file = files.filename[:-3] + ".logic.json"
-        limit = self.settings.event_name_max_chars  # the manifest model allows 64; the operator may allow fewer
+
+        def at(*path: str | int) -> str:
+            line = files.manifest_line(*path)
+            return f"{manifest_file}:{line}" if line else manifest_file
+
+        settings = self.settings
+        if len(manifest.triggers) > settings.triggers_max:
+            problems.append(f"{at('triggers')}: at most {settings.triggers_max} triggers, "
+                            f"not {len(manifest.triggers)}")
         for i, trigger in enumerate(manifest.triggers):
-            if trigger.type == "event" and len(trigger.event_name) > limit:
-                line = files.manifest_line("triggers", i, "event_name")
-                where = f"{manifest_file}:{line}" if line else manifest_file
-                problems.append(f"{where}: triggers.{i}.event_name: event names are at most {limit} characters here")
+            problem = event_name_problem(trigger.event_name, settings) if trigger.type == "event" else None
+            if problem is not None:
+                problems.append(f"{at('triggers', i, 'event_name')}: triggers.{i}.event_name: {problem}")
         for i, name in enumerate(manifest.secrets):
+            try:
+                check_name(name, max_chars=settings.secret_name_max_chars)
+            except InvalidInput as exc:
+                problems.append(f"{at('secrets', i)}: secrets: {exc.message}")
+                continue
             if not self.store.secrets.exists(owner, name):
-                line = files.manifest_line("secrets", i)
-                where = f"{manifest_file}:{line}" if line else manifest_file
-                problems.append(f"{where}: secrets: secret {name} does not exist in {owner_label(owner)}; "
+                problems.append(f"{at('secrets', i)}: secrets: secret {name} does not exist in {owner_label(owner)}; "
                                 f"create it first with `logic secrets create {name}`")
         if problems:
             raise DeployError(problems)
@@ -198,7 +236,7 @@ class Service:
                         *, function_id: str | None = None) -> FunctionRecord:
         """Create a function or add a new version of it (by name, or by id for PUT)."""
         if not isinstance(files, FunctionFiles):
-            files = load_files(files, triggers_max=self.settings.triggers_max)
+            files = load_files(files)
         owner = self.owner_for(actor, org)
         if function_id is not None:
             current = self._function(actor, function_id, org)
@@ -214,18 +252,18 @@ class Service:
                 triggers.append(TriggerRow("schedule", cron=t.cron, timezone=t.timezone,
                                            next_fire_at=iso(next_fire(t.cron, now, t.timezone))))
         manifest = files.manifest.model_dump(mode="json", exclude_none=True)
-        return self.functions.deploy(owner, files.manifest.name, manifest, files.source, triggers,
-                                     files.manifest.secrets)
+        return self.store.functions.deploy(owner, files.manifest.name, manifest, files.source, triggers,
+                                           files.manifest.secrets)
 
     def _function(self, actor: User, ref: str, org: str | None = None) -> FunctionRecord:
         """A function by name or id, only within the scope asked for (sandbox or `org`)."""
         owner = self.owner_for(actor, org)
         try:
-            return self.functions.get(owner, ref)
+            return self.store.functions.get(owner, ref)
         except NotFound:
             pass
         try:
-            fn = self.functions.get_by_id(ref)
+            fn = self.store.functions.get_by_id(ref)
         except NotFound:
             fn = None
         if fn is None or fn.owner != owner:
@@ -236,37 +274,35 @@ class Service:
         return self._function(actor, ref, org)
 
     def list_functions(self, actor: User, org: str | None = None) -> list[FunctionRecord]:
-        return self.functions.list(self.owner_for(actor, org))
+        return self.store.functions.list(self.owner_for(actor, org))
 
     def set_function_enabled(self, actor: User, ref: str, enabled: bool, org: str | None = None) -> FunctionRecord:
         fn = self._function(actor, ref, org)
-        self.functions.set_enabled(fn.id, enabled)
-        return self.functions.get_by_id(fn.id)
+        self.store.functions.set_enabled(fn.id, enabled)
+        return self.store.functions.get_by_id(fn.id)
 
     def delete_function(self, actor: User, ref: str, org: str | None = None) -> None:
-        self.functions.delete(self._function(actor, ref, org).id)
+        self.store.functions.delete(self._function(actor, ref, org).id)
 
-    def function_runs(self, actor: User, ref: str, org: str | None = None, limit: int = 100) -> list[dict]:
-        return self.functions.runs(self._function(actor, ref, org).id, limit)
+    def function_runs(self, actor: User, ref: str, org: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        return self.store.functions.runs(self._function(actor, ref, org).id, limit)
 
-    def get_run(self, actor: User, run_id: str, ref: str | None = None, org: str | None = None) -> dict:
+    def get_run(self, actor: User, run_id: str, ref: str | None = None, org: str | None = None) -> dict[str, Any]:
         owner = self.owner_for(actor, org)
-        record = self.functions.run(run_id)
-        fn = self.functions.get_by_id(record["function_id"])
+        record = self.store.functions.run(run_id)
+        fn = self.store.functions.get_by_id(record["function_id"])
         if fn.owner != owner or (ref is not None and ref not in (fn.id, fn.name)):
             raise NotFound(f"run {run_id} does not exist")
         return record
 
     def execute_function(self, actor: User, target: FunctionFiles | Path | str, *, event_name: str | None = None,
-                         data: str | None = None, org: str | None = None) -> dict:
+                         data: str | None = None, org: str | None = None) -> dict[str, Any]:
         """A test run of files (FunctionFiles or a local Path: nothing deployed, nothing stored
         but the access audit), or a manual run of a deployed function named by a str ref
         (stored in its logs). A str is never read as a path: callers decide what is local."""
         event = None
         trigger = {"type": "manual"}
         if event_name is not None:
-            from runtime.events.rules import check_event
-
             check_event(event_name, data, self.settings)
             event = {"id": uuid.uuid4().hex, "name": event_name, "data": data,
                      "published_at": now_iso(), "source": f"manual:{actor.name}"}
@@ -274,7 +310,7 @@ class Service:
             fn = self._function(actor, target, org)
             with self._requested_runs.enter(fn.owner):
                 return self.engine.run(fn, trigger, event=event)
-        files = target if isinstance(target, FunctionFiles) else load_files(target, triggers_max=self.settings.triggers_max)
+        files = target if isinstance(target, FunctionFiles) else load_files(target)
         owner = self.owner_for(actor, org)
         self.check_function(owner, files)
         now = now_iso()
@@ -287,36 +323,44 @@ class Service:
 
     # events ----------------------------------------------------------------------
 
-    def prune_history(self) -> dict:
+    def prune_history(self) -> dict[str, Any]:
         """Drop finished events/deliveries and old audit rows past their retention."""
         now = self.clock()
-        events = self.events.prune(iso(now - timedelta(days=self.settings.event_retention_days)))
+        events = self.store.events.prune(iso(now - timedelta(days=self.settings.event_retention_days)))
         audit = self.store.secrets.prune_audit(iso(now - timedelta(days=self.settings.audit_retention_days)))
         return {"events_and_deliveries": events, "audit_rows": audit}
 
-    def publish_event(self, actor: User, name: str, data: str | None = None, org: str | None = None) -> dict:
+    def publish_event(self, actor: User, name: str, data: str | None = None, org: str | None = None) -> dict[str, Any]:
         """Accept an event durably (with a delivery per matching target) and return its id."""
         return self.bus.publish(self.owner_for(actor, org), name, data, source=f"user:{actor.name}")
 
-    # integrations (the owner is resolved here; IntegrationRunner holds the rules) ------
+    # integrations (IntegrationRunner.validate holds the spec's rules) ---------------
 
-    def create_integration(self, actor: User, spec: dict, org: str | None = None) -> IntegrationRecord:
-        return self.integrations.create(self.owner_for(actor, org), spec)
+    def _integration(self, actor: User, ref: str, org: str | None) -> IntegrationRecord:
+        return self.store.integrations.find(self.owner_for(actor, org), ref)
 
-    def update_integration(self, actor: User, ref: str, spec: dict, org: str | None = None) -> IntegrationRecord:
-        return self.integrations.update(self.owner_for(actor, org), ref, spec)
+    def create_integration(self, actor: User, spec: dict[str, Any], org: str | None = None) -> IntegrationRecord:
+        owner = self.owner_for(actor, org)
+        checked = self.integration_runner.validate(owner, spec)
+        return self.store.integrations.create(owner, checked.to_json())
+
+    def update_integration(self, actor: User, ref: str, spec: dict[str, Any],
+                           org: str | None = None) -> IntegrationRecord:
+        current = self._integration(actor, ref, org)
+        checked = self.integration_runner.validate(current.owner, spec)
+        return self.store.integrations.update(current.id, checked.to_json())
 
     def get_integration(self, actor: User, ref: str, org: str | None = None) -> IntegrationRecord:
-        return self.integrations.get(self.owner_for(actor, org), ref)
+        return self._integration(actor, ref, org)
 
     def list_integrations(self, actor: User, org: str | None = None) -> list[IntegrationRecord]:
-        return self.integrations.list(self.owner_for(actor, org))
+        return self.store.integrations.list(self.owner_for(actor, org))
 
     def delete_integration(self, actor: User, ref: str, org: str | None = None) -> None:
-        self.integrations.delete(self.owner_for(actor, org), ref)
+        self.store.integrations.delete(self._integration(actor, ref, org).id)
 
-    def integration_logs(self, actor: User, ref: str, org: str | None = None, limit: int = 100) -> list[dict]:
-        return self.integrations.logs(self.owner_for(actor, org), ref, limit)
+    def integration_logs(self, actor: User, ref: str, org: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        return self.store.integrations.logs(self._integration(actor, ref, org).id, limit)
 
 
 __all__ = ["Service"]

@@ -5,6 +5,18 @@ needs `store.errors` does not import the database layer.
 """
 
 from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the lazy names below, as the type checker should see them
+    from .errors import LogicError as LogicError
+    from .identity import User as User
+    from .secrets import Access as Access
+    from .secrets import SecretInfo as SecretInfo
+    from .sensitive import MASK as MASK
+    from .sensitive import Sensitive as Sensitive
+    from .settings import Settings as Settings
+    from .store import InitResult as InitResult
+    from .store import Store as Store
 
 _EXPORTS = {
     "Access": "secrets", "SecretInfo": "secrets", "LogicError": "errors", "MASK": "sensitive",
@@ -14,7 +26,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'store' has no attribute {name!r}")

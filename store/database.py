@@ -26,9 +26,10 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, TypeVar, cast
 
 import sqlite_utils
 
@@ -43,9 +44,11 @@ PROBE_INTERVAL_S = 1.0  # the health probe's write, at most this often while wri
 
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_IOERR, _SQLITE_FULL = 5, 6, 10, 13
 
+_Error = TypeVar("_Error", bound=StoreError)
+
 
 class Database:
-    def __init__(self, path: Path | str, *, busy_timeout_ms: int = 10_000, create: bool = False):
+    def __init__(self, path: Path | str, *, busy_timeout_ms: int, create: bool = False):
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
         if not create and not self.path.exists():
@@ -203,7 +206,7 @@ class Database:
 
     def one(self, sql: str, params: Any = ()) -> sqlite3.Row | None:
         try:
-            return self.conn.execute(sql, params).fetchone()
+            return cast("sqlite3.Row | None", self.conn.execute(sql, params).fetchone())
         except sqlite3.OperationalError as exc:
             self._raise_fault(exc)
             raise
@@ -249,7 +252,7 @@ class Database:
     def _disk_full(self) -> DiskFull:
         return self._noted(disk_full(self.path.parent), "disk full")
 
-    def _noted(self, error: StoreError, reason: str) -> StoreError:
+    def _noted(self, error: _Error, reason: str) -> _Error:
         self._faults_seen += 1
         self._fault = (reason, self._faults_seen)
         return error
@@ -297,7 +300,8 @@ class Database:
 
     @property
     def schema_version(self) -> int:
-        return self.one("PRAGMA user_version")[0]
+        row = cast(sqlite3.Row, self.one("PRAGMA user_version"))  # a PRAGMA always returns its row
+        return cast(int, row[0])
 
     def migrate(self, target: int | None = None) -> int:
         """Apply every migration after the current version, each in its own transaction."""

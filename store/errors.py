@@ -22,7 +22,12 @@
 Each interface has one mapper: the CLI prints `Error: <message>` and exits
 with `exit_code`; the HTTP API answers `{"error": <message>}` with `status`
 (and a `Retry-After` header where the error has `retry_after`, in seconds).
-Messages never contain a secret value.
+Messages never contain a secret value. The tree lives in `store` because
+`store` imports nothing from `runtime`; it holds runtime errors too.
+
+Errors that user code sees inside the sandbox (SecretAccessError,
+SecretNotDeclared, PublishLimitError, OutputClosed, ResultError) are not in
+the tree on purpose: they become a run's error, never an interface's answer.
 """
 
 from __future__ import annotations
@@ -122,3 +127,14 @@ class SchemaTooNew(StoreError):
 
 class DecryptionError(StoreError):
     pass
+
+
+def statuses() -> list[int]:
+    """Every HTTP status an error of the tree answers with (the API documents them)."""
+    found: set[int] = set()
+    pending: list[type[LogicError]] = [LogicError]
+    while pending:
+        cls = pending.pop()
+        found.add(cls.status)
+        pending.extend(cls.__subclasses__())
+    return sorted(found)

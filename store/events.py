@@ -15,9 +15,11 @@ and past it only that owner's publishes are refused.
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, cast
 
 from .clock import now_iso
 from .database import Database
@@ -40,7 +42,7 @@ class Delivery:
 _DELIVERY_COLUMNS = "id, owner, target_kind, target_id, event_id, scheduled_at, cron, depth, attempts"
 
 
-class Claimed(list):
+class Claimed(list[Delivery]):
     """The deliveries a claim took; `more` tells whether others were waiting behind them,
     claimable now; `waiting` whether some wait only for their owner's runs in flight."""
 
@@ -49,8 +51,9 @@ class Claimed(list):
 
 
 class EventStore:
-    def __init__(self, db: Database, *, max_pending: int = 10_000, max_pending_per_owner: int = 1_000,
-                 max_attempts: int = 3):
+    """EventQueue on SQLite."""
+
+    def __init__(self, db: Database, *, max_pending: int, max_pending_per_owner: int, max_attempts: int):
         self.db = db
         self.max_pending = max_pending
         self.max_pending_per_owner = max_pending_per_owner
@@ -58,7 +61,8 @@ class EventStore:
 
     def open_deliveries(self) -> int:
         """Pending plus running deliveries (a counter the schema's triggers keep exact)."""
-        return self.db.one("SELECT open FROM queue_stats WHERE id = 1")[0]
+        row = cast(sqlite3.Row, self.db.one("SELECT open FROM queue_stats WHERE id = 1"))  # its migration adds it
+        return cast(int, row[0])
 
     def open_deliveries_of(self, owner: str) -> int:
         """One owner's pending plus running deliveries (a counter the schema's triggers keep exact)."""
@@ -66,7 +70,7 @@ class EventStore:
         return 0 if row is None else row[0]
 
     def add_event(self, owner: str, name: str, data: str | None, source: str, depth: int,
-                  targets: Iterable[tuple[str, str]], *, check_capacity: bool = True) -> dict:
+                  targets: Iterable[tuple[str, str]], *, check_capacity: bool = True) -> dict[str, Any]:
         """Insert an event and its deliveries (inside the caller's transaction)."""
         targets = list(targets)
         event_id = uuid.uuid4().hex
@@ -93,7 +97,7 @@ class EventStore:
                 "INSERT INTO deliveries (owner, target_kind, target_id, scheduled_at, cron, created_at) "
                 "VALUES (?, 'function', ?, ?, ?, ?)", (owner, function_id, scheduled_at, cron, now_iso()))
 
-    def event(self, event_id: str) -> dict:
+    def event(self, event_id: str) -> dict[str, Any]:
         row = self.db.one("SELECT id, owner, name, data, published_at, source, depth FROM events WHERE id = ?",
                           (event_id,))
         if row is None:
@@ -138,7 +142,8 @@ class EventStore:
         claimed.extend(sorted((Delivery(*row) for row in rows), key=lambda d: d.id))
         return claimed
 
-    def _fair_pending(self, conn, limit: int, per_owner: int | None) -> tuple[list[int], bool, bool]:
+    def _fair_pending(self, conn: sqlite3.Connection, limit: int,
+                      per_owner: int | None) -> tuple[list[int], bool, bool]:
         """Up to `limit` pending ids, one owner's turn at a time; whether more are claimable;
         whether more wait for owners at their cap.
 
@@ -162,7 +167,7 @@ class EventStore:
                 turns.append([running, [i for o, i in rows if o == owner], owner])
             else:
                 waiting = True
-        taken = []
+        taken: list[int] = []
         while turns and len(taken) < limit:
             turn = min(turns)
             ids, owner = turn[1], turn[2]
@@ -211,7 +216,7 @@ class EventStore:
                 "AND status IN ('done', 'failed') AND finished_at < ? LIMIT ?)", (before, limit)).rowcount
         return gone
 
-    def deliveries_of(self, event_id: str) -> list[dict]:
+    def deliveries_of(self, event_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.all("SELECT * FROM deliveries WHERE event_id = ? ORDER BY id", (event_id,))]
 
     def counts(self) -> dict[str, int]:

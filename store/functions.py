@@ -10,12 +10,14 @@ warm run's cost).
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import threading
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, cast
 
 from .clock import now_iso
 from .database import Database
@@ -32,14 +34,14 @@ class FunctionRecord:
     version: int
     created_at: str
     updated_at: str
-    manifest: dict
+    manifest: dict[str, Any]
     source: str
 
     @property
     def version_key(self) -> str:
         return f"{self.id}:{self.version}"
 
-    def to_json(self, *, with_source: bool = False) -> dict:
+    def to_json(self, *, with_source: bool = False) -> dict[str, Any]:
         data = {
             "id": self.id, "name": self.name, "owner": self.owner, "enabled": self.enabled,
             "version": self.version, "created_at": self.created_at, "updated_at": self.updated_at,
@@ -75,14 +77,16 @@ _PRUNE_EVERY = 16
 
 
 class FunctionStore:
-    def __init__(self, db: Database, secrets: SecretStore, *, runs_kept: int = 100):
+    """FunctionRepository on SQLite."""
+
+    def __init__(self, db: Database, secrets: SecretStore, *, runs_kept: int):
         self.db = db
         self.secrets = secrets
         self.runs_kept = max(1, runs_kept)
         self._unpruned: dict[str, int] = {}  # runs added per function since its last prune (this process)
         self._unpruned_lock = threading.Lock()
 
-    def deploy(self, owner: str, name: str, manifest: dict, source: str,
+    def deploy(self, owner: str, name: str, manifest: dict[str, Any], source: str,
                triggers: Iterable[TriggerRow], secret_names: Iterable[str]) -> FunctionRecord:
         """Create the function or add a version; replace its triggers and declared secrets."""
         now = now_iso()
@@ -150,7 +154,7 @@ class FunctionStore:
             if conn.execute("DELETE FROM functions WHERE id = ?", (function_id,)).rowcount == 0:
                 raise NotFound(f"function {function_id} does not exist")
 
-    def for_event(self, owner: str, event_name: str) -> list[str]:
+    def for_event(self, owner: str, event_name: str) -> builtins.list[str]:
         """Ids of the owner's enabled functions whose event trigger equals the name exactly."""
         return [r[0] for r in self.db.all(
             "SELECT DISTINCT f.id FROM triggers t JOIN functions f ON f.id = t.function_id "
@@ -171,10 +175,13 @@ class FunctionStore:
             if prune:
                 self._unpruned[function_id] = 0
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO runs (id, function_id, function_version, status, started_at, record) "
-                         "VALUES (?, ?, ?, ?, ?, ?)",
-                         (record["id"], function_id, record["function_version"], record["status"],
-                          record["started_at"], json.dumps(record)))
+            try:
+                conn.execute("INSERT INTO runs (id, function_id, function_version, status, started_at, record) "
+                             "VALUES (?, ?, ?, ?, ?, ?)",
+                             (record["id"], function_id, record["function_version"], record["status"],
+                              record["started_at"], json.dumps(record)))
+            except sqlite3.IntegrityError:  # the foreign key: the function was deleted meanwhile
+                raise NotFound(f"function {function_id} does not exist") from None
             if prune:
                 self.prune_runs(function_id)
 
@@ -188,14 +195,14 @@ class FunctionStore:
                 "ORDER BY started_at DESC, rowid DESC LIMIT -1 OFFSET ?)",
                 (function_id, self.runs_kept)).rowcount
 
-    def runs(self, function_id: str, limit: int = 100) -> list[dict]:
+    def runs(self, function_id: str, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """The newest runs, at most `runs_kept` (older ones may wait for their prune)."""
         return [json.loads(r[0]) for r in self.db.all(
             "SELECT record FROM runs WHERE function_id = ? ORDER BY started_at DESC, rowid DESC LIMIT ?",
             (function_id, min(limit, self.runs_kept)))]
 
-    def run(self, run_id: str) -> dict:
+    def run(self, run_id: str) -> dict[str, Any]:
         row = self.db.one("SELECT record FROM runs WHERE id = ?", (run_id,))
         if row is None:
             raise NotFound(f"run {run_id} does not exist")
-        return json.loads(row[0])
+        return cast("dict[str, Any]", json.loads(row[0]))  # a run record, stored by add_run

@@ -14,6 +14,7 @@ import re
 import secrets as _random
 import sqlite3
 from dataclasses import dataclass
+from typing import Any, cast
 
 from .clock import now_iso
 from .database import Database
@@ -57,6 +58,8 @@ def hash_token(token: str) -> str:
 
 
 class Identity:
+    """IdentityRepository on SQLite: users, organizations, hashed API tokens."""
+
     def __init__(self, db: Database):
         self.db = db
 
@@ -70,7 +73,7 @@ class Identity:
                                    (name, int(is_admin), now_iso())).lastrowid
         except sqlite3.IntegrityError:
             raise Conflict(f"user {name} already exists") from None
-        return User(uid, name, is_admin)
+        return User(cast(int, uid), name, is_admin)  # an INSERT's lastrowid is set
 
     def user(self, name: str) -> User:
         row = self.db.one("SELECT id, name, is_admin FROM users WHERE name = ?", (name,))
@@ -108,7 +111,7 @@ class Identity:
         row = self.db.one("SELECT id FROM orgs WHERE name = ?", (name,))
         if row is None:
             raise NotFound(f"organization {name} does not exist")
-        return row[0]
+        return cast(int, row[0])
 
     def add_member(self, org: str, user_name: str, actor: User) -> None:
         self.require_member(org, actor)
@@ -142,7 +145,7 @@ class Identity:
                          (user.id, hash_token(token), label, now_iso()))
         return token
 
-    def tokens(self, user: User) -> list[dict]:
+    def tokens(self, user: User) -> list[dict[str, Any]]:
         """The user's tokens: id, label, created_at (never the token or its hash)."""
         return [dict(r) for r in self.db.all(
             "SELECT id, label, created_at FROM tokens WHERE user_id = ? ORDER BY id", (user.id,))]

@@ -11,11 +11,12 @@ records per integration. Log records arrive already redacted.
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from .clock import now_iso
 from .database import Database
@@ -31,7 +32,7 @@ class IntegrationRecord:
     owner: str
     name: str
     event_prefix: str
-    config: dict = field(repr=False)
+    config: dict[str, Any] = field(repr=False)
     enabled: bool
     created_at: str
     updated_at: str
@@ -40,11 +41,11 @@ class IntegrationRecord:
     def secrets(self) -> list[str]:
         return list(self.config.get("secrets", []))
 
-    def spec(self) -> dict:
+    def spec(self) -> dict[str, Any]:
         """The NAME.webhook.json this record was made from."""
         return {"name": self.name, "event": self.event_prefix, **self.config, "enabled": self.enabled}
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "owner": self.owner, **self.spec(),
                 "created_at": self.created_at, "updated_at": self.updated_at}
 
@@ -56,21 +57,23 @@ def _record(row: sqlite3.Row) -> IntegrationRecord:
     return IntegrationRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), bool(row[5]), row[6], row[7])
 
 
-def _split(spec: dict) -> tuple[str, str, bool, dict]:
+def _split(spec: dict[str, Any]) -> tuple[str, str, bool, dict[str, Any]]:
     config = {k: v for k, v in spec.items() if k not in ("name", "event", "enabled")}
     config["secrets"] = list(config.get("secrets") or [])
     return spec["name"], spec["event"], bool(spec.get("enabled", True)), config
 
 
 class IntegrationStore:
-    def __init__(self, db: Database, secrets: SecretStore, *, logs_kept: int = 100):
+    """IntegrationRepository on SQLite."""
+
+    def __init__(self, db: Database, secrets: SecretStore, *, logs_kept: int):
         self.db = db
         self.secrets = secrets
         self.logs_kept = logs_kept
 
     # writes ----------------------------------------------------------------
 
-    def create(self, owner: str, spec: dict) -> IntegrationRecord:
+    def create(self, owner: str, spec: dict[str, Any]) -> IntegrationRecord:
         """Insert a validated spec (NAME.webhook.json shape); its secrets become usages."""
         name, prefix, enabled, config = _split(spec)
         iid, now = str(uuid.uuid4()), now_iso()
@@ -85,7 +88,7 @@ class IntegrationStore:
             raise Conflict(f"integration {name} already exists") from None
         return self.get_by_id(iid)
 
-    def update(self, integration_id: str, spec: dict) -> IntegrationRecord:
+    def update(self, integration_id: str, spec: dict[str, Any]) -> IntegrationRecord:
         """Replace the whole spec (a rename included); usages follow the new secrets."""
         name, prefix, enabled, config = _split(spec)
         try:
@@ -141,7 +144,7 @@ class IntegrationStore:
     def list(self, owner: str) -> list[IntegrationRecord]:
         return [_record(r) for r in self.db.all(_SELECT + "WHERE owner = ? ORDER BY name", (owner,))]
 
-    def for_event(self, owner: str, event_name: str) -> list[str]:
+    def for_event(self, owner: str, event_name: str) -> builtins.list[str]:
         """Ids of the owner's enabled integrations whose prefix starts `event_name` (case-sensitive)."""
         # substr, not LIKE: LIKE folds case and treats % and _ in a prefix as wildcards.
         return [r[0] for r in self.db.all(
@@ -162,9 +165,9 @@ class IntegrationStore:
                 "DELETE FROM integration_logs WHERE integration_id = ? AND id <= (SELECT id FROM integration_logs "
                 "WHERE integration_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                 (integration_id, integration_id, max(self.logs_kept, 1)))
-        return log_id
+        return cast(int, log_id)  # an INSERT's lastrowid is set
 
-    def logs(self, integration_id: str, limit: int = 100) -> list[dict]:
+    def logs(self, integration_id: str, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """Newest first; each record with its `id`, `event_id` and `at`."""
         rows = self.db.all(
             "SELECT id, event_id, at, record FROM integration_logs WHERE integration_id = ? "

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import functools
 import os
+import sqlite3
 import struct
 import threading
-from typing import Callable
+from collections.abc import Callable, Iterable
+from typing import cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -63,7 +65,7 @@ class KeyRing:
 
     @classmethod
     def open(cls, db: Database, candidates: Callable[[], list[tuple[str, bytes]]] | list[tuple[str, bytes]],
-             ) -> tuple["KeyRing", str]:
+             ) -> tuple[KeyRing, str]:
         """Open with the first candidate master key that unwraps the ring."""
         find = candidates if callable(candidates) else (lambda: candidates)
         for source, key in find():
@@ -99,7 +101,7 @@ class KeyRing:
             self._keys = keys
 
     @staticmethod
-    def _unwrap_all(master: AESGCM, rows) -> dict[int, AESGCM]:
+    def _unwrap_all(master: AESGCM, rows: Iterable[sqlite3.Row]) -> dict[int, AESGCM]:
         keys = {}
         for row in rows:
             wrapped = bytes(row["wrapped"])
@@ -134,9 +136,9 @@ class KeyRing:
         """Create, wrap and store a new data key (inside the caller's transaction)."""
         raw = AESGCM.generate_key(bit_length=256)
         with self._db.transaction() as conn:
-            key_id = conn.execute(
+            key_id = cast(int, conn.execute(  # an INSERT's lastrowid is set
                 "INSERT INTO keyring (wrapped, created_at) VALUES (x'', ?)", (now_iso(),)
-            ).lastrowid
+            ).lastrowid)
             conn.execute("UPDATE keyring SET wrapped = ? WHERE id = ?",
                          (self._wrap(raw, key_id), key_id))
         with self._lock:
@@ -201,4 +203,4 @@ class KeyRing:
         return Sensitive(plain.decode("utf-8"))
 
     def key_id_of(self, blob: bytes) -> int:
-        return _HEADER.unpack_from(bytes(blob))[1]
+        return cast(int, _HEADER.unpack_from(bytes(blob))[1])

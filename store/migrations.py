@@ -5,18 +5,20 @@ Never edit a released migration: add a new one. Each runs in one transaction.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import cast
 
 import sqlite_utils
+from sqlite_utils.db import Table
 
 
 def _v1_identity(db: sqlite_utils.Database) -> None:
-    db["users"].create({"id": int, "name": str, "is_admin": int, "created_at": str},
-                       pk="id", not_null={"name", "created_at"}, defaults={"is_admin": 0})
-    db["users"].create_index(["name"], unique=True)
-    db["orgs"].create({"id": int, "name": str, "created_at": str}, pk="id",
-                      not_null={"name", "created_at"})
-    db["orgs"].create_index(["name"], unique=True)
+    cast(Table, db["users"]).create({"id": int, "name": str, "is_admin": int, "created_at": str},
+                                   pk="id", not_null={"name", "created_at"}, defaults={"is_admin": 0})
+    cast(Table, db["users"]).create_index(["name"], unique=True)
+    cast(Table, db["orgs"]).create({"id": int, "name": str, "created_at": str}, pk="id",
+                                  not_null={"name", "created_at"})
+    cast(Table, db["orgs"]).create_index(["name"], unique=True)
     db.execute("""CREATE TABLE memberships (
         org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
         user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,

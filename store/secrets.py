@@ -8,10 +8,12 @@ A secret that any function or integration declares cannot be deleted.
 
 from __future__ import annotations
 
+import builtins
 import re
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any
 
 from .clock import now_iso
 from .database import Database
@@ -40,7 +42,7 @@ class SecretInfo:
     def usage_count(self) -> int:
         return len(self.logic_functions) + len(self.integrations)
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "created_at": self.created_at,
@@ -65,7 +67,8 @@ class Access:
     at: str
 
 
-def check_name(name: object, *, max_chars: int = 64) -> str:
+def check_name(name: object, *, max_chars: int) -> str:
+    """The secret-name rule (syntax and `secret_name_max_chars`); InvalidInput names the problem."""
     if not isinstance(name, str) or not name:
         raise InvalidInput("secret name must not be empty")
     if len(name) > max_chars:
@@ -79,19 +82,20 @@ def check_name(name: object, *, max_chars: int = 64) -> str:
 
 
 def check_declared(names: list[str]) -> list[str]:
-    """A manifest's or webhook's list of secret names: valid, each once, at most
-    DECLARED_SECRETS_MAX of them (ValueError for pydantic)."""
+    """A manifest's or webhook's list of secret names: in secret-name syntax, each once, at
+    most DECLARED_SECRETS_MAX of them (ValueError for pydantic). Their length is a setting:
+    the service checks it with `check_name` when it deploys or creates the consumer."""
     if len(names) > DECLARED_SECRETS_MAX:
         raise ValueError(f"{len(names)} secrets are declared; at most {DECLARED_SECRETS_MAX} are allowed")
     for name in names:
-        if len(name) > 64 or not NAME_PATTERN.fullmatch(name):
+        if not NAME_PATTERN.fullmatch(name):
             raise ValueError(f"invalid secret name {name!r}: use upper-case letters, digits and _")
     if len(set(names)) != len(names):
         raise ValueError("a secret is declared twice")
     return names
 
 
-def check_value(value: object, *, max_bytes: int = 64 * 1024) -> str:
+def check_value(value: object, *, max_bytes: int) -> str:
     """Validate a new value; errors describe the value, never repeat it."""
     if isinstance(value, Sensitive):
         value = value.reveal()
@@ -116,8 +120,9 @@ def check_value(value: object, *, max_bytes: int = 64 * 1024) -> str:
 
 
 class SecretStore:
-    def __init__(self, db: Database, ring: KeyRing, *, max_value_bytes: int = 64 * 1024,
-                 max_name_chars: int = 64):
+    """SecretRepository on SQLite: values sealed by the key ring (keyring.py)."""
+
+    def __init__(self, db: Database, ring: KeyRing, *, max_value_bytes: int, max_name_chars: int):
         self.db = db
         self.ring = ring
         self.max_value_bytes = max_value_bytes
@@ -246,9 +251,9 @@ class SecretStore:
                 "AND (last_accessed_at IS NULL OR last_accessed_at < ?)",
                 [(at, owner, name, at) for (owner, name), at in latest.items()])
 
-    def audit(self, owner: str, name: str | None = None, *, limit: int = 1000) -> list[Access]:
+    def audit(self, owner: str, name: str | None = None, *, limit: int = 1000) -> builtins.list[Access]:
         sql = "SELECT * FROM secret_access WHERE owner = ?"
-        params: list = [owner]
+        params: builtins.list[str | int] = [owner]
         if name is not None:
             sql += " AND secret_name = ?"
             params.append(name)

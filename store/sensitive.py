@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 MASK = "[[SENSITIVE]]"
 
 
@@ -13,6 +15,7 @@ class Sensitive:
     """
 
     __slots__ = ("_value",)
+    _value: str
 
     def __init__(self, value: str):
         object.__setattr__(self, "_value", value)
@@ -28,13 +31,13 @@ class Sensitive:
     def __format__(self, spec: str) -> str:
         return MASK
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError("Sensitive is immutable")
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError("a Sensitive value cannot be pickled")
 
-    def __eq__(self, other) -> bool:
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Sensitive) and other._value == self._value
 
     def __hash__(self) -> int:

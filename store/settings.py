@@ -12,7 +12,6 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
 # DESIGN's limit, also enforced where a manifest or webhook file is parsed (no settings there).
 DECLARED_SECRETS_MAX = 50
 

@@ -1,19 +1,41 @@
-"""The data home: open or initialise the database and key ring; rotate keys."""
+"""The data home: open or initialise the database and key ring; rotate keys.
+
+`Store` owns every repository and the transaction that spans them: the
+runtime composes a unit of work (a run's record, its secret accesses, the
+events it published, the delivery's completion) with `store.transaction()`
+and never reaches the database itself. The repositories' contracts are the
+Protocols in `repositories.py`; the classes built here are their SQLite
+implementations.
+"""
 
 from __future__ import annotations
 
 import getpass
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import masterkey
 from .database import Database, space_on_disk
 from .errors import MasterKeyError
+from .events import EventStore
+from .functions import FunctionStore
 from .identity import Identity, User
+from .integrations import IntegrationStore
 from .keyring import KeyRing
+from .repositories import (
+    EventQueue,
+    FunctionRepository,
+    IdentityRepository,
+    IntegrationRepository,
+    SecretRepository,
+    TriggerRepository,
+)
 from .secrets import SecretStore
 from .settings import Settings
+from .triggers import TriggerStore
 
 
 @dataclass
@@ -25,17 +47,35 @@ class InitResult:
 
 
 class Store:
+    """Every repository of one data home, built from its settings, and `transaction()`."""
+
     def __init__(self, settings: Settings, db: Database, ring: KeyRing, key_source: str):
         self.settings = settings
         self.db = db
         self.ring = ring
         self.key_source = key_source
-        self.identity = Identity(db)
-        self.secrets = SecretStore(db, ring, max_value_bytes=settings.secret_value_max_bytes,
-                                   max_name_chars=settings.secret_name_max_chars)
+        secrets = SecretStore(db, ring, max_value_bytes=settings.secret_value_max_bytes,
+                              max_name_chars=settings.secret_name_max_chars)
+        self.identity: IdentityRepository = Identity(db)
+        self.secrets: SecretRepository = secrets
+        self.functions: FunctionRepository = FunctionStore(db, secrets, runs_kept=settings.runs_kept)
+        self.triggers: TriggerRepository = TriggerStore(db)
+        self.events: EventQueue = EventStore(db, max_pending=settings.queue_max_pending,
+                                             max_pending_per_owner=settings.queue_max_pending_per_owner,
+                                             max_attempts=settings.delivery_max_attempts)
+        self.integrations: IntegrationRepository = IntegrationStore(db, secrets,
+                                                                    logs_kept=settings.integration_logs_kept)
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One unit of work across repositories: all of it commits or none does. Nested
+        calls (a repository's own writes) join the outer one. DiskFull or StoreBusy when
+        the machine refuses (see database.py); nothing is half-written."""
+        with self.db.transaction():
+            yield
 
     @classmethod
-    def open(cls, settings: Settings) -> "Store":
+    def open(cls, settings: Settings) -> Store:
         db = Database(settings.db_path, busy_timeout_ms=settings.busy_timeout_ms)
         try:
             db.check_schema()
@@ -47,7 +87,7 @@ class Store:
         return cls(settings, db, ring, source)
 
     @classmethod
-    def initialize(cls, settings: Settings) -> tuple["Store", InitResult]:
+    def initialize(cls, settings: Settings) -> tuple[Store, InitResult]:
         """Create the data home if needed; safe to run again (then it changes nothing).
 
         The key ring and the admin are written in one transaction, and a run that
@@ -76,7 +116,7 @@ class Store:
                 raise
             store = cls(settings, db, ring, source)
         try:
-            with store.db.transaction():
+            with store.transaction():
                 if not store.ring.key_ids:
                     store.ring.add_key()
                 admin = store.identity.first_admin_or_none()
@@ -101,7 +141,7 @@ class Store:
     def rotate_data_key(self) -> tuple[int, int]:
         """New data key; every value re-encrypted under it; old keys dropped. One transaction."""
         try:
-            with self.db.transaction():
+            with self.transaction():
                 key_id = self.ring.add_key()
                 count = self.secrets.reencrypt_all(key_id)
                 self.ring.drop_keys_except(key_id)

@@ -1,4 +1,5 @@
-"""Fixtures every test folder may use: an isolated data home, a store, the CLI.
+"""Fixtures every test folder may use: an isolated data home, a store, the CLI,
+a function run in-process (`sandbox_run`) and a loopback HTTP receiver (`receiver`).
 
 Each test gets its own LOGIC_HOME under tmp_path and an environment without
 any other LOGIC_* variable, so nothing leaks between tests or xdist workers,
@@ -9,20 +10,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 from pathlib import Path
 
-# `.venv/bin/pytest` puts tests/ on sys.path but not the repository, and the
-# editable install's finder comes last: tests/store and tests/runtime would
-# then shadow the real packages as empty namespace packages.
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import pytest
+from click.testing import CliRunner, Result
 
-import pytest  # noqa: E402
-from click.testing import CliRunner, Result  # noqa: E402
-
-from store import Settings, Store  # noqa: E402
+from runtime.sandbox.testing import run_source
+from store import Settings, Store
+from tests.receiver import Receiver
 
 
 @pytest.fixture(autouse=True)
@@ -92,3 +87,16 @@ def db_rows(settings: Settings):
             conn.close()
 
     return snapshot
+
+
+@pytest.fixture
+def sandbox_run():
+    """`run_source`: compile and run source in-process against a RecordingHost (no worker)."""
+    return run_source
+
+
+@pytest.fixture
+def receiver():
+    """A loopback HTTP receiver (tests/receiver.py) recording what arrives; closed after the test."""
+    with Receiver() as r:
+        yield r

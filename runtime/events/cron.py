@@ -6,7 +6,7 @@ zone (UTC by default), ticks computed with croniter and returned in UTC.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -25,7 +25,7 @@ def normalize_cron(expr: str) -> str:
     if not croniter.is_valid(normalized):
         raise ValueError(f"cron {expr!r} is not a valid cron expression")
     try:  # valid fields can still name a day that never comes (`0 0 31 2 *`)
-        croniter(normalized, datetime(2000, 1, 1, tzinfo=timezone.utc)).get_next(datetime)
+        croniter(normalized, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
     except CroniterBadDateError:
         raise ValueError(f"cron {expr!r} never fires (no such date)") from None
     return normalized
@@ -47,12 +47,12 @@ def next_fire(cron: str, after: datetime, tz: str | None = None) -> datetime:
     When a time zone turns its clocks back, a wall-clock time happens twice; like cron,
     a tick at such a time fires once, at its first occurrence.
     """
-    zone = ZoneInfo(tz) if tz else timezone.utc
+    zone = ZoneInfo(tz) if tz else UTC
     ticks = croniter(cron, after.astimezone(zone))
     for _ in range(4):
-        tick = ticks.get_next(datetime).astimezone(timezone.utc)
+        tick: datetime = ticks.get_next(datetime).astimezone(UTC)  # croniter is untyped
         wall = tick.astimezone(zone).replace(tzinfo=None)
-        first = wall.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
+        first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
         if first == tick:
             return tick
     return tick

@@ -12,20 +12,37 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import cast
 
-from store.clock import iso
+from runtime.events.bus import EventBus
+from runtime.events.rules import check_event, within_chain
+from runtime.execution.engine import Engine
+from runtime.execution.secrets_broker import audited
+from runtime.integrations.runner import IntegrationRunner
+from store.clock import iso, utcnow
 from store.errors import DiskFull, LogicError, StoreBusy, WorkerUnavailable
 from store.events import Delivery
-
-from runtime.events.rules import check_event
+from store.store import Store
 
 log = logging.getLogger("logic.dispatcher")
 
+FAILURE_TEXT_MAX = 500  # characters of a failed webhook's answer kept on its delivery row
+
 
 class Dispatcher:
-    def __init__(self, service, *, threads: int = 2, poll_s: float = 0.5):
-        self.service = service
+    """Delivery threads: claim from the store's queue, run through the engine or the
+    integration runner, publish hook responses on the bus (Service.dispatcher builds one)."""
+
+    def __init__(self, store: Store, engine: Engine, integrations: IntegrationRunner, bus: EventBus, *,
+                 threads: int, poll_s: float, clock: Callable[[], datetime] = utcnow):
+        self.store = store
+        self.settings = store.settings
+        self.engine = engine
+        self.integrations = integrations
+        self.bus = bus
+        self.clock = clock
         self.threads = threads
         self.poll_s = poll_s
         self._stop = threading.Event()
@@ -33,12 +50,12 @@ class Dispatcher:
 
     @property
     def lease(self) -> timedelta:
-        s = self.service.settings
+        s = self.settings
         longest = max(s.run_timeout_s, s.webhook_timeout_s * (s.webhook_retries + 1))
         return timedelta(seconds=longest + s.delivery_lease_margin_s)
 
     def start(self) -> None:
-        self.service.bus.wake.cap = self.threads
+        self.bus.wake.cap = self.threads
         for n in range(self.threads):
             t = threading.Thread(target=self._loop, name=f"dispatcher-{n}", daemon=True)
             t.start()
@@ -47,12 +64,12 @@ class Dispatcher:
     def stop(self, timeout: float | None = None) -> None:
         """Stop claiming; deliveries in flight finish (each run is bounded by its timeout)."""
         self._stop.set()
-        self.service.bus.wake.ring_all()
+        self.bus.wake.ring_all()
         for t in self._workers:
             t.join(timeout)
 
     def _loop(self) -> None:
-        wake = self.service.bus.wake
+        wake = self.bus.wake
         while not self._stop.is_set():
             try:
                 taken, more = self._step(1)
@@ -72,13 +89,13 @@ class Dispatcher:
     def _step(self, limit: int) -> tuple[int, bool]:
         """(how many were taken, whether to look again at once: more were claimable, or,
         having delivered, more waited for their owner's runs in flight)."""
-        now = self.service.clock()
+        now = self.clock()
         claimed_at = time.monotonic()  # with `now`: the lease counts from here, lock waits included
-        claimed = self.service.events.claim(iso(now), iso(now + self.lease), limit,
-                                            per_owner=self.service.settings.owner_runs_max)
+        queue = self.store.events
+        claimed = queue.claim(iso(now), iso(now + self.lease), limit, per_owner=self.settings.owner_runs_max)
         for delivery in claimed:
             if self._stop.is_set():
-                self.service.events.release(delivery.id)
+                queue.release(delivery.id)
                 continue
             self.deliver(delivery, claimed_at)
         return len(claimed), claimed.more or (bool(claimed) and claimed.waiting)
@@ -96,7 +113,7 @@ class Dispatcher:
     def deliver(self, delivery: Delivery, claimed_at: float | None = None) -> None:
         """Carry out a claimed delivery; `claimed_at` (time.monotonic()) lets a run that
         starts right after its claim skip renewing the lease."""
-        events = self.service.events
+        events = self.store.events
         try:
             if delivery.target_kind == "function":
                 self._run_function(delivery, claimed_at)
@@ -110,62 +127,60 @@ class Dispatcher:
             events.finish(delivery.id, status="failed", error=exc.message)
 
     def _run_function(self, delivery: Delivery, claimed_at: float | None) -> None:
-        service = self.service
+        queue = self.store.events
         # A claim younger than this still has all but a sliver of its lease (the longest
         # run plus the margin): renewing it would be a write transaction for nothing.
-        fresh_s = min(1.0, service.settings.delivery_lease_margin_s / 4)
-        fn = service.functions.get_by_id(delivery.target_id)
+        fresh_s = min(1.0, self.settings.delivery_lease_margin_s / 4)
+        fn = self.store.functions.get_by_id(delivery.target_id)
         if not fn.enabled:
-            service.events.finish(delivery.id, status="failed", error=f"function {fn.name} is disabled")
+            queue.finish(delivery.id, status="failed", error=f"function {fn.name} is disabled")
             return
+
         def finish(run_id: str) -> None:
-            service.events.finish(delivery.id, run_id=run_id)
+            queue.finish(delivery.id, run_id=run_id)
 
         def renew() -> None:
             # The lease counted from the claim; waiting for a free worker must not use it
             # up, or another thread claims the delivery again and it runs twice.
             if claimed_at is not None and time.monotonic() - claimed_at < fresh_s:
                 return
-            service.events.renew(delivery.id, iso(service.clock() + self.lease))
+            queue.renew(delivery.id, iso(self.clock() + self.lease))
 
         if delivery.event_id is not None:
-            event = service.events.event(delivery.event_id)
+            event = queue.event(delivery.event_id)
             context = {k: event[k] for k in ("id", "name", "data", "published_at", "source")}
-            service.engine.run(fn, {"type": "event", "event_id": event["id"]}, event=context,
-                               depth=delivery.depth, on_commit=finish, on_start=renew)
+            self.engine.run(fn, {"type": "event", "event_id": event["id"]}, event=context,
+                            depth=delivery.depth, on_commit=finish, on_start=renew)
         else:
             scheduled = {"scheduled_at": delivery.scheduled_at, "cron": delivery.cron}
-            service.engine.run(fn, {"type": "schedule"}, scheduled=scheduled, on_commit=finish, on_start=renew)
+            self.engine.run(fn, {"type": "schedule"}, scheduled=scheduled, on_commit=finish, on_start=renew)
 
     def _fire_integration(self, delivery: Delivery) -> None:
-        service = self.service
-        record = service.integration_store.get_by_id(delivery.target_id)
+        store, queue = self.store, self.store.events
+        record = store.integrations.get_by_id(delivery.target_id)
         if not record.enabled:
-            service.events.finish(delivery.id, status="failed", error=f"integration {record.name} is disabled")
+            queue.finish(delivery.id, status="failed", error=f"integration {record.name} is disabled")
             return
-        event = service.events.event(delivery.event_id)
-        result = service.integrations.fire(record, event, run_id=f"delivery-{delivery.id}")
+        event = queue.event(cast(str, delivery.event_id))  # integrations get events, never ticks
+        result = self.integrations.fire(record, event, run_id=f"delivery-{delivery.id}")
         response_name, response_data = result.response_event
         # Webhook -> response -> webhook could loop forever: the chain depth limit ends it;
         # a response whose name or data the bus would refuse is noted, never fatal.
-        respond = delivery.depth + 1 <= service.settings.chain_depth_max
+        respond = within_chain(delivery.depth + 1, self.settings)
         if respond:
             try:
-                check_event(response_name, response_data, service.settings, from_hook=True)
+                check_event(response_name, response_data, self.settings, from_hook=True)
             except LogicError as exc:
                 respond = False
                 note = f"response event not published: {exc.message}"
                 result.log["error"] = f"{result.log['error']} ({note})" if result.log.get("error") else note
-        try:
-            with service.store.db.transaction():
-                service.integration_store.add_log(record.id, event["id"], result.log)
-                service.store.secrets.record_access(result.accesses)
-                if respond:
-                    service.bus.publish(record.owner, response_name, response_data,
-                                        source=f"integration:{record.name}", depth=delivery.depth + 1,
-                                        check_capacity=False, from_hook=True)
-                service.events.finish(delivery.id, status="done" if result.ok else "failed",
-                                      error=None if result.ok else (response_data or "")[:500])
-        except BaseException:
-            service.store.secrets.record_access(result.accesses)  # the secrets did go out: audit them
-            raise
+        # The secrets did go out: they are audited even when the commit fails.
+        with audited(store.secrets, result.accesses), store.transaction():
+            store.integrations.add_log(record.id, event["id"], result.log)
+            store.secrets.record_access(result.accesses)
+            if respond:
+                self.bus.publish_checked(record.owner, response_name, response_data,
+                                         source=f"integration:{record.name}", depth=delivery.depth + 1,
+                                         check_capacity=False)
+            queue.finish(delivery.id, status="done" if result.ok else "failed",
+                         error=None if result.ok else (response_data or "")[:FAILURE_TEXT_MAX])

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import threading
 
+RINGS_KEPT_MAX = 64  # until the dispatcher sets its thread count
+
 
 class Doorbell:
-    def __init__(self, cap: int = 64):
+    def __init__(self, cap: int = RINGS_KEPT_MAX):
         self.cap = cap  # the dispatcher sets its thread count: more kept rings buy nothing
         self._cond = threading.Condition(threading.Lock())
         self._rings = 0

@@ -13,25 +13,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
-from store.clock import iso, parse_iso, utcnow
-from store.database import Database
-from store.events import EventStore
-
-from runtime.events.doorbell import Doorbell
 from runtime.events.cron import next_fire
+from runtime.events.doorbell import Doorbell
+from store.clock import iso, parse_iso, utcnow
+from store.store import Store
 
 log = logging.getLogger("logic.scheduler")
 
 
+HOUSEKEEPING_EVERY_S = 3600.0  # history retention needs no finer grain
+TICK_EVERY_S = 1.0             # cron's finest schedule is a minute
+
+
 class Scheduler:
-    def __init__(self, db: Database, events: EventStore, *, clock: Callable[[], datetime] = utcnow,
+    """Fires due ticks (`tick`), on a thread of its own once started."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], datetime] = utcnow,
                  wake: Doorbell | None = None, housekeeping: Callable[[], object] | None = None,
-                 housekeeping_every_s: float = 3600.0):
-        self.db = db
-        self.events = events
+                 housekeeping_every_s: float = HOUSEKEEPING_EVERY_S):
+        self.store = store
         self.clock = clock
         self.wake = wake
         # Periodic upkeep (history retention) rides on the scheduler's thread.
@@ -43,25 +46,20 @@ class Scheduler:
     def tick(self) -> int:
         """Fire every due tick once; returns how many runs were enqueued."""
         now = self.clock()
-        due = self.db.all(
-            "SELECT t.id, t.function_id, t.cron, t.timezone, t.next_fire_at, f.owner, f.enabled "
-            "FROM triggers t JOIN functions f ON f.id = t.function_id "
-            "WHERE t.kind = 'schedule' AND t.next_fire_at <= ? ORDER BY t.next_fire_at", (iso(now),))
+        store = self.store
         fired = 0
-        for row in due:
-            scheduled_at = row["next_fire_at"]
-            following = iso(next_fire(row["cron"], max(now, parse_iso(scheduled_at)), row["timezone"]))
-            with self.db.transaction() as conn:
-                claimed = conn.execute("UPDATE triggers SET next_fire_at = ? WHERE id = ? AND next_fire_at = ?",
-                                       (following, row["id"], scheduled_at)).rowcount
-                if claimed and row["enabled"]:
-                    self.events.add_scheduled(row["owner"], row["function_id"], scheduled_at, row["cron"])
+        for tick in store.triggers.due(iso(now)):
+            scheduled_at = tick.next_fire_at
+            following = iso(next_fire(tick.cron, max(now, parse_iso(scheduled_at)), tick.timezone))
+            with store.transaction():
+                if store.triggers.claim_tick(tick.trigger_id, scheduled_at, following) and tick.enabled:
+                    store.events.add_scheduled(tick.owner, tick.function_id, scheduled_at, tick.cron)
                     fired += 1
         if self.wake is not None:
             self.wake.ring(fired)
         return fired
 
-    def start(self, interval_s: float = 1.0) -> None:
+    def start(self, interval_s: float = TICK_EVERY_S) -> None:
         def loop() -> None:
             next_upkeep = 0.0
             while not self._stop.wait(interval_s):

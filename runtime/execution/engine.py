@@ -9,54 +9,49 @@ and any published events in one transaction.
 from __future__ import annotations
 
 import hashlib
-import re
-import sqlite3
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
+from itertools import pairwise
+from typing import Any
 
+from runtime.events.rules import chain_limit_problem, check_event, undelivered, within_chain
+from runtime.execution.redactor import Redactor
+from runtime.execution.secrets_broker import SecretsBroker, audited
+from runtime.sandbox.executor import RunLimits
+from runtime.sandbox.output import LOG_CUT_PREFIX
+from runtime.sandbox.tracebacks import MESSAGE_CUT
+from runtime.workers.job import Job
+from runtime.workers.pool import Pool
 from store import Store
 from store.clock import iso, utcnow
 from store.errors import LogicError, NotFound
-from store.functions import FunctionRecord, FunctionStore
+from store.functions import FunctionRecord
 from store.sensitive import MASK
-from store.settings import Settings
-
-from runtime.execution.secrets_broker import SecretsBroker
-from runtime.events.rules import check_event
-from runtime.execution.redactor import Redactor
-from runtime.sandbox.executor import RunLimits
-from runtime.sandbox.output import LOG_CUT_PREFIX
-from runtime.workers.pool import Job, WorkerPool
 
 _NOTHING_READ = Redactor(())  # a run that read no secret has nothing to mask
 
 # Called inside the run's transaction: (owner, redacted events, their chain depth, run id);
 # returns a problem for each event it refused (a full queue).
-EventSink = Callable[[str, list[dict], int, str], list[str]]
+EventSink = Callable[[str, list[dict[str, Any]], int, str], list[str]]
 
 
 class Engine:
-    def __init__(self, settings: Settings, store: Store, functions: FunctionStore, pool: WorkerPool,
-                 *, clock: Callable[[], datetime] = utcnow):
-        self.settings = settings
+    """Runs function versions on a worker pool and stores their redacted records."""
+
+    def __init__(self, store: Store, pool: Pool, *, event_sink: EventSink | None = None,
+                 clock: Callable[[], datetime] = utcnow):
+        self.settings = store.settings
         self.store = store
-        self.functions = functions
         self.pool = pool
         self.clock = clock
-        self.event_sink: EventSink | None = None  # set by the event bus
-        # Every cap the pool enforces must reach the sandbox too, or a run that merely goes
-        # over one (say, event data under a lowered operator limit) ends as "crashed".
-        self._limits = RunLimits(log_max_bytes=settings.log_max_bytes,
-                                 result_max_bytes=settings.result_max_bytes,
-                                 events_max=settings.events_per_run_max,
-                                 event_data_max_bytes=settings.event_data_max_bytes,
-                                 event_name_max_chars=settings.event_name_max_chars)
+        self.event_sink = event_sink  # the event bus's publish_from_run; None: events are not delivered
+        self._limits = RunLimits.from_settings(store.settings)
 
-    def run(self, fn: FunctionRecord, trigger: dict, *, event: dict | None = None,
-            scheduled: dict | None = None, depth: int = 0, persist: bool = True,
+    def run(self, fn: FunctionRecord, trigger: dict[str, Any], *, event: dict[str, Any] | None = None,
+            scheduled: dict[str, Any] | None = None, depth: int = 0, persist: bool = True,
             on_commit: Callable[[str], None] | None = None,
-            on_start: Callable[[], None] | None = None) -> dict:
+            on_start: Callable[[], None] | None = None) -> dict[str, Any]:
         """Run one version of a function; returns the redacted run record.
 
         `depth` is the event chain depth of the triggering event; `on_commit`
@@ -88,17 +83,13 @@ class Engine:
             entry=manifest.get("entry", "main"),
             declared_secrets=declared,
             context=context,
-            timeout_s=min(limits.get("timeout_s") or self.settings.run_timeout_s, self.settings.run_timeout_s),
-            memory_mb=min(limits.get("memory_mb") or self.settings.worker_memory_mb, self.settings.worker_memory_mb),
+            timeout_s=limits.get("timeout_s"),   # the pool caps both at the operator's limits
+            memory_mb=limits.get("memory_mb"),
             limits=self._limits,
         )
         started = self.clock()
-        try:
+        with audited(self.store.secrets, broker.accesses):  # even when the run cannot finish
             outcome = self.pool.run(job, broker.read, on_start)
-        except BaseException:
-            # Every secret handed out is audited, even when the run cannot finish.
-            self.store.secrets.record_access(broker.accesses)
-            raise
         finished = self.clock()
         values = broker.plain_values()
         redactor = Redactor.for_values(values) if values else _NOTHING_READ
@@ -120,32 +111,28 @@ class Engine:
         }
         _mask_cut_tails(record, redactor)
         deliverable = self._check_events(record, depth) if persist else []
-        try:
-            with self.store.db.transaction():
-                if persist:
-                    if self.event_sink is not None and deliverable:
-                        _note_problems(record, self.event_sink(fn.owner, deliverable, depth + 1, run_id))
-                    self.functions.add_run(record)
-                self.store.secrets.record_access(broker.accesses)
-                if on_commit is not None:
-                    on_commit(run_id)
-        except BaseException as exc:
-            # Every secret handed out is audited, even when the run's record cannot be stored.
+        # Every secret handed out is audited, even when the run's record cannot be stored.
+        with audited(self.store.secrets, broker.accesses), self.store.transaction():
+            if persist:
+                if self.event_sink is not None and deliverable:
+                    _note_problems(record, self.event_sink(fn.owner, deliverable, depth + 1, run_id))
+                try:
+                    self.store.functions.add_run(record)
+                except NotFound:
+                    raise NotFound(f"function {fn.name} was deleted while it ran") from None
             self.store.secrets.record_access(broker.accesses)
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise NotFound(f"function {fn.name} was deleted while it ran") from None
-            raise
+            if on_commit is not None:
+                on_commit(run_id)
         return record
 
-    def _check_events(self, record: dict, depth: int) -> list[dict]:
+    def _check_events(self, record: dict[str, Any], depth: int) -> list[dict[str, Any]]:
         """The published events that may be delivered; the others turn the run into an error."""
         events = record["events_published"]
         if not events:
             return []
         problems = []
-        if depth + 1 > self.settings.chain_depth_max:
-            problems.append(f"event chain depth limit of {self.settings.chain_depth_max} reached: "
-                            f"the {len(events)} event(s) this run published were not delivered")
+        if not within_chain(depth + 1, self.settings):
+            problems.append(chain_limit_problem(len(events), self.settings))
             events = []
         deliverable = []
         for event in events:
@@ -153,12 +140,12 @@ class Engine:
                 check_event(event.get("name"), event.get("data"), self.settings)
                 deliverable.append(event)
             except LogicError as exc:
-                problems.append(f"event {str(event.get('name'))[:64]!r} not delivered: {exc.message}")
+                problems.append(undelivered(event.get("name"), exc.message))
         _note_problems(record, problems)
         return deliverable
 
 
-def _note_problems(record: dict, problems: list[str]) -> None:
+def _note_problems(record: dict[str, Any], problems: list[str]) -> None:
     """Undelivered events make a successful run an error, or add a log line to a failed one."""
     if not problems:
         return
@@ -169,13 +156,12 @@ def _note_problems(record: dict, problems: list[str]) -> None:
         record["logs"].append({"at": record["finished_at"], "level": "error", "message": "; ".join(problems)})
 
 
-# What is written where a limit cut a text: after the cut log line (by the sandbox or
-# the parent, the same marker: runtime/sandbox/output.py), and in place of the rest of
-# a long exception message (tracebacks.py).
-_MESSAGE_CUT = re.compile(r"\.\.\. \[\d+ more characters\]")
+# Where a limit cut a text, the sandbox wrote a marker: a log line starting with
+# LOG_CUT_PREFIX after the cut line (sandbox or pool, output.py), and MESSAGE_CUT in place
+# of the rest of a long exception message (tracebacks.py).
 
 
-def _mask_cut_tails(record: dict, redactor: Redactor) -> None:
+def _mask_cut_tails(record: dict[str, Any], redactor: Redactor) -> None:
     """Mask the text just before every cut, as far back as the longest encoded form reaches.
 
     Threat: a log line or an exception message cut at its limit in the middle of a
@@ -187,7 +173,7 @@ def _mask_cut_tails(record: dict, redactor: Redactor) -> None:
     if not window:
         return
     logs = record["logs"]
-    for before, line in zip(logs, logs[1:]):
+    for before, line in pairwise(logs):
         if line.get("message", "").startswith(LOG_CUT_PREFIX):
             before["message"] = _mask_tail(before["message"], window)
     error = record["error"]
@@ -196,7 +182,7 @@ def _mask_cut_tails(record: dict, redactor: Redactor) -> None:
             text = error.get(key)
             if isinstance(text, str):
                 out, pos = [], 0
-                for cut in _MESSAGE_CUT.finditer(text):
+                for cut in MESSAGE_CUT.finditer(text):
                     out += [_mask_tail(text[pos:cut.start()], window), cut.group(0)]
                     pos = cut.end()
                 error[key] = "".join(out) + text[pos:]

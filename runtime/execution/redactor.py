@@ -121,9 +121,9 @@ import os
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import ahocorasick
@@ -145,7 +145,7 @@ _REGIONS_MAX = 256  # hits to locate in one window before scanning it in sub-win
 _SHORT_PATTERNS_MAX = 8
 # Pre-filter passes as (word width, stride) in bytes, widest stride first.
 _TIERS = ((8, 16), (8, 8), (4, 8), (4, 4))
-_WORD_CODES = {8: "Q", 4: "I"}
+_WORD_CODES: dict[int, Literal["Q", "I"]] = {8: "Q", 4: "I"}
 # Longer patterns are searched by their first _ANCHOR_CHARS characters and confirmed by
 # a digest of the whole: the automaton and the caches never hold a long form in full
 # (a 64 KiB value's encodings come to about 7 MB of text).
@@ -194,7 +194,7 @@ class Redactor:
         self._pattern_count = len(whole) + sum(map(len, long.values()))
         self._max_len = max((f.longest for f in forms), default=0)
         self._min_len = min(map(len, itertools.chain(whole, long)), default=0)
-        self._automaton = None
+        self._automaton: Any = None  # an ahocorasick.Automaton once built (the extension ships no types)
         self._long: list[tuple[tuple[int, bytes], ...]] = []
         keys = self._build_automaton(whole, long)
         self._build_filter(keys)
@@ -303,7 +303,7 @@ class Redactor:
                 if b > a:
                     per_text[i].append((a, b))
                 i += 1
-        return _rebuild(value, iter(zip(texts, per_text)))
+        return _rebuild(value, iter(zip(texts, per_text, strict=True)))
 
     def _redact_scalar(self, value: Any) -> Any:
         if isinstance(value, str):
@@ -364,7 +364,7 @@ class Redactor:
         data = window.encode("ascii")
         words_of = memoryview(data)
         reach = self._max_len
-        regions = []
+        regions: list[tuple[int, int]] = []
         for width, stride, wordset, _patterns in self._tiers:
             words = words_of[: len(data) // width * width].cast(_WORD_CODES[width])
             for word in wordset.intersection(words[:: stride // width]):
@@ -436,7 +436,7 @@ class Redactor:
             size += 200 * len(words) + sum(8 * len(p) for p in found.values())
         return size
 
-    def _build_filter(self, patterns: set[str]) -> None:
+    def _build_filter(self, patterns: Collection[str]) -> None:
         """Words that any occurrence of a pattern must contain, for `_may_match`.
 
         Read the text's UTF-8 bytes as words of W bytes at positions that are
@@ -510,7 +510,7 @@ class _ByteBoundedLRU:
     or reads, the server holds at most CACHE_BYTES of patterns and matchers.
     """
 
-    def __init__(self, budget: "_Budget"):
+    def __init__(self, budget: _Budget):
         self._items: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
         self._budget = budget

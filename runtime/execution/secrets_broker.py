@@ -3,22 +3,33 @@
 The worker asks for a name; the broker checks it against the function's
 declared list and owner (threat: a compromised worker asking for anything),
 decrypts the current value, notes the access for the audit, and keeps the
-values it handed out so the redactor can mask exactly those.
+values it handed out so the redactor can mask exactly those. It is the one
+trusted check of the declared list: the sandbox checks it too, but inside
+the worker, which a compromised worker would skip. A value that fails to
+decrypt is logged for the operator (owner and name, never a value).
 """
 
 from __future__ import annotations
 
-from store.clock import now_iso
-from store.errors import DecryptionError, NotFound
-from store.secrets import Access, SecretStore
-from store.sensitive import Sensitive
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from runtime.execution.redactor import masking_cost
-from runtime.sandbox.executor import SecretAccessError
+from runtime.sandbox.executor import SecretAccessError as SecretAccessError  # raised by read(): re-exported
+from store.clock import now_iso
+from store.errors import DecryptionError, NotFound
+from store.repositories import SecretRepository
+from store.secrets import Access
+from store.sensitive import Sensitive
+
+log = logging.getLogger("logic.secrets")
 
 
 class SecretsBroker:
-    def __init__(self, secrets: SecretStore, *, owner: str, declared: tuple[str, ...],
+    """`secrets.NAME` for one run or webhook delivery: check, decrypt, charge, note."""
+
+    def __init__(self, secrets: SecretRepository, *, owner: str, declared: tuple[str, ...],
                  consumer_kind: str, consumer_id: str, consumer_name: str, run_id: str | None,
                  bytes_max: int | None = None, masking_max: int | None = None):
         self._secrets = secrets
@@ -42,6 +53,8 @@ class SecretsBroker:
         except NotFound:
             raise SecretAccessError(f"secret {name} no longer exists") from None
         except DecryptionError:
+            log.error("secret %s of %s cannot be decrypted with the key ring (restore the key, or "
+                      "update the secret)", name, self.owner)
             raise SecretAccessError(f"secret {name} cannot be read; the operator has been told") from None
         if value not in self.values:
             self._charge(name, value)
@@ -73,3 +86,15 @@ class SecretsBroker:
 
     def plain_values(self) -> list[str]:
         return [v.reveal() for v in self.values]
+
+
+@contextmanager
+def audited(secrets: SecretRepository, accesses: list[Access]) -> Iterator[None]:
+    """On any failure inside, record `accesses` (a list that may still grow inside) before
+    the error goes on: every secret handed out is audited, even when the run or its commit
+    fails."""
+    try:
+        yield
+    except BaseException:
+        secrets.record_access(accesses)
+        raise

@@ -18,7 +18,8 @@ a lock held elsewhere) and 200 again once it can, without a restart.
 """
 
 import inspect
-from typing import Annotated, Any, Callable, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -26,23 +27,38 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
-from store.errors import LogicError, Unauthorized
-from store.identity import User
-
 from runtime.http.auth_throttle import AuthThrottle, client_address
 from runtime.http.errors import http_error_handler, log, logic_error_handler, printable, validation_error_handler
 from runtime.http.middleware import BodyLimit, CountRequests, InFlight, InternalErrors
 from runtime.http.models import (
-    INTEGRATION_EXAMPLE, ErrorOut, EventAccepted, EventIn, ExecuteSpec, FunctionList, FunctionOut,
-    FunctionSpec, Health, IntegrationList, IntegrationOut, LogList, RunList, RunOut, SecretCreate, SecretList,
-    SecretOut, SecretUpdate,
+    INTEGRATION_EXAMPLE,
+    ErrorOut,
+    EventAccepted,
+    EventIn,
+    ExecuteSpec,
+    FunctionList,
+    FunctionOut,
+    FunctionSpec,
+    Health,
+    IntegrationList,
+    IntegrationOut,
+    LogList,
+    RunList,
+    RunOut,
+    SecretCreate,
+    SecretList,
+    SecretOut,
+    SecretUpdate,
 )
 from runtime.http.publish_fast_path import PublishFastPath
 from runtime.integrations.spec import WebhookSpec
 from runtime.manifest import files_from_json
 from runtime.service import Service
+from store.errors import LogicError, Unauthorized, statuses
+from store.identity import User
 
-ERRORS = {status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 429, 503, 507)}
+# The tree's statuses, plus what FastAPI itself answers (a body that is not JSON: 400; a method: 405).
+ERRORS = {status: {"model": ErrorOut} for status in sorted({400, 405, *statuses()} - {500})}
 
 
 def create_app(service: Service, *, publish_fast_path: bool = True,
@@ -61,9 +77,11 @@ def create_app(service: Service, *, publish_fast_path: bool = True,
     app.state.auth_throttle = throttle = auth_throttle
     for path, endpoint, kwargs in ROUTES:
         app.add_api_route(path, endpoint, **kwargs)
-    app.add_exception_handler(LogicError, logic_error_handler)
-    app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.add_exception_handler(HTTPException, http_error_handler)
+    # Starlette types a handler as taking any Exception, not the class it is registered for
+    # (Kludex/starlette#2417): each handler here takes exactly its own class.
+    app.add_exception_handler(LogicError, logic_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_error_handler)  # type: ignore[arg-type]
     # The last added wraps the others: a request meets the body limit, then the 500 guard,
     # then the count of requests in flight, then the publish fast path (publish_fast_path.py),
     # then FastAPI.
@@ -71,7 +89,7 @@ def create_app(service: Service, *, publish_fast_path: bool = True,
         app.add_middleware(PublishFastPath, service=service, throttle=throttle)
     in_flight = InFlight()
     app.add_middleware(CountRequests, counter=in_flight)
-    if getattr(service, "pool", None) is not None:
+    if service.pool is not None:
         service.pool.others_busy = in_flight.busy  # no spinning for runs while requests wait
     app.add_middleware(InternalErrors)
     app.add_middleware(BodyLimit, max_bytes=service.settings.http_body_max_bytes)
@@ -139,7 +157,8 @@ def _without_org(endpoint: Callable) -> Callable:
     def sandbox_endpoint(**kwargs: Any) -> Any:
         return endpoint(**kwargs, org=None)
 
-    sandbox_endpoint.__signature__ = signature.replace(
+    # inspect.signature (so FastAPI) reads __signature__, which FunctionType does not declare.
+    sandbox_endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[p for p in signature.parameters.values() if p.name != "org"])
     sandbox_endpoint.__name__ = endpoint.__name__
     sandbox_endpoint.__doc__ = endpoint.__doc__
@@ -202,7 +221,7 @@ def delete_secret(name: str, service: Svc, actor: Actor, org: Org) -> Response:
 def _files(service: Service, spec: FunctionSpec, *exclude: str):
     body = spec.model_dump(mode="json", exclude_unset=True, exclude=set(exclude))
     body.setdefault("name", spec.name)  # a default name (execute) is still the manifest's name
-    return files_from_json(body, triggers_max=service.settings.triggers_max)
+    return files_from_json(body)
 
 
 @route("GET", "/logic/functions", response_model=FunctionList, tags=["functions"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Mapping
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -26,7 +27,7 @@ log = logging.getLogger("logic.http")
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="logic-runtime"'}
 
 
-def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
@@ -94,7 +95,7 @@ def _escape(ch: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
-def frames(exc: BaseException) -> str:
+def frames(exc: BaseException | None) -> str:
     """A traceback without exception messages (see InternalErrors)."""
     parts = []
     seen = set()

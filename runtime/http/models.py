@@ -8,13 +8,16 @@ words the error; the API does not re-implement it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from runtime.manifest import Manifest
 
-SECRET_NAME_SCHEMA = {"pattern": r"^[A-Z_][A-Z0-9_]*$", "maxLength": 64, "examples": ["API_KEY"]}
+if TYPE_CHECKING:
+    from pydantic.config import JsonDict
+
+SECRET_NAME_SCHEMA: JsonDict = {"pattern": r"^[A-Z_][A-Z0-9_]*$", "maxLength": 64, "examples": ["API_KEY"]}
 
 
 class Strict(BaseModel):

@@ -25,17 +25,17 @@ import json
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, cast
 
 from pydantic import ValidationError
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from store.errors import LogicError
-
 from runtime.http.auth_throttle import AuthThrottle, client_address
 from runtime.http.errors import logic_error_response
 from runtime.http.models import EventAccepted, EventIn
 from runtime.service import Service
+from store.errors import LogicError
 
 _ORG_EVENTS = re.compile(r"^/v1/orgs/([^/]+)/events$")
 
@@ -65,7 +65,7 @@ class PublishFastPath:
                 actor = None
         if actor is None:  # the route gives the canonical answer, whatever the problem
             return await self.app(scope, _replay(body, receive), send)
-        event = request[1]
+        event = cast("tuple[str, EventIn]", request)[1]  # an actor means the request parsed
         loop = asyncio.get_running_loop()
         try:
             accepted = await loop.run_in_executor(self._pool(), self.service.publish_event, actor, event.name,
@@ -85,7 +85,7 @@ class PublishFastPath:
         return self._executor
 
 
-def _target(scope: Scope) -> str | None | bool:
+def _target(scope: Scope) -> str | None | Literal[False]:
     """None for /v1/events, the org for /v1/orgs/{org}/events, False for any other request."""
     if scope["type"] != "http" or scope["method"] != "POST":
         return False
@@ -97,7 +97,7 @@ def _target(scope: Scope) -> str | None | bool:
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] != "http.request":

@@ -21,7 +21,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from typing import Any
+from typing import Any, cast
 
 import httpcore
 import httpx
@@ -78,7 +78,9 @@ class GuardedBackend(httpcore.SyncBackend):
         except (OSError, UnicodeError) as exc:
             # The host name is left out: it is rendered, and may carry a secret.
             raise httpcore.ConnectError(f"cannot resolve the host name ({exception_text(exc)})") from None
-        addresses = list(dict.fromkeys(info[4][0] for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)))
+        # An AF_INET or AF_INET6 sockaddr starts with the address as text.
+        addresses = list(dict.fromkeys(cast(str, info[4][0]) for info in infos
+                                       if info[0] in (socket.AF_INET, socket.AF_INET6)))
         if not addresses:
             raise httpcore.ConnectError("the host name resolves to no IP address")
         if not self.allow_private:

@@ -13,10 +13,9 @@ from typing import Any
 
 import httpx
 
-from store.errors import InvalidInput
-
 from runtime.integrations.spec import HEADER_NAME, WebhookSpec
 from runtime.integrations.templates import render, render_json
+from store.errors import InvalidInput
 
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 _BAD_HEADER_CHARS = re.compile(r"[\r\n\x00]")
@@ -46,7 +45,7 @@ class RenderedRequest:
             headers[name] = value if value.isascii() else value.encode("utf-8")  # httpx: ASCII str only
         if self.auth is not None:
             # Built here, not by httpx auth, so the log shows the header that was sent (redacted).
-            token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode("utf-8")).decode("ascii")
+            token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode("ascii")
             headers["Authorization"] = f"Basic {token}"
         if not any(h.lower() == "accept-encoding" for h in headers):
             headers["Accept-Encoding"] = "identity"  # no decompression bombs
@@ -64,7 +63,9 @@ class RenderedRequest:
         elif self.body is not None:
             kwargs["content"] = self.body.encode("utf-8")
         try:
-            return client.build_request(self.method, url, params=self.query or None, headers=headers, **kwargs)
+            # httpx takes str or bytes per header value; its HeaderTypes names all-str or all-bytes mappings only.
+            return client.build_request(self.method, url, params=self.query or None,
+                                        headers=headers, **kwargs)  # type: ignore[arg-type]
         except (httpx.InvalidURL, ValueError, TypeError, UnicodeError):
             raise InvalidInput("the rendered request is not valid (url, query or headers)") from None
 

@@ -1,4 +1,4 @@
-"""Webhook integrations: create and update them, and fire one for an event.
+"""Webhook integrations: check a spec against its owner's secrets, and fire one for an event.
 
 `fire` reads the secrets the templates use through a SecretsBroker (the
 same allowlist and audit as a run), renders and sends the request, and
@@ -20,30 +20,28 @@ from __future__ import annotations
 import codecs
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
 
-from store.clock import now_iso
-from store.errors import InvalidInput
-from store.integrations import IntegrationRecord, IntegrationStore
-from store.secrets import Access
-from store.sensitive import MASK
-from store.settings import Settings
-from store.store import Store
-
-from runtime.execution.secrets_broker import SecretAccessError, SecretsBroker
+from runtime.events.rules import HOOK_ERROR_PREFIX, HOOK_RESPONSE_PREFIX, event_name_problem
 from runtime.execution.redactor import Redactor
+from runtime.execution.secrets_broker import SecretAccessError, SecretsBroker
 from runtime.integrations.request import render_request
 from runtime.integrations.sender import SendOutcome, WebhookSender
 from runtime.integrations.spec import WebhookSpec, parse_spec
 from runtime.integrations.templates import event_variables
+from store.clock import now_iso
+from store.errors import DeployError, InvalidInput
+from store.integrations import IntegrationRecord
+from store.repositories import SecretRepository
+from store.secrets import Access, check_name
+from store.settings import Settings
 
-RESPONSE_PREFIX = "hook-response/"
-ERROR_PREFIX = "hook-error/"
-TRUNCATED = "...[truncated]"
+ERROR_TEXT_MAX = 300  # characters of a delivery's error kept in its log (one line)
 
 _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 _WIRE_EXCLUDED = {
@@ -60,19 +58,18 @@ _CHARSET = re.compile(r"charset=[\"']?([A-Za-z0-9_.:-]+)", re.I)
 @dataclass
 class FireResult:
     ok: bool
-    log: dict                                   # redacted request/response/timing record
+    log: dict[str, Any]                         # redacted request/response/timing record
     accesses: list[Access] = field(default_factory=list)
     response_event: tuple[str, str | None] = ("", None)  # ("hook-response/<event>", body) or ("hook-error/<event>", message)
 
 
 class IntegrationRunner:
-    """Owner already resolved by runtime.service.Service."""
+    """Checks specs and fires integrations; the owner is already resolved (Service)."""
 
-    def __init__(self, store: Store, integrations: IntegrationStore, settings: Settings, *,
+    def __init__(self, secrets: SecretRepository, settings: Settings, *,
                  transport: httpx.BaseTransport | None = None, backoff_s: float = 0.5,
                  sleep: Callable[[float], None] = time.sleep):
-        self.store = store
-        self.integrations = integrations
+        self.secrets = secrets
         self.settings = settings
         self.sender = WebhookSender(
             timeout_s=settings.webhook_timeout_s, retries=settings.webhook_retries,
@@ -88,37 +85,27 @@ class IntegrationRunner:
     def validate(self, owner: str, spec_json: object) -> WebhookSpec:
         """The checked spec; DeployError for the file, InvalidInput naming missing secrets."""
         spec = parse_spec(spec_json, filename="webhook")
-        missing = [name for name in spec.secrets if not self.store.secrets.exists(owner, name)]
+        problems = []
+        problem = event_name_problem(spec.event, self.settings)
+        if problem is not None:
+            problems.append(f"webhook: event: {problem.replace('event name', 'event prefix', 1)}")
+        for name in spec.secrets:
+            try:
+                check_name(name, max_chars=self.settings.secret_name_max_chars)
+            except InvalidInput as exc:
+                problems.append(f"webhook: secrets: {exc.message}")
+        if problems:
+            raise DeployError(problems)
+        missing = [name for name in spec.secrets if not self.secrets.exists(owner, name)]
         if missing:
             raise InvalidInput(f"secret{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                                f"do{'' if len(missing) > 1 else 'es'} not exist for {owner}: create "
                                f"{'them' if len(missing) > 1 else 'it'} first")
         return spec
 
-    def create(self, owner: str, spec_json: dict) -> IntegrationRecord:
-        spec = self.validate(owner, spec_json)
-        return self.integrations.create(owner, spec.to_json())
-
-    def update(self, owner: str, ref: str, spec_json: dict) -> IntegrationRecord:
-        current = self.integrations.find(owner, ref)
-        spec = self.validate(owner, spec_json)
-        return self.integrations.update(current.id, spec.to_json())
-
-    def get(self, owner: str, ref: str) -> IntegrationRecord:
-        return self.integrations.find(owner, ref)
-
-    def list(self, owner: str) -> list[IntegrationRecord]:
-        return self.integrations.list(owner)
-
-    def delete(self, owner: str, ref: str) -> None:
-        self.integrations.delete(self.integrations.find(owner, ref).id)
-
-    def logs(self, owner: str, ref: str, limit: int = 100) -> list[dict]:
-        return self.integrations.logs(self.integrations.find(owner, ref).id, limit)
-
     # firing --------------------------------------------------------------------
 
-    def fire(self, record: IntegrationRecord, event: dict, *, run_id: str | None = None) -> FireResult:
+    def fire(self, record: IntegrationRecord, event: dict[str, Any], *, run_id: str | None = None) -> FireResult:
         """Send the webhook for `event` ({id, name, data, published_at, source}); no DB writes."""
         at = now_iso()
         try:
@@ -126,7 +113,7 @@ class IntegrationRunner:
         except ValidationError:
             return self._result(at, event, None, [], Redactor.for_values(()),
                                 error="the integration's configuration is no longer valid: update it")
-        broker = SecretsBroker(self.store.secrets, owner=record.owner, declared=tuple(spec.secrets),
+        broker = SecretsBroker(self.secrets, owner=record.owner, declared=tuple(spec.secrets),
                                consumer_kind="integration", consumer_id=record.id,
                                consumer_name=record.name, run_id=run_id,
                                bytes_max=self.settings.secret_bytes_per_run_max,
@@ -143,7 +130,7 @@ class IntegrationRunner:
         del secrets
         return result
 
-    def _result(self, at: str, event: dict, outcome: SendOutcome | None, accesses: list[Access],
+    def _result(self, at: str, event: dict[str, Any], outcome: SendOutcome | None, accesses: list[Access],
                 redactor: Redactor, *, error: str | None = None) -> FireResult:
         cap = self.settings.event_data_max_bytes
         name = event.get("name") or ""
@@ -193,13 +180,13 @@ class IntegrationRunner:
                     log[part]["truncated"] = log[part]["truncated"] or cut
         if log["ok"]:
             data, _ = _cap(redactor.redact(body_text), cap)
-            response_event = (RESPONSE_PREFIX + name, data)
+            response_event = (HOOK_RESPONSE_PREFIX + name, data)
         else:
-            response_event = (ERROR_PREFIX + name, log["error"] or "webhook failed")
+            response_event = (HOOK_ERROR_PREFIX + name, log["error"] or "webhook failed")
         return FireResult(ok=log["ok"], log=log, accesses=list(accesses), response_event=response_event)
 
 
-def tidy_error(text: str, limit: int = 300) -> str:
+def tidy_error(text: str, limit: int = ERROR_TEXT_MAX) -> str:
     """One line, at most `limit` characters: for an already redacted error text."""
     return " ".join(text.split())[:limit]
 
@@ -254,7 +241,7 @@ def _cap(text: str, max_bytes: int) -> tuple[str, bool]:
 
 def _status_error(status: int) -> str:
     try:
-        reason = httpx.codes(status).phrase
+        reason = httpx.codes(status).phrase  # type: ignore[attr-defined]  # set in codes.__new__, undeclared
     except ValueError:
         reason = ""
     text = f"HTTP {status} {reason}".strip()
@@ -263,4 +250,4 @@ def _status_error(status: int) -> str:
     return text
 
 
-__all__ = ["ERROR_PREFIX", "RESPONSE_PREFIX", "FireResult", "IntegrationRunner", "MASK"]
+__all__ = ["FireResult", "IntegrationRunner"]

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import httpx
 
-from store.errors import InvalidInput
-
 from runtime.integrations.guard import DestinationRefused, GuardedTransport, exception_text
 from runtime.integrations.request import RenderedRequest
+from store.errors import InvalidInput
 
 
 @dataclass

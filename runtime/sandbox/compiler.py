@@ -15,6 +15,7 @@ import re
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard, cast
 
 from store.errors import DeployError
 
@@ -40,10 +41,11 @@ def compile_function(
     filename: str = "function.py",
     entry: str = "main",
     declared_secrets: Sequence[str] = (),
-    max_bytes: int = 256 * 1024,
-    max_depth: int = 100,
+    max_bytes: int,
+    max_depth: int,
 ) -> CompiledFunction:
-    """Compile a Logic function or raise `DeployError` listing every problem."""
+    """Compile a Logic function or raise `DeployError` listing every problem; the limits
+    are the operator's `source_max_bytes` and `ast_max_depth`."""
     tree, problems = parse_source(source, filename, max_bytes, max_depth)
     if tree is None:
         raise DeployError(problems)
@@ -93,12 +95,12 @@ def _check_secret_literals(tree: ast.Module, filename: str, declared: tuple[str,
         if isinstance(node, ast.Attribute) and _is_secrets(node.value) and node.attr != "get":
             name = node.attr
         elif isinstance(node, ast.Subscript) and _is_secrets(node.value) and _is_str(node.slice):
-            name = node.slice.value
+            name = cast(str, node.slice.value)  # _is_str
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
               and _is_secrets(node.func.value) and node.args and _is_str(node.args[0])):
-            name = node.args[0].value
+            name = cast(str, node.args[0].value)  # _is_str
         if name is not None and name not in declared:
-            found[(node.lineno, name)] = None
+            found[(cast(ast.expr, node).lineno, name)] = None  # an Attribute, Subscript or Call
     listed = ", ".join(declared) or "none"
     return [problem(filename, line, f"secret {name!r} is not declared in the manifest (declared: {listed})")
             for line, name in found]
@@ -134,7 +136,7 @@ def _is_secrets(node: ast.AST) -> bool:
     return isinstance(node, ast.Name) and node.id == "secrets"
 
 
-def _is_str(node: ast.AST) -> bool:
+def _is_str(node: ast.AST) -> TypeGuard[ast.Constant]:
     return isinstance(node, ast.Constant) and isinstance(node.value, str)
 
 

@@ -12,7 +12,10 @@ declared names (threat: an attribute that leads back to the host or broker).
 from __future__ import annotations
 
 from collections import namedtuple
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .output import exact_str
 
 CONTEXT_PARTS = ("event", "scheduled", "trigger", "function_info", "secrets")
 
@@ -21,7 +24,8 @@ Scheduled = namedtuple("Scheduled", "scheduled_at cron")
 Trigger = namedtuple("Trigger", "type triggered_at event_id")
 FunctionInfo = namedtuple("FunctionInfo", "id name version owner")
 
-_RECORDS = {"event": Event, "scheduled": Scheduled, "trigger": Trigger, "function_info": FunctionInfo}
+_RECORDS: dict[str, type[Event | Scheduled | Trigger | FunctionInfo]] = {
+    "event": Event, "scheduled": Scheduled, "trigger": Trigger, "function_info": FunctionInfo}
 
 
 def build_part(name: str, context: dict) -> Any:
@@ -44,26 +48,19 @@ class SecretNotDeclared(KeyError, AttributeError):
         return str(self.args[0]) if self.args else ""
 
 
-def _secret_name(name: Any) -> str:
-    # Exact str (threat: a str subclass whose __eq__ matches every declared name).
-    if type(name) is str:
-        return name
-    if isinstance(name, str):
-        return str.__str__(name)
-    raise TypeError(f"secret names are str, not {type(name).__name__}")
-
-
 class Secrets:
     """`secrets.NAME`, `secrets["NAME"]`, `secrets.get("NAME", default)`, `"NAME" in secrets`."""
 
     __slots__ = ("_names", "_read")
+    _names: tuple[str, ...]
+    _read: Callable[[str], str]
 
     def __init__(self, names: tuple[str, ...], read: Callable[[str], str]):
         object.__setattr__(self, "_names", names)
         object.__setattr__(self, "_read", read)
 
     def _value(self, name: Any) -> str:
-        name = _secret_name(name)
+        name = exact_str(name, "secret names")
         if name not in self._names:
             declared = ", ".join(self._names) or "none"
             raise SecretNotDeclared(
@@ -86,7 +83,7 @@ class Secrets:
             return default
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and _secret_name(name) in self._names
+        return isinstance(name, str) and exact_str(name, "secret names") in self._names
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)

@@ -18,7 +18,7 @@ import decimal
 import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from .compiler import CompiledFunction, compile_function
 from .context import SecretAccessError, SecretNotDeclared, Secrets, build_part
@@ -28,6 +28,9 @@ from .modules import make_importer
 from .output import OutputClosed, RunOutput
 from .results import dumps_exact
 from .tracebacks import describe_exception
+
+if TYPE_CHECKING:  # the worker side never imports the store's settings: only their values arrive
+    from store.settings import Settings
 
 __all__ = [
     "CompiledFunction", "Host", "RunLimits", "RunOutcome", "SecretAccessError", "SecretNotDeclared",
@@ -47,16 +50,27 @@ class Host(Protocol):
 
 @dataclass(frozen=True)
 class RunLimits:
-    log_max_bytes: int = 64 * 1024  # then one truncation marker line, then nothing
-    result_max_bytes: int = 256 * 1024
-    events_max: int = 100
-    event_data_max_bytes: int = 100 * 1024
-    event_name_max_chars: int = 64
+    """A run's output limits, from the operator's settings (the engine builds them; the
+    worker cannot import settings). No defaults: a forgotten limit is an error, not 64."""
+
+    log_max_bytes: int  # then one truncation marker line, then nothing
+    result_max_bytes: int
+    events_max: int
+    event_data_max_bytes: int
+    event_name_max_chars: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunLimits:
+        """Every cap the pool enforces must reach the sandbox too, or a run that merely goes
+        over one (say, event data under a lowered operator limit) ends as "crashed"."""
+        return cls(log_max_bytes=settings.log_max_bytes, result_max_bytes=settings.result_max_bytes,
+                   events_max=settings.events_per_run_max, event_data_max_bytes=settings.event_data_max_bytes,
+                   event_name_max_chars=settings.event_name_max_chars)
 
 
 @dataclass
 class RunOutcome:
-    status: str  # "success" | "error" | "memory_exceeded"
+    status: Literal["success", "error", "memory_exceeded"]
     result_json: str | None  # json.dumps of the return value (exact JSON types only)
     error: dict | None  # {"type", "message", "traceback"} user lines only
 
@@ -70,7 +84,7 @@ def run_function(
     host: Host,
     *,
     declared_secrets: Sequence[str],
-    limits: RunLimits = RunLimits(),
+    limits: RunLimits,
 ) -> RunOutcome:
     """Run `fn` once; never raises for anything user code does."""
     output = RunOutput(host, limits.log_max_bytes, limits.events_max, limits.event_data_max_bytes,

@@ -28,7 +28,8 @@ import collections
 import decimal
 import operator
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from RestrictedPython.Guards import (
     guarded_iter_unpack_sequence,

@@ -48,7 +48,8 @@ import struct
 import time
 import uuid
 import zlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class ModuleFacade:
@@ -88,20 +89,13 @@ def _pick(module: Any, names: str | frozenset[str]) -> dict[str, Any]:
 
 # Listed by name, never `dir(module)`: a name a future Python adds stays refused until reviewed.
 MATH_NAMES = frozenset(
-    "acos acosh asin asinh atan atan2 atanh cbrt ceil comb copysign cos cosh degrees dist e erf erfc exp exp2 "
-    "expm1 fabs factorial floor fmod frexp fsum gamma gcd hypot inf isclose isfinite isinf isnan isqrt lcm ldexp "
-    "lgamma log log10 log1p log2 modf nan nextafter perm pi pow prod radians remainder sin sinh sqrt tan tanh "
-    "tau trunc ulp".split()
+    ["acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "cbrt", "ceil", "comb", "copysign", "cos", "cosh", "degrees", "dist", "e", "erf", "erfc", "exp", "exp2", "expm1", "fabs", "factorial", "floor", "fmod", "frexp", "fsum", "gamma", "gcd", "hypot", "inf", "isclose", "isfinite", "isinf", "isnan", "isqrt", "lcm", "ldexp", "lgamma", "log", "log10", "log1p", "log2", "modf", "nan", "nextafter", "perm", "pi", "pow", "prod", "radians", "remainder", "sin", "sinh", "sqrt", "tan", "tanh", "tau", "trunc", "ulp"]
 )
 ZLIB_NAMES = frozenset(
-    "adler32 compress compressobj crc32 decompress decompressobj error DEFLATED DEF_BUF_SIZE DEF_MEM_LEVEL "
-    "MAX_WBITS ZLIB_RUNTIME_VERSION ZLIB_VERSION Z_BEST_COMPRESSION Z_BEST_SPEED Z_BLOCK Z_DEFAULT_COMPRESSION "
-    "Z_DEFAULT_STRATEGY Z_FILTERED Z_FINISH Z_FIXED Z_FULL_FLUSH Z_HUFFMAN_ONLY Z_NO_COMPRESSION Z_NO_FLUSH "
-    "Z_PARTIAL_FLUSH Z_RLE Z_SYNC_FLUSH Z_TREES".split()
+    ["adler32", "compress", "compressobj", "crc32", "decompress", "decompressobj", "error", "DEFLATED", "DEF_BUF_SIZE", "DEF_MEM_LEVEL", "MAX_WBITS", "ZLIB_RUNTIME_VERSION", "ZLIB_VERSION", "Z_BEST_COMPRESSION", "Z_BEST_SPEED", "Z_BLOCK", "Z_DEFAULT_COMPRESSION", "Z_DEFAULT_STRATEGY", "Z_FILTERED", "Z_FINISH", "Z_FIXED", "Z_FULL_FLUSH", "Z_HUFFMAN_ONLY", "Z_NO_COMPRESSION", "Z_NO_FLUSH", "Z_PARTIAL_FLUSH", "Z_RLE", "Z_SYNC_FLUSH", "Z_TREES"]
 )
 ITERTOOLS_NAMES = frozenset(
-    "accumulate chain combinations combinations_with_replacement compress count cycle dropwhile filterfalse "
-    "groupby islice pairwise permutations product repeat starmap takewhile tee zip_longest".split()
+    ["accumulate", "chain", "combinations", "combinations_with_replacement", "compress", "count", "cycle", "dropwhile", "filterfalse", "groupby", "islice", "pairwise", "permutations", "product", "repeat", "starmap", "takewhile", "tee", "zip_longest"]
 )
 
 
@@ -144,11 +138,7 @@ _EXPORTS: dict[str, dict[str, Any]] = {
                         "gmtime strftime strptime sleep struct_time"),
 }
 
-_RANDOM_METHODS = (
-    "random randint randrange choice choices shuffle sample uniform triangular gauss normalvariate "
-    "lognormvariate expovariate vonmisesvariate gammavariate betavariate paretovariate weibullvariate "
-    "getrandbits randbytes seed"
-).split()
+_RANDOM_METHODS = ["random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform", "triangular", "gauss", "normalvariate", "lognormvariate", "expovariate", "vonmisesvariate", "gammavariate", "betavariate", "paretovariate", "weibullvariate", "getrandbits", "randbytes", "seed"]
 
 # Shared by every run: immutable facades over immutable or host-owned values.
 SHARED_FACADES: dict[str, ModuleFacade] = {name: ModuleFacade(name, exports) for name, exports in _EXPORTS.items()}

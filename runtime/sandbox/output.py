@@ -4,18 +4,19 @@ Everything goes through one `RunOutput` per run, which enforces the limits
 before anything reaches the host (threat: a run flooding the worker's IPC or
 the run log): log text is capped at `log_max_bytes` in total — the line that
 crosses the cap is cut, one marker line follows, the rest is dropped — and
-`logic.publish` refuses events past `events_max`, names outside 1..64
-characters and data over `event_data_max_bytes`. After the run the output is
+`logic.publish` refuses events past `events_max`, names outside
+1..`event_name_max_chars` characters and data over `event_data_max_bytes`
+(all from the operator's settings, passed down in RunLimits). After the run the output is
 closed: a generator finalised later cannot log, publish or read secrets.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .results import dumps_exact
 
-EVENT_NAME_MAX = 64
 LOG_CUT_PREFIX = "[log truncated: limit of "
 
 
@@ -79,7 +80,7 @@ class RunOutput:
     __slots__ = ("_host", "_log", "_events_left", "_events_max", "_data_max", "_name_max", "_closed")
 
     def __init__(self, host: Any, log_max_bytes: int, events_max: int, event_data_max_bytes: int,
-                 event_name_max_chars: int = EVENT_NAME_MAX):
+                 event_name_max_chars: int):
         self._host = host
         self._name_max = event_name_max_chars
         self._log = LogBudget(log_max_bytes)
@@ -123,7 +124,7 @@ class RunOutput:
         self._events_left -= 1
         self._host.publish(name, data)
 
-    def printer(self, _getattr_: Any = None) -> "PrintCollector":
+    def printer(self, _getattr_: Any = None) -> PrintCollector:
         """`_print_`: RestrictedPython makes one collector per function that prints."""
         return PrintCollector(self.log)
 

@@ -22,7 +22,7 @@ _DICTS = frozenset({dict, collections.OrderedDict, collections.defaultdict, coll
 _LISTS = frozenset({list, tuple})
 # Built once: json.dumps with options builds a new encoder on every call.
 _ENCODER = json.JSONEncoder(allow_nan=False, check_circular=False, separators=(",", ":"))
-_HINTS = {
+_HINTS: dict[type, str] = {
     bytes: " (use logic.encoding.base64_encode or logic.encoding.bytes_to_str)",
     bytearray: " (use logic.encoding.base64_encode or logic.encoding.bytes_to_str)",
     set: " (use a list)",

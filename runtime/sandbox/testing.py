@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
+from typing import Any
 from dataclasses import dataclass
 
-from .compiler import compile_function
+from .compiler import CompiledFunction, compile_function
 from .context import SecretAccessError
 from .executor import RunLimits, RunOutcome, run_function
 
@@ -56,12 +58,31 @@ class Ran:
         return self.outcome.error or {}
 
 
+def default_limits(**changes: int) -> RunLimits:
+    """The run limits an operator gets by default (Settings()), with `changes`."""
+    from store.settings import Settings
+
+    return dataclasses.replace(RunLimits.from_settings(Settings()), **changes)
+
+
+def compile_source(source: str, **options: Any) -> CompiledFunction:
+    """compile_function with the default source limits unless `options` name them."""
+    from store.settings import Settings
+
+    defaults = Settings()
+    options.setdefault("max_bytes", defaults.source_max_bytes)
+    options.setdefault("max_depth", defaults.ast_max_depth)
+    return compile_function(source, **options)
+
+
 def run_source(source: str, *, context: dict | None = None, secrets: dict | None = None,
-               declared: tuple[str, ...] = (), limits: RunLimits = RunLimits(),
+               declared: tuple[str, ...] = (), limits: RunLimits | None = None,
                host: RecordingHost | None = None, entry: str = "main") -> Ran:
     source = textwrap.dedent(source)
-    fn = compile_function(source, declared_secrets=declared, entry=entry)
+    fn = compile_source(source, declared_secrets=declared, entry=entry)
     host = host or RecordingHost(secrets)
     context = {"event": {"id": "ev1", "name": "sensor", "data": "{\"i\": 7}",
                          "published_at": "2024-01-01T00:00:00Z", "source": "test"}} if context is None else context
+    if limits is None:
+        limits = default_limits()
     return Ran(run_function(fn, context, host, declared_secrets=declared, limits=limits), host)

@@ -10,9 +10,11 @@ handled. Repeated frames (recursion) collapse as CPython's do.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MESSAGE_MAX = 2000
+CAUSE_MESSAGE_MAX = 500  # a chained exception's message: context, not the main story
 CHAIN_MAX = 5
 FRAMES_MAX = 40
 _REPEAT_SHOWN = 3
@@ -27,8 +29,17 @@ def safe_message(exc: BaseException, limit: int = MESSAGE_MAX) -> str:
     except Exception:
         text = f"<unprintable {type(exc).__name__} object>"
     if len(text) > limit:
-        text = text[:limit] + f"... [{len(text) - limit} more characters]"
+        text = text[:limit] + message_cut(len(text) - limit)
     return text
+
+
+def message_cut(more: int) -> str:
+    """The marker written in place of the rest of a long message (the engine masks the
+    text before it: MESSAGE_CUT finds it)."""
+    return f"... [{more} more characters]"
+
+
+MESSAGE_CUT = re.compile(r"\.\.\. \[\d+ more characters\]")
 
 
 def _user_frames(exc: BaseException, filename: str) -> list[tuple[int, str]]:
@@ -101,6 +112,6 @@ def describe_exception(exc: BaseException, filename: str, lines: tuple[str, ...]
         if frames:
             parts.append("Traceback (most recent call last):\n")
             parts.extend(f"{line}\n" for line in _format_frames(frames, filename, lines))
-        message = safe_message(item, 500 if item is not exc else MESSAGE_MAX)
+        message = safe_message(item, CAUSE_MESSAGE_MAX if item is not exc else MESSAGE_MAX)
         parts.append(f"{type(item).__name__}: {message}\n" if message else f"{type(item).__name__}\n")
     return {"type": type(exc).__name__, "message": safe_message(exc), "traceback": "".join(parts)}

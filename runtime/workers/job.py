@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from runtime.sandbox.executor import RunLimits
 
-STATUSES = frozenset({"success", "error", "timeout", "memory_exceeded", "crashed"})
+# How a run ended; a run record's "status" (plus "error" for a run whose events were refused).
+RunStatus = Literal["success", "error", "timeout", "memory_exceeded", "crashed"]
 
 
 @dataclass
@@ -19,18 +20,18 @@ class Job:
     filename: str
     entry: str
     declared_secrets: tuple[str, ...]
-    context: dict
-    timeout_s: float
-    memory_mb: int
+    context: dict[str, Any]
+    timeout_s: float | None  # the manifest's limits, if any: the pool caps both at the operator's
+    memory_mb: int | None
     limits: RunLimits
 
 
 @dataclass
 class WorkerResult:
-    status: str  # success | error | timeout | memory_exceeded | crashed
+    status: RunStatus
     result: Any  # parsed JSON (None if none)
-    error: dict | None  # {"type", "message", "traceback"}
-    logs: list[dict]  # {"at": iso, "level", "message"}
-    events: list[dict]  # {"name", "data"}
+    error: dict[str, Any] | None  # {"type", "message", "traceback"}
+    logs: list[dict[str, Any]]  # {"at": iso, "level", "message"}
+    events: list[dict[str, Any]]  # {"name", "data"}
     duration_ms: float
     worker_pid: int = 0  # for diagnostics and tests; not part of a run record

@@ -30,13 +30,14 @@ import signal
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 from runtime.sandbox.executor import SecretAccessError
 from runtime.sandbox.output import LogBudget, line_bytes
 from runtime.sandbox.results import MAX_NESTING
 from runtime.workers import protocol
-from runtime.workers.job import Job, WorkerResult
+from runtime.workers.job import Job, RunStatus, WorkerResult
 from runtime.workers.spawner import Spawned, Spawner, WorkerUnavailable
 from runtime.workers.worker import EXIT_ISOLATION, EXIT_MEMORY
 from store.clock import now_iso
@@ -54,6 +55,18 @@ _FRAME_OVERHEAD = 64  # bytes charged per dropped frame, so empty frames count t
 _READY_TIMEOUT_S = 10.0
 _DONE_FIELDS = frozenset({"success", "error", "memory_exceeded"})
 _ERROR_FIELDS = ("type", "message", "traceback")
+
+
+class Pool(Protocol):
+    """What the engine needs of a worker pool. `WorkerPool` is the real one (processes);
+    `runtime.workers.testing.InProcessPool` the test double that runs jobs in this process."""
+
+    others_busy: Callable[[], bool]  # set by the HTTP app: whether requests wait for the CPU
+
+    def run(self, job: Job, on_secret: Callable[[str], str],
+            on_start: Callable[[], None] | None = None) -> WorkerResult: ...
+
+    def close(self) -> None: ...
 
 
 class _Flood(Exception):
@@ -218,7 +231,7 @@ class WorkerPool:
             worker.discard()
         self._spawner.close()
 
-    def __enter__(self) -> "WorkerPool":
+    def __enter__(self) -> WorkerPool:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -269,11 +282,11 @@ class WorkerPool:
             self._busy.add(worker)
         return worker
 
-    def _remove_idle(self, worker: _Worker) -> None:
-        stack = self._idle[worker.owner]
+    def _remove_idle(self, worker: _Worker) -> None:  # an idle worker has its owner (_reserve)
+        stack = self._idle[cast(str, worker.owner)]
         stack.remove(worker)
         if not stack:
-            del self._idle[worker.owner]
+            del self._idle[cast(str, worker.owner)]
         del self._idle_order[worker]
 
     def _unbusy(self, owner: str) -> None:
@@ -285,12 +298,12 @@ class WorkerPool:
 
     def _release(self, worker: _Worker, keep: bool) -> None:
         with self._cond:
-            if worker in self._busy:
-                self._unbusy(worker.owner)
+            if worker in self._busy:  # a busy worker has its owner (_reserve)
+                self._unbusy(cast(str, worker.owner))
             self._busy.discard(worker)
             keep = keep and not self._closed and worker.spawner is self._spawner and worker.runs < self._max_runs
             if keep:
-                self._idle.setdefault(worker.owner, []).append(worker)
+                self._idle.setdefault(cast(str, worker.owner), []).append(worker)
                 self._idle_order[worker] = None
             else:
                 self._count -= 1
@@ -352,15 +365,15 @@ class WorkerPool:
     def _execute(self, worker: _Worker, job: Job, on_secret: Callable[[str], str]) -> tuple[WorkerResult, bool]:
         settings = self._settings
         limits = job.limits
-        timeout_s = min(float(job.timeout_s), float(settings.run_timeout_s))
-        memory_mb = min(int(job.memory_mb), int(settings.worker_memory_mb))
+        # The one place the manifest's limits meet the operator's: the lower wins.
+        timeout_s = min(float(job.timeout_s or settings.run_timeout_s), float(settings.run_timeout_s))
+        memory_mb = min(int(job.memory_mb or settings.worker_memory_mb), int(settings.worker_memory_mb))
         budget = LogBudget(min(limits.log_max_bytes, settings.log_max_bytes))
         log_cap = budget.cap + 1  # what refused frames are measured against (never 0)
         events_cap = min(limits.events_max, settings.events_per_run_max)
         result_cap = min(limits.result_max_bytes, settings.result_max_bytes)
-        data_cap = min(getattr(limits, "event_data_max_bytes", settings.event_data_max_bytes),
-                       settings.event_data_max_bytes)
-        message = {
+        data_cap = min(limits.event_data_max_bytes, settings.event_data_max_bytes)
+        message: dict[str, Any] = {
             "op": "run",
             "version_key": job.version_key,
             "filename": job.filename,
@@ -383,6 +396,7 @@ class WorkerPool:
         frames_budget = 2 * (6 * (budget.cap + result_cap + events_cap * data_cap) + 256 * reads_cap + 65536)
         frames_start = worker.reader.received
         dropped = 0  # bytes (+ per-frame overhead) refused past the caps
+        status: RunStatus
         status, result, error, keep = "crashed", None, None, False
         t0 = time.monotonic()
         deadline = t0 + timeout_s
@@ -454,10 +468,8 @@ class WorkerPool:
                         dropped += _FRAME_OVERHEAD
                         if dropped > _FLOOD_FACTOR * log_cap:
                             raise _Flood("secret requests")
-                    elif name in job.declared_secrets:
+                    else:  # on_secret (the secrets broker) checks the name against the manifest
                         reply = _answer_secret(on_secret, name)
-                    else:  # the sandbox checks this too; a compromised worker would not
-                        reply = {"op": "secret_error", "message": f"secret {name} is not declared by this function"}
                     protocol.send_until(sock, protocol.encode(reply), deadline)
                 elif op == "done":
                     status, result, error = self._finish(frame, worker, job, result_cap)
@@ -495,7 +507,8 @@ class WorkerPool:
             keep,
         )
 
-    def _finish(self, frame: dict, worker: _Worker, job: Job, result_cap: int) -> tuple[str, object, dict | None]:
+    def _finish(self, frame: dict, worker: _Worker, job: Job,
+                result_cap: int) -> tuple[RunStatus, object, dict | None]:
         status = frame.get("status")
         result_json = frame.get("result_json")
         error = frame.get("error")
@@ -525,7 +538,7 @@ class WorkerPool:
                 raise protocol.ProtocolError(f"result nested deeper than {MAX_NESTING} levels")
         return status, result, error
 
-    def _death(self, worker: _Worker, timeout_s: float) -> tuple[str, dict]:
+    def _death(self, worker: _Worker, timeout_s: float) -> tuple[RunStatus, dict]:
         """Classify a worker that hung up without 'done', by its exit status."""
         status = worker.spawner.wait_exit(worker.pid, 0.5)
         killed_by_us = False
@@ -569,8 +582,6 @@ def _answer_secret(on_secret: Callable[[str], str], name: str) -> dict:
     except Exception as exc:
         log.error("on_secret failed for %s: %s", name, type(exc).__name__)
         return {"op": "secret_error", "message": f"secret {name} could not be read"}
-    if hasattr(value, "reveal"):  # store.sensitive.Sensitive
-        value = value.reveal()
     if not isinstance(value, str):
         return {"op": "secret_error", "message": f"secret {name} could not be read"}
     return {"op": "secret", "value": value}

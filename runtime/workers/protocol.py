@@ -15,8 +15,8 @@ Messages (parent -> worker):
     {"op": "diagnose", ...}                  test-only, see worker.py
 Messages (worker -> parent):
     {"op": "ready", "pid", "uid", "netns"}   once, after isolation is in place
-    {"op": "log", "at", "level", "message"}  one-way, while running (the parent
-                                             stamps its own "at": its clock is trusted)
+    {"op": "log", "level", "message"}        one-way, while running (the parent
+                                             stamps the time: its clock is trusted)
     {"op": "publish", "name", "data"}        one-way, while running
     {"op": "secret", "name"}                 request; the parent answers
     {"op": "done", "status", "result_json", "error", "cached"}
@@ -112,7 +112,7 @@ class FrameReader:
         self._sock = sock
         self._buf = bytearray()
         self._max = max_frame
-        self._poller = None
+        self._poller: select.poll | None = None
         self.received = 0  # bytes of whole frames read so far (the parent budgets them per run)
 
     def read(self, deadline: float | None = None, spin_s: float = 0.0) -> dict | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from datetime import datetime, timezone
 
 from runtime.workers import limits as oslimits
 from runtime.workers import protocol
@@ -46,8 +45,8 @@ class WorkerHost:
         raise self._secret_error(str(reply.get("message") or f"secret {name} could not be read"))
 
     def log(self, level: str, message: str) -> None:
-        at = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-        protocol.send(self._sock, {"op": "log", "at": at, "level": level, "message": message})
+        # No timestamp: the parent stamps each line as it arrives (a worker's clock is not trusted).
+        protocol.send(self._sock, {"op": "log", "level": level, "message": message})
 
     def publish(self, name: str, data: str | None) -> None:
         protocol.send(self._sock, {"op": "publish", "name": name, "data": data})

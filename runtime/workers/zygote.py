@@ -157,7 +157,7 @@ class Zygote:
             pass  # the pool is gone; EOF on the next poll ends us
 
     def _shutdown(self) -> None:
-        for pidfd, (pid, _slot) in list(self.children.items()):
+        for pidfd in list(self.children):
             try:
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             except ProcessLookupError:
@@ -185,7 +185,7 @@ def warm(executor) -> None:
         except Exception:  # mbcs/oem exist on Windows only
             pass
     try:
-        fn = executor.compile_function(_WARM_SOURCE, filename="warm.py")
+        fn = executor.compile_function(_WARM_SOURCE, filename="warm.py", max_bytes=65536, max_depth=100)
         context = {
             "event": {"id": "0", "name": "warm", "data": '{"ok": true}', "published_at": "1970-01-01T00:00:00Z",
                       "source": "zygote"},
@@ -193,7 +193,9 @@ def warm(executor) -> None:
             "trigger": {"type": "manual", "triggered_at": "1970-01-01T00:00:00Z", "event_id": None},
             "function_info": {"id": "warm", "name": "warm", "version": 1, "owner": "zygote"},
         }
-        executor.run_function(fn, context, _NullHost(), declared_secrets=(), limits=executor.RunLimits())
+        limits = executor.RunLimits(log_max_bytes=4096, result_max_bytes=4096, events_max=1,
+                                    event_data_max_bytes=4096, event_name_max_chars=64)  # a warm-up only
+        executor.run_function(fn, context, _NullHost(), declared_secrets=(), limits=limits)
     except Exception:
         pass  # warming is an optimisation; a real run reports real errors
 

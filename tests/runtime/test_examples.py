@@ -18,9 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.events.dispatcher import Dispatcher
 from runtime.manifest import load_files
-from runtime.events.scheduler import Scheduler
 from store.clock import parse_iso
 from store.errors import NotFound
 from tests.support import runtime_service
@@ -55,7 +53,7 @@ def deliver(env, event_name: str, data: str | None, function: str) -> dict:
     deployed(env, function)
     accepted = service.publish_event(actor, event_name, data)
     assert accepted["deliveries"] >= 1
-    Dispatcher(service).drain()
+    service.dispatcher().drain()
     run = service.function_runs(actor, function, limit=1)[0]
     assert run["trigger"] == {"type": "event", "event_id": accepted["id"], "scheduled_at": None}
     return run
@@ -167,10 +165,10 @@ def test_heartbeat_runs_on_its_schedule(env):
     tick = service.store.db.one("SELECT next_fire_at FROM triggers WHERE function_id = ?", (fn.id,))[0]
     at = parse_iso(tick)
     assert at.minute % 5 == 0 and at.second == 0 and at.microsecond == 0
-    scheduler = Scheduler(service.store.db, service.events, clock=lambda: at + timedelta(seconds=1))
+    scheduler = service.scheduler(clock=lambda: at + timedelta(seconds=1))
     assert scheduler.tick() == 1
     assert scheduler.tick() == 0  # the same tick never fires twice
-    Dispatcher(service).drain()
+    service.dispatcher().drain()
     (run,) = service.function_runs(actor, "heartbeat")
     assert run["status"] == "success", run["error"]
     assert run["trigger"] == {"type": "schedule", "event_id": None, "scheduled_at": tick}
@@ -197,7 +195,7 @@ def test_reformat_json(env):
     service, actor = env
     run = deliver(env, "sensor-test", json.dumps({"i": 7, "t": 21.456, "h": 40}), "reformat-json")
     assert run["status"] == "success", run["error"]
-    event = service.events.event(run["trigger"]["event_id"])
+    event = service.store.events.event(run["trigger"]["event_id"])
     tidy = {"id": 7, "temperature_c": 21.5, "humidity_pct": 40, "received_at": event["published_at"]}
     assert run["result"] == tidy
     assert [line["message"] for line in run["logs"]] == [f"reading 7 from user:{actor.name}"]

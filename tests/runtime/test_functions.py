@@ -1,7 +1,8 @@
-"""Logic functions through the service and the real worker pool: deploy checks,
-versions, secret usages, enable/disable/delete, test runs versus manual runs,
-run retention, the run record's exact shape (DESIGN.md "Runs") and who may
-read a run."""
+"""Logic functions through the service and the engine: deploy checks, versions,
+secret usages, enable/disable/delete, test runs versus manual runs, run
+retention, the run record's exact shape (DESIGN.md "Runs") and who may read a
+run. Runs go to an InProcessPool: none of this is about the workers, which
+tests/runtime/workers/, execution/test_engine.py and tests/security/ exercise."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from datetime import datetime
 
 import pytest
 
-from runtime.events.dispatcher import Dispatcher
 from runtime.manifest import files_from_json
 from runtime.service import Service
 from store.errors import Conflict, DeployError, NotFound, PermissionDenied
@@ -54,8 +54,9 @@ def files(name: str, source: str = "def main(event):\n    return 1\n", **manifes
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
-    """A service with workers, runs_kept=5; users alice and bob, org acme (alice), alice's API_KEY."""
-    service = runtime_service(tmp_path_factory, "functions", workers=2, runs_kept=RUNS_KEPT, run_timeout_s=10.0)
+    """A service running in-process, runs_kept=5; users alice and bob, org acme (alice), alice's API_KEY."""
+    service = runtime_service(tmp_path_factory, "functions", in_process=True, workers=2, runs_kept=RUNS_KEPT,
+                              run_timeout_s=10.0)
     try:
         admin = service.actor()
         alice = service.create_user(admin, "alice")
@@ -102,9 +103,9 @@ def test_deploy_then_redeploy_adds_versions(env):
                                 {"type": "schedule", "cron": "0 12 * * *"}]  # 4 fields: any weekday
     assert service.get_function(alice, first.id) == service.get_function(alice, "versions")
     # Each version is kept; the triggers are the current version's only.
-    assert service.functions.get_version(first.id, 1).source == "def main(event):\n    return 'one'\n"
-    assert service.functions.for_event("user:alice", "v-old") == []
-    assert service.functions.for_event("user:alice", "v-new") == [first.id]
+    assert service.store.functions.get_version(first.id, 1).source == "def main(event):\n    return 'one'\n"
+    assert service.store.functions.for_event("user:alice", "v-old") == []
+    assert service.store.functions.for_event("user:alice", "v-new") == [first.id]
     triggers = rows(service, "triggers", "WHERE function_id = ? ORDER BY id", (first.id,))
     assert [(t[2], t[3], t[4]) for t in triggers] == [("event", "v-new", None), ("schedule", None, "0 12 * * *")]
     assert ISO.match(triggers[1][6])  # next_fire_at
@@ -168,7 +169,9 @@ def test_all_problems_are_reported_together(env):
     ({"triggers": [{"type": "schedule", "cron": "61 * * * *"}]}, "is not a valid cron expression"),
     ({"triggers": [{"type": "schedule", "cron": "0 0 31 2 *"}]}, "never fires"),
     ({"triggers": [{"type": "event", "event_name": ""}]}, "at least 1 character"),
-    ({"triggers": [{"type": "event", "event_name": "e" * 65}]}, "at most 64 characters"),
+    ({"triggers": [{"type": "event", "event_name": "e" * 65}]}, "event name must be 1-64 characters"),
+    ({"triggers": [{"type": "event", "event_name": "a\nb"}]}, "event name must not contain control characters"),
+    ({"secrets": ["K" * 65]}, "secret name must be at most 64 characters, not 65"),
     ({"triggers": [{"type": "webhook"}]}, "does not match any of the expected tags"),
     ({"secrets": ["lower"]}, "invalid secret name 'lower'"),
     ({"secrets": ["API_KEY", "API_KEY"]}, "a secret is declared twice"),
@@ -177,16 +180,19 @@ def test_all_problems_are_reported_together(env):
     ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
 ])
 def test_bad_manifests_are_refused(env, manifest, message):
-    service, _alice, _ = env
+    """By the parse (shape) or by the deploy checks (the limits that are settings)."""
+    service, alice, _ = env
     with pytest.raises(DeployError, match=re.escape(message)):
-        files_from_json(body("bad-manifest", **manifest))
+        service.deploy_function(alice, files_from_json(body("bad-manifest", **manifest)))
+    with pytest.raises(NotFound):
+        service.get_function(alice, "bad-manifest")
 
 
 def test_event_names_of_1_and_64_characters_are_fine(env):
     service, alice, _ = env
     fn = service.deploy_function(alice, files("edges", triggers=[{"type": "event", "event_name": "e"},
                                                                  {"type": "event", "event_name": "e" * 64}]))
-    assert service.functions.for_event("user:alice", "e" * 64) == [fn.id]
+    assert service.store.functions.for_event("user:alice", "e" * 64) == [fn.id]
 
 
 # secret usages ---------------------------------------------------------------------
@@ -222,7 +228,7 @@ def test_disable_stops_triggers_and_enable_restores_them(env):
     enabled = service.set_function_enabled(alice, fn.id, True)
     assert enabled.enabled is True
     assert service.publish_event(alice, "toggle-ev")["deliveries"] == 1
-    Dispatcher(service).drain()
+    service.dispatcher().drain()
     runs = service.function_runs(alice, "toggle")
     assert [r["trigger"]["type"] for r in runs] == ["event"]
 
@@ -232,7 +238,7 @@ def test_a_delivery_to_a_function_disabled_meanwhile_fails_cleanly(env):
     service.deploy_function(alice, files("late-off", triggers=[{"type": "event", "event_name": "late-ev"}]))
     assert service.publish_event(alice, "late-ev")["deliveries"] == 1
     service.set_function_enabled(alice, "late-off", False)
-    Dispatcher(service).drain()
+    service.dispatcher().drain()
     assert service.function_runs(alice, "late-off") == []
     assert rows(service, "deliveries", "WHERE last_error = ?", ("function late-off is disabled",))
 
@@ -334,7 +340,7 @@ def test_the_run_record_has_exactly_the_documented_shape(env):
     fn = service.deploy_function(alice, files("shape", source, secrets=["API_KEY"],
                                               triggers=[{"type": "event", "event_name": "shape-in"}]))
     accepted = service.publish_event(alice, "shape-in", "ok")
-    Dispatcher(service).drain()
+    service.dispatcher().drain()
     (record,) = service.function_runs(alice, "shape")
     assert list(record) == RUN_KEYS
     assert len(record["id"]) == 32 and record["function_id"] == fn.id and record["function_version"] == 1
@@ -378,11 +384,11 @@ def test_published_events_reach_other_functions(env):
     service.deploy_function(alice, files("sink", "def main(event):\n    return event.data\n",
                                          triggers=[{"type": "event", "event_name": "relayed"}]))
     service.publish_event(alice, "relay-in", "payload")
-    Dispatcher(service).drain()
+    service.dispatcher().drain()
     (sink,) = service.function_runs(alice, "sink")
     assert sink["result"] == "payload" and sink["trigger"]["type"] == "event"
     (relay,) = service.function_runs(alice, "relay")
-    event = service.events.event(sink["trigger"]["event_id"])
+    event = service.store.events.event(sink["trigger"]["event_id"])
     assert event["source"] == f"run:{relay['id']}"
 
 
@@ -409,9 +415,9 @@ def test_retention_holds_when_runs_share_a_start_time(env):
     for i in range(RUNS_KEPT + 3):
         record = {"id": f"tie-{i}", "function_id": fn.id, "function_version": 1, "status": "success",
                   "started_at": "2030-01-01T00:00:00.000000Z"}
-        service.functions.add_run(record)
+        service.store.functions.add_run(record)
     assert [r["id"] for r in service.function_runs(alice, "same-time")] == [f"tie-{i}" for i in range(7, 2, -1)]
-    assert service.functions.prune_runs(fn.id) == 3
+    assert service.store.functions.prune_runs(fn.id) == 3
     assert [r["id"] for r in service.function_runs(alice, "same-time")] == [f"tie-{i}" for i in range(7, 2, -1)]
     assert len(rows(service, "runs", "WHERE function_id = ?", (fn.id,))) == RUNS_KEPT
 
@@ -448,7 +454,7 @@ def test_schedule_trigger_runs_carry_the_tick(env):
     source = "def main(scheduled, trigger):\n    return [scheduled.scheduled_at, scheduled.cron, trigger.type]\n"
     fn = service.deploy_function(alice, files("ticking", source,
                                               triggers=[{"type": "schedule", "cron": "*/5 * * * *"}]))
-    tick = service.functions.db.one("SELECT next_fire_at FROM triggers WHERE function_id = ?", (fn.id,))[0]
+    tick = service.store.functions.db.one("SELECT next_fire_at FROM triggers WHERE function_id = ?", (fn.id,))[0]
     at = datetime.fromisoformat(tick.replace("Z", "+00:00"))
     assert at.minute % 5 == 0 and at.second == 0
     record = service.engine.run(fn, {"type": "schedule"}, scheduled={"scheduled_at": tick, "cron": "*/5 * * * *"})
@@ -472,7 +478,7 @@ def test_run_retention_holds_across_short_lived_processes(logic_home):
                 fn_id = service.deploy_function(service.actor(), files("kept")).id
             for i in range(10):
                 ids.append(f"run-{process}-{i}")
-                service.functions.add_run({"id": ids[-1], "function_id": fn_id, "function_version": 1,
+                service.store.functions.add_run({"id": ids[-1], "function_id": fn_id, "function_version": 1,
                                            "status": "success",
                                            "started_at": f"2030-01-01T00:{process:02d}:{i:02d}.000000Z"})
         finally:

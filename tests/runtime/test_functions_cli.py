@@ -275,7 +275,7 @@ DEPLOY_ERRORS = [
                  id="event-name-0"),
     pytest.param("def main(event):\n    return 1\n",
                  manifest_text(*TRIGGERS, f'    {{"type": "event", "event_name": "{"e" * 65}"}}', "  ]"),
-                 "Error: bad.logic.json:5: triggers.1.event_name: String should have at most 64 characters",
+                 "Error: bad.logic.json:5: triggers.1.event_name: event name must be 1-64 characters",
                  id="event-name-65"),
     pytest.param("def main(event):\n    return 1\n", manifest_text('  "description": "x",'),
                  "Error: bad.logic.json:4: invalid JSON: Expecting property name enclosed in double quotes",

@@ -26,9 +26,8 @@ import textwrap
 
 import pytest
 
-from runtime.sandbox import compile_function, run_function
-from runtime.sandbox.executor import RunLimits
-from runtime.sandbox.testing import RecordingHost, run_source
+from runtime.sandbox import run_function
+from runtime.sandbox.testing import RecordingHost, compile_source, default_limits, run_source
 from store.errors import DeployError
 
 # The attacks' generators fail inside their finalizers on purpose (output closed, run ended).
@@ -240,7 +239,7 @@ def test_late_code_finds_no_builtins_or_guards():
     # A function kept alive past its run (in re's cache) and called by nobody: what matters
     # is that its globals and builtins are gone, so nothing in it can run usefully.
     host = RecordingHost()
-    fn = compile_function(textwrap.dedent("""
+    fn = compile_source(textwrap.dedent("""
         import re
         class S(str):
             pass
@@ -252,7 +251,7 @@ def test_late_code_finds_no_builtins_or_guards():
             re.compile(s)
             return 1
     """))
-    run_function(fn, {}, host, declared_secrets=())
+    run_function(fn, {}, host, declared_secrets=(), limits=default_limits())
     import re
 
     kept = [key[1] for key in list(getattr(re, "_cache", {})) if getattr(key[1], "keep", None)]
@@ -276,7 +275,7 @@ def main(secrets):
     print('x' * 150)
     print('y' * 30 + logic.encoding.{encode}_encode(secrets.API_KEY))
     return 1
-""", secrets={"API_KEY": SECRET}, declared=("API_KEY",), limits=RunLimits(log_max_bytes=cap))
+""", secrets={"API_KEY": SECRET}, declared=("API_KEY",), limits=default_limits(log_max_bytes=cap))
     redactor = Redactor.for_values([SECRET])
     record = {"logs": [{"message": redactor.redact(m)} for m in ran.host.messages], "error": None}
     _mask_cut_tails(record, redactor)  # what Engine.run does after redaction
@@ -287,7 +286,7 @@ def main(secrets):
 
 def test_log_line_is_cut_at_the_cap():
     ran = run_source("def main(event):\n    print('x' * 150)\n    print('y' * 100)\n",
-                     limits=RunLimits(log_max_bytes=200))
+                     limits=default_limits(log_max_bytes=200))
     # A line costs its bytes plus its newline: 151, then 48 + 1 of the next.
     assert ran.host.messages == ["x" * 150, "y" * 48, "[log truncated: limit of 200 bytes reached]"]
 
@@ -469,7 +468,7 @@ def test_late_generator_finally_runs_in_its_own_run_only():
     # No __del__ can be defined; the generator's `finally` is the finalizer. It runs at the
     # end of its own run (env cleared, cycles collected) and finds the output closed.
     host = RecordingHost()
-    fn = compile_function(textwrap.dedent("""
+    fn = compile_source(textwrap.dedent("""
         import logic
         def g(log):
             try:
@@ -483,12 +482,12 @@ def test_late_generator_finally_runs_in_its_own_run_only():
             loop.append(loop)
             return 1
     """))
-    outcome = run_function(fn, {}, host, declared_secrets=())
+    outcome = run_function(fn, {}, host, declared_secrets=(), limits=default_limits())
     assert outcome.status == "success"
     assert host.logs == []
     other = RecordingHost()
-    run_function(compile_function("def main(event):\n    return [[i] for i in range(5000)] and 1\n"), {}, other,
-                 declared_secrets=())
+    run_function(compile_source("def main(event):\n    return [[i] for i in range(5000)] and 1\n"), {}, other,
+                 declared_secrets=(), limits=default_limits())
     assert other.logs == []
 
 
@@ -506,7 +505,7 @@ def test_poisoning_does_not_cross_runs_in_one_worker():
                                                   "event_id": "e"},
                    "function_info": {"id": key, "name": key, "version": 1, "owner": "user:alice"}}
         return Job(owner="user:alice", version_key=f"{key}:1", source=source, filename="f.py", entry="main",
-                   declared_secrets=(), context=context, timeout_s=5.0, memory_mb=128, limits=RunLimits())
+                   declared_secrets=(), context=context, timeout_s=5.0, memory_mb=128, limits=default_limits())
 
     def no_secret(name: str) -> str:
         raise AssertionError(name)

@@ -13,10 +13,10 @@ import textwrap
 
 import pytest
 
-from runtime.sandbox import compile_function, run_function
+from runtime.sandbox import run_function
 from runtime.sandbox.guards import SHARED_BUILTINS
 from runtime.sandbox.modules import SHARED_FACADES
-from runtime.sandbox.testing import RecordingHost
+from runtime.sandbox.testing import RecordingHost, compile_source, default_limits
 from store.errors import DeployError
 
 UNDERSCORE = r"starts with \"?_|not allowed in Logic functions"
@@ -176,11 +176,11 @@ ATTACKS = [
 def attempt(source: str) -> tuple[str, str]:
     """('deploy', problems) or (status, "Type: message")."""
     try:
-        fn = compile_function(source, declared_secrets=["API_KEY"])
+        fn = compile_source(source, declared_secrets=["API_KEY"])
     except DeployError as exc:
         return "deploy", "\n".join(exc.problems)
     host = RecordingHost({"API_KEY": "s3cr3t-value", "OTHER": "other-value"})
-    outcome = run_function(fn, {"event": {"data": "x"}}, host, declared_secrets=["API_KEY"])
+    outcome = run_function(fn, {"event": {"data": "x"}}, host, declared_secrets=["API_KEY"], limits=default_limits())
     assert "other-value" not in repr(outcome) and "other-value" not in repr(host.logs)
     if outcome.status == "success":
         return "success", outcome.result_json or ""

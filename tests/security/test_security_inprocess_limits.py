@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.sandbox import RunLimits
+from runtime.sandbox.testing import default_limits
 from runtime.sandbox.tracebacks import describe_exception
 
 
@@ -39,7 +39,7 @@ def test_output_flood_is_truncated_at_the_cap(sandbox_run):
                 print("x" * 100)
                 logic.log.error("y" * 100)
             return "survived"
-        """, limits=RunLimits(log_max_bytes=64 * 1024))
+        """, limits=default_limits(log_max_bytes=64 * 1024))
     assert ran.result == "survived"
     assert sum(len(m) + 1 for m in ran.host.messages[:-1]) == 64 * 1024  # bytes and newlines
     assert ran.host.logs[-1] == ("warning", "[log truncated: limit of 65536 bytes reached]")
@@ -47,7 +47,7 @@ def test_output_flood_is_truncated_at_the_cap(sandbox_run):
 
 
 def test_one_giant_log_line_is_cut(sandbox_run):
-    ran = sandbox_run("def main(event):\n    print('z' * 10**6)\n", limits=RunLimits(log_max_bytes=1000))
+    ran = sandbox_run("def main(event):\n    print('z' * 10**6)\n", limits=default_limits(log_max_bytes=1000))
     assert ran.host.messages == ["z" * 999, "[log truncated: limit of 1000 bytes reached]"]
 
 

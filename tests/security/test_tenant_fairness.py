@@ -17,12 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from runtime.http.app import create_app
-from runtime.events.dispatcher import Dispatcher
 from runtime.manifest import files_from_json
 from store.clock import iso, utcnow
 from store.errors import QueueFull, TooManyRequests
 from store.events import EventStore
 from tests.support import runtime_service
+from tests.support import event_queue
 
 SLOW = "def main(event):\n    while True:\n        pass\n"  # ends at its 2 s time limit
 QUICK = "def main(event):\n    return 'quick'\n"
@@ -36,7 +36,7 @@ def claim(events: EventStore, per_owner: int | None = None):
 
 
 def test_claims_take_turns_across_owners(store):
-    events = EventStore(store.db)
+    events = event_queue(store)
     for i in range(6):
         events.add_event("user:a", f"e{i}", None, "test", 0, [("function", "fa")])
     events.add_event("user:b", "late", None, "test", 0, [("function", "fb")])
@@ -47,7 +47,7 @@ def test_claims_take_turns_across_owners(store):
 
 
 def test_an_owner_at_its_cap_of_runs_in_flight_is_skipped(store):
-    events = EventStore(store.db)
+    events = event_queue(store)
     for i in range(5):
         events.add_event("user:a", f"e{i}", None, "test", 0, [("function", "fa")])
     assert [claim(events, per_owner=2)[0].owner for _ in range(2)] == ["user:a", "user:a"]
@@ -62,7 +62,7 @@ def test_an_owner_at_its_cap_of_runs_in_flight_is_skipped(store):
 
 
 def test_a_full_owner_queue_refuses_that_owner_only(store):
-    events = EventStore(store.db, max_pending=100, max_pending_per_owner=3)
+    events = event_queue(store, max_pending=100, max_pending_per_owner=3)
     for i in range(3):
         events.add_event("user:a", f"e{i}", None, "test", 0, [("function", "fa")])
     with pytest.raises(QueueFull, match="user:a has 3 deliveries waiting or running, its limit") as refused:
@@ -79,7 +79,7 @@ def test_a_full_owner_queue_refuses_that_owner_only(store):
 def world(tmp_path_factory: pytest.TempPathFactory):
     service = runtime_service(tmp_path_factory, "fair", workers=4, delivery_threads=4, run_timeout_s=2.0,
                               queue_max_pending_per_owner=12)
-    dispatcher = Dispatcher(service, threads=4, poll_s=0.05)
+    dispatcher = service.dispatcher(threads=4, poll_s=0.05)
     try:
         admin = service.actor()
         alice, bob = service.create_user(admin, "alice"), service.create_user(admin, "bob")
@@ -113,7 +113,7 @@ def test_a_busy_owner_does_not_delay_another_owners_event_or_test_run(world):
     service, alice, bob = world
     for _ in range(8):
         service.publish_event(alice, "slow")
-    wait_for(lambda: service.events.counts().get("running", 0) >= 2)
+    wait_for(lambda: service.store.events.counts().get("running", 0) >= 2)
     service.publish_event(bob, "quick")
     wait_for(lambda: finished(service, "user:bob") == 1)
     # Bob's run did not wait for Alice's backlog: at most her first two runs (her cap) had a
@@ -124,7 +124,7 @@ def test_a_busy_owner_does_not_delay_another_owners_event_or_test_run(world):
     # Bob's test run finds a worker at once too, while Alice's runs are still going.
     record = service.execute_function(bob, files_from_json({"name": "t", "source": QUICK}), event_name="x")
     assert record["status"] == "success"
-    assert service.events.counts().get("running", 0) >= 1
+    assert service.store.events.counts().get("running", 0) >= 1
     wait_for(lambda: finished(service, "user:alice") == 8, timeout_s=60)
 
 
@@ -151,7 +151,7 @@ def test_the_api_answers_429_with_retry_after_to_the_flooding_owner_only(world):
     client = TestClient(create_app(service))
     alice_token = service.store.identity.create_token(alice)
     bob_token = service.store.identity.create_token(bob)
-    wait_for(lambda: service.events.open_deliveries_of("user:alice") == 0, timeout_s=60)
+    wait_for(lambda: service.store.events.open_deliveries_of("user:alice") == 0, timeout_s=60)
     answers = [client.post("/v1/events", json={"name": "slow"}, headers={"Authorization": f"Bearer {alice_token}"})
                for _ in range(14)]
     assert [a.status_code for a in answers].count(202) == 12
@@ -165,7 +165,7 @@ def test_the_api_answers_429_with_retry_after_to_the_flooding_owner_only(world):
 def test_a_claim_seeks_indexes_and_never_walks_the_backlog(store):
     """Threat: a flooding owner making every claim (everyone's) slower. Each statement a
     claim runs is looked up by an index; none scans the deliveries table."""
-    events = EventStore(store.db)
+    events = event_queue(store)
     for i in range(50):
         events.add_event("user:a" if i % 5 else "user:b", f"e{i}", None, "test", 0, [("function", "f")])
     statements: list[str] = []
@@ -190,7 +190,7 @@ def test_a_claim_seeks_indexes_and_never_walks_the_backlog(store):
 def test_the_per_owner_counter_follows_every_change_of_a_delivery(store):
     """The quota reads a counter kept by triggers: it must equal the real count after
     publishes, claims, finishes, releases, failures and pruning."""
-    events = EventStore(store.db)
+    events = event_queue(store)
     for i in range(6):
         events.add_event("user:a", f"e{i}", None, "test", 0, [("function", "fa"), ("integration", "ia")])
     events.add_event("user:b", "b", None, "test", 0, [("function", "fb")])

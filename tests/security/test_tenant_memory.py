@@ -17,8 +17,8 @@ import textwrap
 
 import pytest
 
-from runtime.manifest import files_from_json
 from runtime.execution.redactor import Redactor, masking_cost
+from runtime.manifest import files_from_json
 from store.sensitive import MASK
 from tests.support import runtime_service
 

@@ -12,16 +12,14 @@ import base64
 import json
 import re
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, quote_plus, unquote
 
 import pytest
 
-from runtime.integrations.runner import IntegrationRunner
 from store import MASK, Settings
 from store.errors import DeployError, InvalidInput
-from store.integrations import IntegrationStore
+from tests.receiver import Receiver
+from tests.support import OwnerIntegrations
 
 OWNER = "user:alice"
 # Characters that httpx's URL quoting treats differently from urllib's (: @ ! $ ' ( ) * , ; = ~ | ` { }),
@@ -31,50 +29,14 @@ URL_SECRET = "Zq9 é:@!$'()*,;=~|`{}x-url-secret"
 BODY_SECRET = 'Pw:"\\é/+= \tbody-secret-value'
 
 
-class Receiver:
-    def __init__(self, *, echo: bool = False):
-        self.requests: list[dict] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                got = {"path": self.path, "headers": dict(self.headers),
-                       "body": self.rfile.read(length).decode("utf-8")}
-                receiver.requests.append(got)
-                body = json.dumps(got).encode() if echo else b"ok"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_PUT = _handle
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def receiver():
-    r = Receiver()
-    yield r
-    r.close()
-
-
 @pytest.fixture
 def echo():
-    r = Receiver(echo=True)
-    yield r
-    r.close()
+    """A receiver that answers with what it got (path, headers, body): a response that quotes the secret."""
+    def what_arrived(got) -> bytes:
+        return json.dumps({"path": got.path, "headers": got.headers, "body": got.text}).encode()
+
+    with Receiver(body=what_arrived) as r:
+        yield r
 
 
 @pytest.fixture
@@ -86,8 +48,8 @@ def settings(logic_home):
 def service(store, settings):
     store.secrets.create(OWNER, "URL_SECRET", URL_SECRET)
     store.secrets.create(OWNER, "BODY_SECRET", BODY_SECRET)
-    repo = IntegrationStore(store.db, store.secrets)
-    svc = IntegrationRunner(store, repo, settings, backoff_s=0.01)
+    repo = store.integrations
+    svc = OwnerIntegrations(store, settings, backoff_s=0.01)
     yield svc
     svc.close()
 
@@ -131,7 +93,7 @@ def test_secret_in_url_path_and_query_template(service, receiver):
     result = fire(service, url=receiver.url + "/p/AA{{{URL_SECRET}}}BB/x?key=CC{{{URL_SECRET}}}DD&z=1", method="GET")
     assert result.ok
     [got] = receiver.requests
-    path_form, query_form = re.fullmatch(r"/p/AA(.*)BB/x\?key=CC(.*)DD&z=1", got["path"]).groups()
+    path_form, query_form = re.fullmatch(r"/p/AA(.*)BB/x\?key=CC(.*)DD&z=1", got.path).groups()
     assert unquote(path_form) == URL_SECRET and unquote(query_form) == URL_SECRET  # the real secret arrived
     assert path_form != quote(URL_SECRET, safe="")  # httpx's own quoting: the redactor must know it
     text = kept(result)
@@ -143,8 +105,8 @@ def test_secret_in_query_dict_is_form_encoded_on_the_wire(service, receiver):
     result = fire(service, url=receiver.url + "/q?fixed=1", query={"key": "{{{URL_SECRET}}}"}, method="GET")
     assert result.ok
     [got] = receiver.requests
-    assert parse_qs(got["path"].split("?", 1)[1])["key"] == [URL_SECRET]
-    wire = re.search(r"key=([^&]*)", got["path"]).group(1)
+    assert parse_qs(got.path.split("?", 1)[1])["key"] == [URL_SECRET]
+    wire = re.search(r"key=([^&]*)", got.path).group(1)
     assert_absent({wire} | known_forms(URL_SECRET), kept(result))
     assert f"key={MASK}" in result.log["request"]["url"]
 
@@ -155,7 +117,7 @@ def test_basic_auth_password_is_masked_inside_base64_at_every_offset(service, re
                   method="GET")
     assert result.ok
     [got] = receiver.requests
-    scheme, token = got["headers"]["Authorization"].split(" ")
+    scheme, token = got.headers["Authorization"].split(" ")
     assert scheme == "Basic" and base64.b64decode(token).decode() == f"{username}:{BODY_SECRET}"
     # The characters that depend on the secret alone: after the prefix's, before the padding's.
     core = token[-(-4 * (len(username) + 1) // 3): 4 * len(f"{username}:{BODY_SECRET}".encode()) // 3]
@@ -173,8 +135,8 @@ def test_secret_in_headers_json_form_and_body(service, receiver):
         result = fire(service, url=receiver.url, headers={"X-Key": "{{{URL_SECRET}}}"}, **spec)
         assert result.ok
         got = receiver.requests[-1]
-        assert got["headers"]["X-Key"] == URL_SECRET.encode().decode("latin-1")  # http.server reads latin-1
-        body = got["body"]
+        assert got.headers["X-Key"] == URL_SECRET.encode().decode("latin-1")  # http.server reads latin-1
+        body = got.text
         if "json" in spec:
             assert json.loads(body) == {"k": BODY_SECRET, URL_SECRET: ["x" + BODY_SECRET]}
             wire = {body[body.index('"k":"') + 5: body.index('","')]}
@@ -197,7 +159,7 @@ def test_an_echo_server_cannot_put_the_secret_into_logs_or_events(service, echo)
     name, data = result.response_event
     assert name == "hook-response/sensor/x"
     assert MASK in data and MASK in result.log["response"]["body"]
-    echoed = json.loads(echo.requests[0]["body"])
+    echoed = json.loads(echo.requests[0].text)
     assert echoed == {"k": BODY_SECRET}
     assert_absent(known_forms(BODY_SECRET) | known_forms(URL_SECRET), kept(result))
 
@@ -218,7 +180,7 @@ def test_stored_records_and_logs_never_hold_a_value(service, store, receiver):
     result = fire(service, url=receiver.url + "?k={{{URL_SECRET}}}", auth={"username": "u", "password": "{{{BODY_SECRET}}}"})
     record = service.get(OWNER, "leak")
     store_repo = service.integrations
-    with store.db.transaction():
+    with store.transaction():
         store_repo.add_log(record.id, "ev-1", result.log)
     text = "\n".join([repr(record), json.dumps(record.to_json()), json.dumps(store_repo.logs(record.id)),
                       repr(service.list(OWNER))])
@@ -239,7 +201,7 @@ def test_a_template_in_event_data_is_sent_literally(service, receiver, store):
     payload = '{{{BODY_SECRET}}} {{> x}} {{#BODY_SECRET}}{{/BODY_SECRET}}'
     ev = {**EVENT, "data": json.dumps({"x": payload}), "source": "{{{BODY_SECRET}}}"}
     assert service.fire(record, ev).ok
-    body = receiver.requests[-1]["body"]
+    body = receiver.requests[-1].text
     assert body == f"{ev['data']}|{payload}|{{{{{{BODY_SECRET}}}}}}"
     assert_absent(known_forms(BODY_SECRET), body)
 
@@ -275,7 +237,7 @@ def test_partials_cannot_read_server_files(service, receiver, tmp_path, monkeypa
     # Nor through event data, which is never parsed as a template.
     record = service.create(OWNER, {"name": "p", "event": "e", "url": receiver.url, "body": "{{{EVENT_DATA}}}"})
     assert service.fire(record, {**EVENT, "data": "{{> x}}"}).ok
-    assert receiver.requests[-1]["body"] == "{{> x}}"
+    assert receiver.requests[-1].text == "{{> x}}"
 
 
 def test_html_escaped_secret_from_double_braces_is_masked(service, store, receiver):
@@ -286,8 +248,8 @@ def test_html_escaped_secret_from_double_braces_is_masked(service, store, receiv
     assert result.ok
     got = receiver.requests[-1]
     escaped = "a&amp;b&lt;c&gt;&quot;d-html-secret"
-    assert got["headers"]["X-H"] == escaped and json.loads(got["body"]) == {"k": escaped}
-    wire = got["path"].removeprefix("/h/")
+    assert got.headers["X-H"] == escaped and json.loads(got.text) == {"k": escaped}
+    wire = got.path.removeprefix("/h/")
     assert_absent({wire} | known_forms(escaped) | known_forms(secret), kept(result))
 
 
@@ -296,8 +258,8 @@ def test_an_error_quoting_the_secret_is_masked_before_it_is_tidied_or_cut(store,
     # h11 refuses the vertical tab in a header and quotes the whole header value in its error;
     # tidying whitespace or cutting at 300 characters first would hide it from the redactor.
     store.secrets.create(OWNER, "ODD", secret)
-    repo = IntegrationStore(store.db, store.secrets)
-    svc = IntegrationRunner(store, repo, settings, backoff_s=0.01)
+    repo = store.integrations
+    svc = OwnerIntegrations(store, settings, backoff_s=0.01)
     try:
         record = svc.create(OWNER, {"name": "odd", "event": "e", "secrets": ["ODD"],
                                     "url": receiver.url + "/x", "headers": {"X": "{{{ODD}}}"}})
@@ -316,8 +278,8 @@ def test_webhooks_cannot_reach_the_servers_own_network_by_default(store, monkeyp
     monkeypatch.setenv("LOGIC_WEBHOOK_ALLOW_PRIVATE", "0")
     settings = Settings()
     assert settings.webhook_allow_private is False
-    repo = IntegrationStore(store.db, store.secrets)
-    svc = IntegrationRunner(store, repo, settings, backoff_s=0.01)
+    repo = store.integrations
+    svc = OwnerIntegrations(store, settings, backoff_s=0.01)
     try:
         record = svc.create(OWNER, {"name": "inward", "event": "e", "url": url})
         result = svc.fire(record, dict(EVENT, name="e"))
@@ -325,7 +287,7 @@ def test_webhooks_cannot_reach_the_servers_own_network_by_default(store, monkeyp
         assert result.response_event[0] == "hook-error/e"
         # The same check with the operator's consent lets a loopback receiver through.
         monkeypatch.setenv("LOGIC_WEBHOOK_ALLOW_PRIVATE", "1")
-        allowed = IntegrationRunner(store, repo, Settings(), backoff_s=0.01)
+        allowed = OwnerIntegrations(store, Settings(), backoff_s=0.01)
         try:
             svc.update(OWNER, record.id, {"name": "inward", "event": "e", "url": receiver.url + "/ok"})
             assert allowed.fire(repo.get_by_id(record.id), dict(EVENT, name="e")).ok

@@ -20,18 +20,18 @@ import ipaddress
 import socket
 import ssl
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from runtime.integrations import guard, sender
-from runtime.integrations.runner import IntegrationRunner
 from runtime.integrations.guard import DestinationRefused, GuardedBackend, GuardedTransport
 from runtime.integrations.request import RenderedRequest
 from runtime.integrations.sender import WebhookSender
 from store import Settings
-from store.integrations import IntegrationStore
+from tests.receiver import Receiver
+from tests.support import OwnerIntegrations
 
+REACHED = b"reached"  # what the loopback receiver answers, once something gets through
 PUBLIC = "192.0.2.1"  # TEST-NET-1: never routed; the jail stops every connect to it anyway
 LIMIT_S = 20  # no test may hang: every send runs under this bound
 REAL_GETADDRINFO = socket.getaddrinfo
@@ -43,50 +43,6 @@ def refusal(address: str, kind: str = "loopback") -> str:
 
 
 # -- the attacker's world ------------------------------------------------------------
-
-
-class Receiver:
-    """An HTTP server on 127.0.0.1 that counts TCP connections and HTTP requests."""
-
-    def __init__(self, ssl_context: ssl.SSLContext | None = None):
-        self.connections = 0
-        self.requests: list[str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                receiver.requests.append(self.path)
-                self.send_response(200)
-                self.send_header("Content-Length", "7")
-                self.end_headers()
-                self.wfile.write(b"reached")
-
-            do_POST = do_GET
-
-            def log_message(self, *args):
-                pass
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def get_request(self):
-                conn, addr = super().get_request()
-                receiver.connections += 1
-                return conn, addr
-
-            def handle_error(self, request, client_address):
-                pass  # a client that hangs up (or refuses our certificate) is expected here
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        if ssl_context is not None:
-            self.server.socket = ssl_context.wrap_socket(self.server.socket, server_side=True,
-                                                         do_handshake_on_connect=False)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Resolver:
@@ -155,9 +111,9 @@ def testnet_is_public(monkeypatch):
 
 @pytest.fixture
 def receiver():
-    r = Receiver()
-    yield r
-    r.close()
+    """The loopback HTTP receiver nothing may reach (it counts TCP connections too)."""
+    with Receiver(body=REACHED) as r:
+        yield r
 
 
 def resolve(monkeypatch, *answers) -> Resolver:
@@ -284,10 +240,10 @@ def test_allow_private_reaches_the_loopback_receiver_through_the_same_path(monke
     # receiver is reached, so the refusals above are the guard's doing, not the setup's.
     resolver = resolve(monkeypatch, [PUBLIC], ["127.0.0.1"])
     out = send(f"http://rebind.test:{receiver.port}/allowed", retries=1, allow_private=True)
-    assert (out.ok, out.status, out.body, out.attempts) == (True, 200, b"reached", 2)
+    assert (out.ok, out.status, out.body, out.attempts) == (True, 200, REACHED, 2)
     assert resolver.lookups == ["rebind.test", "rebind.test"]
     assert jail.stopped == [(PUBLIC, receiver.port)]
-    assert receiver.requests == ["/allowed"]
+    assert [got.path for got in receiver.requests] == ["/allowed"]
 
 
 def test_integrations_refuse_by_default_and_log_the_reason(monkeypatch, jail, receiver, store, logic_home,
@@ -295,7 +251,7 @@ def test_integrations_refuse_by_default_and_log_the_reason(monkeypatch, jail, re
     resolve(monkeypatch, [PUBLIC, "127.0.0.1"])
     settings = Settings(home=logic_home, webhook_timeout_s=2, webhook_retries=2, webhook_allow_private=False)
     store.secrets.create("user:alice", "API_KEY", "k-0123456789abcdef")
-    svc = IntegrationRunner(store, IntegrationStore(store.db, store.secrets), settings, backoff_s=0.01)
+    svc = OwnerIntegrations(store, settings, backoff_s=0.01)
     try:
         record = svc.create("user:alice", {"name": "inward", "event": "e", "secrets": ["API_KEY"],
                                            "url": f"http://rebind.test:{receiver.port}/x?key={{{{{{API_KEY}}}}}}"})
@@ -353,7 +309,7 @@ def tls_receiver(tmp_path, request):
     server_ctx.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "leaf.key")
     seen: list[str | None] = []
     server_ctx.sni_callback = lambda sock, name, ctx: seen.append(name)
-    r = Receiver(server_ctx)
+    r = Receiver(ssl_context=server_ctx, body=REACHED)
     r.ca, r.sni = ca, seen
     yield r
     r.close()
@@ -368,7 +324,7 @@ def test_tls_connects_to_the_address_and_verifies_the_name(monkeypatch, jail, tl
     resolve(monkeypatch, ["127.0.0.1"])
     out = send(f"https://secure.rebind.test:{tls_receiver.port}/tls", allow_private=True,
                transport=_trusting(tls_receiver.ca))
-    assert (out.ok, out.body) == (True, b"reached"), out.error
+    assert (out.ok, out.body) == (True, REACHED), out.error
     assert tls_receiver.sni == ["secure.rebind.test"]  # SNI is the URL's name, not 127.0.0.1
 
 

@@ -16,13 +16,14 @@ import pytest
 from store.database import Database
 from store.errors import NotInitialized, SchemaTooNew, StoreError
 from store.migrations import MIGRATIONS
+from tests.support import BUSY_TIMEOUT_MS
 
 LATEST = len(MIGRATIONS)
 
 
 @pytest.fixture
 def db(tmp_path):
-    database = Database(tmp_path / "t.db", create=True)
+    database = Database(tmp_path / "t.db", create=True, busy_timeout_ms=BUSY_TIMEOUT_MS)
     yield database
     database.close()
 
@@ -50,14 +51,14 @@ def test_busy_timeout_follows_settings(tmp_path):
 
 
 def test_file_is_created_private(tmp_path):
-    database = Database(tmp_path / "p.db", create=True)
+    database = Database(tmp_path / "p.db", create=True, busy_timeout_ms=BUSY_TIMEOUT_MS)
     assert (tmp_path / "p.db").stat().st_mode & 0o777 == 0o600
     database.close()
 
 
 def test_missing_database_says_run_init(tmp_path):
     with pytest.raises(NotInitialized, match="run `logic init` first"):
-        Database(tmp_path / "missing.db")
+        Database(tmp_path / "missing.db", busy_timeout_ms=BUSY_TIMEOUT_MS)
     assert not (tmp_path / "missing.db").exists()
 
 
@@ -65,7 +66,7 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match="cannot open the database at"):
-        Database(path)
+        Database(path, busy_timeout_ms=BUSY_TIMEOUT_MS)
     assert path.read_bytes() == b"this is not sqlite" * 100
 
 
@@ -101,8 +102,8 @@ def test_a_failed_commit_does_not_leave_a_transaction_open(db):
 
 def test_writers_queue_instead_of_failing(tmp_path):
     path = tmp_path / "w.db"
-    Database(path, create=True).migrate()
-    a, b = Database(path), Database(path)
+    Database(path, create=True, busy_timeout_ms=BUSY_TIMEOUT_MS).migrate()
+    a, b = Database(path, busy_timeout_ms=BUSY_TIMEOUT_MS), Database(path, busy_timeout_ms=BUSY_TIMEOUT_MS)
     errors = []
 
     def write(database, name):
@@ -191,7 +192,7 @@ def test_migrations_are_numbered_from_one():
 
 
 def test_migrate_from_empty(tmp_path):
-    database = Database(tmp_path / "e.db", create=True)
+    database = Database(tmp_path / "e.db", create=True, busy_timeout_ms=BUSY_TIMEOUT_MS)
     assert database.schema_version == 0
     assert database.migrate() == LATEST
     assert database.schema_version == LATEST
@@ -203,9 +204,9 @@ def test_migrate_from_empty(tmp_path):
 
 @pytest.mark.parametrize("start", range(LATEST + 1))
 def test_migrate_from_every_earlier_version_keeps_data(tmp_path, start):
-    fresh = Database(tmp_path / "fresh.db", create=True)
+    fresh = Database(tmp_path / "fresh.db", create=True, busy_timeout_ms=BUSY_TIMEOUT_MS)
     fresh.migrate()
-    database = Database(tmp_path / "old.db", create=True)
+    database = Database(tmp_path / "old.db", create=True, busy_timeout_ms=BUSY_TIMEOUT_MS)
     kept: dict[str, list[dict]] = {}
     for version in range(1, start + 1):
         assert database.migrate(target=version) == version
@@ -229,7 +230,7 @@ def test_each_migration_runs_in_one_transaction(tmp_path, monkeypatch):
         raise RuntimeError("migration failed")
 
     monkeypatch.setattr(database_module, "MIGRATIONS", [*MIGRATIONS, broken])
-    database = Database(tmp_path / "m.db", create=True)
+    database = Database(tmp_path / "m.db", create=True, busy_timeout_ms=BUSY_TIMEOUT_MS)
     with pytest.raises(RuntimeError):
         database.migrate()
     assert database.schema_version == LATEST
@@ -239,7 +240,7 @@ def test_each_migration_runs_in_one_transaction(tmp_path, monkeypatch):
 
 def test_a_newer_schema_is_refused_and_left_alone(tmp_path):
     path = tmp_path / "n.db"
-    database = Database(path, create=True)
+    database = Database(path, create=True, busy_timeout_ms=BUSY_TIMEOUT_MS)
     database.migrate()
     database.execute(f"PRAGMA user_version = {LATEST + 5}")
     before = _schema(database)
@@ -247,7 +248,7 @@ def test_a_newer_schema_is_refused_and_left_alone(tmp_path):
                                            rf"supports \({LATEST}\): upgrade logic-runtime"):
         database.migrate()
     with pytest.raises(SchemaTooNew):
-        Database(path).check_schema()
+        Database(path, busy_timeout_ms=BUSY_TIMEOUT_MS).check_schema()
     assert database.schema_version == LATEST + 5
     assert _schema(database) == before
     database.close()
@@ -261,8 +262,8 @@ def test_migrate_rejects_an_unknown_target(db):
 def test_two_processes_migrating_at_once(tmp_path):
     """A second migrator that read the old version must not re-run a migration."""
     path = tmp_path / "c.db"
-    first = Database(path, create=True)
-    second = Database(path)
+    first = Database(path, create=True, busy_timeout_ms=BUSY_TIMEOUT_MS)
+    second = Database(path, busy_timeout_ms=BUSY_TIMEOUT_MS)
     real = second.schema_version  # both saw version 0
     first.migrate()
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import timezone
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from store.clock import parse_iso
 from store.errors import Conflict, DecryptionError, InvalidInput, NotFound, TooLarge

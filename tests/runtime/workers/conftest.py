@@ -1,7 +1,7 @@
 import pytest
 
-from _workers_support import EXECUTOR, make_settings
 from runtime.workers import WorkerPool
+from tests.runtime.workers.support import EXECUTOR, make_settings
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ class SecretAccessError(Exception):
     pass
 
 
-from runtime.sandbox.executor import RunLimits  # noqa: E402  (the real limits, so the two never drift)
+# The real limits, so the two never drift: the worker builds a job's limits with executor.RunLimits.
+from runtime.sandbox.executor import RunLimits  # noqa: E402, F401
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def compile_function(source, **_options):
     return CompiledFunction(source.strip())
 
 
-def run_function(fn, context, host, *, declared_secrets, limits=RunLimits()):
+def run_function(fn, context, host, *, declared_secrets, limits):
     behaviour = fn.behaviour
     if behaviour == "flood-logs":  # ignores its own log cap
         for _ in range(100_000):

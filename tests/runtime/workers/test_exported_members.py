@@ -2,8 +2,8 @@ import runtime.workers
 
 
 def test_public_surface():
-    assert sorted(runtime.workers.__all__) == ["Job", "WorkerPool", "WorkerResult", "WorkerUnavailable"]
-    for name in ("Job", "WorkerPool", "WorkerResult"):
+    assert sorted(runtime.workers.__all__) == ["Job", "Pool", "WorkerPool", "WorkerResult", "WorkerUnavailable"]
+    for name in ("Job", "Pool", "WorkerPool", "WorkerResult"):
         assert getattr(runtime.workers, name).__module__.startswith("runtime.workers.")
     # The error lives with every other error, in the one tree of store/errors.py.
     assert runtime.workers.WorkerUnavailable.__module__ == "store.errors"

@@ -8,8 +8,8 @@ import socket
 
 import pytest
 
-from _workers_support import EXECUTOR, IS_ROOT, OK_SOURCE, make_job, make_settings, no_secrets
 from runtime.workers import WorkerPool
+from tests.runtime.workers.support import EXECUTOR, IS_ROOT, OK_SOURCE, make_job, make_settings, no_secrets
 
 MB = 1024 * 1024
 

@@ -68,8 +68,9 @@ def test_deadline_is_absolute_against_a_dribbling_peer(pair):
     a.sendall(frame[:10])  # then nothing more
     start = time.monotonic()
     with pytest.raises(TimeoutError):
-        reader.read(deadline=time.monotonic() + 0.2)
-    assert time.monotonic() - start < 1.0
+        reader.read(deadline=start + 0.2)
+    elapsed = time.monotonic() - start
+    assert 0.2 <= elapsed < 3.0, elapsed  # at the deadline; the upper bound only for a loaded machine
 
 
 def test_a_frame_that_arrives_while_spinning_is_read(pair):
@@ -92,8 +93,9 @@ def test_spinning_gives_up_at_the_deadline(pair):
     _a, b = pair
     start = time.monotonic()
     with pytest.raises(TimeoutError):
-        protocol.FrameReader(b, 1024).read(deadline=time.monotonic() + 0.1, spin_s=10.0)
-    assert time.monotonic() - start < 1.0
+        protocol.FrameReader(b, 1024).read(deadline=start + 0.1, spin_s=10.0)
+    elapsed = time.monotonic() - start
+    assert 0.1 <= elapsed < 3.0, elapsed  # at the deadline, long before the 10 s spin would end
 
 
 def test_reading_with_a_deadline_leaves_the_socket_blocking(pair):
@@ -109,8 +111,9 @@ def test_send_until_times_out_when_the_peer_stops_reading(pair):
     big = protocol.encode({"op": "x", "pad": "y" * (8 << 20)})  # far more than a socket buffer
     start = time.monotonic()
     with pytest.raises(TimeoutError):
-        protocol.send_until(a, big, time.monotonic() + 0.2)
-    assert time.monotonic() - start < 1.5
+        protocol.send_until(a, big, start + 0.2)
+    elapsed = time.monotonic() - start
+    assert 0.2 <= elapsed < 4.0, elapsed  # at the deadline; the upper bound only for a loaded machine
 
 
 def test_send_until_delivers_a_frame_larger_than_the_socket_buffer(pair):

@@ -4,27 +4,22 @@ through real workers: each ends with its own status, and the pool carries on
 
 from __future__ import annotations
 
-import importlib.util
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from _workers_support import EXECUTOR, OK_SOURCE, make_job, make_settings, no_secrets
 from runtime.workers import WorkerPool
+from tests.runtime.workers.support import EXECUTOR, OK_SOURCE, make_job, make_settings, no_secrets
+from tests.security.attacks_resource import RESOURCE_ATTACKS
 
-ATTACKS_FILE = Path(__file__).resolve().parents[2] / "security" / "attacks_resource.py"
 ENDINGS = {"timeout", "memory_exceeded", "error"}
 CONCURRENCY = 4
 
 
 def _load_attacks() -> list[tuple[str, str, tuple[str, ...]]]:
     """(id, source, expected statuses); a bare (id, source) expects ENDINGS."""
-    spec = importlib.util.spec_from_file_location("attacks_resource", ATTACKS_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     attacks = []
-    for item in module.RESOURCE_ATTACKS:
+    for item in RESOURCE_ATTACKS:
         attack_id, source, *expected = item
         attacks.append((attack_id, source, tuple(expected[0]) if expected else tuple(ENDINGS)))
     return attacks

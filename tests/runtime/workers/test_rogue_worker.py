@@ -5,8 +5,8 @@ real confined worker; the parent must still cap, kill and classify."""
 
 import pytest
 
-from _workers_support import make_job, make_settings, no_secrets
 from runtime.workers import WorkerPool
+from tests.runtime.workers.support import make_job, make_settings, no_secrets
 
 ROGUE = "tests.runtime.workers.rogue_executor"
 
@@ -76,7 +76,9 @@ def test_real_segfault_is_a_crash(rogue):
 def test_sleeping_worker_is_killed_at_the_deadline(rogue):
     result = run(rogue, "sleep", timeout_s=0.5)
     assert result.status == "timeout"
-    assert result.duration_ms < 1500
+    assert result.error["message"] == "the run exceeded its time limit of 0.5 s"
+    # From the deadline on, and (generous on a loaded machine) far below the pool's 5 s default.
+    assert 450 <= result.duration_ms < 4000
 
 
 def test_worker_that_hangs_up_but_lingers_is_killed(rogue):
@@ -94,12 +96,20 @@ def test_pool_is_healthy_after_all_that(rogue):
         assert run(rogue, "fine").status == "success"
 
 
-def test_undeclared_secret_is_refused_by_the_parent(rogue):
-    asked = []
+def test_undeclared_secret_is_refused_by_the_parent(rogue, store):
+    """A worker that skips the sandbox's check asks for a secret its function did not
+    declare: the parent's broker (the pool's on_secret in every real run) refuses it, never
+    decrypts it, and audits nothing."""
+    from runtime.execution.secrets_broker import SecretsBroker
+
+    store.secrets.create("user:rogue", "KEY", "the-real-value")
+    broker = SecretsBroker(store.secrets, owner="user:rogue", declared=("OTHER",), consumer_kind="logic_function",
+                           consumer_id="f", consumer_name="f", run_id="r", bytes_max=1024, masking_max=1 << 20)
     job = make_job("secret", owner="user:rogue", secrets=("OTHER",))
-    result = rogue.run(job, lambda name: asked.append(name) or "v")
-    assert asked == []  # on_secret never saw the undeclared name
-    assert result.status == "error"
+    result = rogue.run(job, broker.read)
+    assert result.status == "error"  # the rogue sandbox does not catch the refusal: its run fails
+    assert "the-real-value" not in repr(result)
+    assert broker.accesses == [] and broker.values == []
 
 
 def test_a_worker_that_keeps_the_socket_full_is_stopped_at_the_deadline(rogue):
@@ -110,12 +120,13 @@ def test_a_worker_that_keeps_the_socket_full_is_stopped_at_the_deadline(rogue):
     import time
 
     start = time.monotonic()
-    result = run(rogue, "keep-the-parent-busy:1.5", timeout_s=0.2)
+    result = run(rogue, "keep-the-parent-busy:10", timeout_s=0.2)  # it would hold the parent 10 s
     elapsed = time.monotonic() - start
     assert (result.status, result.error["message"]) in (
         ("timeout", "the run exceeded its time limit of 0.2 s"),
         ("error", "the run flooded its frames far past the limit and was stopped")), round(elapsed, 2)
-    assert elapsed < 0.9, f"a 0.2 s run held the parent for {elapsed:.2f} s"
+    # 15 x the deadline, for a loaded machine; still far below the 10 s the worker would take.
+    assert elapsed < 3.0, f"a 0.2 s run held the parent for {elapsed:.2f} s"
 
 
 @pytest.mark.parametrize("behaviour", ["deep-json-frame", "deep-json-result", "deep-but-parseable-result",
@@ -162,7 +173,7 @@ def test_frames_padded_beside_short_messages_count_too(rogue):
 
 
 def test_a_frame_of_huge_integers_is_a_protocol_crash_not_parent_cpu(rogue):
-    result = run(rogue, "huge-int-frame", timeout_s=5.0)
+    result = run(rogue, "huge-int-frame", timeout_s=20.0)
     assert result.status == "crashed"
     assert result.error["message"] == "the worker broke the protocol: frame is not valid JSON"
-    assert result.duration_ms < 4000  # refused at once, not at the deadline
+    assert result.duration_ms < 10_000  # refused at once, not at the 20 s deadline
