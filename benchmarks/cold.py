@@ -79,12 +79,26 @@ def run(report: Report, lab: Lab, quick: bool) -> None:
     for name, label in labels.items():
         target = at_most(10, "p50 <= 10 ms") if name == "new_owner" else None
         section.figure(f"cold_{name}", "ms", stats(samples[name], MS), label=label, target=target)
-    section.ratio("subprocess_over_new_owner", section.value("cold_subprocess"), section.value("cold_new_owner"),
-                  meaning="one subprocess run / our cold start (p50)")
-    section.ratio("new_owner_over_fork", section.value("cold_new_owner"), section.value("cold_fork"),
-                  meaning="our cold start / one fork per run (p50)")
-    section.ratio("new_version_over_compile", section.value("cold_new_version"), section.value("cold_compile_only"),
-                  meaning="new version + first run / compile alone (p50)")
+    section.ratio(
+        "subprocess_over_new_owner",
+        section.value("cold_subprocess"),
+        section.value("cold_new_owner"),
+        meaning="one subprocess run / our cold start (p50)",
+    )
+    section.ratio(
+        "new_owner_over_fork",
+        section.value("cold_new_owner"),
+        section.value("cold_fork"),
+        meaning="our cold start / one fork per run (p50)",
+    )
+    section.ratio(
+        "new_version_over_compile",
+        section.value("cold_new_version"),
+        section.value("cold_compile_only"),
+        meaning="new version + first run / compile alone (p50)",
+    )
     fresh = sum(1 for s in spawns if s > 0)
-    section.note(f"new_owner runs that started a worker: {fresh} of {len(spawns)} (the rest found none needed); "
-                 f"with {lab.settings.workers} workers at most, each new owner also evicts an idle worker.")
+    section.note(
+        f"new_owner runs that started a worker: {fresh} of {len(spawns)} (the rest found none needed); "
+        f"with {lab.settings.workers} workers at most, each new owner also evicts an idle worker."
+    )

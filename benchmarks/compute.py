@@ -17,7 +17,7 @@ from .harness import Peer, Report, at_least, at_most, interleave, stats
 from .lab import Lab, Restricted, asteval_peer, plain
 
 FRAMES = 10_000
-SOURCE = '''import base64
+SOURCE = """import base64
 import json
 import struct
 
@@ -32,13 +32,15 @@ def main(event, secrets):
         readings.append({"id": ident, "temp_c": temp / 100, "humidity": hum / 100})
     text = json.dumps(readings)
     return {"frames": len(readings), "mean_temp_c": total / len(readings) / 100, "json_bytes": len(text)}
-'''
+"""
 MS = 1e3
 
 
 def frames(count: int = FRAMES) -> str:
-    return ",".join(base64.b64encode(struct.pack("<HhH", i % 65536, (i * 37) % 6000 - 2000, (i * 53) % 10000)).decode()
-                    for i in range(count))
+    return ",".join(
+        base64.b64encode(struct.pack("<HhH", i % 65536, (i * 37) % 6000 - 2000, (i * 53) % 10000)).decode()
+        for i in range(count)
+    )
 
 
 def run(report: Report, lab: Lab, quick: bool) -> None:
@@ -57,8 +59,12 @@ def run(report: Report, lab: Lab, quick: bool) -> None:
             Peer("ours", lambda: lab.run(fn, data), samples=n, budget_s=3),
             Peer("restricted_inprocess", restricted.call, samples=n, budget_s=3),
             Peer("plain", plain(SOURCE, data), samples=n, budget_s=3),
-            Peer("asteval", asteval_peer(SOURCE, data, {"base64": base64, "json": json, "struct": struct}),
-                 samples=2 if quick else 4, budget_s=6),
+            Peer(
+                "asteval",
+                asteval_peer(SOURCE, data, {"base64": base64, "json": json, "struct": struct}),
+                samples=2 if quick else 4,
+                budget_s=6,
+            ),
         ]
         samples = interleave(peers, rounds)
     finally:
@@ -72,10 +78,24 @@ def run(report: Report, lab: Lab, quick: bool) -> None:
     for name, label in labels.items():
         section.figure(f"compute_{name}", "ms", stats(samples[name], MS), label=label)
     ours = section.value("compute_ours")
-    section.ratio("ours_over_plain", ours, section.value("compute_plain"),
-                  meaning="ours end to end / plain Python (p50)", target=at_most(2, "<= 2x"))
-    section.ratio("asteval_over_ours", section.value("compute_asteval"), ours,
-                  meaning="asteval / ours end to end (p50)", target=at_least(20, ">= 20x"))
-    section.ratio("sandbox_over_plain", section.value("compute_restricted_inprocess"), section.value("compute_plain"),
-                  meaning="RestrictedPython guards alone / plain Python (p50)")
+    section.ratio(
+        "ours_over_plain",
+        ours,
+        section.value("compute_plain"),
+        meaning="ours end to end / plain Python (p50)",
+        target=at_most(2, "<= 2x"),
+    )
+    section.ratio(
+        "asteval_over_ours",
+        section.value("compute_asteval"),
+        ours,
+        meaning="asteval / ours end to end (p50)",
+        target=at_least(20, ">= 20x"),
+    )
+    section.ratio(
+        "sandbox_over_plain",
+        section.value("compute_restricted_inprocess"),
+        section.value("compute_plain"),
+        meaning="RestrictedPython guards alone / plain Python (p50)",
+    )
     section.note(f"event data: {len(data):,} bytes of base64 frames.")

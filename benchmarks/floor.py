@@ -23,17 +23,36 @@ from store import Settings
 
 from .lab import context
 
-_REQUEST = {"op": "run", "version_key": "f:1", "filename": "warm.py", "entry": "main",
-            "declared_secrets": ["API_KEY"], "context": context("{}"), "timeout_s": 30.0, "memory_mb": 256,
-            "limits": {"log_max_bytes": 65536, "result_max_bytes": 262144, "events_max": 100,
-                       "event_data_max_bytes": 102400}}
+_REQUEST = {
+    "op": "run",
+    "version_key": "f:1",
+    "filename": "warm.py",
+    "entry": "main",
+    "declared_secrets": ["API_KEY"],
+    "context": context("{}"),
+    "timeout_s": 30.0,
+    "memory_mb": 256,
+    "limits": {"log_max_bytes": 65536, "result_max_bytes": 262144, "events_max": 100, "event_data_max_bytes": 102400},
+}
 _SPIN_S = Settings(master_key=None).worker_spin_us / 1e6
 _REPLY = {"op": "done", "status": "success", "result_json": "40", "error": None, "cached": True}
-_RECORD = json.dumps({"id": "x" * 32, "function_id": "y" * 32, "function_version": 1,
-                      "trigger": {"type": "event", "event_id": "bench", "scheduled_at": None},
-                      "status": "success", "started_at": "2026-01-01T00:00:00.000000Z",
-                      "finished_at": "2026-01-01T00:00:00.000300Z", "duration_ms": 0.2, "logs": [],
-                      "result": 40, "error": None, "secrets_accessed": ["API_KEY"], "events_published": []})
+_RECORD = json.dumps(
+    {
+        "id": "x" * 32,
+        "function_id": "y" * 32,
+        "function_version": 1,
+        "trigger": {"type": "event", "event_id": "bench", "scheduled_at": None},
+        "status": "success",
+        "started_at": "2026-01-01T00:00:00.000000Z",
+        "finished_at": "2026-01-01T00:00:00.000300Z",
+        "duration_ms": 0.2,
+        "logs": [],
+        "result": 40,
+        "error": None,
+        "secrets_accessed": ["API_KEY"],
+        "events_published": [],
+    }
+)
 
 
 class EchoChild:

@@ -163,8 +163,15 @@ class Section:
         row = self.figures.get(name)
         return None if row is None else row.get(key)
 
-    def ratio(self, name: str, numerator: float | None, denominator: float | None, *, meaning: str,
-              target: Target | None = None) -> dict:
+    def ratio(
+        self,
+        name: str,
+        numerator: float | None,
+        denominator: float | None,
+        *,
+        meaning: str,
+        target: Target | None = None,
+    ) -> dict:
         value = None
         if numerator is not None and denominator:
             value = _num(numerator / denominator)
@@ -178,8 +185,13 @@ class Section:
         self.notes.append(text)
 
     def to_json(self) -> dict:
-        return {"title": self.title, "figures": self.figures, "ratios": self.ratios,
-                "notes": self.notes, "errors": self.errors}
+        return {
+            "title": self.title,
+            "figures": self.figures,
+            "ratios": self.ratios,
+            "notes": self.notes,
+            "errors": self.errors,
+        }
 
 
 def _judge(row: dict, target: Target, value: float | None) -> None:
@@ -207,9 +219,17 @@ class Report:
                 for name, row in rows.items():
                     if "target" in row:
                         value = row.get("value") if kind == "ratio" else row.get(row.get("target_key", "p50"))
-                        found.append({"workload": section.key, "kind": kind, "name": name,
-                                      "target": row["target"], "value": value,
-                                      "unit": "x" if kind == "ratio" else row.get("unit"), "met": row["met"]})
+                        found.append(
+                            {
+                                "workload": section.key,
+                                "kind": kind,
+                                "name": name,
+                                "target": row["target"],
+                                "value": value,
+                                "unit": "x" if kind == "ratio" else row.get("unit"),
+                                "met": row["met"],
+                            }
+                        )
         return found
 
     def to_json(self) -> dict:
@@ -225,15 +245,19 @@ class Report:
         }
 
     def table(self) -> str:
-        lines = [f"logic-runtime benchmarks ({'quick' if self.quick else 'full'})",
-                 "machine: " + ", ".join(f"{k}={v}" for k, v in self.machine.items() if k != "loadavg_end")]
+        lines = [
+            f"logic-runtime benchmarks ({'quick' if self.quick else 'full'})",
+            "machine: " + ", ".join(f"{k}={v}" for k, v in self.machine.items() if k != "loadavg_end"),
+        ]
         for section in self.sections:
             lines.append("")
             lines.append(f"== {section.title} [{section.key}]")
             lines.append(f"  {'figure':<52} {'p50':>11} {'p99':>11} {'unit':<9} {'n':>6}  target")
             for row in section.figures.values():
-                lines.append(f"  {row['label'][:52]:<52} {_fmt(row.get('p50')):>11} {_fmt(row.get('p99')):>11} "
-                             f"{row['unit']:<9} {row.get('n', ''):>6}  {_verdict(row)}")
+                lines.append(
+                    f"  {row['label'][:52]:<52} {_fmt(row.get('p50')):>11} {_fmt(row.get('p99')):>11} "
+                    f"{row['unit']:<9} {row.get('n', ''):>6}  {_verdict(row)}"
+                )
             if section.ratios:
                 lines.append(f"  {'ratio':<52} {'value':>11}")
                 for name, row in section.ratios.items():

@@ -37,8 +37,10 @@ from . import memory
 from .harness import Report, at_least, rate_stats, stats
 
 EVENT = "bench-ingest"
-SOURCE = ("import json\n\ndef main(event, secrets):\n    key = secrets.API_KEY\n"
-          "    return {\"n\": len(event.data or \"\"), \"k\": len(key)}\n")
+SOURCE = (
+    "import json\n\ndef main(event, secrets):\n    key = secrets.API_KEY\n"
+    '    return {"n": len(event.data or ""), "k": len(key)}\n'
+)
 SECRET = "sk_live_51HbEnchMarkINGEST0123456789abcdef"
 UNMATCHED = "bench-ingest-unmatched"  # no function or integration listens: acceptance alone
 
@@ -54,8 +56,13 @@ class Server:
         self.token = ""
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "runtime.cli", "--home", str(self.home), *args],
-                              env=self.env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "runtime.cli", "--home", str(self.home), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def start(self) -> None:
         init = self.cli("init", "--json")
@@ -67,8 +74,22 @@ class Server:
             self.port = s.getsockname()[1]
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "runtime.cli", "--home", str(self.home), "serve", "--host", "127.0.0.1",
-                 "--port", str(self.port)], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "runtime.cli",
+                    "--home",
+                    str(self.home),
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -91,8 +112,9 @@ class Server:
     def connection(self) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
-    def request(self, method: str, path: str, body: dict | None = None,
-                conn: http.client.HTTPConnection | None = None) -> tuple[int, dict | None]:
+    def request(
+        self, method: str, path: str, body: dict | None = None, conn: http.client.HTTPConnection | None = None
+    ) -> tuple[int, dict | None]:
         own = conn is None
         conn = conn or self.connection()
         try:
@@ -161,8 +183,9 @@ def _count_runs(db: Path) -> int:
         conn.close()
 
 
-def _load(server: Server, clients: int, seconds: float, cap: int, event: str | None,
-          sent: list[tuple[str, float]]) -> tuple[float, int]:
+def _load(
+    server: Server, clients: int, seconds: float, cap: int, event: str | None, sent: list[tuple[str, float]]
+) -> tuple[float, int]:
     """Requests/s accepted by `clients` keep-alive clients in `seconds`; (rate, rejected).
     Publishes `event` (noting each accepted one in `sent` if it is EVENT), or GETs /healthz."""
     lock = threading.Lock()
@@ -184,8 +207,9 @@ def _load(server: Server, clients: int, seconds: float, cap: int, event: str | N
                     break
                 if event is not None:
                     t_sent = time.time()
-                    status, body = server.request("POST", "/v1/events",
-                                                  {"name": event, "data": f'{{"client": {n}, "i": {i}}}'}, conn)
+                    status, body = server.request(
+                        "POST", "/v1/events", {"name": event, "data": f'{{"client": {n}, "i": {i}}}'}, conn
+                    )
                     if status == 202:
                         ok += 1
                         if event == EVENT:
@@ -205,8 +229,9 @@ def _load(server: Server, clients: int, seconds: float, cap: int, event: str | N
                 rejected[0] += bad
                 sent.extend(mine)
 
-    threads = [threading.Thread(target=client, args=(n,), name=f"bench-client-{n}", daemon=True)
-               for n in range(clients)]
+    threads = [
+        threading.Thread(target=client, args=(n,), name=f"bench-client-{n}", daemon=True) for n in range(clients)
+    ]
     for t in threads:
         t.start()
     barrier.wait()
@@ -231,9 +256,16 @@ def run(report: Report, quick: bool) -> None:
         status, body = server.request("POST", "/v1/secrets", {"name": "API_KEY", "value": SECRET})
         if status != 201:
             raise RuntimeError(f"POST /v1/secrets: {status} {body}")
-        status, fn = server.request("POST", "/v1/logic/functions", {
-            "name": "ingest", "secrets": ["API_KEY"], "triggers": [{"type": "event", "event_name": EVENT}],
-            "source": SOURCE})
+        status, fn = server.request(
+            "POST",
+            "/v1/logic/functions",
+            {
+                "name": "ingest",
+                "secrets": ["API_KEY"],
+                "triggers": [{"type": "event", "event_name": EVENT}],
+                "source": SOURCE,
+            },
+        )
         if status != 201:
             raise RuntimeError(f"POST /v1/logic/functions: {status} {fn}")
         db = server.home / "logic.db"
@@ -268,7 +300,7 @@ def run(report: Report, quick: bool) -> None:
         with memory.Watch(server.proc.pid, max_s=600) as watch:
             for r in range(rounds):
                 names = list(kinds)
-                for kind in names[r % 3:] + names[: r % 3]:
+                for kind in names[r % 3 :] + names[: r % 3]:
                     # Each round starts with no runs left over from the one before: else the
                     # backlog's runs share the CPU with (and depress) the next round's figure.
                     _wait_for_runs(db, len(sent) + len(rest_delays), 30.0)
@@ -289,28 +321,58 @@ def run(report: Report, quick: bool) -> None:
         time.sleep(1.0)
         idle_warm = memory.totals(memory.tree(server.proc.pid))
 
-        section.figure("events_per_s", "events/s", rate_stats(rates["events"]),
-                       label=f"events accepted durably (202), {clients} clients, each runs a function",
-                       target=at_least(2000, ">= 2,000 events/s"))
-        section.figure("accept_only_per_s", "events/s", rate_stats(rates["accept_only"]),
-                       label="events accepted durably, no function matches (acceptance alone)")
-        section.figure("healthz_per_s", "req/s", rate_stats(rates["healthz"]),
-                       label=f"peer: GET /healthz, same {clients} clients (HTTP floor)")
-        section.figure("delay_at_rest", "ms", stats(rest_delays, 1e3),
-                       label="publish -> run recorded, one event at a time")
-        section.figure("delay_under_load", "ms", stats(delays, 1e3),
-                       label="publish -> run recorded, events of the load phase")
-        section.figure("runs_per_s", "runs/s", rate_stats(_run_rates(event_rounds, finished)),
-                       label="runs recorded per second in a publish round (first publish to last run)")
-        section.ratio("events_over_healthz", section.value("events_per_s"), section.value("healthz_per_s"),
-                      meaning="accepted events/s / GET /healthz req/s (what the durable publish and its run cost)")
-        section.ratio("accept_only_over_healthz", section.value("accept_only_per_s"), section.value("healthz_per_s"),
-                      meaning="accepted events/s without runs / GET /healthz req/s (what the durable publish costs)")
-        section.note(f"{len(sent):,} events accepted under load, {rejected} refused (e.g. queue full), "
-                     f"{len(delays):,} of them with a recorded run after the drain "
-                     f"({drained - load_end:.1f} s after the load, limit {drain_limit} s).")
-        section.note(f"load rounds: {rounds} x {window:g} s per peer, interleaved, each after the runs of the one "
-                     "before were recorded; rate p99 column = slowest round.")
+        section.figure(
+            "events_per_s",
+            "events/s",
+            rate_stats(rates["events"]),
+            label=f"events accepted durably (202), {clients} clients, each runs a function",
+            target=at_least(2000, ">= 2,000 events/s"),
+        )
+        section.figure(
+            "accept_only_per_s",
+            "events/s",
+            rate_stats(rates["accept_only"]),
+            label="events accepted durably, no function matches (acceptance alone)",
+        )
+        section.figure(
+            "healthz_per_s",
+            "req/s",
+            rate_stats(rates["healthz"]),
+            label=f"peer: GET /healthz, same {clients} clients (HTTP floor)",
+        )
+        section.figure(
+            "delay_at_rest", "ms", stats(rest_delays, 1e3), label="publish -> run recorded, one event at a time"
+        )
+        section.figure(
+            "delay_under_load", "ms", stats(delays, 1e3), label="publish -> run recorded, events of the load phase"
+        )
+        section.figure(
+            "runs_per_s",
+            "runs/s",
+            rate_stats(_run_rates(event_rounds, finished)),
+            label="runs recorded per second in a publish round (first publish to last run)",
+        )
+        section.ratio(
+            "events_over_healthz",
+            section.value("events_per_s"),
+            section.value("healthz_per_s"),
+            meaning="accepted events/s / GET /healthz req/s (what the durable publish and its run cost)",
+        )
+        section.ratio(
+            "accept_only_over_healthz",
+            section.value("accept_only_per_s"),
+            section.value("healthz_per_s"),
+            meaning="accepted events/s without runs / GET /healthz req/s (what the durable publish costs)",
+        )
+        section.note(
+            f"{len(sent):,} events accepted under load, {rejected} refused (e.g. queue full), "
+            f"{len(delays):,} of them with a recorded run after the drain "
+            f"({drained - load_end:.1f} s after the load, limit {drain_limit} s)."
+        )
+        section.note(
+            f"load rounds: {rounds} x {window:g} s per peer, interleaved, each after the runs of the one "
+            "before were recorded; rate p99 column = slowest round."
+        )
         memory.report(mem, idle, idle_warm, watch.samples)
     finally:
         server.stop()

@@ -52,8 +52,14 @@ class Lab:
         return self.service.engine
 
     def deploy(self, name: str, source: str, *, secrets=("API_KEY",), event_name: str = EVENT_NAME, actor=None):
-        files = files_from_json({"name": name, "secrets": list(secrets),
-                                 "triggers": [{"type": "event", "event_name": event_name}], "source": source})
+        files = files_from_json(
+            {
+                "name": name,
+                "secrets": list(secrets),
+                "triggers": [{"type": "event", "event_name": event_name}],
+                "source": source,
+            }
+        )
         return self.service.deploy_function(actor or self.actor, files)
 
     def new_user(self):
@@ -78,8 +84,13 @@ class Lab:
 
 
 def event(data: str | None) -> dict:
-    return {"id": "bench", "name": EVENT_NAME, "data": data, "published_at": "2026-01-01T00:00:00.000Z",
-            "source": "bench"}
+    return {
+        "id": "bench",
+        "name": EVENT_NAME,
+        "data": data,
+        "published_at": "2026-01-01T00:00:00.000Z",
+        "source": "bench",
+    }
 
 
 def context(data: str | None) -> dict:
@@ -171,8 +182,14 @@ def subprocess_peer(source: str, data: str | None):
     program = _CHILD.format(source=source, data=data)
 
     def op():
-        done = subprocess.run([sys.executable, "-c", program], input=SECRET_VALUE, capture_output=True,
-                              text=True, timeout=30, env={"PATH": os.environ.get("PATH", "")})
+        done = subprocess.run(
+            [sys.executable, "-c", program],
+            input=SECRET_VALUE,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"PATH": os.environ.get("PATH", "")},
+        )
         if done.returncode != 0:
             raise RuntimeError(f"subprocess peer failed: {done.stderr[-300:]}")
         return done.stdout
@@ -248,9 +265,13 @@ class ForkServer:
         server = getattr(self._local, "server", None)
         if server is None:
             ours, theirs = self._socket.socketpair()
-            proc = subprocess.Popen([sys.executable, "-c", self._program, str(theirs.fileno())],
-                                    pass_fds=[theirs.fileno()], stdin=subprocess.PIPE, text=True,
-                                    env={"PATH": os.environ.get("PATH", "")})
+            proc = subprocess.Popen(
+                [sys.executable, "-c", self._program, str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.PIPE,
+                text=True,
+                env={"PATH": os.environ.get("PATH", "")},
+            )
             theirs.close()
             proc.stdin.write(SECRET_VALUE + "\n")
             proc.stdin.close()

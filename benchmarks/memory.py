@@ -118,23 +118,41 @@ def report(section, idle: dict, idle_warm: dict, samples: list[dict]) -> None:
         return stats([value]) if value is not None else {"p50": None, "p99": None, "n": 0}
 
     section.figure("server_rss_idle", "MB", one(idle["server_rss_mb"]), label="server RSS, idle (just started)")
-    section.figure("tree_pss_idle", "MB", one(idle["tree_pss_mb"]),
-                   label=f"server + zygote + {idle['workers']} spare worker(s), PSS, idle")
-    section.figure("server_rss_idle_warm", "MB", one(idle_warm["server_rss_mb"]),
-                   label="server RSS, idle after the load")
-    section.figure("tree_pss_idle_warm", "MB", one(idle_warm["tree_pss_mb"]),
-                   label=f"whole tree PSS, idle after the load ({idle_warm['workers']} workers)")
+    section.figure(
+        "tree_pss_idle",
+        "MB",
+        one(idle["tree_pss_mb"]),
+        label=f"server + zygote + {idle['workers']} spare worker(s), PSS, idle",
+    )
+    section.figure(
+        "server_rss_idle_warm", "MB", one(idle_warm["server_rss_mb"]), label="server RSS, idle after the load"
+    )
+    section.figure(
+        "tree_pss_idle_warm",
+        "MB",
+        one(idle_warm["tree_pss_mb"]),
+        label=f"whole tree PSS, idle after the load ({idle_warm['workers']} workers)",
+    )
     if samples:
-        section.figure("server_rss_load", "MB", stats([s["server_rss_mb"] for s in samples if s["server_rss_mb"]]),
-                       label="server RSS under load (p99 ~ peak)")
-        section.figure("tree_rss_load", "MB", stats([s["tree_rss_mb"] for s in samples]),
-                       label="whole tree RSS under load")
-        section.figure("tree_pss_load", "MB", stats([s["tree_pss_mb"] for s in samples]),
-                       label="whole tree PSS under load")
-        section.figure("workers_load", "count", stats([s["workers"] for s in samples]),
-                       label="workers alive under load")
+        section.figure(
+            "server_rss_load",
+            "MB",
+            stats([s["server_rss_mb"] for s in samples if s["server_rss_mb"]]),
+            label="server RSS under load (p99 ~ peak)",
+        )
+        section.figure(
+            "tree_rss_load", "MB", stats([s["tree_rss_mb"] for s in samples]), label="whole tree RSS under load"
+        )
+        section.figure(
+            "tree_pss_load", "MB", stats([s["tree_pss_mb"] for s in samples]), label="whole tree PSS under load"
+        )
+        section.figure(
+            "workers_load", "count", stats([s["workers"] for s in samples]), label="workers alive under load"
+        )
         for key, label in (("worker_rss_mb", "RSS"), ("worker_pss_mb", "PSS"), ("worker_uss_mb", "USS (private)")):
             values = [v for s in samples for v in s[key]]
             section.figure(f"per_worker_{key[7:10]}_load", "MB", stats(values), label=f"per worker {label}, under load")
-    section.note("PSS shares each copy-on-write page among the processes that map it; USS is what a worker "
-                 "alone costs (what killing it would free).")
+    section.note(
+        "PSS shares each copy-on-write page among the processes that map it; USS is what a worker "
+        "alone costs (what killing it would free)."
+    )

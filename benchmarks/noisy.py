@@ -29,10 +29,12 @@ from .lab import Lab
 QUICK = "def main(event, secrets):\n    return len(secrets.API_KEY)\n"
 SLOW = "def main(event):\n    while True:\n        pass\n"
 BURN = "def main(event):\n    n = 0\n    for i in range(200000):\n        n += i\n    return n\n"
-BIG = ("def main(event, secrets):\n    skip = int(event.data)\n    got = 0\n"
-       "    for i in range(12):\n        if i != skip:\n            try:\n"
-       "                got += len(secrets['BIG_%d' % i])\n            except Exception:\n"
-       "                break\n    return got\n")
+BIG = (
+    "def main(event, secrets):\n    skip = int(event.data)\n    got = 0\n"
+    "    for i in range(12):\n        if i != skip:\n            try:\n"
+    "                got += len(secrets['BIG_%d' % i])\n            except Exception:\n"
+    "                break\n    return got\n"
+)
 MS = 1e3
 
 
@@ -74,12 +76,21 @@ def run(report: Report, quick: bool) -> None:
     service = lab.service
     a, b = lab.actor, lab.new_user()
     rng = random.Random(8)
-    nasty = '\x01\x02"\'\\'
+    nasty = "\x01\x02\"'\\"
     for i in range(12):
         service.create_secret(a, f"BIG_{i}", "".join(rng.choice(nasty) for _ in range(65536)))
     lab.deploy("quick", QUICK, event_name="a-quick")
-    service.deploy_function(a, files_from_json({"name": "slow", "source": SLOW, "limits": {"timeout_s": 1},
-                                                "triggers": [{"type": "event", "event_name": "a-slow"}]}))
+    service.deploy_function(
+        a,
+        files_from_json(
+            {
+                "name": "slow",
+                "source": SLOW,
+                "limits": {"timeout_s": 1},
+                "triggers": [{"type": "event", "event_name": "a-slow"}],
+            }
+        ),
+    )
     lab.deploy("burn", BURN, secrets=(), event_name="a-burn")
     lab.deploy("big", BIG, secrets=[f"BIG_{i}" for i in range(12)], event_name="a-big")
     lab.deploy("b-quick", QUICK, event_name="b-quick", actor=b)
@@ -107,8 +118,10 @@ def run(report: Report, quick: bool) -> None:
         # Last: A's full queue of slow runs would take minutes to drain, and need not.
         stop = threading.Event()
         flood = threading.Thread(target=_flood, args=(service, a, stop, refused), daemon=True)
-        testers = [threading.Thread(target=_test_runs, args=(service, a, stop, refused), daemon=True)
-                   for _ in range(2 * settings.owner_runs_max)]
+        testers = [
+            threading.Thread(target=_test_runs, args=(service, a, stop, refused), daemon=True)
+            for _ in range(2 * settings.owner_runs_max)
+        ]
         flood.start()
         for t in testers:
             t.start()
@@ -126,26 +139,60 @@ def run(report: Report, quick: bool) -> None:
         lab.close()
 
     section.figure("b_alone", "ms", stats(b_alone, MS), label="B alone: publish -> run recorded")
-    section.figure("b_beside_hostile_a", "ms", stats(b_noisy, MS),
-                   label="B while A floods (slow, CPU, quick, large secret sets, test runs)")
-    section.figure("b_refused", "publishes", _one(b_refused), label="B's publishes refused while A floods",
-                   target=at_most(0, "never"))
-    section.figure("a_refused", "publishes", _one(refused["a_publish"]),
-                   label="A's own publishes refused (its quota of pending deliveries)")
-    section.figure("a_test_runs_refused", "test runs", _one(refused["a_test_run"]),
-                   label="A's test runs refused past its quota (429)")
+    section.figure(
+        "b_beside_hostile_a",
+        "ms",
+        stats(b_noisy, MS),
+        label="B while A floods (slow, CPU, quick, large secret sets, test runs)",
+    )
+    section.figure(
+        "b_refused",
+        "publishes",
+        _one(b_refused),
+        label="B's publishes refused while A floods",
+        target=at_most(0, "never"),
+    )
+    section.figure(
+        "a_refused",
+        "publishes",
+        _one(refused["a_publish"]),
+        label="A's own publishes refused (its quota of pending deliveries)",
+    )
+    section.figure(
+        "a_test_runs_refused",
+        "test runs",
+        _one(refused["a_test_run"]),
+        label="A's test runs refused past its quota (429)",
+    )
     section.figure("a_alone", "runs/s", rate_stats(a_alone), label="A alone: quick events published and delivered")
     section.figure("a_beside_b", "runs/s", rate_stats(a_beside), label="A's quick events with B publishing beside it")
     bound = settings.redactor_cache_mb + settings.workers * settings.masking_bytes_per_run_max / 2**20
-    section.figure("rss_growth", "MB", _one(round(grown, 1)),
-                   label=f"server RSS peak over its idle size (bound: {bound:.0f} MB)", target=at_most(bound, "under"))
-    section.ratio("b_noisy_over_alone", section.value("b_beside_hostile_a"), section.value("b_alone"),
-                  meaning="B's p50 beside a hostile A / B alone", target=at_most(2, "<= 2x"))
-    section.ratio("a_beside_over_alone", section.value("a_beside_b"), section.value("a_alone"), meaning="A's runs/s beside B / A alone",
-                  target=at_least(0.9, ">= 0.9"))
-    section.note(f"defaults: {settings.workers} workers, {settings.delivery_threads} delivery threads, "
-                 f"{settings.owner_runs_max} runs in flight per owner, "
-                 f"{settings.queue_max_pending_per_owner} pending deliveries per owner; in process, no HTTP.")
+    section.figure(
+        "rss_growth",
+        "MB",
+        _one(round(grown, 1)),
+        label=f"server RSS peak over its idle size (bound: {bound:.0f} MB)",
+        target=at_most(bound, "under"),
+    )
+    section.ratio(
+        "b_noisy_over_alone",
+        section.value("b_beside_hostile_a"),
+        section.value("b_alone"),
+        meaning="B's p50 beside a hostile A / B alone",
+        target=at_most(2, "<= 2x"),
+    )
+    section.ratio(
+        "a_beside_over_alone",
+        section.value("a_beside_b"),
+        section.value("a_alone"),
+        meaning="A's runs/s beside B / A alone",
+        target=at_least(0.9, ">= 0.9"),
+    )
+    section.note(
+        f"defaults: {settings.workers} workers, {settings.delivery_threads} delivery threads, "
+        f"{settings.owner_runs_max} runs in flight per owner, "
+        f"{settings.queue_max_pending_per_owner} pending deliveries per owner; in process, no HTTP."
+    )
 
 
 def _wait_done(service, event_id: str, limit_s: float = 60.0, poll_s: float = 0.001) -> None:

@@ -16,8 +16,10 @@ from .harness import Peer, Report, at_most, interleave, stats
 from .lab import SECRET_VALUE, Lab, Restricted, plain
 
 READS = 100
-TEMPLATE = ("def main(event, secrets):\n    total = 0\n    for _ in range({n}):\n"
-            "        total += len({expr})\n    return total\n")
+TEMPLATE = (
+    "def main(event, secrets):\n    total = 0\n    for _ in range({n}):\n"
+    "        total += len({expr})\n    return total\n"
+)
 US = 1e6
 
 
@@ -34,8 +36,15 @@ def run(report: Report, lab: Lab, quick: bool) -> None:
     owner = lab.actor.owner
 
     def broker_read() -> None:
-        broker = SecretsBroker(store.secrets, owner=owner, declared=("API_KEY",), consumer_kind="logic_function",
-                               consumer_id="bench", consumer_name="bench", run_id="bench")
+        broker = SecretsBroker(
+            store.secrets,
+            owner=owner,
+            declared=("API_KEY",),
+            consumer_kind="logic_function",
+            consumer_id="bench",
+            consumer_name="bench",
+            run_id="bench",
+        )
         if broker.read("API_KEY") != SECRET_VALUE:
             raise RuntimeError("broker returned the wrong value")
 
@@ -56,29 +65,49 @@ def run(report: Report, lab: Lab, quick: bool) -> None:
         r_reads.close()
         r_base.close()
     for name in ("ours_reads", "ours_base", "inprocess_reads", "inprocess_base", "broker_read"):
-        section.figure(f"run_{name}", "us", stats(samples[name], US),
-                       label=f"{name.replace('_', ' ')}" + (f" ({READS} reads or not, whole run)"
-                                                             if name != "broker_read" else " (one read, no IPC)"))
+        section.figure(
+            f"run_{name}",
+            "us",
+            stats(samples[name], US),
+            label=f"{name.replace('_', ' ')}"
+            + (f" ({READS} reads or not, whole run)" if name != "broker_read" else " (one read, no IPC)"),
+        )
 
     def per_read(with_reads: str, without: str) -> dict:
         # Paired by round: the difference of the round medians, then p50/p99 over rounds.
         diffs = []
-        for a, b in zip(samples[with_reads], samples[without]):
+        for a, b in zip(samples[with_reads], samples[without], strict=True):
             if a and b:
                 diffs.append([_median(a) - _median(b)])
         values = [d[0] / READS for d in diffs]
         return stats(values, US)
 
-    section.figure("per_read_ours", "us", per_read("ours_reads", "ours_base"),
-                   label="ours: one secret read, end to end", target=at_most(30, "p50 <= 30 us"))
-    section.figure("per_read_inprocess", "us", per_read("inprocess_reads", "inprocess_base"),
-                   label="our sandbox in process: one read (no IPC)")
-    section.figure("per_read_plain", "us", per_read("plain_reads", "plain_base"),
-                   label="plain Python: one attribute read")
-    section.ratio("per_read_ours_over_broker", section.value("per_read_ours"), section.value("run_broker_read"),
-                  meaning="one read end to end / the broker's read alone (decrypt, allowlist)")
-    section.note(f"per-read figures are differences of round medians ({READS} reads vs none), so their p99 is the "
-                 "worst round; each read also adds one audit row to the run's commit.")
+    section.figure(
+        "per_read_ours",
+        "us",
+        per_read("ours_reads", "ours_base"),
+        label="ours: one secret read, end to end",
+        target=at_most(30, "p50 <= 30 us"),
+    )
+    section.figure(
+        "per_read_inprocess",
+        "us",
+        per_read("inprocess_reads", "inprocess_base"),
+        label="our sandbox in process: one read (no IPC)",
+    )
+    section.figure(
+        "per_read_plain", "us", per_read("plain_reads", "plain_base"), label="plain Python: one attribute read"
+    )
+    section.ratio(
+        "per_read_ours_over_broker",
+        section.value("per_read_ours"),
+        section.value("run_broker_read"),
+        meaning="one read end to end / the broker's read alone (decrypt, allowlist)",
+    )
+    section.note(
+        f"per-read figures are differences of round medians ({READS} reads vs none), so their p99 is the "
+        "worst round; each read also adds one audit row to the run's commit."
+    )
 
 
 def _median(values: list[float]) -> float:

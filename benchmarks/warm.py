@@ -81,13 +81,18 @@ def run(report: Report, lab: Lab, quick: bool) -> None:
         rates: dict[str, list[float]] = {name: [] for name in load}
         names = list(load)
         for r in range(t_rounds):
-            for name in names[r % len(names):] + names[: r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 op, cap = load[name]
                 rates[name].append(throughput(op, threads, window, cap))
         for name, values in rates.items():
             target = at_least(3000, ">= 3,000 runs/s") if name == "ours" else None
-            section.figure(f"throughput_{name}", "runs/s", rate_stats(values),
-                           label=f"throughput at {threads} threads: {name}", target=target)
+            section.figure(
+                f"throughput_{name}",
+                "runs/s",
+                rate_stats(values),
+                label=f"throughput at {threads} threads: {name}",
+                target=target,
+            )
     finally:
         echo.close()
         forker.close()
@@ -96,27 +101,65 @@ def run(report: Report, lab: Lab, quick: bool) -> None:
         restricted.close()
 
     ours = section.value("latency_ours")
-    section.ratio("ours_over_floor", ours, section.value("latency_floor_ipc_plus_commit"),
-                  meaning="warm run p50 / (IPC round trip + SQLite commit) p50", target=at_most(5, "<= 5x"))
-    section.ratio("subprocess_over_ours", section.value("latency_subprocess"), ours,
-                  meaning="how many times faster than one subprocess per run (p50)", target=at_least(50, ">= 50x"))
-    section.ratio("fork_over_ours", section.value("latency_fork"), ours,
-                  meaning="how many times faster than one fork per run (p50)", target=at_least(4, ">= 4x"))
-    section.ratio("ours_fork_per_run_over_ours", section.value("latency_ours_fork_per_run"), ours,
-                  meaning="like for like: our path with a fork per run / our warm path (p50)")
-    section.ratio("ours_over_plain", ours, section.value("latency_plain"),
-                  meaning="cost of a warm run relative to a plain call (p50)")
-    section.ratio("ours_over_restricted_thread", ours, section.value("latency_restricted_thread"),
-                  meaning="cost of isolation + commit over RestrictedPython in a thread (p50)")
-    section.ratio("asteval_over_ours", section.value("latency_asteval"), ours,
-                  meaning="asteval p50 / ours p50")
-    section.ratio("throughput_ours_over_fork", section.value("throughput_ours"), section.value("throughput_fork"),
-                  meaning="runs/s ours / runs/s fork per run")
-    section.ratio("throughput_ours_over_subprocess", section.value("throughput_ours"),
-                  section.value("throughput_subprocess"), meaning="runs/s ours / runs/s subprocess per run")
-    section.note("ours includes trigger-to-commit (context, IPC, secret read via broker with decrypt, redaction, "
-                 "SQLite commit of the run record and the access audit); the subprocess and fork peers only "
-                 "execute the function, so their ratios are conservative.")
-    section.note("the fork peer forks a small warm interpreter (python -c with the function defined) per run, "
-                 "as a fork-per-run runtime would; forking this benchmark process is shown for reference.")
+    section.ratio(
+        "ours_over_floor",
+        ours,
+        section.value("latency_floor_ipc_plus_commit"),
+        meaning="warm run p50 / (IPC round trip + SQLite commit) p50",
+        target=at_most(5, "<= 5x"),
+    )
+    section.ratio(
+        "subprocess_over_ours",
+        section.value("latency_subprocess"),
+        ours,
+        meaning="how many times faster than one subprocess per run (p50)",
+        target=at_least(50, ">= 50x"),
+    )
+    section.ratio(
+        "fork_over_ours",
+        section.value("latency_fork"),
+        ours,
+        meaning="how many times faster than one fork per run (p50)",
+        target=at_least(4, ">= 4x"),
+    )
+    section.ratio(
+        "ours_fork_per_run_over_ours",
+        section.value("latency_ours_fork_per_run"),
+        ours,
+        meaning="like for like: our path with a fork per run / our warm path (p50)",
+    )
+    section.ratio(
+        "ours_over_plain",
+        ours,
+        section.value("latency_plain"),
+        meaning="cost of a warm run relative to a plain call (p50)",
+    )
+    section.ratio(
+        "ours_over_restricted_thread",
+        ours,
+        section.value("latency_restricted_thread"),
+        meaning="cost of isolation + commit over RestrictedPython in a thread (p50)",
+    )
+    section.ratio("asteval_over_ours", section.value("latency_asteval"), ours, meaning="asteval p50 / ours p50")
+    section.ratio(
+        "throughput_ours_over_fork",
+        section.value("throughput_ours"),
+        section.value("throughput_fork"),
+        meaning="runs/s ours / runs/s fork per run",
+    )
+    section.ratio(
+        "throughput_ours_over_subprocess",
+        section.value("throughput_ours"),
+        section.value("throughput_subprocess"),
+        meaning="runs/s ours / runs/s subprocess per run",
+    )
+    section.note(
+        "ours includes trigger-to-commit (context, IPC, secret read via broker with decrypt, redaction, "
+        "SQLite commit of the run record and the access audit); the subprocess and fork peers only "
+        "execute the function, so their ratios are conservative."
+    )
+    section.note(
+        "the fork peer forks a small warm interpreter (python -c with the function defined) per run, "
+        "as a fork-per-run runtime would; forking this benchmark process is shown for reference."
+    )
     section.note(f"throughput rounds: {t_rounds} x {window:g} s per peer; p99 column for rates is the slowest round.")

@@ -93,15 +93,22 @@ def json_option(f):
 
 
 def org_option(f):
-    return click.option("--org", default=None, metavar="ORG",
-                        help="Act on this organization's secrets instead of your sandbox.")(f)
+    return click.option(
+        "--org", default=None, metavar="ORG", help="Act on this organization's secrets instead of your sandbox."
+    )(f)
 
 
 @click.group(cls=AppGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", type=click.Path(path_type=Path), default=None,
-              help="Data directory (default: $LOGIC_HOME or ~/.logic).")
-@click.option("--as", "as_user", default=None, metavar="USER",
-              help="Act as this user (default: $LOGIC_USER or the admin made by `logic init`).")
+@click.option(
+    "--home", type=click.Path(path_type=Path), default=None, help="Data directory (default: $LOGIC_HOME or ~/.logic)."
+)
+@click.option(
+    "--as",
+    "as_user",
+    default=None,
+    metavar="USER",
+    help="Act as this user (default: $LOGIC_USER or the admin made by `logic init`).",
+)
 @click.pass_context
 def cli(ctx: click.Context, home: Path | None, as_user: str | None) -> None:
     """logic-runtime: Logic functions with encrypted cloud secrets, self-hosted."""
@@ -121,14 +128,21 @@ def cli(ctx: click.Context, home: Path | None, as_user: str | None) -> None:
 
 # init --------------------------------------------------------------------------
 
+
 @cli.command()
 @json_option
 @click.pass_obj
 def init(app: App, as_json: bool) -> None:
     """Create the data directory, master key (mode 0600), database, admin user and API token."""
     result = Service.initialize(app.settings)
-    data = {"created": result.created, "home": str(app.settings.home), "database": str(app.settings.db_path),
-            "master_key": result.key_source, "admin": result.admin.name, "token": result.token}
+    data = {
+        "created": result.created,
+        "home": str(app.settings.home),
+        "database": str(app.settings.db_path),
+        "master_key": result.key_source,
+        "admin": result.admin.name,
+        "token": result.token,
+    }
 
     def human() -> None:
         if not result.created:
@@ -145,6 +159,7 @@ def init(app: App, as_json: bool) -> None:
 
 
 # secrets -----------------------------------------------------------------------
+
 
 def read_secret_value(value_file: Path | None, max_bytes: int) -> bytes | str:
     """The value from --value-file, piped stdin, or a hidden prompt; never from argv.
@@ -177,8 +192,17 @@ def when(stamp: str | None) -> str | None:
 
 
 def secret_rows(infos) -> list[list[Any]]:
-    return [[i.name, when(i.created_at), when(i.updated_at), when(i.last_accessed_at), i.usage_count,
-             ", ".join(i.logic_functions + i.integrations) or None] for i in infos]
+    return [
+        [
+            i.name,
+            when(i.created_at),
+            when(i.updated_at),
+            when(i.last_accessed_at),
+            i.usage_count,
+            ", ".join(i.logic_functions + i.integrations) or None,
+        ]
+        for i in infos
+    ]
 
 
 SECRET_COLUMNS = ["name", "created", "updated", "last accessed", "uses", "used by"]
@@ -196,8 +220,11 @@ def secrets() -> None:
 def secrets_list(app: App, org: str | None, as_json: bool) -> None:
     """List secrets: names, times and usage, never values."""
     infos = app.service.list_secrets(app.actor, org)
-    emit([i.to_json() for i in infos], as_json,
-         lambda: table(SECRET_COLUMNS, secret_rows(infos)) if infos else click.echo("No secrets."))
+    emit(
+        [i.to_json() for i in infos],
+        as_json,
+        lambda: table(SECRET_COLUMNS, secret_rows(infos)) if infos else click.echo("No secrets."),
+    )
 
 
 @secrets.command("get")
@@ -221,8 +248,12 @@ def secrets_get(app: App, name: str, org: str | None, as_json: bool) -> None:
 
 @secrets.command("create")
 @click.argument("name")
-@click.option("--value-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Read the value from this file instead of stdin or the prompt.")
+@click.option(
+    "--value-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Read the value from this file instead of stdin or the prompt.",
+)
 @org_option
 @json_option
 @pass_app
@@ -238,8 +269,12 @@ def secrets_create(app: App, name: str, value_file: Path | None, org: str | None
 
 @secrets.command("update")
 @click.argument("name")
-@click.option("--value-file", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Read the value from this file instead of stdin or the prompt.")
+@click.option(
+    "--value-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Read the value from this file instead of stdin or the prompt.",
+)
 @org_option
 @json_option
 @pass_app
@@ -264,6 +299,7 @@ def secrets_delete(app: App, name: str, org: str | None, as_json: bool) -> None:
 
 # audit -------------------------------------------------------------------------
 
+
 @cli.command()
 @click.option("--secret", default=None, metavar="NAME", help="Only accesses of this secret.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
@@ -273,15 +309,33 @@ def secrets_delete(app: App, name: str, org: str | None, as_json: bool) -> None:
 def audit(app: App, secret: str | None, limit: int, org: str | None, as_json: bool) -> None:
     """Show who read which secret, when, in which run."""
     rows = app.service.audit(app.actor, secret, org, limit)
-    data = [{"secret": a.secret_name, "consumer_kind": a.consumer_kind, "consumer": a.consumer_name,
-             "consumer_id": a.consumer_id, "run_id": a.run_id, "at": a.at} for a in rows]
-    emit(data, as_json, lambda: table(
-        ["at", "secret", "by", "run"],
-        [[when(d["at"]), d["secret"], f"{d['consumer_kind']} {d['consumer']}", d["run_id"]] for d in data])
-        if data else click.echo("No accesses recorded."))
+    data = [
+        {
+            "secret": a.secret_name,
+            "consumer_kind": a.consumer_kind,
+            "consumer": a.consumer_name,
+            "consumer_id": a.consumer_id,
+            "run_id": a.run_id,
+            "at": a.at,
+        }
+        for a in rows
+    ]
+    emit(
+        data,
+        as_json,
+        lambda: (
+            table(
+                ["at", "secret", "by", "run"],
+                [[when(d["at"]), d["secret"], f"{d['consumer_kind']} {d['consumer']}", d["run_id"]] for d in data],
+            )
+            if data
+            else click.echo("No accesses recorded.")
+        ),
+    )
 
 
 # users, organizations, tokens, keys --------------------------------------------
+
 
 @cli.group()
 def users() -> None:
@@ -338,8 +392,7 @@ def tokens() -> None:
 def tokens_create(app: App, for_user: str | None, label: str | None, as_json: bool) -> None:
     """Create an API token; it is shown only once."""
     token = app.service.create_token(app.actor, for_user, label)
-    emit({"token": token}, as_json,
-         lambda: click.echo(f"{token}\nThe token is shown only this once: store it now."))
+    emit({"token": token}, as_json, lambda: click.echo(f"{token}\nThe token is shown only this once: store it now."))
 
 
 @tokens.command("list")
@@ -349,8 +402,15 @@ def tokens_create(app: App, for_user: str | None, label: str | None, as_json: bo
 def tokens_list(app: App, for_user: str | None, as_json: bool) -> None:
     """List API tokens by id and label (the tokens themselves are never stored)."""
     rows = app.service.list_tokens(app.actor, for_user)
-    emit(rows, as_json, lambda: table(["id", "label", "created"], [[r["id"], r["label"], when(r["created_at"])]
-                                                                    for r in rows]) if rows else click.echo("No tokens."))
+    emit(
+        rows,
+        as_json,
+        lambda: (
+            table(["id", "label", "created"], [[r["id"], r["label"], when(r["created_at"])] for r in rows])
+            if rows
+            else click.echo("No tokens.")
+        ),
+    )
 
 
 @tokens.command("revoke")
@@ -383,25 +443,39 @@ def keys_rotate(app: App, master: bool, as_json: bool) -> None:
             if app.settings.master_key is not None:
                 click.echo("LOGIC_MASTER_KEY is set: put that file's contents into it, then delete the file.")
         else:
-            click.echo(f"Data key {result['data_key_id']} now encrypts "
-                       f"{result['secrets_reencrypted']} secret(s); older data keys are removed.")
+            click.echo(
+                f"Data key {result['data_key_id']} now encrypts "
+                f"{result['secrets_reencrypted']} secret(s); older data keys are removed."
+            )
 
     emit(result, as_json, human)
 
 
 # functions ---------------------------------------------------------------------
 
+
 def function_rows(fns) -> list[list[Any]]:
-    return [[f.name, f.id, f.version, "yes" if f.enabled else "no",
-             ", ".join(t.get("event_name") or t.get("cron", "") for t in f.manifest.get("triggers", [])) or None,
-             ", ".join(f.manifest.get("secrets", [])) or None, when(f.updated_at)] for f in fns]
+    return [
+        [
+            f.name,
+            f.id,
+            f.version,
+            "yes" if f.enabled else "no",
+            ", ".join(t.get("event_name") or t.get("cron", "") for t in f.manifest.get("triggers", [])) or None,
+            ", ".join(f.manifest.get("secrets", [])) or None,
+            when(f.updated_at),
+        ]
+        for f in fns
+    ]
 
 
 def print_run(record: dict) -> None:
     """A run record as a person reads it; everything in it is already redacted."""
     trig = record["trigger"]
-    click.echo(f"run {record['id']}  {record['status'].upper()}  {record['duration_ms']} ms  "
-               f"({trig['type']}{' ' + trig['event_id'] if trig.get('event_id') else ''}, {when(record['started_at'])})")
+    click.echo(
+        f"run {record['id']}  {record['status'].upper()}  {record['duration_ms']} ms  "
+        f"({trig['type']}{' ' + trig['event_id'] if trig.get('event_id') else ''}, {when(record['started_at'])})"
+    )
     for line in record["logs"]:
         click.echo(f"  [{line['level']}] {line['message']}")
     if record["secrets_accessed"]:
@@ -430,9 +504,15 @@ def functions() -> None:
 def functions_list(app: App, org: str | None, as_json: bool) -> None:
     """List deployed functions."""
     fns = app.service.list_functions(app.actor, org)
-    emit([f.to_json() for f in fns], as_json,
-         lambda: table(["name", "id", "version", "enabled", "triggers", "secrets", "updated"], function_rows(fns))
-         if fns else click.echo("No functions."))
+    emit(
+        [f.to_json() for f in fns],
+        as_json,
+        lambda: (
+            table(["name", "id", "version", "enabled", "triggers", "secrets", "updated"], function_rows(fns))
+            if fns
+            else click.echo("No functions.")
+        ),
+    )
 
 
 @functions.command("get")
@@ -447,7 +527,18 @@ def functions_get(app: App, name: str, with_source: bool, org: str | None, as_js
     data = fn.to_json(with_source=with_source)
 
     def human() -> None:
-        for key in ("name", "id", "owner", "version", "enabled", "entry", "description", "secrets", "triggers", "limits"):
+        for key in (
+            "name",
+            "id",
+            "owner",
+            "version",
+            "enabled",
+            "entry",
+            "description",
+            "secrets",
+            "triggers",
+            "limits",
+        ):
             click.echo(f"{key + ':':13} {json.dumps(data[key]) if isinstance(data[key], (list, dict)) else data[key]}")
         if with_source:
             click.echo("\n" + fn.source)
@@ -473,8 +564,9 @@ def functions_deploy(app: App, path: Path, org: str | None, as_json: bool) -> No
 @org_option
 @json_option
 @pass_app
-def functions_execute(app: App, target: str, event_name: str | None, data: str | None, org: str | None,
-                      as_json: bool) -> None:
+def functions_execute(
+    app: App, target: str, event_name: str | None, data: str | None, org: str | None, as_json: bool
+) -> None:
     """Test-run local files (PATH: nothing deployed) or run a deployed function (NAME) now.
 
     Prints the run record; exits 0 whatever the run's status.
@@ -551,6 +643,7 @@ def runs_show(app: App, run_id: str, org: str | None, as_json: bool) -> None:
 
 # events ------------------------------------------------------------------------
 
+
 @cli.command()
 @click.argument("name")
 @click.argument("data", required=False)
@@ -560,11 +653,15 @@ def runs_show(app: App, run_id: str, org: str | None, as_json: bool) -> None:
 def publish(app: App, name: str, data: str | None, org: str | None, as_json: bool) -> None:
     """Publish an event; it is stored durably and delivered by `logic serve`."""
     accepted = app.service.publish_event(app.actor, name, data, org)
-    emit(accepted, as_json, lambda: click.echo(
-        f"Published {name} ({accepted['id']}): {accepted['deliveries']} delivery(ies) queued."))
+    emit(
+        accepted,
+        as_json,
+        lambda: click.echo(f"Published {name} ({accepted['id']}): {accepted['deliveries']} delivery(ies) queued."),
+    )
 
 
 # integrations ------------------------------------------------------------------
+
 
 @cli.group()
 def integrations() -> None:
@@ -578,10 +675,21 @@ def integrations() -> None:
 def integrations_list(app: App, org: str | None, as_json: bool) -> None:
     """List integrations."""
     records = app.service.list_integrations(app.actor, org)
-    emit([r.to_json() for r in records], as_json, lambda: table(
-        ["name", "id", "event prefix", "enabled", "secrets"],
-        [[r.name, r.id, r.event_prefix, "yes" if r.enabled else "no", ", ".join(r.secrets) or None]
-         for r in records]) if records else click.echo("No integrations."))
+    emit(
+        [r.to_json() for r in records],
+        as_json,
+        lambda: (
+            table(
+                ["name", "id", "event prefix", "enabled", "secrets"],
+                [
+                    [r.name, r.id, r.event_prefix, "yes" if r.enabled else "no", ", ".join(r.secrets) or None]
+                    for r in records
+                ],
+            )
+            if records
+            else click.echo("No integrations.")
+        ),
+    )
 
 
 @integrations.command("get")
@@ -620,7 +728,7 @@ def integrations_update(app: App, file: Path, org: str | None, as_json: bool) ->
     spec = load_spec(file)
     name = spec.get("name") if isinstance(spec, dict) else None
     if not isinstance(name, str):
-        raise InvalidInput(f"{file.name}: the file must name the integration (\"name\")")
+        raise InvalidInput(f'{file.name}: the file must name the integration ("name")')
     record = app.service.update_integration(app.actor, name, spec, org)
     emit(record.to_json(), as_json, lambda: click.echo(f"Updated integration {record.name}."))
 
@@ -649,6 +757,7 @@ def integrations_logs(app: App, name: str, limit: int, org: str | None, as_json:
 
 
 # serve -------------------------------------------------------------------------
+
 
 @cli.command()
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")

@@ -138,8 +138,13 @@ def load_files(path: Path) -> FunctionFiles:
         found = sorted(path.glob("*" + MANIFEST_SUFFIX))
         if len(found) != 1:
             what = "no" if not found else f"{len(found)}"
-            raise DeployError([f"{path}: {what} *{MANIFEST_SUFFIX} files; name one manifest explicitly"
-                               if found else f"{path}: no *{MANIFEST_SUFFIX} file here"])
+            raise DeployError(
+                [
+                    f"{path}: {what} *{MANIFEST_SUFFIX} files; name one manifest explicitly"
+                    if found
+                    else f"{path}: no *{MANIFEST_SUFFIX} file here"
+                ]
+            )
         path = found[0]
     if not path.name.endswith(MANIFEST_SUFFIX):
         if path.suffix == ".py" and path.with_name(path.stem + MANIFEST_SUFFIX).exists():
@@ -166,8 +171,7 @@ def _data_path(loc: tuple) -> tuple:
     after a trigger's index (`triggers.1.event.event_name` -> `triggers.1.event_name`)."""
     path: list = []
     for part in loc:
-        if part in ("event", "schedule") and len(path) >= 2 and path[-2] == "triggers" \
-                and isinstance(path[-1], int):
+        if part in ("event", "schedule") and len(path) >= 2 and path[-2] == "triggers" and isinstance(path[-1], int):
             continue
         path.append(part)
     return tuple(path)
@@ -231,7 +235,7 @@ def _member(text: str, pos: int, part: object, decoder: json.JSONDecoder) -> tup
 def files_from_json(body: object) -> FunctionFiles:
     """A function as the HTTP API receives it: the manifest's fields plus "source"."""
     if not isinstance(body, dict):
-        raise DeployError(["request body: expected a JSON object with the manifest fields and \"source\""])
+        raise DeployError(['request body: expected a JSON object with the manifest fields and "source"'])
     data = dict(body)
     source = data.pop("source", None)
     problems = []

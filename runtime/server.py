@@ -25,8 +25,9 @@ STOP_SLACK_S = 5.0  # beyond the longest run, for deliveries in flight to commit
 
 
 def configure_logging() -> None:
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
+    )
     # Threat: httpx logs every request URL at INFO, and a webhook URL carries rendered secrets.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -37,20 +38,26 @@ def serve(settings: Settings, host: str, port: int) -> None:
     service = Service.open(settings, runtime=True)
     dispatcher = service.dispatcher()
     scheduler = service.scheduler()
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host=host, port=port, log_level="warning",
-                                           access_log=False, lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(service), host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    )
     # uvicorn re-raises the SIGTERM it caught once it has drained; make that an orderly exit
     # so the finally below runs (stop the scheduler, finish deliveries, close the store).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         scheduler.start()
         dispatcher.start()
-        print(f"logic-runtime listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)",
-              flush=True)
-        print(f"data: {settings.home}  database: {settings.db_path}  master key: {service.store.key_source}",
-              flush=True)
-        log.info("event=started host=%s port=%d workers=%d delivery_threads=%d",
-                 host, port, settings.workers, settings.delivery_threads)
+        print(f"logic-runtime listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
+        print(
+            f"data: {settings.home}  database: {settings.db_path}  master key: {service.store.key_source}", flush=True
+        )
+        log.info(
+            "event=started host=%s port=%d workers=%d delivery_threads=%d",
+            host,
+            port,
+            settings.workers,
+            settings.delivery_threads,
+        )
         server.run()
     finally:
         log.info("event=stopping")

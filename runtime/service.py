@@ -89,9 +89,15 @@ class Service:
         from runtime.events.dispatcher import Dispatcher
 
         settings = self.settings
-        return Dispatcher(self.store, self.engine, self.integration_runner, self.bus, clock=self.clock,
-                          threads=settings.delivery_threads if threads is None else threads,
-                          poll_s=settings.dispatcher_poll_s if poll_s is None else poll_s)
+        return Dispatcher(
+            self.store,
+            self.engine,
+            self.integration_runner,
+            self.bus,
+            clock=self.clock,
+            threads=settings.delivery_threads if threads is None else threads,
+            poll_s=settings.dispatcher_poll_s if poll_s is None else poll_s,
+        )
 
     def scheduler(self, *, clock: Callable[[], datetime] | None = None) -> Scheduler:
         """The cron scheduler over this service's store, ringing the bus's doorbell (not started)."""
@@ -144,8 +150,7 @@ class Service:
     def list_secrets(self, actor: User, org: str | None = None) -> list[SecretInfo]:
         return self.store.secrets.list(self.owner_for(actor, org))
 
-    def audit(self, actor: User, secret: str | None = None, org: str | None = None,
-              limit: int = 1000) -> list[Access]:
+    def audit(self, actor: User, secret: str | None = None, org: str | None = None, limit: int = 1000) -> list[Access]:
         owner = self.owner_for(actor, org)
         rows = self.store.secrets.audit(owner, secret, limit=limit)
         if secret is not None and not rows:
@@ -191,7 +196,6 @@ class Service:
         key_id, count = self.store.rotate_data_key()
         return {"data_key_id": key_id, "secrets_reencrypted": count}
 
-
     # functions -----------------------------------------------------------------
 
     def check_function(self, owner: str, files: FunctionFiles) -> None:
@@ -201,9 +205,14 @@ class Service:
         problems: list[str] = []
         manifest = files.manifest
         try:
-            compile_function(files.source, filename=files.filename, entry=manifest.entry,
-                             declared_secrets=manifest.secrets, max_bytes=self.settings.source_max_bytes,
-                             max_depth=self.settings.ast_max_depth)
+            compile_function(
+                files.source,
+                filename=files.filename,
+                entry=manifest.entry,
+                declared_secrets=manifest.secrets,
+                max_bytes=self.settings.source_max_bytes,
+                max_depth=self.settings.ast_max_depth,
+            )
         except DeployError as exc:
             problems.extend(exc.problems)
         manifest_file = files.filename[:-3] + ".logic.json"
@@ -214,8 +223,7 @@ class Service:
 
         settings = self.settings
         if len(manifest.triggers) > settings.triggers_max:
-            problems.append(f"{at('triggers')}: at most {settings.triggers_max} triggers, "
-                            f"not {len(manifest.triggers)}")
+            problems.append(f"{at('triggers')}: at most {settings.triggers_max} triggers, not {len(manifest.triggers)}")
         for i, trigger in enumerate(manifest.triggers):
             problem = event_name_problem(trigger.event_name, settings) if trigger.type == "event" else None
             if problem is not None:
@@ -227,13 +235,16 @@ class Service:
                 problems.append(f"{at('secrets', i)}: secrets: {exc.message}")
                 continue
             if not self.store.secrets.exists(owner, name):
-                problems.append(f"{at('secrets', i)}: secrets: secret {name} does not exist in {owner_label(owner)}; "
-                                f"create it first with `logic secrets create {name}`")
+                problems.append(
+                    f"{at('secrets', i)}: secrets: secret {name} does not exist in {owner_label(owner)}; "
+                    f"create it first with `logic secrets create {name}`"
+                )
         if problems:
             raise DeployError(problems)
 
-    def deploy_function(self, actor: User, files: FunctionFiles | Path, org: str | None = None,
-                        *, function_id: str | None = None) -> FunctionRecord:
+    def deploy_function(
+        self, actor: User, files: FunctionFiles | Path, org: str | None = None, *, function_id: str | None = None
+    ) -> FunctionRecord:
         """Create a function or add a new version of it (by name, or by id for PUT)."""
         if not isinstance(files, FunctionFiles):
             files = load_files(files)
@@ -249,11 +260,18 @@ class Service:
             if t.type == "event":
                 triggers.append(TriggerRow("event", event_name=t.event_name))
             else:
-                triggers.append(TriggerRow("schedule", cron=t.cron, timezone=t.timezone,
-                                           next_fire_at=iso(next_fire(t.cron, now, t.timezone))))
+                triggers.append(
+                    TriggerRow(
+                        "schedule",
+                        cron=t.cron,
+                        timezone=t.timezone,
+                        next_fire_at=iso(next_fire(t.cron, now, t.timezone)),
+                    )
+                )
         manifest = files.manifest.model_dump(mode="json", exclude_none=True)
-        return self.store.functions.deploy(owner, files.manifest.name, manifest, files.source, triggers,
-                                           files.manifest.secrets)
+        return self.store.functions.deploy(
+            owner, files.manifest.name, manifest, files.source, triggers, files.manifest.secrets
+        )
 
     def _function(self, actor: User, ref: str, org: str | None = None) -> FunctionRecord:
         """A function by name or id, only within the scope asked for (sandbox or `org`)."""
@@ -295,8 +313,15 @@ class Service:
             raise NotFound(f"run {run_id} does not exist")
         return record
 
-    def execute_function(self, actor: User, target: FunctionFiles | Path | str, *, event_name: str | None = None,
-                         data: str | None = None, org: str | None = None) -> dict[str, Any]:
+    def execute_function(
+        self,
+        actor: User,
+        target: FunctionFiles | Path | str,
+        *,
+        event_name: str | None = None,
+        data: str | None = None,
+        org: str | None = None,
+    ) -> dict[str, Any]:
         """A test run of files (FunctionFiles or a local Path: nothing deployed, nothing stored
         but the access audit), or a manual run of a deployed function named by a str ref
         (stored in its logs). A str is never read as a path: callers decide what is local."""
@@ -304,8 +329,13 @@ class Service:
         trigger = {"type": "manual"}
         if event_name is not None:
             check_event(event_name, data, self.settings)
-            event = {"id": uuid.uuid4().hex, "name": event_name, "data": data,
-                     "published_at": now_iso(), "source": f"manual:{actor.name}"}
+            event = {
+                "id": uuid.uuid4().hex,
+                "name": event_name,
+                "data": data,
+                "published_at": now_iso(),
+                "source": f"manual:{actor.name}",
+            }
         if isinstance(target, str):
             fn = self._function(actor, target, org)
             with self._requested_runs.enter(fn.owner):
@@ -315,11 +345,19 @@ class Service:
         self.check_function(owner, files)
         now = now_iso()
         manifest = files.manifest.model_dump(mode="json", exclude_none=True)
-        fn = FunctionRecord(id="test-run", owner=owner, name=files.manifest.name, enabled=True, version=0,
-                            created_at=now, updated_at=now, manifest=manifest, source=files.source)
+        fn = FunctionRecord(
+            id="test-run",
+            owner=owner,
+            name=files.manifest.name,
+            enabled=True,
+            version=0,
+            created_at=now,
+            updated_at=now,
+            manifest=manifest,
+            source=files.source,
+        )
         with self._requested_runs.enter(owner):
             return self.engine.run(fn, trigger, event=event, persist=False)
-
 
     # events ----------------------------------------------------------------------
 
@@ -344,8 +382,9 @@ class Service:
         checked = self.integration_runner.validate(owner, spec)
         return self.store.integrations.create(owner, checked.to_json())
 
-    def update_integration(self, actor: User, ref: str, spec: dict[str, Any],
-                           org: str | None = None) -> IntegrationRecord:
+    def update_integration(
+        self, actor: User, ref: str, spec: dict[str, Any], org: str | None = None
+    ) -> IntegrationRecord:
         current = self._integration(actor, ref, org)
         checked = self.integration_runner.validate(current.owner, spec)
         return self.store.integrations.update(current.id, checked.to_json())

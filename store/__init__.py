@@ -19,8 +19,15 @@ if TYPE_CHECKING:  # the lazy names below, as the type checker should see them
     from .store import Store as Store
 
 _EXPORTS = {
-    "Access": "secrets", "SecretInfo": "secrets", "LogicError": "errors", "MASK": "sensitive",
-    "Sensitive": "sensitive", "Settings": "settings", "InitResult": "store", "Store": "store", "User": "identity",
+    "Access": "secrets",
+    "SecretInfo": "secrets",
+    "LogicError": "errors",
+    "MASK": "sensitive",
+    "Sensitive": "sensitive",
+    "Settings": "settings",
+    "InitResult": "store",
+    "Store": "store",
+    "User": "identity",
 }
 
 __all__ = sorted(_EXPORTS)

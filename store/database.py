@@ -86,8 +86,9 @@ class Database:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so no
             # library can commit our transaction half-way.
             try:
-                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                       timeout=self.busy_timeout_ms / 1000)
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_ms / 1000
+                )
             except sqlite3.OperationalError as exc:
                 self._raise_fault(exc)
                 raise
@@ -146,8 +147,9 @@ class Database:
         if not self._write_lock.acquire(timeout=self.busy_timeout_ms / 1000):
             if self._holder_waits:  # the writer ahead of us waits for another process's lock
                 raise self._busy()
-            raise self._noted(StoreBusy(f"the database ({self.path}) is busy with other writes: try again"),
-                              "database locked")
+            raise self._noted(
+                StoreBusy(f"the database ({self.path}) is busy with other writes: try again"), "database locked"
+            )
         try:
             self._holder_waits = True
             try:
@@ -235,8 +237,10 @@ class Database:
             if _disk_free(self.path.parent) < DISK_FREE_MIN_BYTES:
                 return self._disk_full()
             name = getattr(exc, "sqlite_errorname", None) or "SQLITE_IOERR"
-            return self._noted(StoreError(f"the database ({self.path}) could not be read or written "
-                                          f"({name}): check the disk"), "disk I/O error")
+            return self._noted(
+                StoreError(f"the database ({self.path}) could not be read or written ({name}): check the disk"),
+                "disk I/O error",
+            )
         return None
 
     def _raise_fault(self, exc: sqlite3.Error) -> None:
@@ -246,8 +250,9 @@ class Database:
             raise fault from exc
 
     def _busy(self) -> StoreBusy:
-        return self._noted(StoreBusy(f"another process holds the database ({self.path}) locked: try again"),
-                           "database locked")
+        return self._noted(
+            StoreBusy(f"another process holds the database ({self.path}) locked: try again"), "database locked"
+        )
 
     def _disk_full(self) -> DiskFull:
         return self._noted(disk_full(self.path.parent), "disk full")

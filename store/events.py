@@ -69,8 +69,17 @@ class EventStore:
         row = self.db.one("SELECT open FROM owner_queue WHERE owner = ?", (owner,))
         return 0 if row is None else row[0]
 
-    def add_event(self, owner: str, name: str, data: str | None, source: str, depth: int,
-                  targets: Iterable[tuple[str, str]], *, check_capacity: bool = True) -> dict[str, Any]:
+    def add_event(
+        self,
+        owner: str,
+        name: str,
+        data: str | None,
+        source: str,
+        depth: int,
+        targets: Iterable[tuple[str, str]],
+        *,
+        check_capacity: bool = True,
+    ) -> dict[str, Any]:
         """Insert an event and its deliveries (inside the caller's transaction)."""
         targets = list(targets)
         event_id = uuid.uuid4().hex
@@ -78,16 +87,21 @@ class EventStore:
         with self.db.transaction() as conn:
             if check_capacity and targets:
                 if self.open_deliveries_of(owner) + len(targets) > self.max_pending_per_owner:
-                    raise QueueFull(f"{owner} has {self.max_pending_per_owner:,} deliveries waiting or running, "
-                                    "its limit: try again shortly")
+                    raise QueueFull(
+                        f"{owner} has {self.max_pending_per_owner:,} deliveries waiting or running, "
+                        "its limit: try again shortly"
+                    )
                 if self.open_deliveries() + len(targets) > self.max_pending:
                     raise QueueFull(f"the delivery queue is full ({self.max_pending:,} pending): try again shortly")
-            conn.execute("INSERT INTO events (id, owner, name, data, published_at, source, depth) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)", (event_id, owner, name, data, published_at, source, depth))
+            conn.execute(
+                "INSERT INTO events (id, owner, name, data, published_at, source, depth) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (event_id, owner, name, data, published_at, source, depth),
+            )
             conn.executemany(
                 "INSERT INTO deliveries (owner, target_kind, target_id, event_id, depth, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(owner, kind, target_id, event_id, depth, published_at) for kind, target_id in targets])
+                [(owner, kind, target_id, event_id, depth, published_at) for kind, target_id in targets],
+            )
         return {"id": event_id, "name": name, "published_at": published_at, "deliveries": len(targets)}
 
     def add_scheduled(self, owner: str, function_id: str, scheduled_at: str, cron: str) -> None:
@@ -95,11 +109,14 @@ class EventStore:
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO deliveries (owner, target_kind, target_id, scheduled_at, cron, created_at) "
-                "VALUES (?, 'function', ?, ?, ?, ?)", (owner, function_id, scheduled_at, cron, now_iso()))
+                "VALUES (?, 'function', ?, ?, ?, ?)",
+                (owner, function_id, scheduled_at, cron, now_iso()),
+            )
 
     def event(self, event_id: str) -> dict[str, Any]:
-        row = self.db.one("SELECT id, owner, name, data, published_at, source, depth FROM events WHERE id = ?",
-                          (event_id,))
+        row = self.db.one(
+            "SELECT id, owner, name, data, published_at, source, depth FROM events WHERE id = ?", (event_id,)
+        )
         if row is None:
             raise NotFound(f"event {event_id} does not exist")
         return dict(row)
@@ -120,11 +137,18 @@ class EventStore:
             conn.execute(
                 "UPDATE deliveries SET status = 'failed', finished_at = ?, "
                 "last_error = 'gave up: the run did not finish in ' || attempts || ' attempts' "
-                "WHERE status = 'running' AND lease_until < ? AND attempts >= ?", (now, now, self.max_attempts))
+                "WHERE status = 'running' AND lease_until < ? AND attempts >= ?",
+                (now, now, self.max_attempts),
+            )
             # One row more than wanted: whether work is left over.
-            ids = [r[0] for r in conn.execute(
-                "SELECT id FROM deliveries WHERE status = 'running' AND lease_until < ? "
-                "ORDER BY lease_until, id LIMIT ?", (now, limit + 1))]  # by id alone: a scan in rowid order
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM deliveries WHERE status = 'running' AND lease_until < ? "
+                    "ORDER BY lease_until, id LIMIT ?",
+                    (now, limit + 1),
+                )
+            ]  # by id alone: a scan in rowid order
             more = len(ids) > limit
             ids = ids[:limit]
             waiting = False
@@ -138,12 +162,15 @@ class EventStore:
             marks = ",".join("?" * len(ids))
             rows = conn.execute(
                 f"UPDATE deliveries SET status = 'running', attempts = attempts + 1, lease_until = ? "
-                f"WHERE id IN ({marks}) RETURNING {_DELIVERY_COLUMNS}", (lease_until, *ids)).fetchall()
+                f"WHERE id IN ({marks}) RETURNING {_DELIVERY_COLUMNS}",
+                (lease_until, *ids),
+            ).fetchall()
         claimed.extend(sorted((Delivery(*row) for row in rows), key=lambda d: d.id))
         return claimed
 
-    def _fair_pending(self, conn: sqlite3.Connection, limit: int,
-                      per_owner: int | None) -> tuple[list[int], bool, bool]:
+    def _fair_pending(
+        self, conn: sqlite3.Connection, limit: int, per_owner: int | None
+    ) -> tuple[list[int], bool, bool]:
         """Up to `limit` pending ids, one owner's turn at a time; whether more are claimable;
         whether more wait for owners at their cap.
 
@@ -156,13 +183,15 @@ class EventStore:
         owner = ""
         while True:
             rows = conn.execute(
-                "SELECT owner, id FROM deliveries WHERE status = 'pending' AND owner > ? "
-                "ORDER BY owner, id LIMIT 2", (owner,)).fetchall()
+                "SELECT owner, id FROM deliveries WHERE status = 'pending' AND owner > ? ORDER BY owner, id LIMIT 2",
+                (owner,),
+            ).fetchall()
             if not rows:
                 break
             owner = rows[0][0]
             running = conn.execute(
-                "SELECT count(*) FROM deliveries WHERE status = 'running' AND owner = ?", (owner,)).fetchone()[0]
+                "SELECT count(*) FROM deliveries WHERE status = 'running' AND owner = ?", (owner,)
+            ).fetchone()[0]
             if per_owner is None or running < per_owner:
                 turns.append([running, [i for o, i in rows if o == owner], owner])
             else:
@@ -174,33 +203,46 @@ class EventStore:
             taken.append(ids.pop(0))
             turn[0] += 1
             if not ids and len(taken) < limit:  # more of this owner's, for this same claim
-                ids += [r[0] for r in conn.execute(
-                    "SELECT id FROM deliveries WHERE status = 'pending' AND owner = ? AND id > ? "
-                    "ORDER BY id LIMIT 2", (owner, taken[-1]))]
+                ids += [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM deliveries WHERE status = 'pending' AND owner = ? AND id > ? "
+                        "ORDER BY id LIMIT 2",
+                        (owner, taken[-1]),
+                    )
+                ]
             capped = per_owner is not None and turn[0] >= per_owner
             if not ids or capped:
                 turns.remove(turn)
                 waiting = waiting or (capped and bool(ids))
         return taken, bool(turns), waiting
 
-    def finish(self, delivery_id: int, *, status: str = "done", run_id: str | None = None,
-               error: str | None = None) -> None:
+    def finish(
+        self, delivery_id: int, *, status: str = "done", run_id: str | None = None, error: str | None = None
+    ) -> None:
         """Close a delivery (inside the caller's transaction, with what it produced)."""
         with self.db.transaction() as conn:
-            conn.execute("UPDATE deliveries SET status = ?, run_id = ?, last_error = ?, finished_at = ?, "
-                         "lease_until = NULL WHERE id = ?", (status, run_id, error, now_iso(), delivery_id))
+            conn.execute(
+                "UPDATE deliveries SET status = ?, run_id = ?, last_error = ?, finished_at = ?, "
+                "lease_until = NULL WHERE id = ?",
+                (status, run_id, error, now_iso(), delivery_id),
+            )
 
     def renew(self, delivery_id: int, lease_until: str) -> None:
         """Extend a claim: its run starts only now (it waited for a worker)."""
         with self.db.transaction() as conn:
-            conn.execute("UPDATE deliveries SET lease_until = ? WHERE id = ? AND status = 'running'",
-                         (lease_until, delivery_id))
+            conn.execute(
+                "UPDATE deliveries SET lease_until = ? WHERE id = ? AND status = 'running'", (lease_until, delivery_id)
+            )
 
     def release(self, delivery_id: int) -> None:
         """Put a claimed delivery back (graceful shutdown before it started)."""
         with self.db.transaction() as conn:
-            conn.execute("UPDATE deliveries SET status = 'pending', attempts = max(attempts - 1, 0), "
-                         "lease_until = NULL WHERE id = ? AND status = 'running'", (delivery_id,))
+            conn.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = max(attempts - 1, 0), "
+                "lease_until = NULL WHERE id = ? AND status = 'running'",
+                (delivery_id,),
+            )
 
     def prune(self, before: str, limit: int = 10_000) -> int:
         """Forget finished history older than `before`: events whose every delivery has
@@ -210,10 +252,14 @@ class EventStore:
             gone = conn.execute(
                 "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.published_at < ? "
                 "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id "
-                "AND d.status IN ('pending', 'running')) LIMIT ?)", (before, limit)).rowcount
+                "AND d.status IN ('pending', 'running')) LIMIT ?)",
+                (before, limit),
+            ).rowcount
             gone += conn.execute(
                 "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE event_id IS NULL "
-                "AND status IN ('done', 'failed') AND finished_at < ? LIMIT ?)", (before, limit)).rowcount
+                "AND status IN ('done', 'failed') AND finished_at < ? LIMIT ?)",
+                (before, limit),
+            ).rowcount
         return gone
 
     def deliveries_of(self, event_id: str) -> list[dict[str, Any]]:

@@ -43,10 +43,17 @@ class FunctionRecord:
 
     def to_json(self, *, with_source: bool = False) -> dict[str, Any]:
         data = {
-            "id": self.id, "name": self.name, "owner": self.owner, "enabled": self.enabled,
-            "version": self.version, "created_at": self.created_at, "updated_at": self.updated_at,
-            "description": self.manifest.get("description", ""), "entry": self.manifest.get("entry", "main"),
-            "secrets": list(self.manifest.get("secrets", [])), "triggers": list(self.manifest.get("triggers", [])),
+            "id": self.id,
+            "name": self.name,
+            "owner": self.owner,
+            "enabled": self.enabled,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "description": self.manifest.get("description", ""),
+            "entry": self.manifest.get("entry", "main"),
+            "secrets": list(self.manifest.get("secrets", [])),
+            "triggers": list(self.manifest.get("triggers", [])),
             "limits": self.manifest.get("limits"),
         }
         if with_source:
@@ -86,35 +93,58 @@ class FunctionStore:
         self._unpruned: dict[str, int] = {}  # runs added per function since its last prune (this process)
         self._unpruned_lock = threading.Lock()
 
-    def deploy(self, owner: str, name: str, manifest: dict[str, Any], source: str,
-               triggers: Iterable[TriggerRow], secret_names: Iterable[str]) -> FunctionRecord:
+    def deploy(
+        self,
+        owner: str,
+        name: str,
+        manifest: dict[str, Any],
+        source: str,
+        triggers: Iterable[TriggerRow],
+        secret_names: Iterable[str],
+    ) -> FunctionRecord:
         """Create the function or add a version; replace its triggers and declared secrets."""
         now = now_iso()
         enabled = int(manifest.get("enabled", True))
         with self.db.transaction() as conn:
-            row = conn.execute("SELECT id, version FROM functions WHERE owner = ? AND name = ?",
-                               (owner, name)).fetchone()
+            row = conn.execute(
+                "SELECT id, version FROM functions WHERE owner = ? AND name = ?", (owner, name)
+            ).fetchone()
             if row is None:
                 fid, version = str(uuid.uuid4()), 1
-                conn.execute("INSERT INTO functions (id, owner, name, enabled, version, created_at, updated_at) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (fid, owner, name, enabled, version, now, now))
+                conn.execute(
+                    "INSERT INTO functions (id, owner, name, enabled, version, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (fid, owner, name, enabled, version, now, now),
+                )
             else:
                 fid, version = row[0], row[1] + 1
-                conn.execute("UPDATE functions SET version = ?, enabled = ?, updated_at = ? WHERE id = ?",
-                             (version, enabled, now, fid))
-            conn.execute("INSERT INTO function_versions (function_id, version, manifest, source, created_at) "
-                         "VALUES (?, ?, ?, ?, ?)", (fid, version, json.dumps(manifest), source, now))
+                conn.execute(
+                    "UPDATE functions SET version = ?, enabled = ?, updated_at = ? WHERE id = ?",
+                    (version, enabled, now, fid),
+                )
+            conn.execute(
+                "INSERT INTO function_versions (function_id, version, manifest, source, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (fid, version, json.dumps(manifest), source, now),
+            )
             # A schedule the new version keeps keeps its next tick: a redeploy must neither
             # skip a tick that is due nor fire one twice.
-            kept = {(r[0], r[1]): r[2] for r in conn.execute(
-                "SELECT cron, timezone, next_fire_at FROM triggers WHERE function_id = ? AND kind = 'schedule'",
-                (fid,))}
+            kept = {
+                (r[0], r[1]): r[2]
+                for r in conn.execute(
+                    "SELECT cron, timezone, next_fire_at FROM triggers WHERE function_id = ? AND kind = 'schedule'",
+                    (fid,),
+                )
+            }
             conn.execute("DELETE FROM triggers WHERE function_id = ?", (fid,))
             conn.executemany(
                 "INSERT INTO triggers (function_id, kind, event_name, cron, timezone, next_fire_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [(fid, t.kind, t.event_name, t.cron, t.timezone, kept.get((t.cron, t.timezone), t.next_fire_at))
-                 for t in triggers])
+                [
+                    (fid, t.kind, t.event_name, t.cron, t.timezone, kept.get((t.cron, t.timezone), t.next_fire_at))
+                    for t in triggers
+                ],
+            )
             self.secrets.set_usages(owner, "logic_function", fid, name, secret_names)
         return self.get_by_id(fid)
 
@@ -134,7 +164,9 @@ class FunctionStore:
         row = self.db.one(
             "SELECT f.id, f.owner, f.name, f.enabled, v.version, f.created_at, v.created_at, v.manifest, v.source "
             "FROM functions f JOIN function_versions v ON v.function_id = f.id "
-            "WHERE f.id = ? AND v.version = ?", (function_id, version))
+            "WHERE f.id = ? AND v.version = ?",
+            (function_id, version),
+        )
         if row is None:
             raise NotFound(f"function {function_id} has no version {version}")
         return _record(row)
@@ -144,22 +176,28 @@ class FunctionStore:
 
     def set_enabled(self, function_id: str, enabled: bool) -> None:
         with self.db.transaction() as conn:
-            conn.execute("UPDATE functions SET enabled = ?, updated_at = ? WHERE id = ?",
-                         (int(enabled), now_iso(), function_id))
+            conn.execute(
+                "UPDATE functions SET enabled = ?, updated_at = ? WHERE id = ?", (int(enabled), now_iso(), function_id)
+            )
 
     def delete(self, function_id: str) -> None:
         with self.db.transaction() as conn:
-            conn.execute("DELETE FROM secret_usages WHERE consumer_kind = 'logic_function' AND consumer_id = ?",
-                         (function_id,))
+            conn.execute(
+                "DELETE FROM secret_usages WHERE consumer_kind = 'logic_function' AND consumer_id = ?", (function_id,)
+            )
             if conn.execute("DELETE FROM functions WHERE id = ?", (function_id,)).rowcount == 0:
                 raise NotFound(f"function {function_id} does not exist")
 
     def for_event(self, owner: str, event_name: str) -> builtins.list[str]:
         """Ids of the owner's enabled functions whose event trigger equals the name exactly."""
-        return [r[0] for r in self.db.all(
-            "SELECT DISTINCT f.id FROM triggers t JOIN functions f ON f.id = t.function_id "
-            "WHERE t.kind = 'event' AND t.event_name = ? AND f.owner = ? AND f.enabled = 1",
-            (event_name, owner))]
+        return [
+            r[0]
+            for r in self.db.all(
+                "SELECT DISTINCT f.id FROM triggers t JOIN functions f ON f.id = t.function_id "
+                "WHERE t.kind = 'event' AND t.event_name = ? AND f.owner = ? AND f.enabled = 1",
+                (event_name, owner),
+            )
+        ]
 
     # runs --------------------------------------------------------------------
 
@@ -176,10 +214,18 @@ class FunctionStore:
                 self._unpruned[function_id] = 0
         with self.db.transaction() as conn:
             try:
-                conn.execute("INSERT INTO runs (id, function_id, function_version, status, started_at, record) "
-                             "VALUES (?, ?, ?, ?, ?, ?)",
-                             (record["id"], function_id, record["function_version"], record["status"],
-                              record["started_at"], json.dumps(record)))
+                conn.execute(
+                    "INSERT INTO runs (id, function_id, function_version, status, started_at, record) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        record["id"],
+                        function_id,
+                        record["function_version"],
+                        record["status"],
+                        record["started_at"],
+                        json.dumps(record),
+                    ),
+                )
             except sqlite3.IntegrityError:  # the foreign key: the function was deleted meanwhile
                 raise NotFound(f"function {function_id} does not exist") from None
             if prune:
@@ -193,13 +239,18 @@ class FunctionStore:
             return conn.execute(
                 "DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs WHERE function_id = ? "
                 "ORDER BY started_at DESC, rowid DESC LIMIT -1 OFFSET ?)",
-                (function_id, self.runs_kept)).rowcount
+                (function_id, self.runs_kept),
+            ).rowcount
 
     def runs(self, function_id: str, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """The newest runs, at most `runs_kept` (older ones may wait for their prune)."""
-        return [json.loads(r[0]) for r in self.db.all(
-            "SELECT record FROM runs WHERE function_id = ? ORDER BY started_at DESC, rowid DESC LIMIT ?",
-            (function_id, min(limit, self.runs_kept)))]
+        return [
+            json.loads(r[0])
+            for r in self.db.all(
+                "SELECT record FROM runs WHERE function_id = ? ORDER BY started_at DESC, rowid DESC LIMIT ?",
+                (function_id, min(limit, self.runs_kept)),
+            )
+        ]
 
     def run(self, run_id: str) -> dict[str, Any]:
         row = self.db.one("SELECT record FROM runs WHERE id = ?", (run_id,))

@@ -69,8 +69,9 @@ class Identity:
         check_account_name(name, "user")
         try:
             with self.db.transaction() as conn:
-                uid = conn.execute("INSERT INTO users (name, is_admin, created_at) VALUES (?, ?, ?)",
-                                   (name, int(is_admin), now_iso())).lastrowid
+                uid = conn.execute(
+                    "INSERT INTO users (name, is_admin, created_at) VALUES (?, ?, ?)", (name, int(is_admin), now_iso())
+                ).lastrowid
         except sqlite3.IntegrityError:
             raise Conflict(f"user {name} already exists") from None
         return User(cast(int, uid), name, is_admin)  # an INSERT's lastrowid is set
@@ -100,10 +101,11 @@ class Identity:
         check_account_name(name, "organization")
         try:
             with self.db.transaction() as conn:
-                oid = conn.execute("INSERT INTO orgs (name, created_at) VALUES (?, ?)",
-                                   (name, now_iso())).lastrowid
-                conn.execute("INSERT INTO memberships (org_id, user_id, created_at) VALUES (?, ?, ?)",
-                             (oid, founder.id, now_iso()))
+                oid = conn.execute("INSERT INTO orgs (name, created_at) VALUES (?, ?)", (name, now_iso())).lastrowid
+                conn.execute(
+                    "INSERT INTO memberships (org_id, user_id, created_at) VALUES (?, ?, ?)",
+                    (oid, founder.id, now_iso()),
+                )
         except sqlite3.IntegrityError:
             raise Conflict(f"organization {name} already exists") from None
 
@@ -117,18 +119,28 @@ class Identity:
         self.require_member(org, actor)
         user = self.user(user_name)
         with self.db.transaction() as conn:
-            conn.execute("INSERT OR IGNORE INTO memberships (org_id, user_id, created_at) VALUES (?, ?, ?)",
-                         (self._org_id(org), user.id, now_iso()))
+            conn.execute(
+                "INSERT OR IGNORE INTO memberships (org_id, user_id, created_at) VALUES (?, ?, ?)",
+                (self._org_id(org), user.id, now_iso()),
+            )
 
     def members(self, org: str) -> list[str]:
-        return [r[0] for r in self.db.all(
-            "SELECT u.name FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = ? ORDER BY u.name",
-            (self._org_id(org),))]
+        return [
+            r[0]
+            for r in self.db.all(
+                "SELECT u.name FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = ? ORDER BY u.name",
+                (self._org_id(org),),
+            )
+        ]
 
     def orgs_of(self, user: User) -> list[str]:
-        return [r[0] for r in self.db.all(
-            "SELECT o.name FROM memberships m JOIN orgs o ON o.id = m.org_id WHERE m.user_id = ? ORDER BY o.name",
-            (user.id,))]
+        return [
+            r[0]
+            for r in self.db.all(
+                "SELECT o.name FROM memberships m JOIN orgs o ON o.id = m.org_id WHERE m.user_id = ? ORDER BY o.name",
+                (user.id,),
+            )
+        ]
 
     def require_member(self, org: str, user: User) -> str:
         org_id = self._org_id(org)
@@ -141,14 +153,18 @@ class Identity:
     def create_token(self, user: User, label: str | None = None) -> str:
         token = TOKEN_PREFIX + _random.token_urlsafe(32)
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO tokens (user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?)",
-                         (user.id, hash_token(token), label, now_iso()))
+            conn.execute(
+                "INSERT INTO tokens (user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?)",
+                (user.id, hash_token(token), label, now_iso()),
+            )
         return token
 
     def tokens(self, user: User) -> list[dict[str, Any]]:
         """The user's tokens: id, label, created_at (never the token or its hash)."""
-        return [dict(r) for r in self.db.all(
-            "SELECT id, label, created_at FROM tokens WHERE user_id = ? ORDER BY id", (user.id,))]
+        return [
+            dict(r)
+            for r in self.db.all("SELECT id, label, created_at FROM tokens WHERE user_id = ? ORDER BY id", (user.id,))
+        ]
 
     def revoke_token(self, user: User, token_id: int) -> None:
         with self.db.transaction() as conn:
@@ -161,7 +177,9 @@ class Identity:
         digest = hash_token(token)
         row = self.db.one(
             "SELECT t.token_hash, u.id, u.name, u.is_admin FROM tokens t JOIN users u ON u.id = t.user_id "
-            "WHERE t.token_hash = ?", (digest,))
+            "WHERE t.token_hash = ?",
+            (digest,),
+        )
         # The lookup is by hash (an index), and the final check is constant-time.
         if row is None or not hmac.compare_digest(row[0], digest):
             raise Unauthorized("invalid API token")

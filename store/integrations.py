@@ -46,8 +46,13 @@ class IntegrationRecord:
         return {"name": self.name, "event": self.event_prefix, **self.config, "enabled": self.enabled}
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "owner": self.owner, **self.spec(),
-                "created_at": self.created_at, "updated_at": self.updated_at}
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            **self.spec(),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
 
 
 _SELECT = "SELECT id, owner, name, event_prefix, config, enabled, created_at, updated_at FROM integrations "
@@ -82,7 +87,8 @@ class IntegrationStore:
                 conn.execute(
                     "INSERT INTO integrations (id, owner, name, event_prefix, config, enabled, created_at, "
                     "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (iid, owner, name, prefix, json.dumps(config), int(enabled), now, now))
+                    (iid, owner, name, prefix, json.dumps(config), int(enabled), now, now),
+                )
                 self.secrets.set_usages(owner, CONSUMER_KIND, iid, name, config["secrets"])
         except sqlite3.IntegrityError:
             raise Conflict(f"integration {name} already exists") from None
@@ -98,7 +104,9 @@ class IntegrationStore:
                     raise NotFound(f"integration {integration_id} does not exist")
                 conn.execute(
                     "UPDATE integrations SET name = ?, event_prefix = ?, config = ?, enabled = ?, updated_at = ? "
-                    "WHERE id = ?", (name, prefix, json.dumps(config), int(enabled), now_iso(), integration_id))
+                    "WHERE id = ?",
+                    (name, prefix, json.dumps(config), int(enabled), now_iso(), integration_id),
+                )
                 self.secrets.set_usages(row[0], CONSUMER_KIND, integration_id, name, config["secrets"])
         except sqlite3.IntegrityError:
             raise Conflict(f"integration {name} already exists") from None
@@ -106,15 +114,21 @@ class IntegrationStore:
 
     def set_enabled(self, integration_id: str, enabled: bool) -> None:
         with self.db.transaction() as conn:
-            if conn.execute("UPDATE integrations SET enabled = ?, updated_at = ? WHERE id = ?",
-                            (int(enabled), now_iso(), integration_id)).rowcount == 0:
+            if (
+                conn.execute(
+                    "UPDATE integrations SET enabled = ?, updated_at = ? WHERE id = ?",
+                    (int(enabled), now_iso(), integration_id),
+                ).rowcount
+                == 0
+            ):
                 raise NotFound(f"integration {integration_id} does not exist")
 
     def delete(self, integration_id: str) -> None:
         """Remove the integration, its usages (freeing its secrets) and its logs."""
         with self.db.transaction() as conn:
-            conn.execute("DELETE FROM secret_usages WHERE consumer_kind = ? AND consumer_id = ?",
-                         (CONSUMER_KIND, integration_id))
+            conn.execute(
+                "DELETE FROM secret_usages WHERE consumer_kind = ? AND consumer_id = ?", (CONSUMER_KIND, integration_id)
+            )
             conn.execute("DELETE FROM integration_logs WHERE integration_id = ?", (integration_id,))
             if conn.execute("DELETE FROM integrations WHERE id = ?", (integration_id,)).rowcount == 0:
                 raise NotFound(f"integration {integration_id} does not exist")
@@ -135,8 +149,9 @@ class IntegrationStore:
 
     def find(self, owner: str, ref: str) -> IntegrationRecord:
         """By id or by name, within one owner (another owner's id is "not found")."""
-        row = self.db.one(_SELECT + "WHERE owner = ? AND (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1",
-                          (owner, ref, ref, ref))
+        row = self.db.one(
+            _SELECT + "WHERE owner = ? AND (id = ? OR name = ?) ORDER BY id = ? DESC LIMIT 1", (owner, ref, ref, ref)
+        )
         if row is None:
             raise NotFound(f"integration {ref} does not exist")
         return _record(row)
@@ -147,10 +162,14 @@ class IntegrationStore:
     def for_event(self, owner: str, event_name: str) -> builtins.list[str]:
         """Ids of the owner's enabled integrations whose prefix starts `event_name` (case-sensitive)."""
         # substr, not LIKE: LIKE folds case and treats % and _ in a prefix as wildcards.
-        return [r[0] for r in self.db.all(
-            "SELECT id FROM integrations WHERE owner = ? AND enabled = 1 "
-            "AND substr(?, 1, length(event_prefix)) = event_prefix ORDER BY name",
-            (owner, event_name))]
+        return [
+            r[0]
+            for r in self.db.all(
+                "SELECT id FROM integrations WHERE owner = ? AND enabled = 1 "
+                "AND substr(?, 1, length(event_prefix)) = event_prefix ORDER BY name",
+                (owner, event_name),
+            )
+        ]
 
     # logs --------------------------------------------------------------------
 
@@ -160,18 +179,21 @@ class IntegrationStore:
         with self.db.transaction() as conn:
             log_id = conn.execute(
                 "INSERT INTO integration_logs (integration_id, event_id, at, record) VALUES (?, ?, ?, ?)",
-                (integration_id, event_id, at, json.dumps(record))).lastrowid
+                (integration_id, event_id, at, json.dumps(record)),
+            ).lastrowid
             conn.execute(
                 "DELETE FROM integration_logs WHERE integration_id = ? AND id <= (SELECT id FROM integration_logs "
                 "WHERE integration_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (integration_id, integration_id, max(self.logs_kept, 1)))
+                (integration_id, integration_id, max(self.logs_kept, 1)),
+            )
         return cast(int, log_id)  # an INSERT's lastrowid is set
 
     def logs(self, integration_id: str, limit: int = 100) -> builtins.list[dict[str, Any]]:
         """Newest first; each record with its `id`, `event_id` and `at`."""
         rows = self.db.all(
-            "SELECT id, event_id, at, record FROM integration_logs WHERE integration_id = ? "
-            "ORDER BY id DESC LIMIT ?", (integration_id, limit))
+            "SELECT id, event_id, at, record FROM integration_logs WHERE integration_id = ? ORDER BY id DESC LIMIT ?",
+            (integration_id, limit),
+        )
         return [{**json.loads(r[3]), "id": r[0], "event_id": r[1], "at": r[2]} for r in rows]
 
 

@@ -54,8 +54,9 @@ def _wrap_aad(key_id: int) -> bytes:
 class KeyRing:
     """Unwrapped data keys, in memory only, for one master key."""
 
-    def __init__(self, db: Database, master_key: bytes,
-                 candidates: Callable[[], list[tuple[str, bytes]]] | None = None):
+    def __init__(
+        self, db: Database, master_key: bytes, candidates: Callable[[], list[tuple[str, bytes]]] | None = None
+    ):
         self._db = db
         self._master = AESGCM(master_key)
         self._candidates = candidates  # where to look again if another process re-wrapped the ring
@@ -64,8 +65,11 @@ class KeyRing:
         self._load(rediscover=False)  # opening must say which key works, not find another
 
     @classmethod
-    def open(cls, db: Database, candidates: Callable[[], list[tuple[str, bytes]]] | list[tuple[str, bytes]],
-             ) -> tuple[KeyRing, str]:
+    def open(
+        cls,
+        db: Database,
+        candidates: Callable[[], list[tuple[str, bytes]]] | list[tuple[str, bytes]],
+    ) -> tuple[KeyRing, str]:
         """Open with the first candidate master key that unwraps the ring."""
         find = candidates if callable(candidates) else (lambda: candidates)
         for source, key in find():
@@ -136,11 +140,13 @@ class KeyRing:
         """Create, wrap and store a new data key (inside the caller's transaction)."""
         raw = AESGCM.generate_key(bit_length=256)
         with self._db.transaction() as conn:
-            key_id = cast(int, conn.execute(  # an INSERT's lastrowid is set
-                "INSERT INTO keyring (wrapped, created_at) VALUES (x'', ?)", (now_iso(),)
-            ).lastrowid)
-            conn.execute("UPDATE keyring SET wrapped = ? WHERE id = ?",
-                         (self._wrap(raw, key_id), key_id))
+            key_id = cast(
+                int,
+                conn.execute(  # an INSERT's lastrowid is set
+                    "INSERT INTO keyring (wrapped, created_at) VALUES (x'', ?)", (now_iso(),)
+                ).lastrowid,
+            )
+            conn.execute("UPDATE keyring SET wrapped = ? WHERE id = ?", (self._wrap(raw, key_id), key_id))
         with self._lock:
             self._keys = {**self._keys, key_id: AESGCM(raw)}
         return key_id
@@ -158,13 +164,14 @@ class KeyRing:
             for row in conn.execute("SELECT id, wrapped FROM keyring").fetchall():
                 wrapped = bytes(row["wrapped"])
                 try:
-                    raw = self._master.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:],
-                                               _wrap_aad(row["id"]))
+                    raw = self._master.decrypt(wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:], _wrap_aad(row["id"]))
                 except InvalidTag:
                     raise MasterKeyError("the master key does not match this database") from None
                 nonce = os.urandom(NONCE_BYTES)
-                conn.execute("UPDATE keyring SET wrapped = ? WHERE id = ?",
-                             (nonce + new_master.encrypt(nonce, raw, _wrap_aad(row["id"])), row["id"]))
+                conn.execute(
+                    "UPDATE keyring SET wrapped = ? WHERE id = ?",
+                    (nonce + new_master.encrypt(nonce, raw, _wrap_aad(row["id"])), row["id"]),
+                )
         self._master = new_master
 
     def _wrap(self, raw: bytes, key_id: int) -> bytes:
@@ -192,10 +199,11 @@ class KeyRing:
             key = self._keys.get(key_id)
             if key is None:
                 raise DecryptionError(
-                    f"{_what(owner, name)} cannot be decrypted: data key {key_id} is not in the key ring")
+                    f"{_what(owner, name)} cannot be decrypted: data key {key_id} is not in the key ring"
+                )
         nonce_end = _HEADER.size + NONCE_BYTES
         try:
-            plain = key.decrypt(blob[_HEADER.size:nonce_end], blob[nonce_end:], secret_aad(owner, name))
+            plain = key.decrypt(blob[_HEADER.size : nonce_end], blob[nonce_end:], secret_aad(owner, name))
         except InvalidTag:
             raise DecryptionError(
                 f"{_what(owner, name)} cannot be decrypted: the stored value was altered or belongs to another secret"

@@ -67,9 +67,7 @@ def candidates(env_value: str | None, key_path: Path) -> list[tuple[str, bytes]]
     if pending.exists():
         found.append((str(pending), decode(pending.read_text(), source=str(pending))))
     if not found:
-        raise MasterKeyError(
-            f"no master key: set LOGIC_MASTER_KEY or create {key_path} with `logic init`"
-        )
+        raise MasterKeyError(f"no master key: set LOGIC_MASTER_KEY or create {key_path} with `logic init`")
     return found
 
 

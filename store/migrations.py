@@ -13,11 +13,16 @@ from sqlite_utils.db import Table
 
 
 def _v1_identity(db: sqlite_utils.Database) -> None:
-    cast(Table, db["users"]).create({"id": int, "name": str, "is_admin": int, "created_at": str},
-                                   pk="id", not_null={"name", "created_at"}, defaults={"is_admin": 0})
+    cast(Table, db["users"]).create(
+        {"id": int, "name": str, "is_admin": int, "created_at": str},
+        pk="id",
+        not_null={"name", "created_at"},
+        defaults={"is_admin": 0},
+    )
     cast(Table, db["users"]).create_index(["name"], unique=True)
-    cast(Table, db["orgs"]).create({"id": int, "name": str, "created_at": str}, pk="id",
-                                  not_null={"name", "created_at"})
+    cast(Table, db["orgs"]).create(
+        {"id": int, "name": str, "created_at": str}, pk="id", not_null={"name", "created_at"}
+    )
     cast(Table, db["orgs"]).create_index(["name"], unique=True)
     db.execute("""CREATE TABLE memberships (
         org_id INTEGER NOT NULL REFERENCES orgs(id) ON DELETE CASCADE,
@@ -69,8 +74,6 @@ def _v3_audit(db: sqlite_utils.Database) -> None:
         run_id TEXT,
         at TEXT NOT NULL)""")
     db.execute("CREATE INDEX secret_access_by_secret ON secret_access (owner, secret_name, at)")
-
-
 
 
 def _v4_functions(db: sqlite_utils.Database) -> None:
@@ -165,8 +168,10 @@ def _v6_queue_counter(db: sqlite_utils.Database) -> None:
     # The number of open deliveries, kept by triggers, so backpressure costs one row read
     # per publish instead of a count that grows with the backlog.
     db.execute("CREATE TABLE queue_stats (id INTEGER PRIMARY KEY, open INTEGER NOT NULL)")
-    db.execute("INSERT INTO queue_stats (id, open) VALUES "
-               "(1, (SELECT count(*) FROM deliveries WHERE status IN ('pending', 'running')))")
+    db.execute(
+        "INSERT INTO queue_stats (id, open) VALUES "
+        "(1, (SELECT count(*) FROM deliveries WHERE status IN ('pending', 'running')))"
+    )
     db.execute("""CREATE TRIGGER deliveries_open_insert AFTER INSERT ON deliveries
         WHEN new.status IN ('pending', 'running')
         BEGIN UPDATE queue_stats SET open = open + 1 WHERE id = 1; END""")
@@ -186,15 +191,15 @@ def _v7_fair_queue(db: sqlite_utils.Database) -> None:
     # count of one owner's running rows walked every pending row as well. Running rows
     # are few (one per delivery thread at most), so leases that ran out are found there.
     db.execute("DROP INDEX deliveries_open")
-    db.execute("CREATE INDEX deliveries_pending_by_owner ON deliveries (owner, id, status) "
-               "WHERE status = 'pending'")
-    db.execute("CREATE INDEX deliveries_running ON deliveries (owner, lease_until, status) "
-               "WHERE status = 'running'")
+    db.execute("CREATE INDEX deliveries_pending_by_owner ON deliveries (owner, id, status) WHERE status = 'pending'")
+    db.execute("CREATE INDEX deliveries_running ON deliveries (owner, lease_until, status) WHERE status = 'running'")
     # Each owner's open deliveries, kept by triggers like queue_stats: the per-owner quota
     # costs one row read per publish (a count of ~1,000 index entries cost 70 us).
     db.execute("CREATE TABLE owner_queue (owner TEXT PRIMARY KEY, open INTEGER NOT NULL) WITHOUT ROWID")
-    db.execute("INSERT INTO owner_queue (owner, open) SELECT owner, count(*) FROM deliveries "
-               "WHERE status IN ('pending', 'running') GROUP BY owner")
+    db.execute(
+        "INSERT INTO owner_queue (owner, open) SELECT owner, count(*) FROM deliveries "
+        "WHERE status IN ('pending', 'running') GROUP BY owner"
+    )
     db.execute("""CREATE TRIGGER owner_queue_insert AFTER INSERT ON deliveries
         WHEN new.status IN ('pending', 'running')
         BEGIN INSERT INTO owner_queue (owner, open) VALUES (new.owner, 1)

@@ -138,8 +138,7 @@ class SecretStore:
             with self.db.transaction() as conn:
                 self.ring.refresh()
                 conn.execute(
-                    "INSERT INTO secrets (owner, name, ciphertext, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO secrets (owner, name, ciphertext, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
                     (owner, name, self.ring.seal(text, owner, name), now, now),
                 )
         except sqlite3.IntegrityError:
@@ -178,25 +177,31 @@ class SecretStore:
 
     def info(self, owner: str, name: str) -> SecretInfo:
         row = self.db.one(
-            "SELECT id, name, created_at, updated_at, last_accessed_at FROM secrets "
-            "WHERE owner = ? AND name = ?", (owner, name))
+            "SELECT id, name, created_at, updated_at, last_accessed_at FROM secrets WHERE owner = ? AND name = ?",
+            (owner, name),
+        )
         if row is None:
             raise NotFound(f"secret {name} does not exist")
         return self._info(owner, row)
 
     def list(self, owner: str) -> list[SecretInfo]:
         rows = self.db.all(
-            "SELECT id, name, created_at, updated_at, last_accessed_at FROM secrets "
-            "WHERE owner = ? ORDER BY name", (owner,))
+            "SELECT id, name, created_at, updated_at, last_accessed_at FROM secrets WHERE owner = ? ORDER BY name",
+            (owner,),
+        )
         return [self._info(owner, row) for row in rows]
 
     def _info(self, owner: str, row: sqlite3.Row) -> SecretInfo:
         users = self.db.all(
-            "SELECT consumer_kind, consumer_name FROM secret_usages WHERE secret_id = ? "
-            "ORDER BY consumer_name", (row["id"],))
+            "SELECT consumer_kind, consumer_name FROM secret_usages WHERE secret_id = ? ORDER BY consumer_name",
+            (row["id"],),
+        )
         return SecretInfo(
-            owner=owner, name=row["name"], created_at=row["created_at"],
-            updated_at=row["updated_at"], last_accessed_at=row["last_accessed_at"],
+            owner=owner,
+            name=row["name"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            last_accessed_at=row["last_accessed_at"],
             logic_functions=[u[1] for u in users if u[0] == "logic_function"],
             integrations=[u[1] for u in users if u[0] == "integration"],
         )
@@ -207,29 +212,31 @@ class SecretStore:
         """The current value, wrapped. For the runtime only; never for an interface."""
         # CAST: a row edited into TEXT must fail as a DecryptionError naming the secret,
         # not as a UTF-8 decoding error from the driver.
-        row = self.db.one("SELECT CAST(ciphertext AS BLOB) FROM secrets WHERE owner = ? AND name = ?",
-                          (owner, name))
+        row = self.db.one("SELECT CAST(ciphertext AS BLOB) FROM secrets WHERE owner = ? AND name = ?", (owner, name))
         if row is None:
             raise NotFound(f"secret {name} does not exist")
         return self.ring.unseal(row[0], owner, name)
 
-    def set_usages(self, owner: str, consumer_kind: str, consumer_id: str, consumer_name: str,
-                   names: Iterable[str]) -> None:
+    def set_usages(
+        self, owner: str, consumer_kind: str, consumer_id: str, consumer_name: str, names: Iterable[str]
+    ) -> None:
         """Replace what one consumer declares (inside the caller's transaction)."""
         if consumer_kind not in CONSUMER_KINDS:  # not an assert: those vanish under -O
             raise InvalidInput(f"unknown consumer kind {consumer_kind!r}")
         names = list(dict.fromkeys(names))
         with self.db.transaction() as conn:
-            conn.execute("DELETE FROM secret_usages WHERE consumer_kind = ? AND consumer_id = ?",
-                         (consumer_kind, consumer_id))
+            conn.execute(
+                "DELETE FROM secret_usages WHERE consumer_kind = ? AND consumer_id = ?", (consumer_kind, consumer_id)
+            )
             for name in names:
-                row = conn.execute("SELECT id FROM secrets WHERE owner = ? AND name = ?",
-                                   (owner, name)).fetchone()
+                row = conn.execute("SELECT id FROM secrets WHERE owner = ? AND name = ?", (owner, name)).fetchone()
                 if row is None:
                     raise InvalidInput(f"secret {name} does not exist for {owner}")
                 conn.execute(
                     "INSERT INTO secret_usages (secret_id, consumer_kind, consumer_id, consumer_name) "
-                    "VALUES (?, ?, ?, ?)", (row[0], consumer_kind, consumer_id, consumer_name))
+                    "VALUES (?, ?, ?, ?)",
+                    (row[0], consumer_kind, consumer_id, consumer_name),
+                )
 
     def record_access(self, accesses: Iterable[Access]) -> None:
         """Note last-accessed times and audit rows (inside the caller's transaction)."""
@@ -240,8 +247,11 @@ class SecretStore:
             conn.executemany(
                 "INSERT INTO secret_access (owner, secret_name, consumer_kind, consumer_id, "
                 "consumer_name, run_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(a.owner, a.secret_name, a.consumer_kind, a.consumer_id, a.consumer_name, a.run_id, a.at)
-                 for a in accesses])
+                [
+                    (a.owner, a.secret_name, a.consumer_kind, a.consumer_id, a.consumer_name, a.run_id, a.at)
+                    for a in accesses
+                ],
+            )
             latest: dict[tuple[str, str], str] = {}
             for a in accesses:
                 key = (a.owner, a.secret_name)
@@ -249,7 +259,8 @@ class SecretStore:
             conn.executemany(
                 "UPDATE secrets SET last_accessed_at = ? WHERE owner = ? AND name = ? "
                 "AND (last_accessed_at IS NULL OR last_accessed_at < ?)",
-                [(at, owner, name, at) for (owner, name), at in latest.items()])
+                [(at, owner, name, at) for (owner, name), at in latest.items()],
+            )
 
     def audit(self, owner: str, name: str | None = None, *, limit: int = 1000) -> builtins.list[Access]:
         sql = "SELECT * FROM secret_access WHERE owner = ?"
@@ -259,15 +270,26 @@ class SecretStore:
             params.append(name)
         sql += " ORDER BY at DESC, id DESC LIMIT ?"
         params.append(limit)
-        return [Access(owner=r["owner"], secret_name=r["secret_name"], consumer_kind=r["consumer_kind"],
-                       consumer_id=r["consumer_id"], consumer_name=r["consumer_name"],
-                       run_id=r["run_id"], at=r["at"]) for r in self.db.all(sql, params)]
+        return [
+            Access(
+                owner=r["owner"],
+                secret_name=r["secret_name"],
+                consumer_kind=r["consumer_kind"],
+                consumer_id=r["consumer_id"],
+                consumer_name=r["consumer_name"],
+                run_id=r["run_id"],
+                at=r["at"],
+            )
+            for r in self.db.all(sql, params)
+        ]
 
     def prune_audit(self, before: str, limit: int = 10_000) -> int:
         """Forget access records older than `before` (last-accessed times stay)."""
         with self.db.transaction() as conn:
-            return conn.execute("DELETE FROM secret_access WHERE id IN (SELECT id FROM secret_access "
-                                "WHERE at < ? LIMIT ?)", (before, limit)).rowcount
+            return conn.execute(
+                "DELETE FROM secret_access WHERE id IN (SELECT id FROM secret_access WHERE at < ? LIMIT ?)",
+                (before, limit),
+            ).rowcount
 
     # rotation ----------------------------------------------------------------
 
@@ -276,10 +298,12 @@ class SecretStore:
         count = 0
         with self.db.transaction() as conn:
             for row in conn.execute(
-                    "SELECT id, owner, name, CAST(ciphertext AS BLOB) AS ciphertext FROM secrets").fetchall():
+                "SELECT id, owner, name, CAST(ciphertext AS BLOB) AS ciphertext FROM secrets"
+            ).fetchall():
                 value = self.ring.unseal(row["ciphertext"], row["owner"], row["name"])
-                conn.execute("UPDATE secrets SET ciphertext = ? WHERE id = ?",
-                             (self.ring.seal(value.reveal(), row["owner"], row["name"], key_id=key_id),
-                              row["id"]))
+                conn.execute(
+                    "UPDATE secrets SET ciphertext = ? WHERE id = ?",
+                    (self.ring.seal(value.reveal(), row["owner"], row["name"], key_id=key_id), row["id"]),
+                )
                 count += 1
         return count

@@ -54,17 +54,22 @@ class Store:
         self.db = db
         self.ring = ring
         self.key_source = key_source
-        secrets = SecretStore(db, ring, max_value_bytes=settings.secret_value_max_bytes,
-                              max_name_chars=settings.secret_name_max_chars)
+        secrets = SecretStore(
+            db, ring, max_value_bytes=settings.secret_value_max_bytes, max_name_chars=settings.secret_name_max_chars
+        )
         self.identity: IdentityRepository = Identity(db)
         self.secrets: SecretRepository = secrets
         self.functions: FunctionRepository = FunctionStore(db, secrets, runs_kept=settings.runs_kept)
         self.triggers: TriggerRepository = TriggerStore(db)
-        self.events: EventQueue = EventStore(db, max_pending=settings.queue_max_pending,
-                                             max_pending_per_owner=settings.queue_max_pending_per_owner,
-                                             max_attempts=settings.delivery_max_attempts)
-        self.integrations: IntegrationRepository = IntegrationStore(db, secrets,
-                                                                    logs_kept=settings.integration_logs_kept)
+        self.events: EventQueue = EventStore(
+            db,
+            max_pending=settings.queue_max_pending,
+            max_pending_per_owner=settings.queue_max_pending_per_owner,
+            max_attempts=settings.delivery_max_attempts,
+        )
+        self.integrations: IntegrationRepository = IntegrationStore(
+            db, secrets, logs_kept=settings.integration_logs_kept
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -164,13 +169,13 @@ class Store:
         with space_on_disk(self.settings.home):
             masterkey.write_key_file(pending, new_key)  # 1. new key durable before the ring needs it
         try:
-            self.ring.rewrap(new_key)                # 2. one transaction
+            self.ring.rewrap(new_key)  # 2. one transaction
         except BaseException:
-            pending.unlink(missing_ok=True)          # the ring is still under the old key
+            pending.unlink(missing_ok=True)  # the ring is still under the old key
             raise
         if _env_key(self.settings):
             self.key_source = str(pending)
-            return str(pending)                      # the operator moves it into LOGIC_MASTER_KEY
+            return str(pending)  # the operator moves it into LOGIC_MASTER_KEY
         os.replace(pending, self.settings.key_path)  # 3. the new key takes the usual place
         self.key_source = str(self.settings.key_path)
         return self.key_source

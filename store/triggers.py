@@ -33,14 +33,24 @@ class TriggerStore:
 
     def due(self, now: str) -> list[DueTick]:
         """Every schedule trigger whose next tick is at or before `now`, oldest first."""
-        return [DueTick(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6]) for r in self.db.all(
-            "SELECT t.id, t.function_id, f.owner, f.enabled, t.cron, t.timezone, t.next_fire_at "
-            "FROM triggers t JOIN functions f ON f.id = t.function_id "
-            "WHERE t.kind = 'schedule' AND t.next_fire_at <= ? ORDER BY t.next_fire_at", (now,))]
+        return [
+            DueTick(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6])
+            for r in self.db.all(
+                "SELECT t.id, t.function_id, f.owner, f.enabled, t.cron, t.timezone, t.next_fire_at "
+                "FROM triggers t JOIN functions f ON f.id = t.function_id "
+                "WHERE t.kind = 'schedule' AND t.next_fire_at <= ? ORDER BY t.next_fire_at",
+                (now,),
+            )
+        ]
 
     def claim_tick(self, trigger_id: int, expected: str, following: str) -> bool:
         """Move the trigger's next tick from `expected` to `following`; False if another
         scheduler (or a redeploy) moved it first. Call inside the transaction that enqueues."""
         with self.db.transaction() as conn:
-            return conn.execute("UPDATE triggers SET next_fire_at = ? WHERE id = ? AND next_fire_at = ?",
-                                (following, trigger_id, expected)).rowcount == 1
+            return (
+                conn.execute(
+                    "UPDATE triggers SET next_fire_at = ? WHERE id = ? AND next_fire_at = ?",
+                    (following, trigger_id, expected),
+                ).rowcount
+                == 1
+            )

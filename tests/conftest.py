@@ -78,8 +78,7 @@ def db_rows(settings: Settings):
     def snapshot() -> dict[str, list[tuple]]:
         conn = sqlite3.connect(settings.db_path)
         try:
-            tables = [r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
             rows = {t: sorted(map(tuple, conn.execute(f'SELECT * FROM "{t}"')), key=repr) for t in tables}
             rows["PRAGMA user_version"] = [conn.execute("PRAGMA user_version").fetchone()]
             return rows

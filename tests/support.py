@@ -13,10 +13,10 @@ from runtime.integrations.runner import IntegrationRunner
 from runtime.service import Service
 from runtime.workers.testing import InProcessPool
 from store import Settings, Store
+from store.clock import utcnow
 from store.errors import NotFound
 from store.events import EventStore
 from store.identity import User
-from store.clock import utcnow
 
 
 def runtime_service(
@@ -53,8 +53,12 @@ BUSY_TIMEOUT_MS = DEFAULTS["busy_timeout_ms"]
 def event_queue(store: Store, **limits: int) -> EventStore:
     """The store's EventQueue class with the store's settings, `limits` changed."""
     settings = store.settings
-    options = {"max_pending": settings.queue_max_pending, "max_pending_per_owner": settings.queue_max_pending_per_owner,
-               "max_attempts": settings.delivery_max_attempts, **limits}
+    options = {
+        "max_pending": settings.queue_max_pending,
+        "max_pending_per_owner": settings.queue_max_pending_per_owner,
+        "max_attempts": settings.delivery_max_attempts,
+        **limits,
+    }
     return EventStore(store.db, **options)
 
 
@@ -68,8 +72,9 @@ class OwnerIntegrations:
         self.service = Service(store)
         if settings is not None or runner_options:
             self.service.integration_runner.close()
-            self.service.integration_runner = IntegrationRunner(store.secrets, settings or store.settings,
-                                                                **runner_options)
+            self.service.integration_runner = IntegrationRunner(
+                store.secrets, settings or store.settings, **runner_options
+            )
         self.runner = self.service.integration_runner
         self.integrations = store.integrations
 

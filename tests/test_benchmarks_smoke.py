@@ -18,8 +18,14 @@ def test_quick_benchmarks_write_every_figure(tmp_path):
     scratch.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
     env["TMPDIR"] = str(scratch)
-    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=150)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "targets met:" in done.stdout
     data = json.loads(out.read_text())
@@ -33,7 +39,9 @@ def test_quick_benchmarks_write_every_figure(tmp_path):
             assert {"unit", "p50", "p99", "n"} <= set(figure), (key, name)
         for name, ratio in workload["ratios"].items():
             assert {"value", "meaning"} <= set(ratio), (key, name)
-    assert {"warm", "cold", "compute", "secrets", "redaction", "ingest", "noisy"} <= {t["workload"] for t in data["targets"]}
+    assert {"warm", "cold", "compute", "secrets", "redaction", "ingest", "noisy"} <= {
+        t["workload"] for t in data["targets"]
+    }
     for target in data["targets"]:
         assert target["met"] in (True, False, None)
     assert list(scratch.glob("logic-bench-*")) == []  # every temporary home removed

@@ -20,8 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = sorted((ROOT / "runtime").rglob("*.py"))
 STORE = sorted((ROOT / "store").rglob("*.py"))
 # Statements as this code base writes them (upper-case keywords; `import select` is not SQL).
-SQL = re.compile(r"\b(SELECT [^\n]*?FROM|INSERT (OR \w+ )?INTO|UPDATE \w+ SET|DELETE FROM"
-                 r"|CREATE (TABLE|INDEX|TRIGGER)|BEGIN IMMEDIATE|PRAGMA \w+)\b")
+SQL = re.compile(
+    r"\b(SELECT [^\n]*?FROM|INSERT (OR \w+ )?INTO|UPDATE \w+ SET|DELETE FROM"
+    r"|CREATE (TABLE|INDEX|TRIGGER)|BEGIN IMMEDIATE|PRAGMA \w+)\b"
+)
 DRIVERS = {"sqlite3", "sqlite_utils", "psycopg", "psycopg_pool", "psycopg2"}
 
 
@@ -69,7 +71,8 @@ def test_store_imports_nothing_from_runtime(path):
 
 
 WORKER_SIDE = sorted((ROOT / "runtime" / "sandbox").glob("*.py")) + [
-    ROOT / "runtime" / "workers" / name for name in ("worker.py", "zygote.py", "protocol.py", "limits.py")]
+    ROOT / "runtime" / "workers" / name for name in ("worker.py", "zygote.py", "protocol.py", "limits.py")
+]
 
 
 @pytest.mark.parametrize("path", WORKER_SIDE, ids=rel)
@@ -77,8 +80,7 @@ def test_the_worker_side_imports_neither_the_store_nor_the_interfaces(path):
     allowed_store = {"store", "store.errors"} | {n for n in imports(path) if n.startswith("store.errors.")}
     outside = {n for n in imports(path) if n.split(".")[0] in ("store", "runtime")}
     bad = {n for n in outside if n.split(".")[0] == "store" and n not in allowed_store}
-    bad |= {n for n in outside if n.startswith("runtime.")
-            and not n.startswith(("runtime.sandbox", "runtime.workers"))}
+    bad |= {n for n in outside if n.startswith("runtime.") and not n.startswith(("runtime.sandbox", "runtime.workers"))}
     if path.name == "testing.py":  # the sandbox's test double may read the default settings
         bad -= {"store.settings", "store.settings.Settings"}
     assert not bad, f"{rel(path)} imports {sorted(bad)}"
@@ -87,8 +89,9 @@ def test_the_worker_side_imports_neither_the_store_nor_the_interfaces(path):
 INTERFACES = ("runtime.http", "runtime.cli", "runtime.server")
 
 
-@pytest.mark.parametrize("path", [p for p in RUNTIME if p.parent.name != "http"
-                                  and p.name not in ("cli.py", "server.py")], ids=rel)
+@pytest.mark.parametrize(
+    "path", [p for p in RUNTIME if p.parent.name != "http" and p.name not in ("cli.py", "server.py")], ids=rel
+)
 def test_arrows_point_inward(path):
     bad = {n for n in imports(path, with_type_checking=True) if n.startswith(INTERFACES)}
     assert not bad, f"{rel(path)} imports the interfaces: {sorted(bad)}"

@@ -22,8 +22,17 @@ class EventBus:
         self.settings = store.settings
         self.wake = Doorbell()  # rung once per delivery created, so a delivery thread starts at once
 
-    def publish(self, owner: str, name: str, data: str | None, *, source: str, depth: int = 0,
-                check_capacity: bool = True, from_hook: bool = False) -> dict[str, Any]:
+    def publish(
+        self,
+        owner: str,
+        name: str,
+        data: str | None,
+        *,
+        source: str,
+        depth: int = 0,
+        check_capacity: bool = True,
+        from_hook: bool = False,
+    ) -> dict[str, Any]:
         """Check the event (check_event), then commit it with its deliveries."""
         check_event(name, data, self.settings, from_hook=from_hook)
         return self.publish_checked(owner, name, data, source=source, depth=depth, check_capacity=check_capacity)
@@ -41,15 +50,15 @@ class EventBus:
                 refused.append(undelivered(event["name"], exc.message))
         return refused
 
-    def publish_checked(self, owner: str, name: str, data: str | None, *, source: str, depth: int,
-                        check_capacity: bool = True) -> dict[str, Any]:
+    def publish_checked(
+        self, owner: str, name: str, data: str | None, *, source: str, depth: int, check_capacity: bool = True
+    ) -> dict[str, Any]:
         """Commit an event the caller has already checked with `check_event` (so no event
         is checked twice); joins the caller's transaction."""
         store = self.store
         with store.transaction():
             targets = [("function", fid) for fid in store.functions.for_event(owner, name)]
             targets += [("integration", iid) for iid in store.integrations.for_event(owner, name)]
-            accepted = store.events.add_event(owner, name, data, source, depth, targets,
-                                              check_capacity=check_capacity)
+            accepted = store.events.add_event(owner, name, data, source, depth, targets, check_capacity=check_capacity)
         self.wake.ring(accepted["deliveries"])
         return accepted

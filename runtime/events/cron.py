@@ -19,8 +19,10 @@ def normalize_cron(expr: str) -> str:
     if len(fields) == 4:
         fields.append("*")
     if len(fields) != 5:
-        raise ValueError(f"cron {expr!r} must have 4 or 5 fields (minute hour day month [weekday]); "
-                         "the finest schedule is once a minute")
+        raise ValueError(
+            f"cron {expr!r} must have 4 or 5 fields (minute hour day month [weekday]); "
+            "the finest schedule is once a minute"
+        )
     normalized = " ".join(fields)
     if not croniter.is_valid(normalized):
         raise ValueError(f"cron {expr!r} is not a valid cron expression")

@@ -35,8 +35,17 @@ class Dispatcher:
     """Delivery threads: claim from the store's queue, run through the engine or the
     integration runner, publish hook responses on the bus (Service.dispatcher builds one)."""
 
-    def __init__(self, store: Store, engine: Engine, integrations: IntegrationRunner, bus: EventBus, *,
-                 threads: int, poll_s: float, clock: Callable[[], datetime] = utcnow):
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        integrations: IntegrationRunner,
+        bus: EventBus,
+        *,
+        threads: int,
+        poll_s: float,
+        clock: Callable[[], datetime] = utcnow,
+    ):
         self.store = store
         self.settings = store.settings
         self.engine = engine
@@ -149,8 +158,14 @@ class Dispatcher:
         if delivery.event_id is not None:
             event = queue.event(delivery.event_id)
             context = {k: event[k] for k in ("id", "name", "data", "published_at", "source")}
-            self.engine.run(fn, {"type": "event", "event_id": event["id"]}, event=context,
-                            depth=delivery.depth, on_commit=finish, on_start=renew)
+            self.engine.run(
+                fn,
+                {"type": "event", "event_id": event["id"]},
+                event=context,
+                depth=delivery.depth,
+                on_commit=finish,
+                on_start=renew,
+            )
         else:
             scheduled = {"scheduled_at": delivery.scheduled_at, "cron": delivery.cron}
             self.engine.run(fn, {"type": "schedule"}, scheduled=scheduled, on_commit=finish, on_start=renew)
@@ -179,8 +194,16 @@ class Dispatcher:
             store.integrations.add_log(record.id, event["id"], result.log)
             store.secrets.record_access(result.accesses)
             if respond:
-                self.bus.publish_checked(record.owner, response_name, response_data,
-                                         source=f"integration:{record.name}", depth=delivery.depth + 1,
-                                         check_capacity=False)
-            queue.finish(delivery.id, status="done" if result.ok else "failed",
-                         error=None if result.ok else (response_data or "")[:FAILURE_TEXT_MAX])
+                self.bus.publish_checked(
+                    record.owner,
+                    response_name,
+                    response_data,
+                    source=f"integration:{record.name}",
+                    depth=delivery.depth + 1,
+                    check_capacity=False,
+                )
+            queue.finish(
+                delivery.id,
+                status="done" if result.ok else "failed",
+                error=None if result.ok else (response_data or "")[:FAILURE_TEXT_MAX],
+            )

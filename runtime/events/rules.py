@@ -53,8 +53,10 @@ def within_chain(depth: int, settings: Settings) -> bool:
 
 
 def chain_limit_problem(count: int, settings: Settings) -> str:
-    return (f"event chain depth limit of {settings.chain_depth_max} reached: "
-            f"the {count} event(s) this run published were not delivered")
+    return (
+        f"event chain depth limit of {settings.chain_depth_max} reached: "
+        f"the {count} event(s) this run published were not delivered"
+    )
 
 
 def undelivered(name: object, reason: str) -> str:

@@ -25,15 +25,21 @@ log = logging.getLogger("logic.scheduler")
 
 
 HOUSEKEEPING_EVERY_S = 3600.0  # history retention needs no finer grain
-TICK_EVERY_S = 1.0             # cron's finest schedule is a minute
+TICK_EVERY_S = 1.0  # cron's finest schedule is a minute
 
 
 class Scheduler:
     """Fires due ticks (`tick`), on a thread of its own once started."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], datetime] = utcnow,
-                 wake: Doorbell | None = None, housekeeping: Callable[[], object] | None = None,
-                 housekeeping_every_s: float = HOUSEKEEPING_EVERY_S):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        wake: Doorbell | None = None,
+        housekeeping: Callable[[], object] | None = None,
+        housekeeping_every_s: float = HOUSEKEEPING_EVERY_S,
+    ):
         self.store = store
         self.clock = clock
         self.wake = wake

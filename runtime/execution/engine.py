@@ -39,8 +39,9 @@ EventSink = Callable[[str, list[dict[str, Any]], int, str], list[str]]
 class Engine:
     """Runs function versions on a worker pool and stores their redacted records."""
 
-    def __init__(self, store: Store, pool: Pool, *, event_sink: EventSink | None = None,
-                 clock: Callable[[], datetime] = utcnow):
+    def __init__(
+        self, store: Store, pool: Pool, *, event_sink: EventSink | None = None, clock: Callable[[], datetime] = utcnow
+    ):
         self.settings = store.settings
         self.store = store
         self.pool = pool
@@ -48,10 +49,18 @@ class Engine:
         self.event_sink = event_sink  # the event bus's publish_from_run; None: events are not delivered
         self._limits = RunLimits.from_settings(store.settings)
 
-    def run(self, fn: FunctionRecord, trigger: dict[str, Any], *, event: dict[str, Any] | None = None,
-            scheduled: dict[str, Any] | None = None, depth: int = 0, persist: bool = True,
-            on_commit: Callable[[str], None] | None = None,
-            on_start: Callable[[], None] | None = None) -> dict[str, Any]:
+    def run(
+        self,
+        fn: FunctionRecord,
+        trigger: dict[str, Any],
+        *,
+        event: dict[str, Any] | None = None,
+        scheduled: dict[str, Any] | None = None,
+        depth: int = 0,
+        persist: bool = True,
+        on_commit: Callable[[str], None] | None = None,
+        on_start: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
         """Run one version of a function; returns the redacted run record.
 
         `depth` is the event chain depth of the triggering event; `on_commit`
@@ -62,11 +71,17 @@ class Engine:
         manifest = fn.manifest
         declared = tuple(manifest.get("secrets", []))
         consumer_id = fn.id if persist else "test-run"
-        broker = SecretsBroker(self.store.secrets, owner=fn.owner, declared=declared,
-                               consumer_kind="logic_function", consumer_id=consumer_id,
-                               consumer_name=fn.name, run_id=run_id,
-                               bytes_max=self.settings.secret_bytes_per_run_max,
-                               masking_max=self.settings.masking_bytes_per_run_max)
+        broker = SecretsBroker(
+            self.store.secrets,
+            owner=fn.owner,
+            declared=declared,
+            consumer_kind="logic_function",
+            consumer_id=consumer_id,
+            consumer_name=fn.name,
+            run_id=run_id,
+            bytes_max=self.settings.secret_bytes_per_run_max,
+            masking_max=self.settings.masking_bytes_per_run_max,
+        )
         triggered_at = iso(self.clock())
         context = {
             "event": event,
@@ -83,7 +98,7 @@ class Engine:
             entry=manifest.get("entry", "main"),
             declared_secrets=declared,
             context=context,
-            timeout_s=limits.get("timeout_s"),   # the pool caps both at the operator's limits
+            timeout_s=limits.get("timeout_s"),  # the pool caps both at the operator's limits
             memory_mb=limits.get("memory_mb"),
             limits=self._limits,
         )
@@ -97,8 +112,11 @@ class Engine:
             "id": run_id,
             "function_id": fn.id,
             "function_version": fn.version,
-            "trigger": {"type": trigger["type"], "event_id": trigger.get("event_id"),
-                        "scheduled_at": (scheduled or {}).get("scheduled_at")},
+            "trigger": {
+                "type": trigger["type"],
+                "event_id": trigger.get("event_id"),
+                "scheduled_at": (scheduled or {}).get("scheduled_at"),
+            },
             "status": outcome.status,
             "started_at": iso(started),
             "finished_at": iso(finished),
@@ -183,7 +201,7 @@ def _mask_cut_tails(record: dict[str, Any], redactor: Redactor) -> None:
             if isinstance(text, str):
                 out, pos = [], 0
                 for cut in MESSAGE_CUT.finditer(text):
-                    out += [_mask_tail(text[pos:cut.start()], window), cut.group(0)]
+                    out += [_mask_tail(text[pos : cut.start()], window), cut.group(0)]
                     pos = cut.end()
                 error[key] = "".join(out) + text[pos:]
 
@@ -202,4 +220,3 @@ def _test_key(fn: FunctionRecord) -> str:
     key = f"{fn.name}\0{fn.manifest.get('entry', 'main')}\0{fn.source}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     return f"test:{digest}"
-

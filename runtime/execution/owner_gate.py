@@ -26,8 +26,10 @@ class OwnerGate:
         with self._lock:
             n = self._in.get(owner, 0)
             if n >= self.limit:
-                raise TooManyRequests(f"{owner} already has {n} test or manual runs under way, the limit "
-                                      "per owner: try again when one finishes")
+                raise TooManyRequests(
+                    f"{owner} already has {n} test or manual runs under way, the limit "
+                    "per owner: try again when one finishes"
+                )
             self._in[owner] = n + 1
         try:
             yield

@@ -254,10 +254,7 @@ class Redactor:
 
     def __repr__(self) -> str:
         # Counts only: a pattern in a repr would be the leak we exist to stop.
-        return (
-            f"<Redactor values={self._value_count} patterns={self._pattern_count} "
-            f"skipped={self._skipped}>"
-        )
+        return f"<Redactor values={self._value_count} patterns={self._pattern_count} skipped={self._skipped}>"
 
     def redact(self, text: str) -> str:
         """`text` with every match replaced by MASK; `text` itself if none."""

@@ -29,9 +29,19 @@ log = logging.getLogger("logic.secrets")
 class SecretsBroker:
     """`secrets.NAME` for one run or webhook delivery: check, decrypt, charge, note."""
 
-    def __init__(self, secrets: SecretRepository, *, owner: str, declared: tuple[str, ...],
-                 consumer_kind: str, consumer_id: str, consumer_name: str, run_id: str | None,
-                 bytes_max: int | None = None, masking_max: int | None = None):
+    def __init__(
+        self,
+        secrets: SecretRepository,
+        *,
+        owner: str,
+        declared: tuple[str, ...],
+        consumer_kind: str,
+        consumer_id: str,
+        consumer_name: str,
+        run_id: str | None,
+        bytes_max: int | None = None,
+        masking_max: int | None = None,
+    ):
         self._secrets = secrets
         # Threat: a run reading many large secrets to make the server build (and hold)
         # huge redactors. What its distinct values may total, and what masking them may cost.
@@ -53,8 +63,11 @@ class SecretsBroker:
         except NotFound:
             raise SecretAccessError(f"secret {name} no longer exists") from None
         except DecryptionError:
-            log.error("secret %s of %s cannot be decrypted with the key ring (restore the key, or "
-                      "update the secret)", name, self.owner)
+            log.error(
+                "secret %s of %s cannot be decrypted with the key ring (restore the key, or update the secret)",
+                name,
+                self.owner,
+            )
             raise SecretAccessError(f"secret {name} cannot be read; the operator has been told") from None
         if value not in self.values:
             self._charge(name, value)
@@ -70,14 +83,16 @@ class SecretsBroker:
             if size > self._bytes_left:
                 raise SecretAccessError(
                     f"secret {name} cannot be read: the secrets one run reads may total "
-                    f"at most {self._bytes_max:,} bytes (use fewer or shorter secrets)")
+                    f"at most {self._bytes_max:,} bytes (use fewer or shorter secrets)"
+                )
             self._bytes_left -= size
         if self._masking_left is not None:
             cost = masking_cost([value])
             if cost > self._masking_left:
                 raise SecretAccessError(
                     f"secret {name} cannot be read: masking the secrets this run read would take "
-                    "more memory than one run may use (use fewer secrets, or values with fewer lines)")
+                    "more memory than one run may use (use fewer secrets, or values with fewer lines)"
+                )
             self._masking_left -= cost
 
     @property

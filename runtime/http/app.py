@@ -61,8 +61,9 @@ from store.identity import User
 ERRORS = {status: {"model": ErrorOut} for status in sorted({400, 405, *statuses()} - {500})}
 
 
-def create_app(service: Service, *, publish_fast_path: bool = True,
-               auth_throttle: AuthThrottle | None = None) -> FastAPI:
+def create_app(
+    service: Service, *, publish_fast_path: bool = True, auth_throttle: AuthThrottle | None = None
+) -> FastAPI:
     """The app; `publish_fast_path=False` leaves POST .../events to FastAPI alone (tests
     compare the two); `auth_throttle` replaces the default one (tests bring a clock)."""
     app = FastAPI(
@@ -72,8 +73,9 @@ def create_app(service: Service, *, publish_fast_path: bool = True,
     )
     app.state.service = service
     if auth_throttle is None:
-        auth_throttle = AuthThrottle(failures_max=service.settings.auth_failures_max,
-                                     window_s=service.settings.auth_failure_window_s)
+        auth_throttle = AuthThrottle(
+            failures_max=service.settings.auth_failures_max, window_s=service.settings.auth_failure_window_s
+        )
     app.state.auth_throttle = throttle = auth_throttle
     for path, endpoint, kwargs in ROUTES:
         app.add_api_route(path, endpoint, **kwargs)
@@ -108,8 +110,9 @@ async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
-async def get_actor(request: Request,
-                    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> User:
+async def get_actor(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> User:
     service: Service = request.app.state.service
     token = credentials.credentials if credentials else None
     if not token:  # 401; a missing token guesses nothing, so it is not counted
@@ -121,8 +124,12 @@ async def get_actor(request: Request,
         return service.authenticate(token)
     except Unauthorized:
         if throttle.failed(address):
-            log.warning("refusing Bearer tokens from %s for %s s: %d failed sign-ins", printable(address),
-                        f"{throttle.window_s:g}", throttle.failures_max)
+            log.warning(
+                "refusing Bearer tokens from %s for %s s: %d failed sign-ins",
+                printable(address),
+                f"{throttle.window_s:g}",
+                throttle.failures_max,
+            )
         raise
 
 
@@ -131,8 +138,9 @@ Actor = Annotated[User, Depends(get_actor)]
 Org = Annotated[str, Path(description="Organization name")]
 Ref = Annotated[str, Path(description="Id or name")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Newest first, at most this many")]
-IntegrationBody = Annotated[WebhookSpec, Body(
-    description="The same JSON as NAME.webhook.json", examples=[INTEGRATION_EXAMPLE])]
+IntegrationBody = Annotated[
+    WebhookSpec, Body(description="The same JSON as NAME.webhook.json", examples=[INTEGRATION_EXAMPLE])
+]
 
 ROUTES: list[tuple[str, Callable, dict[str, Any]]] = []  # (path, endpoint, add_api_route arguments)
 
@@ -159,7 +167,8 @@ def _without_org(endpoint: Callable) -> Callable:
 
     # inspect.signature (so FastAPI) reads __signature__, which FunctionType does not declare.
     sandbox_endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p for p in signature.parameters.values() if p.name != "org"])
+        parameters=[p for p in signature.parameters.values() if p.name != "org"]
+    )
     sandbox_endpoint.__name__ = endpoint.__name__
     sandbox_endpoint.__doc__ = endpoint.__doc__
     sandbox_endpoint.__annotations__ = {k: v for k, v in endpoint.__annotations__.items() if k != "org"}
@@ -180,11 +189,22 @@ def healthz(service: Svc) -> Any:
     return JSONResponse(Degraded(reason=reason).model_dump(), status_code=503)
 
 
-ROUTES.append(("/healthz", healthz, {"methods": ["GET"], "response_model": Health, "tags": ["server"],
-                                     "responses": {503: {"model": Degraded, "description": "Writes fail"}}}))
+ROUTES.append(
+    (
+        "/healthz",
+        healthz,
+        {
+            "methods": ["GET"],
+            "response_model": Health,
+            "tags": ["server"],
+            "responses": {503: {"model": Degraded, "description": "Writes fail"}},
+        },
+    )
+)
 
 
 # secrets ---------------------------------------------------------------------
+
 
 @route("GET", "/secrets", response_model=SecretList, tags=["secrets"])
 def list_secrets(service: Svc, actor: Actor, org: Org) -> dict:
@@ -218,6 +238,7 @@ def delete_secret(name: str, service: Svc, actor: Actor, org: Org) -> Response:
 
 # functions -------------------------------------------------------------------
 
+
 def _files(service: Service, spec: FunctionSpec, *exclude: str):
     body = spec.model_dump(mode="json", exclude_unset=True, exclude=set(exclude))
     body.setdefault("name", spec.name)  # a default name (execute) is still the manifest's name
@@ -229,8 +250,14 @@ def list_functions(service: Svc, actor: Actor, org: Org) -> dict:
     return {"logic_functions": [f.to_json() for f in service.list_functions(actor, org)]}
 
 
-@route("POST", "/logic/functions", response_model=FunctionOut, status_code=201, tags=["functions"],
-       responses={200: {"model": FunctionOut, "description": "A new version of the owner's function of that name"}})
+@route(
+    "POST",
+    "/logic/functions",
+    response_model=FunctionOut,
+    status_code=201,
+    tags=["functions"],
+    responses={200: {"model": FunctionOut, "description": "A new version of the owner's function of that name"}},
+)
 def deploy_function(body: FunctionSpec, response: Response, service: Svc, actor: Actor, org: Org) -> dict:
     """Deploy a function: 201 for a new one; a new version (200) if the owner has one of that name."""
     fn = service.deploy_function(actor, _files(service, body), org)
@@ -274,11 +301,13 @@ def execute_function(body: ExecuteSpec, service: Svc, actor: Actor, org: Org) ->
     whatever its status (only the secret access audit is stored)."""
     files = _files(service, body, "event")
     event = body.event
-    return service.execute_function(actor, files, event_name=event.name if event else None,
-                                    data=event.data if event else None, org=org)
+    return service.execute_function(
+        actor, files, event_name=event.name if event else None, data=event.data if event else None, org=org
+    )
 
 
 # events ----------------------------------------------------------------------
+
 
 @route("POST", "/events", response_model=EventAccepted, status_code=202, tags=["events"])
 def publish_event(body: EventIn, service: Svc, actor: Actor, org: Org) -> dict:
@@ -287,6 +316,7 @@ def publish_event(body: EventIn, service: Svc, actor: Actor, org: Org) -> dict:
 
 
 # integrations ----------------------------------------------------------------
+
 
 @route("GET", "/integrations", response_model=IntegrationList, tags=["integrations"])
 def list_integrations(service: Svc, actor: Actor, org: Org) -> dict:
@@ -308,8 +338,7 @@ def update_integration(integration_id: Ref, body: IntegrationBody, service: Svc,
     return service.update_integration(actor, integration_id, body.to_json(), org).to_json()
 
 
-@route("DELETE", "/integrations/{integration_id}", status_code=204, response_class=Response,
-       tags=["integrations"])
+@route("DELETE", "/integrations/{integration_id}", status_code=204, response_class=Response, tags=["integrations"])
 def delete_integration(integration_id: Ref, service: Svc, actor: Actor, org: Org) -> Response:
     service.delete_integration(actor, integration_id, org)
     return Response(status_code=204)

@@ -31,14 +31,20 @@ from starlette.types import Scope
 from store.errors import TooManyRequests
 
 # Defaults for tests and callers without settings (settings.auth_failures_max, auth_failure_window_s).
-FAILURES_MAX = 10        # failed sign-ins per address ...
-WINDOW_S = 60.0          # ... in any window of this many seconds
-ADDRESSES_MAX = 10_000   # addresses tracked at once
+FAILURES_MAX = 10  # failed sign-ins per address ...
+WINDOW_S = 60.0  # ... in any window of this many seconds
+ADDRESSES_MAX = 10_000  # addresses tracked at once
 
 
 class AuthThrottle:
-    def __init__(self, *, failures_max: int = FAILURES_MAX, window_s: float = WINDOW_S,
-                 addresses_max: int = ADDRESSES_MAX, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        *,
+        failures_max: int = FAILURES_MAX,
+        window_s: float = WINDOW_S,
+        addresses_max: int = ADDRESSES_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         if failures_max < 1 or window_s <= 0 or addresses_max < 1:
             raise ValueError("failures_max, window_s and addresses_max must be positive")
         self.failures_max = failures_max
@@ -68,8 +74,9 @@ class AuthThrottle:
         """Raise TooManyRequests (with retry_after) if `address` is refused for now."""
         wait = self.retry_after(address)
         if wait:
-            raise TooManyRequests(f"too many failed sign-ins from this address: try again in {wait} s",
-                                  retry_after=wait)
+            raise TooManyRequests(
+                f"too many failed sign-ins from this address: try again in {wait} s", retry_after=wait
+            )
 
     def failed(self, address: str) -> bool:
         """Count a failed sign-in; True if it was the one that made the address refused."""
@@ -77,7 +84,7 @@ class AuthThrottle:
         with self._lock:
             times = [t for t in self._failures.pop(address, ()) if t > now - self.window_s]
             times.append(now)
-            del times[:-self.failures_max]
+            del times[: -self.failures_max]
             self._failures[address] = times
             while len(self._failures) > self.addresses_max:
                 self._failures.popitem(last=False)

@@ -39,8 +39,7 @@ def logic_error_response(exc: LogicError, method: str, path: str) -> JSONRespons
     if isinstance(exc, Unauthorized):
         return error(exc.status, exc.message, WWW_AUTHENTICATE)
     if exc.status >= 500:
-        log.error("%s on %s %s: %s", type(exc).__name__, printable(method), printable(path),
-                  printable(exc.message))
+        log.error("%s on %s %s: %s", type(exc).__name__, printable(method), printable(path), printable(exc.message))
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
     return error(exc.status, exc.message, headers)
 
@@ -67,8 +66,16 @@ def http_error_handler(request: Request, exc: HTTPException) -> JSONResponse:
         message = "no such API route"
     elif exc.status_code == 405:
         # Each method of a path is its own route, and Starlette's Allow names only the first one's.
-        allowed = ", ".join(sorted({m for r in request.app.routes if r.matches(request.scope)[0] != Match.NONE
-                                    for m in getattr(r, "methods", None) or ()}))
+        allowed = ", ".join(
+            sorted(
+                {
+                    m
+                    for r in request.app.routes
+                    if r.matches(request.scope)[0] != Match.NONE
+                    for m in getattr(r, "methods", None) or ()
+                }
+            )
+        )
         return error(405, f"method {request.method} is not allowed here (allowed: {allowed})", {"Allow": allowed})
     else:
         message = str(exc.detail)
@@ -101,6 +108,8 @@ def frames(exc: BaseException | None) -> str:
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        parts.append("".join(traceback.format_tb(exc.__traceback__)) + f"{type(exc).__module__}.{type(exc).__qualname__}")
+        parts.append(
+            "".join(traceback.format_tb(exc.__traceback__)) + f"{type(exc).__module__}.{type(exc).__qualname__}"
+        )
         exc = exc.__cause__ or exc.__context__
     return "\n--- caused by / during ---\n".join(reversed(parts))

@@ -114,8 +114,12 @@ class InternalErrors:
         except BodyTooLarge:
             raise  # BodyLimit, outside, answers 413 (the publish fast path reads the body itself)
         except Exception as exc:
-            log.error("internal error on %s %s:\n%s", printable(scope.get("method")), printable(scope.get("path")),
-                      frames(exc))
+            log.error(
+                "internal error on %s %s:\n%s",
+                printable(scope.get("method")),
+                printable(scope.get("path")),
+                frames(exc),
+            )
             if started:
                 raise
             await error(500, "internal error")(scope, receive, send)

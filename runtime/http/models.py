@@ -37,13 +37,16 @@ class Open(BaseModel):
 
 class SecretCreate(Strict):
     name: str = Field(json_schema_extra=SECRET_NAME_SCHEMA)
-    value: str = Field(description="Non-empty UTF-8 text, at most 64 KiB. Write-only: never returned.",
-                       json_schema_extra={"minLength": 1, "writeOnly": True})
+    value: str = Field(
+        description="Non-empty UTF-8 text, at most 64 KiB. Write-only: never returned.",
+        json_schema_extra={"minLength": 1, "writeOnly": True},
+    )
 
 
 class SecretUpdate(Strict):
-    value: str = Field(description="The new value; the previous one is gone.",
-                       json_schema_extra={"minLength": 1, "writeOnly": True})
+    value: str = Field(
+        description="The new value; the previous one is gone.", json_schema_extra={"minLength": 1, "writeOnly": True}
+    )
 
 
 class SecretOut(BaseModel):

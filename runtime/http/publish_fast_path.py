@@ -68,8 +68,9 @@ class PublishFastPath:
         event = cast("tuple[str, EventIn]", request)[1]  # an actor means the request parsed
         loop = asyncio.get_running_loop()
         try:
-            accepted = await loop.run_in_executor(self._pool(), self.service.publish_event, actor, event.name,
-                                                  event.data, org)
+            accepted = await loop.run_in_executor(
+                self._pool(), self.service.publish_event, actor, event.name, event.data, org
+            )
         except LogicError as exc:
             response = logic_error_response(exc, scope["method"], scope["path"])
         else:
@@ -80,8 +81,7 @@ class PublishFastPath:
         # Writes wait for each other on the store's lock anyway: a few threads are enough.
         # Idle at shutdown (uvicorn has finished every request), they are joined at exit.
         if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1),
-                                                thread_name_prefix="publish")
+            self._executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="publish")
         return self._executor
 
 

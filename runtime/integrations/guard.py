@@ -56,9 +56,14 @@ def address_refusal(text: str) -> str | None:
 
 
 def _address_kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    for kind, flag in (("unspecified", address.is_unspecified), ("loopback", address.is_loopback),
-                       ("link-local", address.is_link_local), ("multicast", address.is_multicast),
-                       ("reserved", address.is_reserved), ("private", address.is_private)):
+    for kind, flag in (
+        ("unspecified", address.is_unspecified),
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("reserved", address.is_reserved),
+        ("private", address.is_private),
+    ):
         if flag:
             return kind
     return None if address.is_global else "not globally routable"
@@ -70,8 +75,14 @@ class GuardedBackend(httpcore.SyncBackend):
     def __init__(self, *, allow_private: bool):
         self.allow_private = allow_private
 
-    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                    socket_options: Any = None) -> httpcore.NetworkStream:
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
@@ -79,8 +90,9 @@ class GuardedBackend(httpcore.SyncBackend):
             # The host name is left out: it is rendered, and may carry a secret.
             raise httpcore.ConnectError(f"cannot resolve the host name ({exception_text(exc)})") from None
         # An AF_INET or AF_INET6 sockaddr starts with the address as text.
-        addresses = list(dict.fromkeys(cast(str, info[4][0]) for info in infos
-                                       if info[0] in (socket.AF_INET, socket.AF_INET6)))
+        addresses = list(
+            dict.fromkeys(cast(str, info[4][0]) for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6))
+        )
         if not addresses:
             raise httpcore.ConnectError("the host name resolves to no IP address")
         if not self.allow_private:
@@ -131,8 +143,12 @@ class GuardedTransport(httpx.HTTPTransport):
         # httpx takes no network backend, its pool does: the pool httpx built is replaced
         # before first use (tests/security/test_webhook_rebinding.py fails if this stops working).
         self._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context, max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0,
-            network_backend=GuardedBackend(allow_private=allow_private))
+            ssl_context=ssl_context,
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=GuardedBackend(allow_private=allow_private),
+        )
 
 
 def exception_text(exc: Exception) -> str:

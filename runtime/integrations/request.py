@@ -38,8 +38,9 @@ class RenderedRequest:
         for name, value in self.headers.items():
             # Threat: event data with CR LF in a header would smuggle headers (or a request).
             if _BAD_HEADER_CHARS.search(name) or _BAD_HEADER_CHARS.search(value):
-                raise InvalidInput(f"header {_BAD_HEADER_CHARS.sub('', name)!r} contains a line break "
-                                   "or NUL after rendering")
+                raise InvalidInput(
+                    f"header {_BAD_HEADER_CHARS.sub('', name)!r} contains a line break or NUL after rendering"
+                )
             if not HEADER_NAME.fullmatch(name):
                 raise InvalidInput(f"header name {name!r} is not valid after rendering")
             headers[name] = value if value.isascii() else value.encode("utf-8")  # httpx: ASCII str only
@@ -64,8 +65,7 @@ class RenderedRequest:
             kwargs["content"] = self.body.encode("utf-8")
         try:
             # httpx takes str or bytes per header value; its HeaderTypes names all-str or all-bytes mappings only.
-            return client.build_request(self.method, url, params=self.query or None,
-                                        headers=headers, **kwargs)  # type: ignore[arg-type]
+            return client.build_request(self.method, url, params=self.query or None, headers=headers, **kwargs)  # type: ignore[arg-type]
         except (httpx.InvalidURL, ValueError, TypeError, UnicodeError):
             raise InvalidInput("the rendered request is not valid (url, query or headers)") from None
 
@@ -79,14 +79,19 @@ def render_request(spec: WebhookSpec, variables: dict[str, str]) -> RenderedRequ
     body = r(spec.body) if spec.body is not None else None
     if json_ is None and form is None and body is None and spec.method in _BODY_METHODS:
         # Particle's default body: the event itself.
-        json_ = {"event": variables.get("EVENT_NAME", ""), "data": variables.get("EVENT_DATA", ""),
-                 "published_at": variables.get("EVENT_PUBLISHED_AT", ""),
-                 "source": variables.get("EVENT_SOURCE", "")}
+        json_ = {
+            "event": variables.get("EVENT_NAME", ""),
+            "data": variables.get("EVENT_DATA", ""),
+            "published_at": variables.get("EVENT_PUBLISHED_AT", ""),
+            "source": variables.get("EVENT_SOURCE", ""),
+        }
     return RenderedRequest(
         method=spec.method,
         url=r(spec.url),
         headers={r(k): r(v) for k, v in spec.headers.items()},
         query={r(k): r(v) for k, v in spec.query.items()},
-        json_=json_, form=form, body=body,
+        json_=json_,
+        form=form,
+        body=body,
         auth=(r(spec.auth.username), r(spec.auth.password)) if spec.auth is not None else None,
     )

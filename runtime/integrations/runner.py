@@ -58,24 +58,37 @@ _CHARSET = re.compile(r"charset=[\"']?([A-Za-z0-9_.:-]+)", re.I)
 @dataclass
 class FireResult:
     ok: bool
-    log: dict[str, Any]                         # redacted request/response/timing record
+    log: dict[str, Any]  # redacted request/response/timing record
     accesses: list[Access] = field(default_factory=list)
-    response_event: tuple[str, str | None] = ("", None)  # ("hook-response/<event>", body) or ("hook-error/<event>", message)
+    response_event: tuple[str, str | None] = (
+        "",
+        None,
+    )  # ("hook-response/<event>", body) or ("hook-error/<event>", message)
 
 
 class IntegrationRunner:
     """Checks specs and fires integrations; the owner is already resolved (Service)."""
 
-    def __init__(self, secrets: SecretRepository, settings: Settings, *,
-                 transport: httpx.BaseTransport | None = None, backoff_s: float = 0.5,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        secrets: SecretRepository,
+        settings: Settings,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        backoff_s: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.secrets = secrets
         self.settings = settings
         self.sender = WebhookSender(
-            timeout_s=settings.webhook_timeout_s, retries=settings.webhook_retries,
+            timeout_s=settings.webhook_timeout_s,
+            retries=settings.webhook_retries,
             max_body_bytes=settings.event_data_max_bytes + settings.secret_value_max_bytes,
-            transport=transport, backoff_s=backoff_s, sleep=sleep,
-            allow_private=settings.webhook_allow_private)
+            transport=transport,
+            backoff_s=backoff_s,
+            sleep=sleep,
+            allow_private=settings.webhook_allow_private,
+        )
 
     def close(self) -> None:
         self.sender.close()
@@ -98,9 +111,11 @@ class IntegrationRunner:
             raise DeployError(problems)
         missing = [name for name in spec.secrets if not self.secrets.exists(owner, name)]
         if missing:
-            raise InvalidInput(f"secret{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                               f"do{'' if len(missing) > 1 else 'es'} not exist for {owner}: create "
-                               f"{'them' if len(missing) > 1 else 'it'} first")
+            raise InvalidInput(
+                f"secret{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                f"do{'' if len(missing) > 1 else 'es'} not exist for {owner}: create "
+                f"{'them' if len(missing) > 1 else 'it'} first"
+            )
         return spec
 
     # firing --------------------------------------------------------------------
@@ -111,27 +126,46 @@ class IntegrationRunner:
         try:
             spec = WebhookSpec.model_validate(record.spec())
         except ValidationError:
-            return self._result(at, event, None, [], Redactor.for_values(()),
-                                error="the integration's configuration is no longer valid: update it")
-        broker = SecretsBroker(self.secrets, owner=record.owner, declared=tuple(spec.secrets),
-                               consumer_kind="integration", consumer_id=record.id,
-                               consumer_name=record.name, run_id=run_id,
-                               bytes_max=self.settings.secret_bytes_per_run_max,
-                               masking_max=self.settings.masking_bytes_per_run_max)
+            return self._result(
+                at,
+                event,
+                None,
+                [],
+                Redactor.for_values(()),
+                error="the integration's configuration is no longer valid: update it",
+            )
+        broker = SecretsBroker(
+            self.secrets,
+            owner=record.owner,
+            declared=tuple(spec.secrets),
+            consumer_kind="integration",
+            consumer_id=record.id,
+            consumer_name=record.name,
+            run_id=run_id,
+            bytes_max=self.settings.secret_bytes_per_run_max,
+            masking_max=self.settings.masking_bytes_per_run_max,
+        )
         secrets: dict[str, str] = {}
         try:
             for secret in spec.used_secrets():
                 secrets[secret] = broker.read(secret)
         except SecretAccessError as exc:
-            return self._result(at, event, None, broker.accesses, _redactor(broker.plain_values()),
-                                error=str(exc))
+            return self._result(at, event, None, broker.accesses, _redactor(broker.plain_values()), error=str(exc))
         outcome = self.sender.send(render_request(spec, event_variables(event, secrets)))
         result = self._result(at, event, outcome, broker.accesses, _redactor(broker.plain_values()))
         del secrets
         return result
 
-    def _result(self, at: str, event: dict[str, Any], outcome: SendOutcome | None, accesses: list[Access],
-                redactor: Redactor, *, error: str | None = None) -> FireResult:
+    def _result(
+        self,
+        at: str,
+        event: dict[str, Any],
+        outcome: SendOutcome | None,
+        accesses: list[Access],
+        redactor: Redactor,
+        *,
+        error: str | None = None,
+    ) -> FireResult:
         cap = self.settings.event_data_max_bytes
         name = event.get("name") or ""
         log: dict[str, Any] = {
@@ -207,12 +241,18 @@ def _html_escape(value: str) -> str:
 
 def _wire_quote(value: str, excluded: str) -> str:
     """httpx's URL quoting: existing %XX kept, other characters outside the safe set escaped."""
+
     def part(text: str) -> str:
-        return "".join(c if c in _UNRESERVED or (" " < c < "\x7f" and c not in excluded)
-                       else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")) for c in text)
+        return "".join(
+            c
+            if c in _UNRESERVED or (" " < c < "\x7f" and c not in excluded)
+            else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+            for c in text
+        )
+
     out, pos = [], 0
     for match in _PERCENT.finditer(value):
-        out.append(part(value[pos:match.start()]))
+        out.append(part(value[pos : match.start()]))
         out.append(match.group())
         pos = match.end()
     out.append(part(value[pos:]))

@@ -52,9 +52,17 @@ class WebhookSender:
     replaces it, and with it the destination check.
     """
 
-    def __init__(self, *, timeout_s: float, retries: int, max_body_bytes: int,
-                 transport: httpx.BaseTransport | None = None, backoff_s: float = 0.5,
-                 sleep: Callable[[float], None] = time.sleep, allow_private: bool = False):
+    def __init__(
+        self,
+        *,
+        timeout_s: float,
+        retries: int,
+        max_body_bytes: int,
+        transport: httpx.BaseTransport | None = None,
+        backoff_s: float = 0.5,
+        sleep: Callable[[float], None] = time.sleep,
+        allow_private: bool = False,
+    ):
         self.timeout_s = timeout_s
         self.retries = max(0, retries)
         self.max_body_bytes = max_body_bytes
@@ -71,9 +79,13 @@ class WebhookSender:
         with self._lock:
             if self._client is None:
                 transport = self._transport or GuardedTransport(allow_private=self.allow_private)
-                self._client = httpx.Client(transport=transport, timeout=httpx.Timeout(self.timeout_s),
-                                            follow_redirects=False, trust_env=False,
-                                            headers={"User-Agent": "logic-runtime-webhook"})
+                self._client = httpx.Client(
+                    transport=transport,
+                    timeout=httpx.Timeout(self.timeout_s),
+                    follow_redirects=False,
+                    trust_env=False,
+                    headers={"User-Agent": "logic-runtime-webhook"},
+                )
             return self._client
 
     def close(self) -> None:

@@ -93,10 +93,13 @@ class WebhookSpec(BaseModel):
                 if NAME_PATTERN.fullmatch(name) and name not in declared and name not in EVENT_VARIABLES:
                     problems.append(
                         f"{where}: {{{{{{{name}}}}}}} is neither a declared secret nor an event variable: "
-                        f"add {name} to \"secrets\" (names in secret-name syntax are reserved)")
+                        f'add {name} to "secrets" (names in secret-name syntax are reserved)'
+                    )
         if declared and not problems and self._origin_uses(lambda name: name not in declared):
-            problems.append("url: the scheme and host may not use event variables in an integration "
-                            "that declares secrets (the publisher would choose where they go)")
+            problems.append(
+                "url: the scheme and host may not use event variables in an integration "
+                "that declares secrets (the publisher would choose where they go)"
+            )
         if problems:
             raise ValueError("; ".join(problems))
         return self

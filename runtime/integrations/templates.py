@@ -86,8 +86,9 @@ def template_names(template: str) -> list[str]:
         if tag not in _VARIABLE_TAGS:
             raise ValueError(f"unsupported template tag {tag!r}")
         if key == "." or "." in key:
-            raise ValueError(f"{{{{{{{key}}}}}}}: dotted names are not supported; "
-                             "top-level fields of JSON event data only")
+            raise ValueError(
+                f"{{{{{{{key}}}}}}}: dotted names are not supported; top-level fields of JSON event data only"
+            )
         names.append(key)
     return names
 
@@ -98,8 +99,9 @@ def render(template: str, variables: dict[str, str]) -> str:
         return template
     template_names(template)  # a stored spec is checked again: nothing but variables reaches chevron
     # partials_path=None: no file is ever read; _NO_PARTIALS: not even a dict lookup can succeed.
-    return chevron.render(list(_tokens(template)), variables, partials_path=None,
-                          partials_dict=_NO_PARTIALS, warn=False)
+    return chevron.render(
+        list(_tokens(template)), variables, partials_path=None, partials_dict=_NO_PARTIALS, warn=False
+    )
 
 
 def event_variables(event: dict, secrets: dict[str, str] | None = None) -> dict[str, str]:

@@ -66,25 +66,36 @@ def compile_function(
 def _check_entry(tree: ast.Module, filename: str, entry: str) -> tuple[tuple[str, ...], list[str]]:
     defs = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == entry]
     if not defs:
-        return (), [problem(filename, 1, f"entry point {entry!r} is not defined: "
-                                         f"add a top-level 'def {entry}(event):'")]
+        return (), [
+            problem(filename, 1, f"entry point {entry!r} is not defined: add a top-level 'def {entry}(event):'")
+        ]
     func = defs[-1]
     args = func.args
     problems: list[str] = []
     allowed = ", ".join(CONTEXT_PARTS)
     for stars, star in (("*", args.vararg), ("**", args.kwarg)):
         if star is not None:
-            problems.append(problem(filename, func.lineno,
-                                    f"{entry}() cannot take {stars}{star.arg}: "
-                                    f"name the context parts it needs ({allowed})"))
+            problems.append(
+                problem(
+                    filename,
+                    func.lineno,
+                    f"{entry}() cannot take {stars}{star.arg}: name the context parts it needs ({allowed})",
+                )
+            )
     for arg in args.posonlyargs:
-        problems.append(problem(filename, func.lineno,
-                                f"parameter {arg.arg!r} of {entry}() is positional-only; remove the '/'"))
+        problems.append(
+            problem(filename, func.lineno, f"parameter {arg.arg!r} of {entry}() is positional-only; remove the '/'")
+        )
     names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
     for name in names:
         if name not in CONTEXT_PARTS:
-            problems.append(problem(filename, func.lineno,
-                                    f"parameter {name!r} of {entry}() is not a context part; choose from {allowed}"))
+            problems.append(
+                problem(
+                    filename,
+                    func.lineno,
+                    f"parameter {name!r} of {entry}() is not a context part; choose from {allowed}",
+                )
+            )
     return tuple(names), problems
 
 
@@ -96,14 +107,22 @@ def _check_secret_literals(tree: ast.Module, filename: str, declared: tuple[str,
             name = node.attr
         elif isinstance(node, ast.Subscript) and _is_secrets(node.value) and _is_str(node.slice):
             name = cast(str, node.slice.value)  # _is_str
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
-              and _is_secrets(node.func.value) and node.args and _is_str(node.args[0])):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "get"
+            and _is_secrets(node.func.value)
+            and node.args
+            and _is_str(node.args[0])
+        ):
             name = cast(str, node.args[0].value)  # _is_str
         if name is not None and name not in declared:
             found[(cast(ast.expr, node).lineno, name)] = None  # an Attribute, Subscript or Call
     listed = ", ".join(declared) or "none"
-    return [problem(filename, line, f"secret {name!r} is not declared in the manifest (declared: {listed})")
-            for line, name in found]
+    return [
+        problem(filename, line, f"secret {name!r} is not declared in the manifest (declared: {listed})")
+        for line, name in found
+    ]
 
 
 def _check_imports(tree: ast.Module, filename: str) -> list[str]:
@@ -114,21 +133,36 @@ def _check_imports(tree: ast.Module, filename: str) -> list[str]:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if module_exports(alias.name) is None:
-                    problems.append(problem(filename, node.lineno, f"module {alias.name!r} is not available "
-                                                                   f"in Logic functions; allowed modules: {allowed}"))
+                    problems.append(
+                        problem(
+                            filename,
+                            node.lineno,
+                            f"module {alias.name!r} is not available in Logic functions; allowed modules: {allowed}",
+                        )
+                    )
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 problems.append(problem(filename, node.lineno, "relative imports are not allowed in Logic functions"))
                 continue
             exports = module_exports(node.module or "")
             if exports is None:
-                problems.append(problem(filename, node.lineno, f"module {node.module!r} is not available "
-                                                               f"in Logic functions; allowed modules: {allowed}"))
+                problems.append(
+                    problem(
+                        filename,
+                        node.lineno,
+                        f"module {node.module!r} is not available in Logic functions; allowed modules: {allowed}",
+                    )
+                )
                 continue
             for alias in node.names:
                 if alias.name != "*" and alias.name not in exports:
-                    problems.append(problem(filename, node.lineno, f"cannot import {alias.name!r} from "
-                                                                   f"{node.module!r}: not available in Logic functions"))
+                    problems.append(
+                        problem(
+                            filename,
+                            node.lineno,
+                            f"cannot import {alias.name!r} from {node.module!r}: not available in Logic functions",
+                        )
+                    )
     return problems
 
 

@@ -25,7 +25,11 @@ Trigger = namedtuple("Trigger", "type triggered_at event_id")
 FunctionInfo = namedtuple("FunctionInfo", "id name version owner")
 
 _RECORDS: dict[str, type[Event | Scheduled | Trigger | FunctionInfo]] = {
-    "event": Event, "scheduled": Scheduled, "trigger": Trigger, "function_info": FunctionInfo}
+    "event": Event,
+    "scheduled": Scheduled,
+    "trigger": Trigger,
+    "function_info": FunctionInfo,
+}
 
 
 def build_part(name: str, context: dict) -> Any:
@@ -64,7 +68,8 @@ class Secrets:
         if name not in self._names:
             declared = ", ".join(self._names) or "none"
             raise SecretNotDeclared(
-                f"secret {name!r} is not declared in this function's manifest; declared: {declared}")
+                f"secret {name!r} is not declared in this function's manifest; declared: {declared}"
+            )
         return self._read(name)
 
     def __getattr__(self, name: str) -> str:

@@ -33,8 +33,14 @@ if TYPE_CHECKING:  # the worker side never imports the store's settings: only th
     from store.settings import Settings
 
 __all__ = [
-    "CompiledFunction", "Host", "RunLimits", "RunOutcome", "SecretAccessError", "SecretNotDeclared",
-    "compile_function", "run_function",
+    "CompiledFunction",
+    "Host",
+    "RunLimits",
+    "RunOutcome",
+    "SecretAccessError",
+    "SecretNotDeclared",
+    "compile_function",
+    "run_function",
 ]
 
 
@@ -63,9 +69,13 @@ class RunLimits:
     def from_settings(cls, settings: Settings) -> RunLimits:
         """Every cap the pool enforces must reach the sandbox too, or a run that merely goes
         over one (say, event data under a lowered operator limit) ends as "crashed"."""
-        return cls(log_max_bytes=settings.log_max_bytes, result_max_bytes=settings.result_max_bytes,
-                   events_max=settings.events_per_run_max, event_data_max_bytes=settings.event_data_max_bytes,
-                   event_name_max_chars=settings.event_name_max_chars)
+        return cls(
+            log_max_bytes=settings.log_max_bytes,
+            result_max_bytes=settings.result_max_bytes,
+            events_max=settings.events_per_run_max,
+            event_data_max_bytes=settings.event_data_max_bytes,
+            event_name_max_chars=settings.event_name_max_chars,
+        )
 
 
 @dataclass
@@ -87,8 +97,9 @@ def run_function(
     limits: RunLimits,
 ) -> RunOutcome:
     """Run `fn` once; never raises for anything user code does."""
-    output = RunOutput(host, limits.log_max_bytes, limits.events_max, limits.event_data_max_bytes,
-                       limits.event_name_max_chars)
+    output = RunOutput(
+        host, limits.log_max_bytes, limits.events_max, limits.event_data_max_bytes, limits.event_name_max_chars
+    )
     env: dict[str, Any] = {}
     try:
         env = _new_globals(output)
@@ -154,6 +165,12 @@ def _secret_reader(host: Host, output: RunOutput):
 
 
 def _memory_exceeded(exc: MemoryError) -> RunOutcome:
-    return RunOutcome("memory_exceeded", None, {
-        "type": "MemoryError", "message": "the run ran out of memory", "traceback": "",
-    })
+    return RunOutcome(
+        "memory_exceeded",
+        None,
+        {
+            "type": "MemoryError",
+            "message": "the run ran out of memory",
+            "traceback": "",
+        },
+    )

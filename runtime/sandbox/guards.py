@@ -48,12 +48,20 @@ from .policy import BLOCKED_ATTRIBUTES
 # Objects whose every attribute leads to interpreter internals.
 _OPAQUE_TYPES = frozenset({types.FrameType, types.TracebackType, types.CodeType})
 
-WRITABLE_TYPES = frozenset({
-    list, dict, set, bytearray,
-    collections.deque, collections.defaultdict, collections.OrderedDict,
-    collections.Counter, collections.ChainMap,
-    decimal.Context,  # only reachable as a fresh Context() or a localcontext() copy
-})
+WRITABLE_TYPES = frozenset(
+    {
+        list,
+        dict,
+        set,
+        bytearray,
+        collections.deque,
+        collections.defaultdict,
+        collections.OrderedDict,
+        collections.Counter,
+        collections.ChainMap,
+        decimal.Context,  # only reachable as a fresh Context() or a localcontext() copy
+    }
+)
 
 
 def _exact_name(name: Any) -> str:
@@ -66,8 +74,7 @@ def _exact_name(name: Any) -> str:
 # on nothing but the type and the name (no classes, no run-made types): the hot path of
 # `base64.b64decode` or `items.append` in a loop. Only names that exist are remembered,
 # so the set is bounded by the attributes of these few types.
-_CACHEABLE_TYPES = frozenset({ModuleFacade, str, bytes, bytearray, list, dict, tuple, set, frozenset,
-                              int, float})
+_CACHEABLE_TYPES = frozenset({ModuleFacade, str, bytes, bytearray, list, dict, tuple, set, frozenset, int, float})
 _PASSED: set[tuple[type, str]] = set()
 
 
@@ -159,9 +166,18 @@ def class_factory(run_classes: set[type]) -> Callable[..., type]:
 
 
 _INPLACE_OPS = {
-    "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
-    "//=": operator.ifloordiv, "%=": operator.imod, "**=": operator.ipow, "<<=": operator.ilshift,
-    ">>=": operator.irshift, "&=": operator.iand, "|=": operator.ior, "^=": operator.ixor,
+    "+=": operator.iadd,
+    "-=": operator.isub,
+    "*=": operator.imul,
+    "/=": operator.itruediv,
+    "//=": operator.ifloordiv,
+    "%=": operator.imod,
+    "**=": operator.ipow,
+    "<<=": operator.ilshift,
+    ">>=": operator.irshift,
+    "&=": operator.iand,
+    "|=": operator.ior,
+    "^=": operator.ixor,
     "@=": operator.imatmul,
 }
 
@@ -189,27 +205,91 @@ SHARED_GUARDS: dict[str, Any] = {
 
 # Builtins: RestrictedPython's safe/limited/utility sets as the base, minus
 # what is risky here, plus ordinary pure helpers.
-_REMOVED = frozenset({
-    "id",            # memory addresses help exploit interpreter bugs
-    "setattr", "delattr", "_getattr_",  # replaced by the run's guarded versions
-    "string", "math", "random", "whrandom",  # real modules: import the facades instead
-    "same_type", "test", "reorder", "DateTime",  # Zope leftovers
-    "range", "list", "tuple",  # limited_* versions refuse range(1001) and list("ab")
-})
+_REMOVED = frozenset(
+    {
+        "id",  # memory addresses help exploit interpreter bugs
+        "setattr",
+        "delattr",
+        "_getattr_",  # replaced by the run's guarded versions
+        "string",
+        "math",
+        "random",
+        "whrandom",  # real modules: import the facades instead
+        "same_type",
+        "test",
+        "reorder",
+        "DateTime",  # Zope leftovers
+        "range",
+        "list",
+        "tuple",  # limited_* versions refuse range(1001) and list("ab")
+    }
+)
 _ADDED = (
-    "range", "list", "tuple", "dict", "set", "frozenset", "bytes", "bytearray",
-    "enumerate", "zip", "map", "filter", "sorted", "reversed", "iter", "next",
-    "sum", "min", "max", "all", "any", "bin", "ascii", "format",
-    "object", "super", "property", "staticmethod", "classmethod",
-    "NotImplemented", "RecursionError", "TimeoutError", "ModuleNotFoundError",
-    "StopAsyncIteration", "ConnectionError",
+    "range",
+    "list",
+    "tuple",
+    "dict",
+    "set",
+    "frozenset",
+    "bytes",
+    "bytearray",
+    "enumerate",
+    "zip",
+    "map",
+    "filter",
+    "sorted",
+    "reversed",
+    "iter",
+    "next",
+    "sum",
+    "min",
+    "max",
+    "all",
+    "any",
+    "bin",
+    "ascii",
+    "format",
+    "object",
+    "super",
+    "property",
+    "staticmethod",
+    "classmethod",
+    "NotImplemented",
+    "RecursionError",
+    "TimeoutError",
+    "ModuleNotFoundError",
+    "StopAsyncIteration",
+    "ConnectionError",
 )
 # Never present, whatever the bases above contain (belt and braces).
-FORBIDDEN_BUILTINS = frozenset({
-    "open", "eval", "exec", "compile", "type", "vars", "globals", "locals", "breakpoint",
-    "input", "help", "memoryview", "dir", "id", "exit", "quit", "copyright", "credits",
-    "license", "aiter", "anext", "__loader__", "__spec__", "__debug__",
-})
+FORBIDDEN_BUILTINS = frozenset(
+    {
+        "open",
+        "eval",
+        "exec",
+        "compile",
+        "type",
+        "vars",
+        "globals",
+        "locals",
+        "breakpoint",
+        "input",
+        "help",
+        "memoryview",
+        "dir",
+        "id",
+        "exit",
+        "quit",
+        "copyright",
+        "credits",
+        "license",
+        "aiter",
+        "anext",
+        "__loader__",
+        "__spec__",
+        "__debug__",
+    }
+)
 
 
 def _build_builtins() -> dict[str, Any]:

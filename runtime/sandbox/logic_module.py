@@ -149,21 +149,43 @@ def bytes_to_str(data: bytes) -> str:
         raise ValueError(f"bytes_to_str(): data is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
 
 
-ENCODING = ModuleFacade("logic.encoding", {
-    f.__name__: f for f in (
-        base64_encode, base64_decode, base85_encode, base85_decode, hex_encode, hex_decode,
-        data_url_encode, data_url_decode, data_url_mime_type, str_to_bytes, bytes_to_str,
-    )
-})
+ENCODING = ModuleFacade(
+    "logic.encoding",
+    {
+        f.__name__: f
+        for f in (
+            base64_encode,
+            base64_decode,
+            base85_encode,
+            base85_decode,
+            hex_encode,
+            hex_decode,
+            data_url_encode,
+            data_url_decode,
+            data_url_mime_type,
+            str_to_bytes,
+            bytes_to_str,
+        )
+    },
+)
 
 
 def build_logic_module(output: RunOutput) -> ModuleFacade:
     """The `logic` facade of one run; every function writes through `output`."""
-    log = ModuleFacade("logic.log", {
-        "info": lambda *args: output.log_args("info", args),
-        "warning": lambda *args: output.log_args("warning", args),
-        "error": lambda *args: output.log_args("error", args),
-    })
-    return ModuleFacade("logic", {  # keep in step with modules.LOGIC_EXPORTS (a test pins it)
-        "publish": output.publish, "log": log, "encoding": ENCODING, "PublishLimitError": PublishLimitError,
-    })
+    log = ModuleFacade(
+        "logic.log",
+        {
+            "info": lambda *args: output.log_args("info", args),
+            "warning": lambda *args: output.log_args("warning", args),
+            "error": lambda *args: output.log_args("error", args),
+        },
+    )
+    return ModuleFacade(
+        "logic",
+        {  # keep in step with modules.LOGIC_EXPORTS (a test pins it)
+            "publish": output.publish,
+            "log": log,
+            "encoding": ENCODING,
+            "PublishLimitError": PublishLimitError,
+        },
+    )

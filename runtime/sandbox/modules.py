@@ -89,30 +89,151 @@ def _pick(module: Any, names: str | frozenset[str]) -> dict[str, Any]:
 
 # Listed by name, never `dir(module)`: a name a future Python adds stays refused until reviewed.
 MATH_NAMES = frozenset(
-    ["acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "cbrt", "ceil", "comb", "copysign", "cos", "cosh", "degrees", "dist", "e", "erf", "erfc", "exp", "exp2", "expm1", "fabs", "factorial", "floor", "fmod", "frexp", "fsum", "gamma", "gcd", "hypot", "inf", "isclose", "isfinite", "isinf", "isnan", "isqrt", "lcm", "ldexp", "lgamma", "log", "log10", "log1p", "log2", "modf", "nan", "nextafter", "perm", "pi", "pow", "prod", "radians", "remainder", "sin", "sinh", "sqrt", "tan", "tanh", "tau", "trunc", "ulp"]
+    [
+        "acos",
+        "acosh",
+        "asin",
+        "asinh",
+        "atan",
+        "atan2",
+        "atanh",
+        "cbrt",
+        "ceil",
+        "comb",
+        "copysign",
+        "cos",
+        "cosh",
+        "degrees",
+        "dist",
+        "e",
+        "erf",
+        "erfc",
+        "exp",
+        "exp2",
+        "expm1",
+        "fabs",
+        "factorial",
+        "floor",
+        "fmod",
+        "frexp",
+        "fsum",
+        "gamma",
+        "gcd",
+        "hypot",
+        "inf",
+        "isclose",
+        "isfinite",
+        "isinf",
+        "isnan",
+        "isqrt",
+        "lcm",
+        "ldexp",
+        "lgamma",
+        "log",
+        "log10",
+        "log1p",
+        "log2",
+        "modf",
+        "nan",
+        "nextafter",
+        "perm",
+        "pi",
+        "pow",
+        "prod",
+        "radians",
+        "remainder",
+        "sin",
+        "sinh",
+        "sqrt",
+        "tan",
+        "tanh",
+        "tau",
+        "trunc",
+        "ulp",
+    ]
 )
 ZLIB_NAMES = frozenset(
-    ["adler32", "compress", "compressobj", "crc32", "decompress", "decompressobj", "error", "DEFLATED", "DEF_BUF_SIZE", "DEF_MEM_LEVEL", "MAX_WBITS", "ZLIB_RUNTIME_VERSION", "ZLIB_VERSION", "Z_BEST_COMPRESSION", "Z_BEST_SPEED", "Z_BLOCK", "Z_DEFAULT_COMPRESSION", "Z_DEFAULT_STRATEGY", "Z_FILTERED", "Z_FINISH", "Z_FIXED", "Z_FULL_FLUSH", "Z_HUFFMAN_ONLY", "Z_NO_COMPRESSION", "Z_NO_FLUSH", "Z_PARTIAL_FLUSH", "Z_RLE", "Z_SYNC_FLUSH", "Z_TREES"]
+    [
+        "adler32",
+        "compress",
+        "compressobj",
+        "crc32",
+        "decompress",
+        "decompressobj",
+        "error",
+        "DEFLATED",
+        "DEF_BUF_SIZE",
+        "DEF_MEM_LEVEL",
+        "MAX_WBITS",
+        "ZLIB_RUNTIME_VERSION",
+        "ZLIB_VERSION",
+        "Z_BEST_COMPRESSION",
+        "Z_BEST_SPEED",
+        "Z_BLOCK",
+        "Z_DEFAULT_COMPRESSION",
+        "Z_DEFAULT_STRATEGY",
+        "Z_FILTERED",
+        "Z_FINISH",
+        "Z_FIXED",
+        "Z_FULL_FLUSH",
+        "Z_HUFFMAN_ONLY",
+        "Z_NO_COMPRESSION",
+        "Z_NO_FLUSH",
+        "Z_PARTIAL_FLUSH",
+        "Z_RLE",
+        "Z_SYNC_FLUSH",
+        "Z_TREES",
+    ]
 )
 ITERTOOLS_NAMES = frozenset(
-    ["accumulate", "chain", "combinations", "combinations_with_replacement", "compress", "count", "cycle", "dropwhile", "filterfalse", "groupby", "islice", "pairwise", "permutations", "product", "repeat", "starmap", "takewhile", "tee", "zip_longest"]
+    [
+        "accumulate",
+        "chain",
+        "combinations",
+        "combinations_with_replacement",
+        "compress",
+        "count",
+        "cycle",
+        "dropwhile",
+        "filterfalse",
+        "groupby",
+        "islice",
+        "pairwise",
+        "permutations",
+        "product",
+        "repeat",
+        "starmap",
+        "takewhile",
+        "tee",
+        "zip_longest",
+    ]
 )
 
 
 _EXPORTS: dict[str, dict[str, Any]] = {
     "json": _pick(json, "dumps loads JSONDecodeError JSONEncoder"),
     "math": _pick(math, MATH_NAMES),
-    "re": _pick(re, "compile search match fullmatch split findall finditer sub subn escape error "
-                    "Pattern Match A ASCII DOTALL I IGNORECASE M MULTILINE NOFLAG S U UNICODE VERBOSE X"),
+    "re": _pick(
+        re,
+        "compile search match fullmatch split findall finditer sub subn escape error "
+        "Pattern Match A ASCII DOTALL I IGNORECASE M MULTILINE NOFLAG S U UNICODE VERBOSE X",
+    ),
     "datetime": _pick(datetime, "date datetime time timedelta timezone tzinfo MINYEAR MAXYEAR UTC"),
-    "base64": _pick(base64, "b64encode b64decode standard_b64encode standard_b64decode urlsafe_b64encode "
-                            "urlsafe_b64decode b32encode b32decode b32hexencode b32hexdecode b16encode "
-                            "b16decode b85encode b85decode a85encode a85decode encodebytes decodebytes"),
-    "binascii": _pick(binascii, "hexlify unhexlify b2a_hex a2b_hex b2a_base64 a2b_base64 crc32 crc_hqx "
-                                "Error Incomplete"),
+    "base64": _pick(
+        base64,
+        "b64encode b64decode standard_b64encode standard_b64decode urlsafe_b64encode "
+        "urlsafe_b64decode b32encode b32decode b32hexencode b32hexdecode b16encode "
+        "b16decode b85encode b85decode a85encode a85decode encodebytes decodebytes",
+    ),
+    "binascii": _pick(
+        binascii, "hexlify unhexlify b2a_hex a2b_hex b2a_base64 a2b_base64 crc32 crc_hqx Error Incomplete"
+    ),
     "hashlib": {
-        **_pick(hashlib, "md5 sha1 sha224 sha256 sha384 sha512 sha3_224 sha3_256 sha3_384 sha3_512 "
-                         "shake_128 shake_256 blake2b blake2s new pbkdf2_hmac"),
+        **_pick(
+            hashlib,
+            "md5 sha1 sha224 sha256 sha384 sha512 sha3_224 sha3_256 sha3_384 sha3_512 "
+            "shake_128 shake_256 blake2b blake2s new pbkdf2_hmac",
+        ),
         # Both are plain (mutable, module-wide) sets in the real module.
         "algorithms_available": frozenset(hashlib.algorithms_available),
         "algorithms_guaranteed": frozenset(hashlib.algorithms_guaranteed),
@@ -120,25 +241,59 @@ _EXPORTS: dict[str, dict[str, Any]] = {
     "hmac": _pick(hmac, "new digest compare_digest HMAC"),
     "struct": _pick(struct, "pack unpack calcsize iter_unpack pack_into unpack_from Struct error"),
     "zlib": _pick(zlib, ZLIB_NAMES),
-    "statistics": _pick(statistics, "mean fmean geometric_mean harmonic_mean median median_low median_high "
-                                    "median_grouped mode multimode quantiles pstdev pvariance stdev variance "
-                                    "covariance correlation linear_regression NormalDist StatisticsError"),
-    "string": _pick(string, "ascii_letters ascii_lowercase ascii_uppercase digits hexdigits octdigits "
-                            "punctuation printable whitespace capwords Template"),
+    "statistics": _pick(
+        statistics,
+        "mean fmean geometric_mean harmonic_mean median median_low median_high "
+        "median_grouped mode multimode quantiles pstdev pvariance stdev variance "
+        "covariance correlation linear_regression NormalDist StatisticsError",
+    ),
+    "string": _pick(
+        string,
+        "ascii_letters ascii_lowercase ascii_uppercase digits hexdigits octdigits "
+        "punctuation printable whitespace capwords Template",
+    ),
     "itertools": _pick(itertools, ITERTOOLS_NAMES),
     "functools": _pick(functools, "reduce partial lru_cache cache cmp_to_key"),
     "collections": _pick(collections, "deque defaultdict OrderedDict Counter ChainMap namedtuple"),
-    "decimal": _pick(decimal, "Decimal Context localcontext DecimalException InvalidOperation DivisionByZero "
-                              "Inexact Rounded Overflow Underflow Subnormal Clamped FloatOperation "
-                              "ROUND_05UP ROUND_CEILING ROUND_DOWN ROUND_FLOOR ROUND_HALF_DOWN "
-                              "ROUND_HALF_EVEN ROUND_HALF_UP ROUND_UP MAX_PREC MAX_EMAX MIN_EMIN MIN_ETINY"),
+    "decimal": _pick(
+        decimal,
+        "Decimal Context localcontext DecimalException InvalidOperation DivisionByZero "
+        "Inexact Rounded Overflow Underflow Subnormal Clamped FloatOperation "
+        "ROUND_05UP ROUND_CEILING ROUND_DOWN ROUND_FLOOR ROUND_HALF_DOWN "
+        "ROUND_HALF_EVEN ROUND_HALF_UP ROUND_UP MAX_PREC MAX_EMAX MIN_EMIN MIN_ETINY",
+    ),
     "fractions": _pick(fractions, "Fraction"),
     "uuid": _pick(uuid, "UUID uuid3 uuid4 uuid5 NAMESPACE_DNS NAMESPACE_URL NAMESPACE_OID NAMESPACE_X500"),
-    "time": _pick(time, "time time_ns monotonic monotonic_ns perf_counter perf_counter_ns process_time "
-                        "gmtime strftime strptime sleep struct_time"),
+    "time": _pick(
+        time,
+        "time time_ns monotonic monotonic_ns perf_counter perf_counter_ns process_time "
+        "gmtime strftime strptime sleep struct_time",
+    ),
 }
 
-_RANDOM_METHODS = ["random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform", "triangular", "gauss", "normalvariate", "lognormvariate", "expovariate", "vonmisesvariate", "gammavariate", "betavariate", "paretovariate", "weibullvariate", "getrandbits", "randbytes", "seed"]
+_RANDOM_METHODS = [
+    "random",
+    "randint",
+    "randrange",
+    "choice",
+    "choices",
+    "shuffle",
+    "sample",
+    "uniform",
+    "triangular",
+    "gauss",
+    "normalvariate",
+    "lognormvariate",
+    "expovariate",
+    "vonmisesvariate",
+    "gammavariate",
+    "betavariate",
+    "paretovariate",
+    "weibullvariate",
+    "getrandbits",
+    "randbytes",
+    "seed",
+]
 
 # Shared by every run: immutable facades over immutable or host-owned values.
 SHARED_FACADES: dict[str, ModuleFacade] = {name: ModuleFacade(name, exports) for name, exports in _EXPORTS.items()}
@@ -216,15 +371,18 @@ import _strptime  # noqa: E402
 _HOST_INTERNAL = {"_strptime": _strptime}
 
 
-def make_importer(make_logic: Callable[[], ModuleFacade],
-                  alive: Callable[[], bool] = lambda: True) -> Callable[..., ModuleFacade]:
+def make_importer(
+    make_logic: Callable[[], ModuleFacade], alive: Callable[[], bool] = lambda: True
+) -> Callable[..., ModuleFacade]:
     """`__import__` for one run: facades only, `random`, `logic` and `decimal` built on first import.
 
     `alive()` is true while the run is in progress (decimal.localcontext goes inert after).
     """
     per_run: dict[str, ModuleFacade] = {}
     builders: dict[str, Callable[[], ModuleFacade]] = {
-        "random": random_facade, "logic": make_logic, "decimal": lambda: _fresh_decimal(alive),
+        "random": random_facade,
+        "logic": make_logic,
+        "decimal": lambda: _fresh_decimal(alive),
     }
 
     def logic_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0):

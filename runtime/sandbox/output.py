@@ -50,7 +50,7 @@ class LogBudget:
             self.left -= cost
             return text, False
         room, self.left, self.cut = self.left - 1, 0, True
-        head = text.encode("utf-8", "surrogatepass")[:max(room, 0)].decode("utf-8", "ignore")
+        head = text.encode("utf-8", "surrogatepass")[: max(room, 0)].decode("utf-8", "ignore")
         return (head or None), True
 
     def is_marker(self, text: str) -> bool:
@@ -79,8 +79,9 @@ def exact_str(value: Any, what: str) -> str:
 class RunOutput:
     __slots__ = ("_host", "_log", "_events_left", "_events_max", "_data_max", "_name_max", "_closed")
 
-    def __init__(self, host: Any, log_max_bytes: int, events_max: int, event_data_max_bytes: int,
-                 event_name_max_chars: int):
+    def __init__(
+        self, host: Any, log_max_bytes: int, events_max: int, event_data_max_bytes: int, event_name_max_chars: int
+    ):
         self._host = host
         self._name_max = event_name_max_chars
         self._log = LogBudget(log_max_bytes)
@@ -114,8 +115,11 @@ class RunOutput:
         if not 1 <= len(name) <= self._name_max:
             raise ValueError(f"event name must be 1 to {self._name_max} characters, not {len(name)}")
         if data is not None:
-            data = data if type(data) is str else (
-                str.__str__(data) if isinstance(data, str) else dumps_exact(data, self._data_max, "event data"))
+            data = (
+                data
+                if type(data) is str
+                else (str.__str__(data) if isinstance(data, str) else dumps_exact(data, self._data_max, "event data"))
+            )
             size = len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
             if size > self._data_max:
                 raise ValueError(f"event data is {size} bytes; the limit is {self._data_max} bytes")
@@ -137,8 +141,9 @@ class PrintCollector:
     def __init__(self, log: Callable[[str, str], None]):
         self._log = log
 
-    def _call_print(self, *objects: Any, sep: str | None = " ", end: str | None = "\n",
-                    file: Any = None, flush: bool = False) -> None:
+    def _call_print(
+        self, *objects: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False
+    ) -> None:
         if file is not None:
             raise TypeError("print(file=...) is not supported in Logic functions")
         sep = " " if sep is None else exact_str(sep, "sep")

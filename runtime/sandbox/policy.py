@@ -26,11 +26,19 @@ from RestrictedPython.transformer import INSPECT_ATTRIBUTES, RestrictingNodeTran
 # frames, code and their globals; str.format/format_map walk attributes of
 # their arguments inside C, past the guard ("{0.__class__}".format(x)); mro()
 # hands out `object`, the root of every subclass walk.
-BLOCKED_ATTRIBUTES = frozenset(INSPECT_ATTRIBUTES | {
-    "format", "format_map", "mro",
-    "f_trace_lines", "f_trace_opcodes", "tb_lasti",
-    "co_consts", "co_names",
-})
+BLOCKED_ATTRIBUTES = frozenset(
+    INSPECT_ATTRIBUTES
+    | {
+        "format",
+        "format_map",
+        "mro",
+        "f_trace_lines",
+        "f_trace_opcodes",
+        "tb_lasti",
+        "co_consts",
+        "co_names",
+    }
+)
 
 _BLOCKED_HINTS = {
     "format": "str.format can read attributes of its arguments; use an f-string or %",
@@ -79,12 +87,23 @@ def parse_source(source: str, filename: str, max_bytes: int, max_depth: int) -> 
         return None, [problem(filename, 1, f"syntax error: {exc}")]
     except (RecursionError, MemoryError):
         # CPython's own guards against absurd nesting (parser stack, AST construction).
-        return None, [problem(filename, 1, f"code is too deeply nested to compile (limit: depth {max_depth}); "
-                                            "split long expressions or nested structures")]
+        return None, [
+            problem(
+                filename,
+                1,
+                f"code is too deeply nested to compile (limit: depth {max_depth}); "
+                "split long expressions or nested structures",
+            )
+        ]
     line = _first_too_deep(tree, max_depth)
     if line is not None:
-        return None, [problem(filename, line, f"code is nested too deeply (limit: depth {max_depth}); "
-                                              "split long expressions or nested structures")]
+        return None, [
+            problem(
+                filename,
+                line,
+                f"code is nested too deeply (limit: depth {max_depth}); split long expressions or nested structures",
+            )
+        ]
     return tree, []
 
 

@@ -54,8 +54,7 @@ def dumps_exact(value: Any, max_bytes: int, what: str = "return value") -> str:
     try:
         text = _ENCODER.encode(value)
     except ValueError:  # the only one left after _check: an int past CPython's digit limit
-        raise ResultError(f"{what} holds an int too large to serialise (over 4300 digits); "
-                          "send it as a str") from None
+        raise ResultError(f"{what} holds an int too large to serialise (over 4300 digits); send it as a str") from None
     if len(text) > max_bytes:
         raise ResultError(f"{what} is {len(text)} bytes as JSON; the limit is {max_bytes} bytes")
     return text
@@ -88,7 +87,8 @@ def _check(value: Any, what: str, max_bytes: int) -> int:
                     if type(key) is not str:
                         raise ResultError(
                             f"{what} has a dict key of type {type(key).__name__!r} at {_path(path)}; "
-                            "JSON object keys must be str")
+                            "JSON object keys must be str"
+                        )
                     size += len(key) + 4
                     walk(item, (path, key), depth + 1)
             else:
@@ -98,7 +98,8 @@ def _check(value: Any, what: str, max_bytes: int) -> int:
             active.discard(id(node))
         else:
             raise ResultError(
-                f"{what} is not JSON-serialisable: {kind.__name__!r} at {_path(path)}{_HINTS.get(kind, '')}")
+                f"{what} is not JSON-serialisable: {kind.__name__!r} at {_path(path)}{_HINTS.get(kind, '')}"
+            )
         if size > max_bytes:
             raise ResultError(f"{what} is over {max_bytes} bytes as JSON; the limit is {max_bytes} bytes")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import textwrap
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from .compiler import CompiledFunction, compile_function
 from .context import SecretAccessError
@@ -75,14 +75,32 @@ def compile_source(source: str, **options: Any) -> CompiledFunction:
     return compile_function(source, **options)
 
 
-def run_source(source: str, *, context: dict | None = None, secrets: dict | None = None,
-               declared: tuple[str, ...] = (), limits: RunLimits | None = None,
-               host: RecordingHost | None = None, entry: str = "main") -> Ran:
+def run_source(
+    source: str,
+    *,
+    context: dict | None = None,
+    secrets: dict | None = None,
+    declared: tuple[str, ...] = (),
+    limits: RunLimits | None = None,
+    host: RecordingHost | None = None,
+    entry: str = "main",
+) -> Ran:
     source = textwrap.dedent(source)
     fn = compile_source(source, declared_secrets=declared, entry=entry)
     host = host or RecordingHost(secrets)
-    context = {"event": {"id": "ev1", "name": "sensor", "data": "{\"i\": 7}",
-                         "published_at": "2024-01-01T00:00:00Z", "source": "test"}} if context is None else context
+    context = (
+        {
+            "event": {
+                "id": "ev1",
+                "name": "sensor",
+                "data": '{"i": 7}',
+                "published_at": "2024-01-01T00:00:00Z",
+                "source": "test",
+            }
+        }
+        if context is None
+        else context
+    )
     if limits is None:
         limits = default_limits()
     return Ran(run_function(fn, context, host, declared_secrets=declared, limits=limits), host)

@@ -63,8 +63,9 @@ class Pool(Protocol):
 
     others_busy: Callable[[], bool]  # set by the HTTP app: whether requests wait for the CPU
 
-    def run(self, job: Job, on_secret: Callable[[str], str],
-            on_start: Callable[[], None] | None = None) -> WorkerResult: ...
+    def run(
+        self, job: Job, on_secret: Callable[[str], str], on_start: Callable[[], None] | None = None
+    ) -> WorkerResult: ...
 
     def close(self) -> None: ...
 
@@ -171,13 +172,16 @@ class WorkerPool:
         self._spawner = Spawner(self._config)
         self.isolated = bool(self._spawner.hello.get("isolate"))
         if isolate is None and os.geteuid() == 0 and not self.isolated:
-            log.warning("running as root but workers cannot get a network namespace and their own uid "
-                        "(no CAP_SYS_ADMIN?): workers are confined by rlimits and the sandbox only")
+            log.warning(
+                "running as root but workers cannot get a network namespace and their own uid "
+                "(no CAP_SYS_ADMIN?): workers are confined by rlimits and the sandbox only"
+            )
 
     # -- public ---------------------------------------------------------------
 
-    def run(self, job: Job, on_secret: Callable[[str], str],
-            on_start: Callable[[], None] | None = None) -> WorkerResult:
+    def run(
+        self, job: Job, on_secret: Callable[[str], str], on_start: Callable[[], None] | None = None
+    ) -> WorkerResult:
         """Run `job` on a worker of its owner; `on_start` is called once a worker is
         reserved, right before the job is sent (waiting for a worker may take long)."""
         for _attempt in range(3):
@@ -463,8 +467,10 @@ class WorkerPool:
                     if secret_reads > reads_cap:
                         # Threat: a run (or a compromised worker) reading in a loop until its
                         # deadline: every read is an audit row kept in memory, then stored.
-                        reply = {"op": "secret_error",
-                                 "message": f"this run read secrets {reads_cap:,} times, the limit per run"}
+                        reply = {
+                            "op": "secret_error",
+                            "message": f"this run read secrets {reads_cap:,} times, the limit per run",
+                        }
                         dropped += _FRAME_OVERHEAD
                         if dropped > _FLOOD_FACTOR * log_cap:
                             raise _Flood("secret requests")
@@ -507,8 +513,7 @@ class WorkerPool:
             keep,
         )
 
-    def _finish(self, frame: dict, worker: _Worker, job: Job,
-                result_cap: int) -> tuple[RunStatus, object, dict | None]:
+    def _finish(self, frame: dict, worker: _Worker, job: Job, result_cap: int) -> tuple[RunStatus, object, dict | None]:
         status = frame.get("status")
         result_json = frame.get("result_json")
         error = frame.get("error")

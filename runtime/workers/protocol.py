@@ -81,7 +81,7 @@ def send_until(sock, data: bytes, deadline: float) -> None:
     view = memoryview(data)
     while view:
         try:
-            view = view[sock.send(view, socket.MSG_DONTWAIT):]
+            view = view[sock.send(view, socket.MSG_DONTWAIT) :]
             continue
         except BlockingIOError:
             pass

@@ -40,10 +40,30 @@ MAX_CONTROL_MESSAGE = 64 * 1024
 # Imported here, once, so workers find them in sys.modules and never open a
 # file to import after they are confined (some are imported lazily by others).
 _WARM_MODULES = (
-    "json", "math", "re", "datetime", "base64", "binascii", "hashlib", "hmac",
-    "struct", "zlib", "random", "statistics", "string", "itertools", "functools",
-    "collections", "decimal", "fractions", "uuid", "_strptime", "traceback",
-    "linecache", "unicodedata", "stringprep",
+    "json",
+    "math",
+    "re",
+    "datetime",
+    "base64",
+    "binascii",
+    "hashlib",
+    "hmac",
+    "struct",
+    "zlib",
+    "random",
+    "statistics",
+    "string",
+    "itertools",
+    "functools",
+    "collections",
+    "decimal",
+    "fractions",
+    "uuid",
+    "_strptime",
+    "traceback",
+    "linecache",
+    "unicodedata",
+    "stringprep",
 )
 
 _WARM_SOURCE = "import json\n\ndef main(event):\n    return json.loads(event.data)\n"
@@ -187,14 +207,20 @@ def warm(executor) -> None:
     try:
         fn = executor.compile_function(_WARM_SOURCE, filename="warm.py", max_bytes=65536, max_depth=100)
         context = {
-            "event": {"id": "0", "name": "warm", "data": '{"ok": true}', "published_at": "1970-01-01T00:00:00Z",
-                      "source": "zygote"},
+            "event": {
+                "id": "0",
+                "name": "warm",
+                "data": '{"ok": true}',
+                "published_at": "1970-01-01T00:00:00Z",
+                "source": "zygote",
+            },
             "scheduled": None,
             "trigger": {"type": "manual", "triggered_at": "1970-01-01T00:00:00Z", "event_id": None},
             "function_info": {"id": "warm", "name": "warm", "version": 1, "owner": "zygote"},
         }
-        limits = executor.RunLimits(log_max_bytes=4096, result_max_bytes=4096, events_max=1,
-                                    event_data_max_bytes=4096, event_name_max_chars=64)  # a warm-up only
+        limits = executor.RunLimits(
+            log_max_bytes=4096, result_max_bytes=4096, events_max=1, event_data_max_bytes=4096, event_name_max_chars=64
+        )  # a warm-up only
         executor.run_function(fn, context, _NullHost(), declared_secrets=(), limits=limits)
     except Exception:
         pass  # warming is an optimisation; a real run reports real errors

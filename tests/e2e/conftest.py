@@ -38,19 +38,18 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def client(self, token: str | None = None) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10,
-                            headers={"Authorization": f"Bearer {token or self.token}"})
+        return httpx.Client(base_url=self.url, timeout=10, headers={"Authorization": f"Bearer {token or self.token}"})
 
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([*LOGIC, *args], env=self.env, input=input, capture_output=True, text=True,
-                              timeout=60)
+        return subprocess.run([*LOGIC, *args], env=self.env, input=input, capture_output=True, text=True, timeout=60)
 
     def start(self) -> None:
         self.port = free_port()
         log = self.home / f"serve-{len(self.logs)}.log"
         self.logs.append(log)
-        self.proc = subprocess.Popen([*LOGIC, "serve", "--port", str(self.port)], env=self.env,
-                                     stdout=log.open("w"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [*LOGIC, "serve", "--port", str(self.port)], env=self.env, stdout=log.open("w"), stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -80,9 +79,17 @@ def make_server(tmp_path):
     def make(**settings: str) -> Server:
         home = tmp_path / f"home{len(servers)}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
-        env.update({"LOGIC_HOME": str(home), "LOGIC_RUN_TIMEOUT_S": "5", "LOGIC_DISPATCHER_POLL_S": "0.1",
-                    "LOGIC_WEBHOOK_TIMEOUT_S": "2", "LOGIC_WEBHOOK_RETRIES": "0",
-                    "LOGIC_DELIVERY_LEASE_MARGIN_S": "1", "LOGIC_WEBHOOK_ALLOW_PRIVATE": "1"})
+        env.update(
+            {
+                "LOGIC_HOME": str(home),
+                "LOGIC_RUN_TIMEOUT_S": "5",
+                "LOGIC_DISPATCHER_POLL_S": "0.1",
+                "LOGIC_WEBHOOK_TIMEOUT_S": "2",
+                "LOGIC_WEBHOOK_RETRIES": "0",
+                "LOGIC_DELIVERY_LEASE_MARGIN_S": "1",
+                "LOGIC_WEBHOOK_ALLOW_PRIVATE": "1",
+            }
+        )
         env.update({f"LOGIC_{k.upper()}": str(v) for k, v in settings.items()})
         server = Server(home, env)
         init = server.cli("init", "--json")

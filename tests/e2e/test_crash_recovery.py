@@ -21,16 +21,19 @@ def test_kill_9_mid_stream_then_restart(make_server, wait_for):
     server = make_server(run_timeout_s=2, runs_kept=100000, delivery_threads=2)
     server.start()
     with server.client() as api:
-        fid = api.post("/v1/logic/functions", json={
-            "name": "count", "source": SOURCE, "triggers": [{"type": "event", "event_name": "tick"}]}).json()["id"]
+        fid = api.post(
+            "/v1/logic/functions",
+            json={"name": "count", "source": SOURCE, "triggers": [{"type": "event", "event_name": "tick"}]},
+        ).json()["id"]
 
     acknowledged: list[str] = []
     lock = threading.Lock()
     killed = threading.Event()
 
     def publisher(offset: int) -> None:
-        with httpx.Client(base_url=server.url, timeout=5,
-                          headers={"Authorization": f"Bearer {server.token}"}) as client:
+        with httpx.Client(
+            base_url=server.url, timeout=5, headers={"Authorization": f"Bearer {server.token}"}
+        ) as client:
             for n in range(offset, EVENTS, 4):
                 if killed.is_set():
                     return

@@ -90,6 +90,7 @@ def intact(home: Path, expected: dict[str, str]) -> None:
 
 # a real full disk (root) ----------------------------------------------------------
 
+
 class SmallDisk:
     def __init__(self, path: Path):
         self.path = path
@@ -127,8 +128,9 @@ def small_disk(tmp_path):
         pytest.skip("no mount/umount here to make a small disk")
     point = tmp_path / "small-disk"
     point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1500k,mode=0700", "tmpfs", str(point)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1500k,mode=0700", "tmpfs", str(point)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"mounting a tmpfs was refused: {mounted.stderr.strip() or mounted.returncode}")
     try:
@@ -212,17 +214,17 @@ def test_the_api_on_an_injected_full_disk(settings, full_disk):
     service = Service.open(settings)
     headers = {"Authorization": f"Bearer {token}"}
     try:
-        with TestClient(create_app(service)) as fast, \
-                TestClient(create_app(service, publish_fast_path=False)) as plain:
+        with TestClient(create_app(service)) as fast, TestClient(create_app(service, publish_fast_path=False)) as plain:
             assert fast.post("/v1/secrets", headers=headers, json={"name": "KEPT", "value": "kept"}).status_code == 201
             full_disk.full = True
             expected = (507, {"error": disk_full_message(settings.home)})
             for client in (fast, plain):
-                for method, url, body in (("POST", "/v1/secrets", {"name": "NEW", "value": "new"}),
-                                          ("PUT", "/v1/secrets/KEPT", {"value": "changed"}),
-                                          ("POST", "/v1/events", {"name": "sensor-test", "data": "1"}),
-                                          ("POST", "/v1/logic/functions", {"name": "f", "source":
-                                           "def main(event):\n    return 1\n"})):
+                for method, url, body in (
+                    ("POST", "/v1/secrets", {"name": "NEW", "value": "new"}),
+                    ("PUT", "/v1/secrets/KEPT", {"value": "changed"}),
+                    ("POST", "/v1/events", {"name": "sensor-test", "data": "1"}),
+                    ("POST", "/v1/logic/functions", {"name": "f", "source": "def main(event):\n    return 1\n"}),
+                ):
                     response = client.request(method, url, headers=headers, json=body)
                     assert (response.status_code, response.json()) == expected, (method, url)
                     assert "retry-after" not in response.headers
@@ -256,6 +258,7 @@ def test_the_cli_on_an_injected_full_disk(cli, settings, full_disk):
 
 # a lock held by another process ------------------------------------------------------
 
+
 def hold_lock(db_path: Path) -> sqlite3.Connection:
     holder = sqlite3.connect(db_path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
@@ -285,8 +288,10 @@ def test_the_server_while_another_process_holds_the_lock(make_server, wait_for):
     holder = hold_lock(server.home / "logic.db")
     try:
         with server.client() as api:
-            for url, body in (("/v1/secrets", {"name": "NEW", "value": "new"}),
-                              ("/v1/events", {"name": "sensor-test", "data": "1"})):  # the fast path
+            for url, body in (
+                ("/v1/secrets", {"name": "NEW", "value": "new"}),
+                ("/v1/events", {"name": "sensor-test", "data": "1"}),
+            ):  # the fast path
                 response = api.post(url, json=body)
                 assert response.status_code == 503, response.text
                 assert response.json() == {"error": busy_message(server.home)}

@@ -7,7 +7,7 @@ import signal
 SECRET = "e2e-Secret-Value-7f3a9c"
 NEW_SECRET = "rotated-Value-0b41d2e8"
 
-SOURCE = '''
+SOURCE = """
 import json
 import logic
 
@@ -16,10 +16,14 @@ def main(event, secrets):
     logic.log.info("using key", key)
     logic.publish("reading-auth", {"len": len(key), "key": key})
     return {"key_len": len(key), "echo": key, "data": json.loads(event.data)}
-'''
+"""
 
-FUNCTION = {"name": "uses-key", "secrets": ["API_KEY"], "source": SOURCE,
-            "triggers": [{"type": "event", "event_name": "sensor-test"}]}
+FUNCTION = {
+    "name": "uses-key",
+    "secrets": ["API_KEY"],
+    "source": SOURCE,
+    "triggers": [{"type": "event", "event_name": "sensor-test"}],
+}
 
 
 def runs_of(client, fid, n):
@@ -32,6 +36,7 @@ def test_secret_function_event_run_audit(make_server, wait_for):
     server.start()
     seen: list[str] = []
     with server.client() as api:
+
         def call(method, url, **kw):
             response = api.request(method, url, **kw)
             seen.append(response.text)
@@ -52,8 +57,9 @@ def test_secret_function_event_run_audit(make_server, wait_for):
         assert run["trigger"] == {"type": "event", "event_id": event_id, "scheduled_at": None}
         assert run["result"] == {"key_len": len(SECRET), "echo": "[[SENSITIVE]]", "data": {"t": 21}}
         assert run["logs"][0]["message"] == "using key [[SENSITIVE]]"
-        assert run["events_published"] == [{"name": "reading-auth",
-                                            "data": '{"len":%d,"key":"[[SENSITIVE]]"}' % len(SECRET)}]
+        assert run["events_published"] == [
+            {"name": "reading-auth", "data": '{"len":%d,"key":"[[SENSITIVE]]"}' % len(SECRET)}
+        ]
         assert run["secrets_accessed"] == ["API_KEY"]
 
         info = call("GET", "/v1/secrets/API_KEY").json()

@@ -8,12 +8,12 @@ from urllib.parse import parse_qs, urlparse
 SECRET = "hook-Secret-4d2b91ce77"
 
 
-HANDLER = '''
+HANDLER = """
 import json
 
 def main(event):
     return {"got": event.name, "data": json.loads(event.data)}
-'''
+"""
 
 
 def test_webhook_gets_secret_log_is_masked_response_triggers_function(make_server, wait_for, receiver):
@@ -23,16 +23,26 @@ def test_webhook_gets_secret_log_is_masked_response_triggers_function(make_serve
     server.start()
     with server.client() as api:
         assert api.post("/v1/secrets", json={"name": "API_KEY", "value": SECRET}).status_code == 201
-        hook = api.post("/v1/integrations", json={
-            "name": "ingest", "event": "sensor/", "secrets": ["API_KEY"],
-            "url": receiver.url + "/ingest?key={{{API_KEY}}}",
-            "headers": {"Authorization": "Bearer {{{API_KEY}}}"},
-            "json": {"name": "{{{EVENT_NAME}}}", "value": "{{{EVENT_DATA}}}"},
-        })
+        hook = api.post(
+            "/v1/integrations",
+            json={
+                "name": "ingest",
+                "event": "sensor/",
+                "secrets": ["API_KEY"],
+                "url": receiver.url + "/ingest?key={{{API_KEY}}}",
+                "headers": {"Authorization": "Bearer {{{API_KEY}}}"},
+                "json": {"name": "{{{EVENT_NAME}}}", "value": "{{{EVENT_DATA}}}"},
+            },
+        )
         assert hook.status_code == 201, hook.text
-        fn = api.post("/v1/logic/functions", json={
-            "name": "on-response", "source": HANDLER,
-            "triggers": [{"type": "event", "event_name": "hook-response/sensor/temp"}]})
+        fn = api.post(
+            "/v1/logic/functions",
+            json={
+                "name": "on-response",
+                "source": HANDLER,
+                "triggers": [{"type": "event", "event_name": "hook-response/sensor/temp"}],
+            },
+        )
         assert fn.status_code == 201, fn.text
 
         assert api.post("/v1/events", json={"name": "sensor/temp", "data": "21.5"}).status_code == 202
@@ -51,8 +61,10 @@ def test_webhook_gets_secret_log_is_masked_response_triggers_function(make_serve
         runs = wait_for(lambda: api.get(f"/v1/logic/functions/{fid}/runs").json()["logic_runs"])
         assert runs[0]["status"] == "success"
         # The receiver echoed the secret back: the response event carries it masked.
-        assert runs[0]["result"] == {"got": "hook-response/sensor/temp",
-                                     "data": {"stored": True, "echo": "Bearer [[SENSITIVE]]"}}
+        assert runs[0]["result"] == {
+            "got": "hook-response/sensor/temp",
+            "data": {"stored": True, "echo": "Bearer [[SENSITIVE]]"},
+        }
         assert api.get("/v1/secrets/API_KEY").json()["integrations"] == ["ingest"]
     server.stop()
     assert SECRET not in server.output()

@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import click
@@ -26,8 +26,7 @@ from store.migrations import MIGRATIONS
 from store.secrets import Access
 
 VALUE = "cli-test-value-Qx7!"
-SECRET_KEYS = ["name", "created_at", "updated_at", "last_accessed_at", "usage_count", "logic_functions",
-               "integrations"]
+SECRET_KEYS = ["name", "created_at", "updated_at", "last_accessed_at", "usage_count", "logic_functions", "integrations"]
 
 
 @pytest.fixture
@@ -96,6 +95,7 @@ def _refused(result, message: str, code: int = 1) -> None:
 
 # init ----------------------------------------------------------------------------
 
+
 def test_init_then_again(cli, logic_home):
     first = cli("init")
     assert first.exit_code == 0
@@ -123,8 +123,11 @@ def test_init_json(cli, logic_home):
     assert data["master_key"] == str(logic_home / "master.key")
     again = json.loads(cli("init", "--json").stdout)
     assert again["created"] is False and again["token"] is None and again["admin"] == data["admin"]
-    assert (logic_home.stat().st_mode & 0o777, (logic_home / "master.key").stat().st_mode & 0o777,
-            (logic_home / "logic.db").stat().st_mode & 0o777) == (0o700, 0o600, 0o600)
+    assert (
+        logic_home.stat().st_mode & 0o777,
+        (logic_home / "master.key").stat().st_mode & 0o777,
+        (logic_home / "logic.db").stat().st_mode & 0o777,
+    ) == (0o700, 0o600, 0o600)
 
 
 def test_commands_before_init(cli, logic_home):
@@ -137,11 +140,12 @@ def test_commands_before_init(cli, logic_home):
 
 # secrets -------------------------------------------------------------------------
 
+
 def _check_secret_json(data: dict, name: str) -> None:
     assert list(data) == SECRET_KEYS
     assert data["name"] == name
     for key in ("created_at", "updated_at"):
-        assert parse_iso(data[key]).tzinfo == timezone.utc and data[key].endswith("Z")
+        assert parse_iso(data[key]).tzinfo == UTC and data[key].endswith("Z")
     assert isinstance(data["usage_count"], int)
     assert isinstance(data["logic_functions"], list) and isinstance(data["integrations"], list)
 
@@ -233,8 +237,10 @@ def test_usage_is_shown_and_blocks_delete(ready):
     assert (data["usage_count"], data["logic_functions"], data["integrations"]) == (2, ["reformat"], ["notify"])
     assert "reformat" in ready("secrets", "list").stdout
     before = _state(ready)
-    _refused(ready("secrets", "delete", "API_KEY"),
-             "secret API_KEY is in use by function reformat, integration notify: remove it from them first")
+    _refused(
+        ready("secrets", "delete", "API_KEY"),
+        "secret API_KEY is in use by function reformat, integration notify: remove it from them first",
+    )
     assert _state(ready) == before
 
 
@@ -243,44 +249,53 @@ def test_usage_is_shown_and_blocks_delete(ready):
 BIG = 64 * 1024
 
 
-@pytest.mark.parametrize("args, stdin, message", [
-    (["secrets", "create", "1ABC"], VALUE, "invalid secret name '1ABC'"),
-    (["secrets", "create", "abc"], VALUE, "invalid secret name 'abc'"),
-    (["secrets", "create", "A-B"], VALUE, "invalid secret name 'A-B'"),
-    (["secrets", "create", ""], VALUE, "secret name must not be empty"),
-    (["secrets", "create", "A" * 65], VALUE, "secret name must be at most 64 characters, not 65"),
-    (["secrets", "create", "API_KEY"], "another", "secret API_KEY already exists"),
-    (["secrets", "create", "NEW"], "", "secret value must not be empty"),
-    (["secrets", "create", "NEW"], "\n", "secret value must not be empty"),
-    (["secrets", "create", "NEW"], "x" * (BIG + 1), f"secret value is {BIG + 1} bytes; the limit is {BIG} bytes"),
-    (["secrets", "create", "NEW"], b"\xff\xfe\xfd", "secret value is not valid UTF-8 text"),
-    (["secrets", "update", "API_KEY"], "", "secret value must not be empty"),
-    (["secrets", "update", "API_KEY"], "y" * (BIG + 1), f"secret value is {BIG + 1} bytes"),
-    (["secrets", "update", "API_KEY"], b"ok\xc3", "secret value is not valid UTF-8 text"),
-    (["secrets", "update", "NOPE"], VALUE, "secret NOPE does not exist"),
-    (["secrets", "get", "NOPE"], None, "secret NOPE does not exist"),
-    (["secrets", "delete", "NOPE"], None, "secret NOPE does not exist"),
-    (["secrets", "list", "--org", "nope"], None, "organization nope does not exist"),
-    (["secrets", "create", "NEW", "--org", "nope"], VALUE, "organization nope does not exist"),
-    (["--as", "bob", "secrets", "list", "--org", "acme"], None, "user bob is not a member of organization acme"),
-    (["--as", "bob", "secrets", "create", "NEW", "--org", "acme"], VALUE,
-     "user bob is not a member of organization acme"),
-    (["--as", "bob", "secrets", "get", "API_KEY", "--org", "acme"], None,
-     "user bob is not a member of organization acme"),
-    (["--as", "bob", "orgs", "add-member", "acme", "bob"], None, "user bob is not a member of organization acme"),
-    (["--as", "bob", "users", "create", "carol"], None, "only an admin can create users"),
-    (["--as", "bob", "keys", "rotate"], None, "only an admin can rotate keys"),
-    (["--as", "bob", "keys", "rotate", "--master"], None, "only an admin can rotate keys"),
-    (["--as", "ghost", "secrets", "list"], None, "user ghost does not exist"),
-    (["users", "create", "bob"], None, "user bob already exists"),
-    (["users", "create", "Bad Name"], None, "invalid user name 'Bad Name'"),
-    (["orgs", "create", "acme"], None, "organization acme already exists"),
-    (["orgs", "add-member", "acme", "ghost"], None, "user ghost does not exist"),
-    (["orgs", "add-member", "nope", "bob"], None, "organization nope does not exist"),
-    (["audit", "--secret", "NOPE"], None, "secret NOPE does not exist"),
-    (["--as", "bob", "tokens", "create", "--user", "root"], None,
-     "only an admin can manage another user's tokens"),
-], ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None)
+@pytest.mark.parametrize(
+    "args, stdin, message",
+    [
+        (["secrets", "create", "1ABC"], VALUE, "invalid secret name '1ABC'"),
+        (["secrets", "create", "abc"], VALUE, "invalid secret name 'abc'"),
+        (["secrets", "create", "A-B"], VALUE, "invalid secret name 'A-B'"),
+        (["secrets", "create", ""], VALUE, "secret name must not be empty"),
+        (["secrets", "create", "A" * 65], VALUE, "secret name must be at most 64 characters, not 65"),
+        (["secrets", "create", "API_KEY"], "another", "secret API_KEY already exists"),
+        (["secrets", "create", "NEW"], "", "secret value must not be empty"),
+        (["secrets", "create", "NEW"], "\n", "secret value must not be empty"),
+        (["secrets", "create", "NEW"], "x" * (BIG + 1), f"secret value is {BIG + 1} bytes; the limit is {BIG} bytes"),
+        (["secrets", "create", "NEW"], b"\xff\xfe\xfd", "secret value is not valid UTF-8 text"),
+        (["secrets", "update", "API_KEY"], "", "secret value must not be empty"),
+        (["secrets", "update", "API_KEY"], "y" * (BIG + 1), f"secret value is {BIG + 1} bytes"),
+        (["secrets", "update", "API_KEY"], b"ok\xc3", "secret value is not valid UTF-8 text"),
+        (["secrets", "update", "NOPE"], VALUE, "secret NOPE does not exist"),
+        (["secrets", "get", "NOPE"], None, "secret NOPE does not exist"),
+        (["secrets", "delete", "NOPE"], None, "secret NOPE does not exist"),
+        (["secrets", "list", "--org", "nope"], None, "organization nope does not exist"),
+        (["secrets", "create", "NEW", "--org", "nope"], VALUE, "organization nope does not exist"),
+        (["--as", "bob", "secrets", "list", "--org", "acme"], None, "user bob is not a member of organization acme"),
+        (
+            ["--as", "bob", "secrets", "create", "NEW", "--org", "acme"],
+            VALUE,
+            "user bob is not a member of organization acme",
+        ),
+        (
+            ["--as", "bob", "secrets", "get", "API_KEY", "--org", "acme"],
+            None,
+            "user bob is not a member of organization acme",
+        ),
+        (["--as", "bob", "orgs", "add-member", "acme", "bob"], None, "user bob is not a member of organization acme"),
+        (["--as", "bob", "users", "create", "carol"], None, "only an admin can create users"),
+        (["--as", "bob", "keys", "rotate"], None, "only an admin can rotate keys"),
+        (["--as", "bob", "keys", "rotate", "--master"], None, "only an admin can rotate keys"),
+        (["--as", "ghost", "secrets", "list"], None, "user ghost does not exist"),
+        (["users", "create", "bob"], None, "user bob already exists"),
+        (["users", "create", "Bad Name"], None, "invalid user name 'Bad Name'"),
+        (["orgs", "create", "acme"], None, "organization acme already exists"),
+        (["orgs", "add-member", "acme", "ghost"], None, "user ghost does not exist"),
+        (["orgs", "add-member", "nope", "bob"], None, "organization nope does not exist"),
+        (["audit", "--secret", "NOPE"], None, "secret NOPE does not exist"),
+        (["--as", "bob", "tokens", "create", "--user", "root"], None, "only an admin can manage another user's tokens"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 40 else None,
+)
 def test_bad_input_is_refused_and_changes_nothing(ready, args, stdin, message):
     before = _state(ready)
     _refused(ready(*args, input=stdin), message)
@@ -300,12 +315,23 @@ def test_unreadable_value_file(ready, tmp_path):
     assert _state(ready) == before
 
 
-@pytest.mark.parametrize("args", [
-    ["secrets", "create"], ["secrets", "update"], ["secrets", "get"], ["secrets", "delete"],
-    ["secrets", "create", "X", "--value", "abc"], ["secrets", "update", "API_KEY", "--value=abc"],
-    ["secrets", "create", "X", "abc"], ["secrets", "nope"], ["nope"], ["orgs", "add-member", "acme"],
-    ["users", "create"], ["audit", "--limit", "0"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["secrets", "create"],
+        ["secrets", "update"],
+        ["secrets", "get"],
+        ["secrets", "delete"],
+        ["secrets", "create", "X", "--value", "abc"],
+        ["secrets", "update", "API_KEY", "--value=abc"],
+        ["secrets", "create", "X", "abc"],
+        ["secrets", "nope"],
+        ["nope"],
+        ["orgs", "add-member", "acme"],
+        ["users", "create"],
+        ["audit", "--limit", "0"],
+    ],
+)
 def test_usage_errors_exit_2(ready, args):
     before = _state(ready)
     result = ready(*args, input="abc\n")
@@ -335,13 +361,23 @@ def test_no_option_anywhere_takes_a_secret_value():
 # wrong key, missing key, newer schema, tampered rows ------------------------------
 
 EVERY_COMMAND = [
-    (["init"], None), (["secrets", "list"], None), (["secrets", "list", "--json"], None),
-    (["secrets", "get", "API_KEY"], None), (["secrets", "get", "API_KEY", "--json"], None),
-    (["secrets", "create", "NEW"], VALUE), (["secrets", "update", "API_KEY"], VALUE),
-    (["secrets", "delete", "API_KEY"], None), (["secrets", "list", "--org", "acme"], None),
-    (["audit"], None), (["audit", "--secret", "API_KEY", "--json"], None), (["users", "create", "carol"], None),
-    (["orgs", "create", "other"], None), (["orgs", "add-member", "acme", "bob"], None),
-    (["tokens", "create"], None), (["keys", "rotate"], None), (["keys", "rotate", "--master"], None),
+    (["init"], None),
+    (["secrets", "list"], None),
+    (["secrets", "list", "--json"], None),
+    (["secrets", "get", "API_KEY"], None),
+    (["secrets", "get", "API_KEY", "--json"], None),
+    (["secrets", "create", "NEW"], VALUE),
+    (["secrets", "update", "API_KEY"], VALUE),
+    (["secrets", "delete", "API_KEY"], None),
+    (["secrets", "list", "--org", "acme"], None),
+    (["audit"], None),
+    (["audit", "--secret", "API_KEY", "--json"], None),
+    (["users", "create", "carol"], None),
+    (["orgs", "create", "other"], None),
+    (["orgs", "add-member", "acme", "bob"], None),
+    (["tokens", "create"], None),
+    (["keys", "rotate"], None),
+    (["keys", "rotate", "--master"], None),
 ]
 
 
@@ -356,8 +392,7 @@ def _every_command_refused(cli, message_start: str, env: dict | None = None) -> 
         assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
         assert VALUE not in result.stderr
     assert _raw_rows(cli.home) == rows
-    assert sorted((p.name, p.read_bytes()) for p in cli.home.iterdir()
-                  if not p.name.startswith("logic.db")) == files
+    assert sorted((p.name, p.read_bytes()) for p in cli.home.iterdir() if not p.name.startswith("logic.db")) == files
 
 
 def test_wrong_master_key_file(ready):
@@ -370,11 +405,15 @@ def test_missing_master_key(ready):
     _every_command_refused(ready, f"no master key: set LOGIC_MASTER_KEY or create {ready.home / 'master.key'}")
 
 
-@pytest.mark.parametrize("env_key, message", [
-    (masterkey.encode(b"w" * 32), "the master key does not match this database"),
-    ("!!!not base64!!!", "the master key in LOGIC_MASTER_KEY is not valid base64"),
-    (masterkey.encode(b"k" * 31), "the master key in LOGIC_MASTER_KEY must be 32 bytes, not 31"),
-], ids=["wrong", "not-base64", "31-bytes"])
+@pytest.mark.parametrize(
+    "env_key, message",
+    [
+        (masterkey.encode(b"w" * 32), "the master key does not match this database"),
+        ("!!!not base64!!!", "the master key in LOGIC_MASTER_KEY is not valid base64"),
+        (masterkey.encode(b"k" * 31), "the master key in LOGIC_MASTER_KEY must be 32 bytes, not 31"),
+    ],
+    ids=["wrong", "not-base64", "31-bytes"],
+)
 def test_bad_env_master_key(ready, env_key, message):
     _every_command_refused(ready, message, env={"LOGIC_MASTER_KEY": env_key})
 
@@ -383,8 +422,11 @@ def test_newer_schema(ready):
     conn = sqlite3.connect(ready.home / "logic.db")
     conn.execute("PRAGMA user_version = 999")
     conn.close()
-    _every_command_refused(ready, f"the database at {ready.home / 'logic.db'} has schema version 999, newer "
-                                  f"than this logic-runtime supports ({len(MIGRATIONS)})")
+    _every_command_refused(
+        ready,
+        f"the database at {ready.home / 'logic.db'} has schema version 999, newer "
+        f"than this logic-runtime supports ({len(MIGRATIONS)})",
+    )
 
 
 def test_tampered_ciphertext_is_named_never_decrypted(ready):
@@ -396,8 +438,10 @@ def test_tampered_ciphertext_is_named_never_decrypted(ready):
     conn.close()
     before = _state(ready)
     owner = _admin_owner(ready.home)
-    _refused(ready("keys", "rotate"), f"secret API_KEY of {owner} cannot be decrypted: the stored value "
-                                      "was altered or belongs to another secret")
+    _refused(
+        ready("keys", "rotate"),
+        f"secret API_KEY of {owner} cannot be decrypted: the stored value was altered or belongs to another secret",
+    )
     assert _state(ready) == before
     assert ready("secrets", "get", "API_KEY").exit_code == 0  # metadata still readable
 
@@ -406,8 +450,10 @@ def test_ciphertext_copied_to_another_owner(ready):
     assert ready("orgs", "add-member", "acme", "bob").exit_code == 0
     assert ready("secrets", "create", "API_KEY", "--org", "acme", input="org-value").exit_code == 0
     conn = sqlite3.connect(ready.home / "logic.db")
-    conn.execute("UPDATE secrets SET ciphertext = (SELECT ciphertext FROM secrets WHERE owner LIKE 'user:%') "
-                 "WHERE owner = 'org:acme'")
+    conn.execute(
+        "UPDATE secrets SET ciphertext = (SELECT ciphertext FROM secrets WHERE owner LIKE 'user:%') "
+        "WHERE owner = 'org:acme'"
+    )
     conn.commit()
     conn.close()
     before = _state(ready)
@@ -419,14 +465,14 @@ def test_ciphertext_copied_to_another_owner(ready):
 
 # users, orgs, tokens, keys, audit ------------------------------------------------
 
+
 def test_users_orgs_tokens(ready):
     made = ready("users", "create", "carol", "--json")
     assert json.loads(made.stdout) == {"name": "carol", "admin": False}
     assert ready("users", "create", "dave", "--admin").stdout == "Created user dave.\n"
     assert ready("--as", "dave", "users", "create", "erin").exit_code == 0
     assert json.loads(ready("orgs", "create", "beta", "--json").stdout) == {"org": "beta"}
-    assert json.loads(ready("orgs", "add-member", "beta", "carol", "--json").stdout) == {"org": "beta",
-                                                                                           "user": "carol"}
+    assert json.loads(ready("orgs", "add-member", "beta", "carol", "--json").stdout) == {"org": "beta", "user": "carol"}
     assert ready("orgs", "add-member", "acme", "carol").stdout == "Added carol to acme.\n"
     token_json = json.loads(ready("--as", "carol", "tokens", "create", "--json").stdout)
     human = ready("tokens", "create", "--user", "carol", "--label", "ci")
@@ -494,22 +540,34 @@ def test_audit(ready):
     store = _open(ready.home)
     owner = store.identity.first_admin().owner
     store.secrets.create(owner, "OTHER", "other-value")
-    store.secrets.record_access([
-        Access(owner, "API_KEY", "logic_function", "fn-1", "reformat", "run-1", "2026-01-01T00:00:01.000000Z"),
-        Access(owner, "OTHER", "integration", "int-1", "notify", None, "2026-01-01T00:00:02.000000Z"),
-    ])
+    store.secrets.record_access(
+        [
+            Access(owner, "API_KEY", "logic_function", "fn-1", "reformat", "run-1", "2026-01-01T00:00:01.000000Z"),
+            Access(owner, "OTHER", "integration", "int-1", "notify", None, "2026-01-01T00:00:02.000000Z"),
+        ]
+    )
     store.close()
     rows = json.loads(ready("audit", "--json").stdout)
     assert [r["secret"] for r in rows] == ["OTHER", "API_KEY"]
     assert set(rows[0]) == {"secret", "consumer_kind", "consumer", "consumer_id", "run_id", "at"}
     only = json.loads(ready("audit", "--secret", "API_KEY", "--json").stdout)
-    assert only == [{"secret": "API_KEY", "consumer_kind": "logic_function", "consumer": "reformat",
-                     "consumer_id": "fn-1", "run_id": "run-1", "at": "2026-01-01T00:00:01.000000Z"}]
+    assert only == [
+        {
+            "secret": "API_KEY",
+            "consumer_kind": "logic_function",
+            "consumer": "reformat",
+            "consumer_id": "fn-1",
+            "run_id": "run-1",
+            "at": "2026-01-01T00:00:01.000000Z",
+        }
+    ]
     human = ready("audit", "--secret", "API_KEY")
     assert "reformat" in human.stdout and "run-1" in human.stdout
     assert "No accesses recorded." in ready("audit", "--org", "acme").stdout
-    assert json.loads(ready("secrets", "get", "API_KEY", "--json").stdout)["last_accessed_at"] == \
-        "2026-01-01T00:00:01.000000Z"
+    assert (
+        json.loads(ready("secrets", "get", "API_KEY", "--json").stdout)["last_accessed_at"]
+        == "2026-01-01T00:00:01.000000Z"
+    )
 
 
 def test_every_command_has_help(cli):
@@ -524,11 +582,18 @@ def test_every_command_has_help(cli):
 
 # a real process ------------------------------------------------------------------
 
+
 def _run(home: Path, *args: str, stdin: bytes | None = None, env: dict | None = None):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
     full_env.update({"LOGIC_HOME": str(home), **(env or {})})
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], input=stdin, capture_output=True,
-                          env=full_env, timeout=60, cwd=Path(__file__).resolve().parents[2])
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.cli", *args],
+        input=stdin,
+        capture_output=True,
+        env=full_env,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
 
 
 def test_subprocess_init_create_list(logic_home):
@@ -552,7 +617,8 @@ def test_subprocess_errors_and_usage(logic_home):
     assert bad.stdout == b""
     assert bad.stderr.decode().splitlines() == [
         "Error: invalid secret name '1ABC': use upper-case letters, digits and _, not starting with a digit "
-        "(e.g. API_KEY)"]
+        "(e.g. API_KEY)"
+    ]
     usage = _run(logic_home, "secrets", "create", "X", "--value", "abc")
     assert usage.returncode == 2
     assert b"No such option" in usage.stderr

@@ -60,8 +60,14 @@ def deliver(env, event_name: str, data: str | None, function: str) -> dict:
 
 
 def test_there_are_six_examples():
-    assert [p.name for p in EXAMPLE_DIRS] == ["decode_base64", "decode_base85", "decode_data_url", "heartbeat",
-                                              "reformat_json", "sign_payload"]
+    assert [p.name for p in EXAMPLE_DIRS] == [
+        "decode_base64",
+        "decode_base85",
+        "decode_data_url",
+        "heartbeat",
+        "reformat_json",
+        "sign_payload",
+    ]
 
 
 @pytest.mark.parametrize("directory", EXAMPLE_DIRS, ids=lambda p: p.name)
@@ -136,12 +142,17 @@ def test_decode_base85_of_a_large_batch(env):
 def test_decode_data_url_json_in_base64_and_percent_encoding(env):
     config = {"interval_s": 60, "threshold": 21.5, "name": "greenhouse \u00e9"}
     raw = json.dumps(config).encode()
-    for url in (f"data:application/json;base64,{base64.b64encode(raw).decode()}",
-                f"data:application/json,{urllib.parse.quote(raw)}"):
+    for url in (
+        f"data:application/json;base64,{base64.b64encode(raw).decode()}",
+        f"data:application/json,{urllib.parse.quote(raw)}",
+    ):
         run = deliver(env, "config-upload", url, "decode-data-url")
         assert run["status"] == "success", run["error"]
-        assert run["result"] == {"accepted": True, "mime_type": "application/json",
-                                 "keys": ["interval_s", "name", "threshold"]}
+        assert run["result"] == {
+            "accepted": True,
+            "mime_type": "application/json",
+            "keys": ["interval_s", "name", "threshold"],
+        }
         (event,) = run["events_published"]
         assert event["name"] == "config-received" and json.loads(event["data"]) == config
 
@@ -226,8 +237,7 @@ def test_sign_payload_signs_with_the_secret(env):
     assert (access.consumer_kind, access.consumer_name) == ("logic_function", "sign-payload")
     assert SIGNING_KEY not in json.dumps(run)
     # The signed event was published for a webhook to pick up.
-    published = service.store.db.one("SELECT name, data, source FROM events WHERE source = ?",
-                                     (f"run:{run['id']}",))
+    published = service.store.db.one("SELECT name, data, source FROM events WHERE source = ?", (f"run:{run['id']}",))
     assert (published[0], json.loads(published[1])) == ("signed/reading", signed)
 
 

@@ -19,8 +19,21 @@ from store.errors import Conflict, DeployError, NotFound, PermissionDenied
 from tests.support import runtime_service
 
 RUNS_KEPT = 5
-RUN_KEYS = ["id", "function_id", "function_version", "trigger", "status", "started_at", "finished_at",
-            "duration_ms", "logs", "result", "error", "secrets_accessed", "events_published"]
+RUN_KEYS = [
+    "id",
+    "function_id",
+    "function_version",
+    "trigger",
+    "status",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "logs",
+    "result",
+    "error",
+    "secrets_accessed",
+    "events_published",
+]
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$")
 API_VALUE = "functions-test-api-key-4c1d9e"
 
@@ -55,8 +68,9 @@ def files(name: str, source: str = "def main(event):\n    return 1\n", **manifes
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
     """A service running in-process, runs_kept=5; users alice and bob, org acme (alice), alice's API_KEY."""
-    service = runtime_service(tmp_path_factory, "functions", in_process=True, workers=2, runs_kept=RUNS_KEPT,
-                              run_timeout_s=10.0)
+    service = runtime_service(
+        tmp_path_factory, "functions", in_process=True, workers=2, runs_kept=RUNS_KEPT, run_timeout_s=10.0
+    )
     try:
         admin = service.actor()
         alice = service.create_user(admin, "alice")
@@ -77,8 +91,10 @@ def rows(service: Service, table: str, where: str = "", params: tuple = ()) -> l
 
 
 def function_tables(service: Service) -> dict:
-    return {t: sorted(rows(service, t), key=repr)
-            for t in ("functions", "function_versions", "triggers", "runs", "secret_usages")}
+    return {
+        t: sorted(rows(service, t), key=repr)
+        for t in ("functions", "function_versions", "triggers", "runs", "secret_usages")
+    }
 
 
 # deploy ----------------------------------------------------------------------------
@@ -86,21 +102,47 @@ def function_tables(service: Service) -> dict:
 
 def test_deploy_then_redeploy_adds_versions(env):
     service, alice, _ = env
-    first = service.deploy_function(alice, files("versions", "def main(event):\n    return 'one'\n", description="first",
-                                                 triggers=[{"type": "event", "event_name": "v-old"}]))
+    first = service.deploy_function(
+        alice,
+        files(
+            "versions",
+            "def main(event):\n    return 'one'\n",
+            description="first",
+            triggers=[{"type": "event", "event_name": "v-old"}],
+        ),
+    )
     assert (first.name, first.version, first.owner, first.enabled) == ("versions", 1, "user:alice", True)
-    second = service.deploy_function(alice, files("versions", "def main(event):\n    return 'two'\n",
-                                                  description="second",
-                                                  triggers=[{"type": "event", "event_name": "v-new"},
-                                                            {"type": "schedule", "cron": "0 12 * *"}]))
+    second = service.deploy_function(
+        alice,
+        files(
+            "versions",
+            "def main(event):\n    return 'two'\n",
+            description="second",
+            triggers=[{"type": "event", "event_name": "v-new"}, {"type": "schedule", "cron": "0 12 * *"}],
+        ),
+    )
     assert (second.id, second.version, second.created_at) == (first.id, 2, first.created_at)
     assert second.updated_at >= first.updated_at
     data = service.get_function(alice, "versions").to_json()
-    assert list(data) == ["id", "name", "owner", "enabled", "version", "created_at", "updated_at", "description",
-                          "entry", "secrets", "triggers", "limits"]
+    assert list(data) == [
+        "id",
+        "name",
+        "owner",
+        "enabled",
+        "version",
+        "created_at",
+        "updated_at",
+        "description",
+        "entry",
+        "secrets",
+        "triggers",
+        "limits",
+    ]
     assert data["description"] == "second" and data["version"] == 2
-    assert data["triggers"] == [{"type": "event", "event_name": "v-new"},
-                                {"type": "schedule", "cron": "0 12 * * *"}]  # 4 fields: any weekday
+    assert data["triggers"] == [
+        {"type": "event", "event_name": "v-new"},
+        {"type": "schedule", "cron": "0 12 * * *"},
+    ]  # 4 fields: any weekday
     assert service.get_function(alice, first.id) == service.get_function(alice, "versions")
     # Each version is kept; the triggers are the current version's only.
     assert service.store.functions.get_version(first.id, 1).source == "def main(event):\n    return 'one'\n"
@@ -125,29 +167,51 @@ def test_deploy_by_id_must_keep_the_name(env):
     assert function_tables(service) == before
 
 
-@pytest.mark.parametrize("source, manifest, problems", [
-    ("def main(event:\n    return 1\n", {}, [r"^bad\.py:1: syntax error"]),
-    ("import os\ndef main(event):\n    return os.getcwd()\n", {}, [r"^bad\.py:1: module 'os' is not available"]),
-    ("def main(event):\n    return event.__class__\n", {}, [r"^bad\.py:2: .*__class__"]),
-    ("def handler(event):\n    return 1\n", {}, [r"^bad\.py:1: entry point 'main' is not defined"]),
-    ("def main(event):\n    return 1\n", {"entry": "handler"}, [r"^bad\.py:1: entry point 'handler' is not defined"]),
-    ("def main(evt, secrets):\n    return 1\n", {},
-     [r"^bad\.py:1: parameter 'evt' of main\(\) is not a context part; choose from event, scheduled, trigger, "
-      r"function_info, secrets"]),
-    ("def main(secrets):\n    a = 1\n    return secrets.NOPE + secrets['ALSO']\n", {"secrets": ["API_KEY"]},
-     [r"^bad\.py:3: secret 'NOPE' is not declared in the manifest \(declared: API_KEY\)",
-      r"^bad\.py:3: secret 'ALSO' is not declared"]),
-    ("def main(secrets):\n    return 1\n", {"secrets": ["MISSING"]},
-     [r"^bad\.logic\.json: secrets: secret MISSING does not exist in alice's sandbox; "
-      r"create it first with `logic secrets create MISSING`$"]),
-])
+@pytest.mark.parametrize(
+    "source, manifest, problems",
+    [
+        ("def main(event:\n    return 1\n", {}, [r"^bad\.py:1: syntax error"]),
+        ("import os\ndef main(event):\n    return os.getcwd()\n", {}, [r"^bad\.py:1: module 'os' is not available"]),
+        ("def main(event):\n    return event.__class__\n", {}, [r"^bad\.py:2: .*__class__"]),
+        ("def handler(event):\n    return 1\n", {}, [r"^bad\.py:1: entry point 'main' is not defined"]),
+        (
+            "def main(event):\n    return 1\n",
+            {"entry": "handler"},
+            [r"^bad\.py:1: entry point 'handler' is not defined"],
+        ),
+        (
+            "def main(evt, secrets):\n    return 1\n",
+            {},
+            [
+                r"^bad\.py:1: parameter 'evt' of main\(\) is not a context part; "
+                r"choose from event, scheduled, trigger, function_info, secrets"
+            ],
+        ),
+        (
+            "def main(secrets):\n    a = 1\n    return secrets.NOPE + secrets['ALSO']\n",
+            {"secrets": ["API_KEY"]},
+            [
+                r"^bad\.py:3: secret 'NOPE' is not declared in the manifest \(declared: API_KEY\)",
+                r"^bad\.py:3: secret 'ALSO' is not declared",
+            ],
+        ),
+        (
+            "def main(secrets):\n    return 1\n",
+            {"secrets": ["MISSING"]},
+            [
+                r"^bad\.logic\.json: secrets: secret MISSING does not exist in alice's sandbox; "
+                r"create it first with `logic secrets create MISSING`$"
+            ],
+        ),
+    ],
+)
 def test_every_deploy_check_names_the_problem_and_changes_nothing(env, source, manifest, problems):
     service, alice, _ = env
     before = function_tables(service)
     with pytest.raises(DeployError) as refused:
         service.deploy_function(alice, files("bad", source, **manifest))
     assert len(refused.value.problems) == len(problems), refused.value.problems
-    for problem, pattern in zip(refused.value.problems, problems):
+    for problem, pattern in zip(refused.value.problems, problems, strict=True):
         assert re.search(pattern, problem), problem
     with pytest.raises(DeployError):  # a test run makes the same checks
         service.execute_function(alice, files("bad", source, **manifest))
@@ -163,22 +227,25 @@ def test_all_problems_are_reported_together(env):
     assert "module 'os'" in text and "parameter 'evt'" in text and "secret GONE does not exist" in text
 
 
-@pytest.mark.parametrize("manifest, message", [
-    ({"triggers": [{"type": "event", "event_name": f"e{i}"} for i in range(6)]}, "at most 5 triggers, not 6"),
-    ({"triggers": [{"type": "schedule", "cron": "*/5 * * *  * *"}]}, "must have 4 or 5 fields"),
-    ({"triggers": [{"type": "schedule", "cron": "61 * * * *"}]}, "is not a valid cron expression"),
-    ({"triggers": [{"type": "schedule", "cron": "0 0 31 2 *"}]}, "never fires"),
-    ({"triggers": [{"type": "event", "event_name": ""}]}, "at least 1 character"),
-    ({"triggers": [{"type": "event", "event_name": "e" * 65}]}, "event name must be 1-64 characters"),
-    ({"triggers": [{"type": "event", "event_name": "a\nb"}]}, "event name must not contain control characters"),
-    ({"secrets": ["K" * 65]}, "secret name must be at most 64 characters, not 65"),
-    ({"triggers": [{"type": "webhook"}]}, "does not match any of the expected tags"),
-    ({"secrets": ["lower"]}, "invalid secret name 'lower'"),
-    ({"secrets": ["API_KEY", "API_KEY"]}, "a secret is declared twice"),
-    ({"limits": {"timeout_s": 0}}, "greater than 0"),
-    ({"entry": "1bad"}, "should match pattern"),
-    ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
-])
+@pytest.mark.parametrize(
+    "manifest, message",
+    [
+        ({"triggers": [{"type": "event", "event_name": f"e{i}"} for i in range(6)]}, "at most 5 triggers, not 6"),
+        ({"triggers": [{"type": "schedule", "cron": "*/5 * * *  * *"}]}, "must have 4 or 5 fields"),
+        ({"triggers": [{"type": "schedule", "cron": "61 * * * *"}]}, "is not a valid cron expression"),
+        ({"triggers": [{"type": "schedule", "cron": "0 0 31 2 *"}]}, "never fires"),
+        ({"triggers": [{"type": "event", "event_name": ""}]}, "at least 1 character"),
+        ({"triggers": [{"type": "event", "event_name": "e" * 65}]}, "event name must be 1-64 characters"),
+        ({"triggers": [{"type": "event", "event_name": "a\nb"}]}, "event name must not contain control characters"),
+        ({"secrets": ["K" * 65]}, "secret name must be at most 64 characters, not 65"),
+        ({"triggers": [{"type": "webhook"}]}, "does not match any of the expected tags"),
+        ({"secrets": ["lower"]}, "invalid secret name 'lower'"),
+        ({"secrets": ["API_KEY", "API_KEY"]}, "a secret is declared twice"),
+        ({"limits": {"timeout_s": 0}}, "greater than 0"),
+        ({"entry": "1bad"}, "should match pattern"),
+        ({"surprise": 1}, "surprise: Extra inputs are not permitted"),
+    ],
+)
 def test_bad_manifests_are_refused(env, manifest, message):
     """By the parse (shape) or by the deploy checks (the limits that are settings)."""
     service, alice, _ = env
@@ -190,8 +257,10 @@ def test_bad_manifests_are_refused(env, manifest, message):
 
 def test_event_names_of_1_and_64_characters_are_fine(env):
     service, alice, _ = env
-    fn = service.deploy_function(alice, files("edges", triggers=[{"type": "event", "event_name": "e"},
-                                                                 {"type": "event", "event_name": "e" * 64}]))
+    fn = service.deploy_function(
+        alice,
+        files("edges", triggers=[{"type": "event", "event_name": "e"}, {"type": "event", "event_name": "e" * 64}]),
+    )
     assert service.store.functions.for_event("user:alice", "e" * 64) == [fn.id]
 
 
@@ -288,12 +357,17 @@ def test_a_test_run_stores_nothing_but_the_audit(env):
     service, alice, _ = env
     before = function_tables(service)
     audit_before = len(service.audit(alice, "API_KEY"))
-    record = service.execute_function(alice, files("scratch", CONTEXT_SOURCE, secrets=["API_KEY"]),
-                                      event_name="try-it", data='{"i": 1}')
+    record = service.execute_function(
+        alice, files("scratch", CONTEXT_SOURCE, secrets=["API_KEY"]), event_name="try-it", data='{"i": 1}'
+    )
     assert record["status"] == "success", record["error"]
     assert record["function_id"] == "test-run" and record["function_version"] == 0
-    assert record["result"]["function_info"] == {"id": "test-run", "name": "scratch", "version": 0,
-                                                 "owner": "user:alice"}
+    assert record["result"]["function_info"] == {
+        "id": "test-run",
+        "name": "scratch",
+        "version": 0,
+        "owner": "user:alice",
+    }
     assert function_tables(service) == before  # nothing deployed, no run stored
     with pytest.raises(NotFound):
         service.get_run(alice, record["id"])
@@ -318,8 +392,14 @@ def test_a_manual_run_of_a_deployed_function_is_stored(env):
     assert result["trigger"]["type"] == "manual" and result["trigger"]["event_id"] is None
     assert ISO.match(result["trigger"]["triggered_at"])
     assert result["function_info"] == {"id": fn.id, "name": "manual", "version": 1, "owner": "user:alice"}
-    assert result["secrets"] == {"attr": len(API_VALUE), "item": len(API_VALUE), "get": len(API_VALUE),
-                                 "in": True, "not_in": False, "names": ["API_KEY"]}
+    assert result["secrets"] == {
+        "attr": len(API_VALUE),
+        "item": len(API_VALUE),
+        "get": len(API_VALUE),
+        "in": True,
+        "not_in": False,
+        "names": ["API_KEY"],
+    }
     # Without --event there is no event.
     bare = service.execute_function(alice, "manual")
     assert bare["result"]["event"] is None and bare["trigger"]["event_id"] is None
@@ -327,18 +407,21 @@ def test_a_manual_run_of_a_deployed_function_is_stored(env):
 
 def test_the_run_record_has_exactly_the_documented_shape(env):
     service, alice, _ = env
-    source = ("import logic\n"
-              "def main(event, secrets):\n"
-              "    print('data', event.data)\n"
-              "    logic.log.warning('warn')\n"
-              "    logic.publish('shape-out', {'n': 1})\n"
-              "    logic.publish('shape-text', 'plain')\n"
-              "    logic.publish('shape-none')\n"
-              "    if event.data == 'fail':\n"
-              "        raise KeyError('missing')\n"
-              "    return {'len': len(secrets.API_KEY), 'list': [1, 2.5, None, True]}\n")
-    fn = service.deploy_function(alice, files("shape", source, secrets=["API_KEY"],
-                                              triggers=[{"type": "event", "event_name": "shape-in"}]))
+    source = (
+        "import logic\n"
+        "def main(event, secrets):\n"
+        "    print('data', event.data)\n"
+        "    logic.log.warning('warn')\n"
+        "    logic.publish('shape-out', {'n': 1})\n"
+        "    logic.publish('shape-text', 'plain')\n"
+        "    logic.publish('shape-none')\n"
+        "    if event.data == 'fail':\n"
+        "        raise KeyError('missing')\n"
+        "    return {'len': len(secrets.API_KEY), 'list': [1, 2.5, None, True]}\n"
+    )
+    fn = service.deploy_function(
+        alice, files("shape", source, secrets=["API_KEY"], triggers=[{"type": "event", "event_name": "shape-in"}])
+    )
     accepted = service.publish_event(alice, "shape-in", "ok")
     service.dispatcher().drain()
     (record,) = service.function_runs(alice, "shape")
@@ -356,9 +439,11 @@ def test_the_run_record_has_exactly_the_documented_shape(env):
     assert record["result"] == {"len": len(API_VALUE), "list": [1, 2.5, None, True]}
     assert record["error"] is None
     assert record["secrets_accessed"] == ["API_KEY"]
-    assert record["events_published"] == [{"name": "shape-out", "data": '{"n":1}'},
-                                          {"name": "shape-text", "data": "plain"},
-                                          {"name": "shape-none", "data": None}]
+    assert record["events_published"] == [
+        {"name": "shape-out", "data": '{"n":1}'},
+        {"name": "shape-text", "data": "plain"},
+        {"name": "shape-none", "data": None},
+    ]
     # The stored record is the one the service returns, byte for byte as JSON.
     (raw,) = rows(service, "runs", "WHERE id = ?", (record["id"],))
     assert json.loads(raw[5]) == record and raw[3] == "success"
@@ -372,17 +457,21 @@ def test_the_run_record_has_exactly_the_documented_shape(env):
         "Traceback (most recent call last):\n"
         '  File "shape.py", line 9, in main\n'
         "    raise KeyError('missing')\n"
-        "KeyError: 'missing'\n")
+        "KeyError: 'missing'\n"
+    )
     assert len(failed["events_published"]) == 3  # published before the error: kept in the record
 
 
 def test_published_events_reach_other_functions(env):
     service, alice, _ = env
     relay_source = "import logic\ndef main(event):\n    logic.publish('relayed', event.data)\n"
-    service.deploy_function(alice, files("relay", relay_source,
-                                         triggers=[{"type": "event", "event_name": "relay-in"}]))
-    service.deploy_function(alice, files("sink", "def main(event):\n    return event.data\n",
-                                         triggers=[{"type": "event", "event_name": "relayed"}]))
+    service.deploy_function(alice, files("relay", relay_source, triggers=[{"type": "event", "event_name": "relay-in"}]))
+    service.deploy_function(
+        alice,
+        files(
+            "sink", "def main(event):\n    return event.data\n", triggers=[{"type": "event", "event_name": "relayed"}]
+        ),
+    )
     service.publish_event(alice, "relay-in", "payload")
     service.dispatcher().drain()
     (sink,) = service.function_runs(alice, "sink")
@@ -413,8 +502,13 @@ def test_retention_holds_when_runs_share_a_start_time(env):
     service, alice, _ = env
     fn = service.deploy_function(alice, files("same-time"))
     for i in range(RUNS_KEPT + 3):
-        record = {"id": f"tie-{i}", "function_id": fn.id, "function_version": 1, "status": "success",
-                  "started_at": "2030-01-01T00:00:00.000000Z"}
+        record = {
+            "id": f"tie-{i}",
+            "function_id": fn.id,
+            "function_version": 1,
+            "status": "success",
+            "started_at": "2030-01-01T00:00:00.000000Z",
+        }
         service.store.functions.add_run(record)
     assert [r["id"] for r in service.function_runs(alice, "same-time")] == [f"tie-{i}" for i in range(7, 2, -1)]
     assert service.store.functions.prune_runs(fn.id) == 3
@@ -452,8 +546,9 @@ def test_runs_and_run_records_are_only_for_those_who_may_see_the_function(env):
 def test_schedule_trigger_runs_carry_the_tick(env):
     service, alice, _ = env
     source = "def main(scheduled, trigger):\n    return [scheduled.scheduled_at, scheduled.cron, trigger.type]\n"
-    fn = service.deploy_function(alice, files("ticking", source,
-                                              triggers=[{"type": "schedule", "cron": "*/5 * * * *"}]))
+    fn = service.deploy_function(
+        alice, files("ticking", source, triggers=[{"type": "schedule", "cron": "*/5 * * * *"}])
+    )
     tick = service.store.functions.db.one("SELECT next_fire_at FROM triggers WHERE function_id = ?", (fn.id,))[0]
     at = datetime.fromisoformat(tick.replace("Z", "+00:00"))
     assert at.minute % 5 == 0 and at.second == 0
@@ -478,9 +573,15 @@ def test_run_retention_holds_across_short_lived_processes(logic_home):
                 fn_id = service.deploy_function(service.actor(), files("kept")).id
             for i in range(10):
                 ids.append(f"run-{process}-{i}")
-                service.store.functions.add_run({"id": ids[-1], "function_id": fn_id, "function_version": 1,
-                                           "status": "success",
-                                           "started_at": f"2030-01-01T00:{process:02d}:{i:02d}.000000Z"})
+                service.store.functions.add_run(
+                    {
+                        "id": ids[-1],
+                        "function_id": fn_id,
+                        "function_version": 1,
+                        "status": "success",
+                        "started_at": f"2030-01-01T00:{process:02d}:{i:02d}.000000Z",
+                    }
+                )
         finally:
             service.close()
     service = Service.open(settings)
@@ -493,4 +594,3 @@ def test_run_retention_holds_across_short_lived_processes(logic_home):
             service.get_run(actor, ids[0])
     finally:
         service.close()
-

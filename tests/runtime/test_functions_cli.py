@@ -19,8 +19,21 @@ from store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUE = "cli-functions-secret-8d2f6a1b"
-RUN_KEYS = ["id", "function_id", "function_version", "trigger", "status", "started_at", "finished_at",
-            "duration_ms", "logs", "result", "error", "secrets_accessed", "events_published"]
+RUN_KEYS = [
+    "id",
+    "function_id",
+    "function_version",
+    "trigger",
+    "status",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "logs",
+    "result",
+    "error",
+    "secrets_accessed",
+    "events_published",
+]
 
 SOURCE = """\
 import json
@@ -54,11 +67,15 @@ def ready(cli, settings):
     return cli
 
 
-def write_function(directory: Path, name: str = "reformat", source: str = SOURCE,
-                   manifest: dict | str | None = None) -> Path:
+def write_function(
+    directory: Path, name: str = "reformat", source: str = SOURCE, manifest: dict | str | None = None
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    text = manifest if isinstance(manifest, str) else json.dumps(
-        {**MANIFEST, "name": name} if manifest is None else manifest, indent=2)
+    text = (
+        manifest
+        if isinstance(manifest, str)
+        else json.dumps({**MANIFEST, "name": name} if manifest is None else manifest, indent=2)
+    )
     (directory / f"{name}.logic.json").write_text(text)
     if source is not None:
         (directory / f"{name}.py").write_text(source)
@@ -107,8 +124,14 @@ def test_empty_listing_and_unknown_names(ready):
     cli = ready
     assert ok(cli("functions", "list")) == "No functions.\n"
     assert json.loads(ok(cli("functions", "list", "--json"))) == []
-    for args in (("get", "ghost"), ("logs", "ghost"), ("enable", "ghost"), ("disable", "ghost"),
-                 ("delete", "ghost"), ("execute", "ghost")):
+    for args in (
+        ("get", "ghost"),
+        ("logs", "ghost"),
+        ("enable", "ghost"),
+        ("disable", "ghost"),
+        ("delete", "ghost"),
+        ("execute", "ghost"),
+    ):
         assert one_error(cli("functions", *args)) == "Error: function ghost does not exist"
     assert one_error(cli("runs", "show", "nope")) == "Error: run nope does not exist"
 
@@ -119,19 +142,29 @@ def test_empty_listing_and_unknown_names(ready):
 def test_execute_a_path_is_a_test_run(ready, tmp_path):
     cli = ready
     directory = write_function(tmp_path / "reformat")
-    record = json.loads(ok(cli("functions", "execute", str(directory), "--event", "sensor-test",
-                               "--data", '{"i": 7}', "--json")))
+    record = json.loads(
+        ok(cli("functions", "execute", str(directory), "--event", "sensor-test", "--data", '{"i": 7}', "--json"))
+    )
     assert list(record) == RUN_KEYS
     assert record["status"] == "success" and record["result"] == {"ok": True, "i": 7}
     assert record["logs"][0]["message"] == "reading 7 key [[SENSITIVE]]"
-    assert record["events_published"] == [{"name": "data-reformatted", "data": json.dumps(
-        {"id": 7, "auth": len(VALUE)}, separators=(",", ":"))}]
+    assert record["events_published"] == [
+        {"name": "data-reformatted", "data": json.dumps({"id": 7, "auth": len(VALUE)}, separators=(",", ":"))}
+    ]
     assert record["secrets_accessed"] == ["API_KEY"]
     assert json.loads(ok(cli("functions", "list", "--json"))) == []  # nothing deployed
 
     # A failing run still exits 0: the record says what happened.
-    failed = cli("functions", "execute", str(directory / "reformat.py"), "--event", "sensor-test",
-                 "--data", '{"i": 8, "fail": true}', "--json")
+    failed = cli(
+        "functions",
+        "execute",
+        str(directory / "reformat.py"),
+        "--event",
+        "sensor-test",
+        "--data",
+        '{"i": 8, "fail": true}',
+        "--json",
+    )
     record = json.loads(ok(failed))
     assert record["status"] == "error" and record["error"]["message"] == "refused reading 8"
     assert 'File "reformat.py", line 9, in main' in record["error"]["traceback"]
@@ -148,12 +181,13 @@ def test_execute_a_path_is_a_test_run(ready, tmp_path):
 def test_execute_a_name_then_logs_and_runs_show(ready, tmp_path):
     cli = ready
     ok(cli("functions", "deploy", str(write_function(tmp_path / "reformat"))))
-    first = json.loads(ok(cli("functions", "execute", "reformat", "--event", "sensor-test", "--data", '{"i": 1}',
-                              "--json")))
+    first = json.loads(
+        ok(cli("functions", "execute", "reformat", "--event", "sensor-test", "--data", '{"i": 1}', "--json"))
+    )
     second = ok(cli("functions", "execute", "reformat", "--event", "sensor-test", "--data", '{"i": 2, "fail": 1}'))
     assert " ERROR " in second.splitlines()[0]
     assert "  error: ValueError: refused reading 2" in second
-    assert "    raise ValueError(\"refused reading \" + str(data[\"i\"]))" in second
+    assert '    raise ValueError("refused reading " + str(data["i"]))' in second
     third = json.loads(ok(cli("functions", "execute", "reformat", "--json")))  # no event: manual, event None
     assert third["status"] == "success" and third["result"] == {"ok": True, "i": 0}
     assert third["trigger"] == {"type": "manual", "event_id": None, "scheduled_at": None}
@@ -162,7 +196,8 @@ def test_execute_a_name_then_logs_and_runs_show(ready, tmp_path):
     assert [r["status"] for r in runs] == ["success", "error", "success"]  # newest first
     assert runs[0] == third and runs[2] == first
     assert [r["id"] for r in json.loads(ok(cli("functions", "logs", "reformat", "--limit", "1", "--json")))] == [
-        third["id"]]
+        third["id"]
+    ]
     human = ok(cli("functions", "logs", "reformat", "--limit", "2"))
     assert human.count("\nrun ") + human.startswith("run ") == 2
     assert json.loads(ok(cli("runs", "show", first["id"], "--json"))) == first
@@ -178,23 +213,29 @@ def test_logs_of_a_function_without_runs(ready, tmp_path):
     assert json.loads(ok(cli("functions", "logs", "reformat", "--json"))) == []
 
 
-@pytest.mark.parametrize("args, message", [
-    (("functions", "execute", "x", "--data", "d"), "--data needs --event"),
-    (("functions", "logs", "x", "--limit", "0"), "Invalid value for '--limit'"),
-    (("functions", "logs", "x", "--limit", "101"), "Invalid value for '--limit'"),
-    (("functions", "deploy", "/no/such/dir"), "does not exist"),
-    (("functions", "deploy"), "Missing argument"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("functions", "execute", "x", "--data", "d"), "--data needs --event"),
+        (("functions", "logs", "x", "--limit", "0"), "Invalid value for '--limit'"),
+        (("functions", "logs", "x", "--limit", "101"), "Invalid value for '--limit'"),
+        (("functions", "deploy", "/no/such/dir"), "does not exist"),
+        (("functions", "deploy"), "Missing argument"),
+    ],
+)
 def test_usage_errors_exit_2(ready, args, message):
     result = ready(*args)
     assert result.exit_code == 2 and message in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("name, data, message", [
-    ("", None, "Error: event name must be 1-64 characters"),
-    ("e" * 65, None, "Error: event name must be 1-64 characters"),
-    ("ok", "x" * (100 * 1024 + 1), "Error: event data is 102401 bytes; the limit is 102400 bytes"),
-])
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("", None, "Error: event name must be 1-64 characters"),
+        ("e" * 65, None, "Error: event name must be 1-64 characters"),
+        ("ok", "x" * (100 * 1024 + 1), "Error: event data is 102401 bytes; the limit is 102400 bytes"),
+    ],
+)
 def test_execute_refuses_a_bad_event(ready, tmp_path, name, data, message):
     directory = write_function(tmp_path / "reformat")
     args = ["functions", "execute", str(directory), "--event", name] + (["--data", data] if data else [])
@@ -230,60 +271,118 @@ def test_enable_disable_delete(ready, tmp_path):
 
 def manifest_text(*middle: str) -> str:
     """Line 1 is `{`, line 2 the name, then `middle` from line 3 on, then `}`."""
-    return "\n".join(['{', '  "name": "bad",', *middle, '}']) + "\n"
+    return "\n".join(["{", '  "name": "bad",', *middle, "}"]) + "\n"
 
 
 TRIGGERS = ['  "triggers": [', '    {"type": "event", "event_name": "fine"},']
 DEPLOY_ERRORS = [
-    pytest.param("def main(event):\n    x = (1,\n    return x\n", manifest_text('  "description": "x"'),
-                 "Error: bad.py:2: syntax error", id="syntax"),
-    pytest.param("import os\n\ndef main(event):\n    return os.getcwd()\n", manifest_text('  "description": "x"'),
-                 "Error: bad.py:1: module 'os' is not available in Logic functions", id="policy"),
-    pytest.param("def main(event):\n    return event._data\n", manifest_text('  "description": "x"'),
-                 'Error: bad.py:2: "_data" is an invalid attribute name', id="policy-underscore"),
-    pytest.param("def handler(event):\n    return 1\n", manifest_text('  "description": "x"'),
-                 "Error: bad.py:1: entry point 'main' is not defined", id="missing-entry"),
-    pytest.param("import json\ndef main(event, evnt):\n    return 1\n", manifest_text('  "description": "x"'),
-                 "Error: bad.py:2: parameter 'evnt' of main() is not a context part", id="unknown-parameter"),
-    pytest.param("def main(secrets):\n    a = 1\n    return secrets.NOPE\n",
-                 manifest_text('  "secrets": ["API_KEY"]'),
-                 "Error: bad.py:3: secret 'NOPE' is not declared in the manifest (declared: API_KEY)",
-                 id="undeclared-literal"),
-    pytest.param("def main(secrets):\n    return secrets['NOPE']\n", manifest_text('  "secrets": []'),
-                 "Error: bad.py:2: secret 'NOPE' is not declared in the manifest (declared: none)",
-                 id="undeclared-subscript"),
-    pytest.param("def main(secrets):\n    return 1\n",
-                 manifest_text('  "description": "x",', '  "secrets": ["API_KEY", "MISSING"]'),
-                 "Error: bad.logic.json:4: secrets: secret MISSING does not exist", id="secret-not-in-scope"),
-    pytest.param("def main(event):\n    return 1\n",
-                 manifest_text(*TRIGGERS[:1], *[f'    {{"type": "event", "event_name": "e{i}"}},' for i in range(5)],
-                               '    {"type": "event", "event_name": "e5"}', "  ]"),
-                 "Error: bad.logic.json:3: at most 5 triggers, not 6", id="six-triggers"),
-    pytest.param("def main(event):\n    return 1\n",
-                 manifest_text(*TRIGGERS, '    {"type": "schedule", "cron": "*/5 * *"}', "  ]"),
-                 "Error: bad.logic.json:5: triggers.1.cron: cron '*/5 * *' must have 4 or 5 fields", id="cron-fields"),
-    pytest.param("def main(event):\n    return 1\n",
-                 manifest_text(*TRIGGERS, '    {"type": "schedule", "cron": "0 25 * * *"}', "  ]"),
-                 "Error: bad.logic.json:5: triggers.1.cron: cron '0 25 * * *' is not a valid cron expression",
-                 id="cron-invalid"),
-    pytest.param("def main(event):\n    return 1\n",
-                 manifest_text(*TRIGGERS, '    {"type": "schedule", "cron": "0 0 30 2 *"}', "  ]"),
-                 "Error: bad.logic.json:5: triggers.1.cron: cron '0 0 30 2 *' never fires", id="cron-never"),
-    pytest.param("def main(event):\n    return 1\n",
-                 manifest_text(*TRIGGERS, '    {"type": "event", "event_name": ""}', "  ]"),
-                 "Error: bad.logic.json:5: triggers.1.event_name: String should have at least 1 character",
-                 id="event-name-0"),
-    pytest.param("def main(event):\n    return 1\n",
-                 manifest_text(*TRIGGERS, f'    {{"type": "event", "event_name": "{"e" * 65}"}}', "  ]"),
-                 "Error: bad.logic.json:5: triggers.1.event_name: event name must be 1-64 characters",
-                 id="event-name-65"),
-    pytest.param("def main(event):\n    return 1\n", manifest_text('  "description": "x",'),
-                 "Error: bad.logic.json:4: invalid JSON: Expecting property name enclosed in double quotes",
-                 id="invalid-json"),
-    pytest.param("def main(event):\n    return 1\n", manifest_text('  "descripton": "x"'),
-                 "Error: bad.logic.json:3: descripton: Extra inputs are not permitted", id="unknown-key"),
-    pytest.param("def main(event):\n    return 1\n", '{\n  "description": "no name"\n}\n',
-                 "Error: bad.logic.json:1: name: Field required", id="missing-name"),
+    pytest.param(
+        "def main(event):\n    x = (1,\n    return x\n",
+        manifest_text('  "description": "x"'),
+        "Error: bad.py:2: syntax error",
+        id="syntax",
+    ),
+    pytest.param(
+        "import os\n\ndef main(event):\n    return os.getcwd()\n",
+        manifest_text('  "description": "x"'),
+        "Error: bad.py:1: module 'os' is not available in Logic functions",
+        id="policy",
+    ),
+    pytest.param(
+        "def main(event):\n    return event._data\n",
+        manifest_text('  "description": "x"'),
+        'Error: bad.py:2: "_data" is an invalid attribute name',
+        id="policy-underscore",
+    ),
+    pytest.param(
+        "def handler(event):\n    return 1\n",
+        manifest_text('  "description": "x"'),
+        "Error: bad.py:1: entry point 'main' is not defined",
+        id="missing-entry",
+    ),
+    pytest.param(
+        "import json\ndef main(event, evnt):\n    return 1\n",
+        manifest_text('  "description": "x"'),
+        "Error: bad.py:2: parameter 'evnt' of main() is not a context part",
+        id="unknown-parameter",
+    ),
+    pytest.param(
+        "def main(secrets):\n    a = 1\n    return secrets.NOPE\n",
+        manifest_text('  "secrets": ["API_KEY"]'),
+        "Error: bad.py:3: secret 'NOPE' is not declared in the manifest (declared: API_KEY)",
+        id="undeclared-literal",
+    ),
+    pytest.param(
+        "def main(secrets):\n    return secrets['NOPE']\n",
+        manifest_text('  "secrets": []'),
+        "Error: bad.py:2: secret 'NOPE' is not declared in the manifest (declared: none)",
+        id="undeclared-subscript",
+    ),
+    pytest.param(
+        "def main(secrets):\n    return 1\n",
+        manifest_text('  "description": "x",', '  "secrets": ["API_KEY", "MISSING"]'),
+        "Error: bad.logic.json:4: secrets: secret MISSING does not exist",
+        id="secret-not-in-scope",
+    ),
+    pytest.param(
+        "def main(event):\n    return 1\n",
+        manifest_text(
+            *TRIGGERS[:1],
+            *[f'    {{"type": "event", "event_name": "e{i}"}},' for i in range(5)],
+            '    {"type": "event", "event_name": "e5"}',
+            "  ]",
+        ),
+        "Error: bad.logic.json:3: at most 5 triggers, not 6",
+        id="six-triggers",
+    ),
+    pytest.param(
+        "def main(event):\n    return 1\n",
+        manifest_text(*TRIGGERS, '    {"type": "schedule", "cron": "*/5 * *"}', "  ]"),
+        "Error: bad.logic.json:5: triggers.1.cron: cron '*/5 * *' must have 4 or 5 fields",
+        id="cron-fields",
+    ),
+    pytest.param(
+        "def main(event):\n    return 1\n",
+        manifest_text(*TRIGGERS, '    {"type": "schedule", "cron": "0 25 * * *"}', "  ]"),
+        "Error: bad.logic.json:5: triggers.1.cron: cron '0 25 * * *' is not a valid cron expression",
+        id="cron-invalid",
+    ),
+    pytest.param(
+        "def main(event):\n    return 1\n",
+        manifest_text(*TRIGGERS, '    {"type": "schedule", "cron": "0 0 30 2 *"}', "  ]"),
+        "Error: bad.logic.json:5: triggers.1.cron: cron '0 0 30 2 *' never fires",
+        id="cron-never",
+    ),
+    pytest.param(
+        "def main(event):\n    return 1\n",
+        manifest_text(*TRIGGERS, '    {"type": "event", "event_name": ""}', "  ]"),
+        "Error: bad.logic.json:5: triggers.1.event_name: String should have at least 1 character",
+        id="event-name-0",
+    ),
+    pytest.param(
+        "def main(event):\n    return 1\n",
+        manifest_text(*TRIGGERS, f'    {{"type": "event", "event_name": "{"e" * 65}"}}', "  ]"),
+        "Error: bad.logic.json:5: triggers.1.event_name: event name must be 1-64 characters",
+        id="event-name-65",
+    ),
+    pytest.param(
+        "def main(event):\n    return 1\n",
+        manifest_text('  "description": "x",'),
+        "Error: bad.logic.json:4: invalid JSON: Expecting property name enclosed in double quotes",
+        id="invalid-json",
+    ),
+    pytest.param(
+        "def main(event):\n    return 1\n",
+        manifest_text('  "descripton": "x"'),
+        "Error: bad.logic.json:3: descripton: Extra inputs are not permitted",
+        id="unknown-key",
+    ),
+    pytest.param(
+        "def main(event):\n    return 1\n",
+        '{\n  "description": "no name"\n}\n',
+        "Error: bad.logic.json:1: name: Field required",
+        id="missing-name",
+    ),
 ]
 
 
@@ -303,7 +402,8 @@ def test_deploy_with_a_missing_source_file_or_no_manifest(ready, tmp_path):
     cli = ready
     directory = write_function(tmp_path / "nosource", name="bad", source=None)
     assert one_error(cli("functions", "deploy", str(directory))) == (
-        f"Error: {directory / 'bad.py'}: the function's source file is missing")
+        f"Error: {directory / 'bad.py'}: the function's source file is missing"
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
     assert one_error(cli("functions", "deploy", str(empty))) == f"Error: {empty}: no *.logic.json file here"
@@ -315,8 +415,9 @@ def test_deploy_with_a_missing_source_file_or_no_manifest(ready, tmp_path):
 def run_logic(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
     env["LOGIC_HOME"] = str(home)
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "runtime.cli", *args], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT
+    )
 
 
 def test_subprocess_deploy_execute_logs(ready, logic_home, tmp_path):
@@ -324,8 +425,17 @@ def test_subprocess_deploy_execute_logs(ready, logic_home, tmp_path):
     deployed = run_logic(logic_home, "functions", "deploy", str(directory), "--json")
     assert deployed.returncode == 0, deployed.stderr
     assert json.loads(deployed.stdout)["version"] == 1
-    executed = run_logic(logic_home, "functions", "execute", "reformat", "--event", "sensor-test",
-                         "--data", '{"i": 3, "fail": true}', "--json")
+    executed = run_logic(
+        logic_home,
+        "functions",
+        "execute",
+        "reformat",
+        "--event",
+        "sensor-test",
+        "--data",
+        '{"i": 3, "fail": true}',
+        "--json",
+    )
     assert executed.returncode == 0, executed.stderr  # an error run still exits 0
     record = json.loads(executed.stdout)
     assert record["status"] == "error" and record["error"]["message"] == "refused reading 3"
@@ -336,9 +446,14 @@ def test_subprocess_deploy_execute_logs(ready, logic_home, tmp_path):
 
 
 def test_subprocess_deploy_error(ready, logic_home, tmp_path):
-    directory = write_function(tmp_path / "bad", name="bad", source="def main(event):\n    return 1\n",
-                               manifest=manifest_text(*TRIGGERS, '    {"type": "event", "event_name": ""}', "  ]"))
+    directory = write_function(
+        tmp_path / "bad",
+        name="bad",
+        source="def main(event):\n    return 1\n",
+        manifest=manifest_text(*TRIGGERS, '    {"type": "event", "event_name": ""}', "  ]"),
+    )
     refused = run_logic(logic_home, "functions", "deploy", str(directory))
     assert refused.returncode == 1 and refused.stdout == ""
-    assert refused.stderr == ("Error: bad.logic.json:5: triggers.1.event_name: "
-                              "String should have at least 1 character\n")
+    assert refused.stderr == (
+        "Error: bad.logic.json:5: triggers.1.event_name: String should have at least 1 character\n"
+    )

@@ -105,8 +105,9 @@ def test_rotate_keys(service, team):
 def test_audit(service, team):
     admin, alice, _ = team
     service.create_secret(alice, "API_KEY", VALUE)
-    service.store.secrets.record_access([
-        Access("user:alice", "API_KEY", "logic_function", "f1", "fn", "r1", "2026-01-01T00:00:00.000000Z")])
+    service.store.secrets.record_access(
+        [Access("user:alice", "API_KEY", "logic_function", "f1", "fn", "r1", "2026-01-01T00:00:00.000000Z")]
+    )
     assert [a.run_id for a in service.audit(alice, "API_KEY")] == ["r1"]
     assert service.audit(admin) == []
     with pytest.raises(NotFound, match="^secret NOPE does not exist$"):
@@ -128,11 +129,23 @@ def test_nothing_the_service_returns_shows_a_value(service, team):
     admin, alice, _ = team
     created = service.create_secret(alice, "API_KEY", VALUE)
     updated = service.update_secret(alice, "API_KEY", VALUE + "-2")
-    service.store.secrets.record_access([
-        Access("user:alice", "API_KEY", "logic_function", "f1", "fn", "r1", "2026-01-01T00:00:00.000000Z")])
-    objects = [created, updated, service.get_secret(alice, "API_KEY"), service.list_secrets(alice),
-               service.audit(alice), service.store.secrets.reveal("user:alice", "API_KEY"), service,
-               service.store, service.store.ring, service.store.secrets, alice, service.settings]
+    service.store.secrets.record_access(
+        [Access("user:alice", "API_KEY", "logic_function", "f1", "fn", "r1", "2026-01-01T00:00:00.000000Z")]
+    )
+    objects = [
+        created,
+        updated,
+        service.get_secret(alice, "API_KEY"),
+        service.list_secrets(alice),
+        service.audit(alice),
+        service.store.secrets.reveal("user:alice", "API_KEY"),
+        service,
+        service.store,
+        service.store.ring,
+        service.store.secrets,
+        alice,
+        service.settings,
+    ]
     for obj in objects:
         for text in (repr(obj), str(obj)):
             assert VALUE not in text, type(obj)

@@ -26,11 +26,11 @@ from store import Settings, Store
 from store.sensitive import MASK
 from tests.support import runtime_service
 
-KEY = "sk-\"naïve\"/key+\\value=0123456789abcdefXYZ"
+KEY = 'sk-"naïve"/key+\\value=0123456789abcdefXYZ'
 LOG_MAX = 2048
 
 # The sandbox writes each promised encoding itself (no urllib there: a small quote()).
-ENCODE = r'''
+ENCODE = r"""
 import base64
 import binascii
 import json
@@ -73,9 +73,11 @@ def encode(kind, value):
     if kind == "url":
         return quote(value)
     raise ValueError(kind)
-'''
+"""
 
-CUT = ENCODE + r'''
+CUT = (
+    ENCODE
+    + r"""
 def main(event, secrets):
     plan = json.loads(event.data)
     shape, lines, into = plan["shape"], plan["lines"], plan["into"]
@@ -87,10 +89,23 @@ def main(event, secrets):
     print("x" * pad + form + " and the rest of the line")
     print("a line after the cut")
     return len(form)
-'''
+"""
+)
 
-KINDS = ["plain", "json", "json_raw", "json_twice", "repr", "ascii", "bytes_repr", "base64", "base64_url",
-         "base85", "hex", "url"]
+KINDS = [
+    "plain",
+    "json",
+    "json_raw",
+    "json_twice",
+    "repr",
+    "ascii",
+    "bytes_repr",
+    "base64",
+    "base64_url",
+    "base85",
+    "hex",
+    "url",
+]
 
 
 def host_form(kind: str, value: str) -> str:
@@ -101,7 +116,7 @@ def host_form(kind: str, value: str) -> str:
 
 def readable_pieces(form: str, size: int = 6) -> set[str]:
     """Every `size`-character piece of an encoded form: none may survive in a log."""
-    return {form[i:i + size] for i in range(len(form) - size + 1)}
+    return {form[i : i + size] for i in range(len(form) - size + 1)}
 
 
 def assert_no_piece(record: dict, form: str) -> None:
@@ -125,20 +140,27 @@ def small(tmp_path_factory: pytest.TempPathFactory):
 
 
 @hsettings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(kind=st.sampled_from(KINDS), shape=st.sampled_from(["", "a", "é", "中文", "ab cd", "\t"]),
-       lines=st.integers(0, 400), into=st.integers(-3, 140))
+@given(
+    kind=st.sampled_from(KINDS),
+    shape=st.sampled_from(["", "a", "é", "中文", "ab cd", "\t"]),
+    lines=st.integers(0, 400),
+    into=st.integers(-3, 140),
+)
 def test_a_cut_through_any_encoded_form_leaves_none_of_it(small, kind, shape, lines, into):
     service, actor, files = small
     form = host_form(kind, KEY)
     into = min(into, len(form) + 3)
     if lines * (len(shape.encode()) + 1) + into + 40 > LOG_MAX:
         return  # the cut would fall before the line
-    record = service.execute_function(actor, files, event_name="cut", data=json.dumps(
-        {"kind": kind, "shape": shape, "lines": lines, "into": into}))
+    record = service.execute_function(
+        actor, files, event_name="cut", data=json.dumps({"kind": kind, "shape": shape, "lines": lines, "into": into})
+    )
     assert record["status"] == "success", record["error"]
     assert record["result"] == len(form)
     assert record["logs"][-1]["message"] == f"[log truncated: limit of {LOG_MAX} bytes reached]"
-    assert sum(len(line["message"].encode()) + 1 for line in record["logs"][:lines]) == lines * (len(shape.encode()) + 1)
+    assert sum(len(line["message"].encode()) + 1 for line in record["logs"][:lines]) == lines * (
+        len(shape.encode()) + 1
+    )
     assert_no_piece(record, form)
 
 
@@ -148,13 +170,16 @@ def test_the_reviewers_reproducer_at_the_default_cap(tmp_path_factory: pytest.Te
         actor = service.actor()
         key = "k" + base64.b32encode(b"api-key-of-33-chars!").decode().lower()[:32]
         service.create_secret(actor, "API_KEY", key)
-        source = ("def main(event, secrets):\n"
-                  "    for i in range(4090):\n"
-                  "        print()\n"
-                  "    print('x' * (65536 - 32) + secrets.API_KEY)\n"
-                  "    return 'done'\n")
-        record = service.execute_function(actor, files_from_json({"name": "reproducer", "source": source,
-                                                                  "secrets": ["API_KEY"]}), event_name="go")
+        source = (
+            "def main(event, secrets):\n"
+            "    for i in range(4090):\n"
+            "        print()\n"
+            "    print('x' * (65536 - 32) + secrets.API_KEY)\n"
+            "    return 'done'\n"
+        )
+        record = service.execute_function(
+            actor, files_from_json({"name": "reproducer", "source": source, "secrets": ["API_KEY"]}), event_name="go"
+        )
         assert record["status"] == "success"
         logs = " ".join(line["message"] for line in record["logs"])
         for piece in readable_pieces(key, 4):
@@ -167,20 +192,24 @@ def test_the_reviewers_reproducer_at_the_default_cap(tmp_path_factory: pytest.Te
 
 def test_a_chatty_run_is_truncated_and_keeps_its_result_and_events(small):
     service, actor, _files = small
-    source = ("import logic\n"
-              "def main(event):\n"
-              "    for i in range(300000):\n"
-              "        print('a')\n"
-              "    logic.publish('chatty-done', 'kept')\n"
-              "    return {'printed': 300000}\n")
-    record = service.execute_function(actor, files_from_json({"name": "chatty", "source": source}),
-                                      event_name="go")
+    source = (
+        "import logic\n"
+        "def main(event):\n"
+        "    for i in range(300000):\n"
+        "        print('a')\n"
+        "    logic.publish('chatty-done', 'kept')\n"
+        "    return {'printed': 300000}\n"
+    )
+    record = service.execute_function(actor, files_from_json({"name": "chatty", "source": source}), event_name="go")
     assert record["status"] == "success", record["error"]
     assert record["result"] == {"printed": 300000}
     assert record["events_published"] == [{"name": "chatty-done", "data": "kept"}]
     assert len(record["logs"]) == LOG_MAX // 2 + 1  # 'a' and its newline each, then the marker
-    assert record["logs"][-1] == {"at": record["logs"][-1]["at"], "level": "warning",
-                                  "message": f"[log truncated: limit of {LOG_MAX} bytes reached]"}
+    assert record["logs"][-1] == {
+        "at": record["logs"][-1]["at"],
+        "level": "warning",
+        "message": f"[log truncated: limit of {LOG_MAX} bytes reached]",
+    }
 
 
 def test_when_the_parent_cuts_a_worker_that_ignored_the_cap_the_tail_is_masked_too(tmp_path: Path):
@@ -194,8 +223,9 @@ def test_when_the_parent_cuts_a_worker_that_ignored_the_cap_the_tail_is_masked_t
         actor = service.actor()
         service.create_secret(actor, "KEY", KEY)
         source = f"# rogue: overflow-log-with-secret:{LOG_MAX}\ndef main(event, secrets):\n    return secrets.KEY\n"
-        record = service.execute_function(actor, files_from_json({"name": "rogue", "source": source,
-                                                                  "secrets": ["KEY"]}), event_name="go")
+        record = service.execute_function(
+            actor, files_from_json({"name": "rogue", "source": source, "secrets": ["KEY"]}), event_name="go"
+        )
         messages = [line["message"] for line in record["logs"]]
         assert messages[-1] == f"[log truncated: limit of {LOG_MAX} bytes reached]"
         assert "more after the cap" not in " ".join(messages)  # the line the rogue sent past the cap

@@ -79,13 +79,16 @@ def assert_victim_unharmed():
 # --- ABC registry poisoning (hole, closed) ------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", [
-    "collections.ChainMap.register(str)",
-    "fractions.Fraction.register(float)",
-    "getattr(collections.ChainMap, 'register')(str)",
-    "M.register(str)",                    # a run's own subclass: still poisons MutableMapping
-    "super(M, M).register(str)",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "collections.ChainMap.register(str)",
+        "fractions.Fraction.register(float)",
+        "getattr(collections.ChainMap, 'register')(str)",
+        "M.register(str)",  # a run's own subclass: still poisons MutableMapping
+        "super(M, M).register(str)",
+    ],
+)
 def test_abc_register_is_refused(target):
     ran = attempt(f"""
 import collections, fractions
@@ -239,7 +242,8 @@ def test_late_code_finds_no_builtins_or_guards():
     # A function kept alive past its run (in re's cache) and called by nobody: what matters
     # is that its globals and builtins are gone, so nothing in it can run usefully.
     host = RecordingHost()
-    fn = compile_source(textwrap.dedent("""
+    fn = compile_source(
+        textwrap.dedent("""
         import re
         class S(str):
             pass
@@ -250,7 +254,8 @@ def test_late_code_finds_no_builtins_or_guards():
             s.keep = later
             re.compile(s)
             return 1
-    """))
+    """)
+    )
     run_function(fn, {}, host, declared_secrets=(), limits=default_limits())
     import re
 
@@ -269,13 +274,18 @@ def test_encoded_secret_cut_at_the_log_cap_is_masked_by_the_engine(encode):
     from runtime.execution.redactor import Redactor
 
     cap = 200
-    ran = run_source(f"""
+    ran = run_source(
+        f"""
 import logic
 def main(secrets):
     print('x' * 150)
     print('y' * 30 + logic.encoding.{encode}_encode(secrets.API_KEY))
     return 1
-""", secrets={"API_KEY": SECRET}, declared=("API_KEY",), limits=default_limits(log_max_bytes=cap))
+""",
+        secrets={"API_KEY": SECRET},
+        declared=("API_KEY",),
+        limits=default_limits(log_max_bytes=cap),
+    )
     redactor = Redactor.for_values([SECRET])
     record = {"logs": [{"message": redactor.redact(m)} for m in ran.host.messages], "error": None}
     _mask_cut_tails(record, redactor)  # what Engine.run does after redaction
@@ -285,8 +295,9 @@ def main(secrets):
 
 
 def test_log_line_is_cut_at_the_cap():
-    ran = run_source("def main(event):\n    print('x' * 150)\n    print('y' * 100)\n",
-                     limits=default_limits(log_max_bytes=200))
+    ran = run_source(
+        "def main(event):\n    print('x' * 150)\n    print('y' * 100)\n", limits=default_limits(log_max_bytes=200)
+    )
     # A line costs its bytes plus its newline: 151, then 48 + 1 of the next.
     assert ran.host.messages == ["x" * 150, "y" * 48, "[log truncated: limit of 200 bytes reached]"]
 
@@ -305,58 +316,87 @@ HELD = [
     # generic aliases and annotations
     ("genericalias-origin", _main("return getattr(list[int], '__origin__')"), "not allowed"),
     ("annassign", _main("x: int = 1\nreturn x"), "AnnAssign statements are not allowed"),
-    ("init-subclass", _main("return 1", "class A:\n    def __init_subclass__(cls):\n        pass\n"),
-     "starts with"),
-    ("class-getitem", _main("return 1", "class A:\n    def __class_getitem__(cls, i):\n        pass\n"),
-     "starts with"),
+    ("init-subclass", _main("return 1", "class A:\n    def __init_subclass__(cls):\n        pass\n"), "starts with"),
+    ("class-getitem", _main("return 1", "class A:\n    def __class_getitem__(cls, i):\n        pass\n"), "starts with"),
     ("define-del", _main("return 1", "class A:\n    def __del__(self):\n        pass\n"), "starts with"),
-    ("define-format", _main("return 1", "class A:\n    def __format__(self, s):\n        pass\n"),
-     "starts with"),
+    ("define-format", _main("return 1", "class A:\n    def __format__(self, s):\n        pass\n"), "starts with"),
     ("define-hash", _main("return 1", "class A:\n    def __hash__(self):\n        return 0\n"), "starts with"),
     ("reduce-ex", _main("return getattr(1, '__reduce_ex__')(2)"), "not allowed"),
     # namedtuple's exec: field names are checked identifiers, str() of subclasses is exact
-    ("namedtuple-field-injection",
-     _main("import collections\nreturn collections.namedtuple('P', ['a', 'b=__import__(\"os\")'])"),
-     "must be valid identifiers"),
-    ("namedtuple-typename-injection",
-     _main("import collections\nreturn collections.namedtuple('P(): pass\\nimport os #', 'a')"),
-     "must be valid identifiers"),
-    ("namedtuple-private-make", _main("import collections\nP = collections.namedtuple('P', 'a')\n"
-                                      "return getattr(P, '_make')"), "not allowed"),
+    (
+        "namedtuple-field-injection",
+        _main("import collections\nreturn collections.namedtuple('P', ['a', 'b=__import__(\"os\")'])"),
+        "must be valid identifiers",
+    ),
+    (
+        "namedtuple-typename-injection",
+        _main("import collections\nreturn collections.namedtuple('P(): pass\\nimport os #', 'a')"),
+        "must be valid identifiers",
+    ),
+    (
+        "namedtuple-private-make",
+        _main("import collections\nP = collections.namedtuple('P', 'a')\nreturn getattr(P, '_make')"),
+        "not allowed",
+    ),
     # struct.Struct.format is a data attribute, but the name stays blocked
     ("struct-format", _main("import struct\nreturn getattr(struct.Struct('>I'), 'format')"), "not allowed"),
     # exceptions of host code: traceback and context stay out of reach
-    ("exc-context", _main("try:\n    int('x')\nexcept ValueError as e:\n    return getattr(e, '__context__')"),
-     "not allowed"),
-    ("exc-notes", _main("try:\n    int('x')\nexcept ValueError as e:\n    return getattr(e, '__notes__')"),
-     "not allowed"),
-    ("stopiteration-frame", _main("g = (i for i in [])\ntry:\n    next(g)\nexcept StopIteration as e:\n"
-                                  "    return getattr(g, 'gi_frame')"), "not allowed"),
+    (
+        "exc-context",
+        _main("try:\n    int('x')\nexcept ValueError as e:\n    return getattr(e, '__context__')"),
+        "not allowed",
+    ),
+    (
+        "exc-notes",
+        _main("try:\n    int('x')\nexcept ValueError as e:\n    return getattr(e, '__notes__')"),
+        "not allowed",
+    ),
+    (
+        "stopiteration-frame",
+        _main("g = (i for i in [])\ntry:\n    next(g)\nexcept StopIteration as e:\n    return getattr(g, 'gi_frame')"),
+        "not allowed",
+    ),
     # bound methods of facades' objects
-    ("random-method-self", _main("import random\nr = random.Random(1)\nreturn getattr(r.random, '__self__')"),
-     "not allowed"),
-    ("random-subclass-randbelow", _main("import random\nclass R(random.Random):\n    pass\n"
-                                        "return getattr(R(1), '_randbelow')"), "not allowed"),
-    ("re-match-re-groupindex-write", _main("import re\nm = re.match('(?P<a>x)', 'x')\n"
-                                           "m.re.groupindex['b'] = 1"), "cannot change"),
+    (
+        "random-method-self",
+        _main("import random\nr = random.Random(1)\nreturn getattr(r.random, '__self__')"),
+        "not allowed",
+    ),
+    (
+        "random-subclass-randbelow",
+        _main("import random\nclass R(random.Random):\n    pass\nreturn getattr(R(1), '_randbelow')"),
+        "not allowed",
+    ),
+    (
+        "re-match-re-groupindex-write",
+        _main("import re\nm = re.match('(?P<a>x)', 'x')\nm.re.groupindex['b'] = 1"),
+        "cannot change",
+    ),
     ("hash-object-state", _main("import hashlib\nh = hashlib.sha256()\nh.name = 'x'"), "cannot change"),
     ("uuid-int-write", _main("import uuid\nu = uuid.uuid4()\nu.int = 1"), "cannot change"),
     ("zlib-object-write", _main("import zlib\nc = zlib.compressobj()\nc.x = 1"), "cannot change"),
     ("template-pattern-write", _main("import string\nstring.Template.pattern = None"), "cannot change"),
-    ("template-class-attr-via-setattr", _main("import string\nsetattr(string.Template, 'delimiter', '#')"),
-     "cannot change"),
-    ("json-encoder-item-sep", _main("import json\nsetattr(json.JSONEncoder, 'item_separator', ';')"),
-     "cannot change"),
-    ("namedtuple-class-write", _main("import collections\nP = collections.namedtuple('P', 'a')\nP.x = 1"),
-     "cannot change"),
+    (
+        "template-class-attr-via-setattr",
+        _main("import string\nsetattr(string.Template, 'delimiter', '#')"),
+        "cannot change",
+    ),
+    ("json-encoder-item-sep", _main("import json\nsetattr(json.JSONEncoder, 'item_separator', ';')"), "cannot change"),
+    (
+        "namedtuple-class-write",
+        _main("import collections\nP = collections.namedtuple('P', 'a')\nP.x = 1"),
+        "cannot change",
+    ),
     ("context-record-write", _main("setattr(event, 'data', 'x')"), "cannot change"),
     ("datetime-tz-write", _main("import datetime\ndatetime.UTC.x = 1"), "cannot change"),
     ("property-fget-write", _main("p = property(len)\np.fget = print"), "cannot change"),
     ("decimal-max-prec-mutation", _main("import decimal\ndecimal.Decimal.x = 1"), "cannot change"),
-    ("functools-partial-func", _main("import functools\np = functools.partial(len)\np.func = print"),
-     "cannot change"),
-    ("lru-cache-wrapped", _main("import functools\nf = functools.lru_cache(len)\n"
-                                "return getattr(f, '__wrapped__')"), "not allowed"),
+    ("functools-partial-func", _main("import functools\np = functools.partial(len)\np.func = print"), "cannot change"),
+    (
+        "lru-cache-wrapped",
+        _main("import functools\nf = functools.lru_cache(len)\nreturn getattr(f, '__wrapped__')"),
+        "not allowed",
+    ),
     # imports C code makes on the user's behalf stay host-only
     ("import-strptime-stmt", _main("import _strptime\nreturn 1"), "not available"),
     ("from-strptime", _main("from _strptime import _TimeRE_cache\nreturn 1"), "not available"),
@@ -373,17 +413,32 @@ HELD = [
     ("secrets-names-slot", _main("return getattr(secrets, '_names')"), "not allowed"),
     ("secrets-super", _main("return getattr(super(type(secrets), secrets), 'x')"), "NameError"),
     ("secrets-reduce", _main("return getattr(secrets, '__reduce__')()"), "not allowed"),
-    ("template-undeclared-attr-walk", _main("import string\nclass T(string.Template):\n"
-                                            "    braceidpattern = '[a-z_.]+'\n"
-                                            "return T('${OTHER}').substitute(secrets)"), "SecretNotDeclared"),
+    (
+        "template-undeclared-attr-walk",
+        _main(
+            "import string\nclass T(string.Template):\n"
+            "    braceidpattern = '[a-z_.]+'\n"
+            "return T('${OTHER}').substitute(secrets)"
+        ),
+        "SecretNotDeclared",
+    ),
     # results / events cannot carry host objects or run user code in the host
     ("return-print", _main("return print"), "ResultError"),
-    ("return-counter-subclass", _main("return C(a=1)", "import collections\nclass C(collections.Counter):\n"
-                                                       "    pass\n"), "ResultError"),
-    ("publish-dict-subclass", _main("import logic\nlogic.publish('e', D(a=1))",
-                                    "class D(dict):\n    pass\n"), "ResultError"),
-    ("publish-name-str-subclass-len",
-     _main("import logic\nlogic.publish(S('x' * 100), None)", "class S(str):\n    pass\n"), "ValueError"),
+    (
+        "return-counter-subclass",
+        _main("return C(a=1)", "import collections\nclass C(collections.Counter):\n    pass\n"),
+        "ResultError",
+    ),
+    (
+        "publish-dict-subclass",
+        _main("import logic\nlogic.publish('e', D(a=1))", "class D(dict):\n    pass\n"),
+        "ResultError",
+    ),
+    (
+        "publish-name-str-subclass-len",
+        _main("import logic\nlogic.publish(S('x' * 100), None)", "class S(str):\n    pass\n"),
+        "ValueError",
+    ),
 ]
 
 
@@ -397,13 +452,17 @@ def test_attack_held(source, pattern):
 
 
 def test_template_substitute_reads_only_declared_keys_without_attribute_walk():
-    ran = run_source("""
+    ran = run_source(
+        """
 import string
 class T(string.Template):
     braceidpattern = '[A-Za-z_.]+'
 def main(secrets):
     return T('${API_KEY.upper}').safe_substitute(secrets)
-""", secrets={"API_KEY": SECRET}, declared=("API_KEY",))
+""",
+        secrets={"API_KEY": SECRET},
+        declared=("API_KEY",),
+    )
     # a dotted name is one key lookup (not declared: left as is), never an attribute walk
     assert ran.status == "success" and ran.result == "${API_KEY.upper}"
     assert ran.host.reads == []
@@ -468,7 +527,8 @@ def test_late_generator_finally_runs_in_its_own_run_only():
     # No __del__ can be defined; the generator's `finally` is the finalizer. It runs at the
     # end of its own run (env cleared, cycles collected) and finds the output closed.
     host = RecordingHost()
-    fn = compile_source(textwrap.dedent("""
+    fn = compile_source(
+        textwrap.dedent("""
         import logic
         def g(log):
             try:
@@ -481,13 +541,19 @@ def test_late_generator_finally_runs_in_its_own_run_only():
             loop = [gen]
             loop.append(loop)
             return 1
-    """))
+    """)
+    )
     outcome = run_function(fn, {}, host, declared_secrets=(), limits=default_limits())
     assert outcome.status == "success"
     assert host.logs == []
     other = RecordingHost()
-    run_function(compile_source("def main(event):\n    return [[i] for i in range(5000)] and 1\n"), {}, other,
-                 declared_secrets=(), limits=default_limits())
+    run_function(
+        compile_source("def main(event):\n    return [[i] for i in range(5000)] and 1\n"),
+        {},
+        other,
+        declared_secrets=(),
+        limits=default_limits(),
+    )
     assert other.logs == []
 
 
@@ -499,13 +565,24 @@ def test_poisoning_does_not_cross_runs_in_one_worker():
     from store.settings import Settings
 
     def job(source: str, key: str) -> Job:
-        context = {"event": {"id": "e", "name": "n", "data": "{}", "published_at": "2024-01-01T00:00:00Z",
-                             "source": "t"},
-                   "scheduled": None, "trigger": {"type": "event", "triggered_at": "2024-01-01T00:00:00Z",
-                                                  "event_id": "e"},
-                   "function_info": {"id": key, "name": key, "version": 1, "owner": "user:alice"}}
-        return Job(owner="user:alice", version_key=f"{key}:1", source=source, filename="f.py", entry="main",
-                   declared_secrets=(), context=context, timeout_s=5.0, memory_mb=128, limits=default_limits())
+        context = {
+            "event": {"id": "e", "name": "n", "data": "{}", "published_at": "2024-01-01T00:00:00Z", "source": "t"},
+            "scheduled": None,
+            "trigger": {"type": "event", "triggered_at": "2024-01-01T00:00:00Z", "event_id": "e"},
+            "function_info": {"id": key, "name": key, "version": 1, "owner": "user:alice"},
+        }
+        return Job(
+            owner="user:alice",
+            version_key=f"{key}:1",
+            source=source,
+            filename="f.py",
+            entry="main",
+            declared_secrets=(),
+            context=context,
+            timeout_s=5.0,
+            memory_mb=128,
+            limits=default_limits(),
+        )
 
     def no_secret(name: str) -> str:
         raise AssertionError(name)
@@ -513,12 +590,13 @@ def test_poisoning_does_not_cross_runs_in_one_worker():
     settings = Settings(workers=1, worker_memory_mb=128, run_timeout_s=5.0, worker_max_runs=10_000)
     with WorkerPool(settings, executor="runtime.sandbox.executor") as pool:
         attacks = [
-            POISON_BY_CYCLE, POISON_BY_RE_CACHE,
+            POISON_BY_CYCLE,
+            POISON_BY_RE_CACHE,
             "import collections\ndef main(event):\n    collections.ChainMap.register(str)\n",
         ]
         for index, source in enumerate(attacks):
             pool.run(job(source, f"attack{index}"), no_secret)
-        for index in range(2):
+        for _ in range(2):
             result = pool.run(job(VICTIM_DECIMAL_AND_ABC, "victim"), no_secret)
             assert result.status == "success", result.error
             assert result.result == VICTIM_EXPECTED

@@ -37,17 +37,19 @@ from tests.support import runtime_service
 API_KEY = "sk_live_Q7vR2mX9pL4tZ8wK3nB6yH1cJ5dF0gS"
 # Spaces for quote_plus, characters that URL, JSON and repr escaping all change, non-ASCII for ensure_ascii.
 PASSWORD = "correct horse/battery+staple=\u00f6\"q'x\\z&y:42 end"
-MULTI = ("-----BEGIN TEST KEY-----\n"
-         "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n"
-         "KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQ\n"
-         "-----END TEST KEY-----")
+MULTI = (
+    "-----BEGIN TEST KEY-----\n"
+    "MIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n"
+    "KUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQ\n"
+    "-----END TEST KEY-----"
+)
 SECRETS = {"API_KEY": API_KEY, "PASSWORD": PASSWORD, "MULTI": MULTI}
 BOB_KEY = "bob-own-key-0d9c8b7a6f5e4d3c2b1a"
 ORG_TOKEN = "org-token-a1b2c3d4e5f6a7b8c9d0"
 PREFIXES = (b"", b"x", b"xy", b"user:")
 
 # The encoder runs inside the sandbox (no urllib there): it must produce exactly host_forms().
-ENCODER = r'''
+ENCODER = r"""
 import base64
 import binascii
 import json
@@ -94,9 +96,11 @@ def forms(value):
     for line in value.splitlines():
         out.append(line)
     return out
-'''
+"""
 
-LEAKY = ENCODER + r'''
+LEAKY = (
+    ENCODER
+    + r"""
 import logic
 
 
@@ -171,11 +175,27 @@ def main(event, secrets):
             print("  " + line + "  ")
         return multi.splitlines()
     raise ValueError("unknown mode " + mode)
-'''
+"""
+)
 
 CONTROL = "plain control/value+with=\u00f6\"q'x\\z&y:42 two\nsecond line here"
-MODES = ["print", "log", "return", "dict_key", "raise", "raise_line", "cause", "context", "event_data",
-         "event_name", "encodings", "multi_lines", "cut_log", "cut_message", "cut_cause"]
+MODES = [
+    "print",
+    "log",
+    "return",
+    "dict_key",
+    "raise",
+    "raise_line",
+    "cause",
+    "context",
+    "event_data",
+    "event_name",
+    "encodings",
+    "multi_lines",
+    "cut_log",
+    "cut_message",
+    "cut_cause",
+]
 
 
 def host_forms(value: str) -> list[tuple[str, str]]:
@@ -184,11 +204,13 @@ def host_forms(value: str) -> list[tuple[str, str]]:
     out = [(value, value)]
     for prefix in PREFIXES:
         skip = math.ceil(8 * len(prefix) / 6)  # the first character holding value bits only
-        for encoded in (base64.b64encode(prefix + data).decode(), base64.urlsafe_b64encode(prefix + data).decode(),
-                        base64.b64encode(prefix + data).decode().rstrip("=")):
+        for encoded in (
+            base64.b64encode(prefix + data).decode(),
+            base64.urlsafe_b64encode(prefix + data).decode(),
+            base64.b64encode(prefix + data).decode().rstrip("="),
+        ):
             out.append((encoded, encoded[skip:]))
-    for quoted in (urllib.parse.quote(value), urllib.parse.quote(value, safe=""),
-                   urllib.parse.quote_plus(value)):
+    for quoted in (urllib.parse.quote(value), urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value)):
         out.append((quoted, quoted))
     lower = re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), urllib.parse.quote_plus(value))
     out.append((lower, lower))
@@ -246,9 +268,17 @@ def world(tmp_path_factory: pytest.TempPathFactory):
             service.create_secret(alice, name, value)
         service.create_secret(alice, "ORG_TOKEN", ORG_TOKEN, org="acme")
         source = f"CONTROL_VALUE = {json.dumps(CONTROL)}\n" + LEAKY
-        service.deploy_function(alice, files_from_json({
-            "name": "leaky", "secrets": ["API_KEY", "PASSWORD", "MULTI"],
-            "triggers": [{"type": "event", "event_name": "leak"}], "source": source}))
+        service.deploy_function(
+            alice,
+            files_from_json(
+                {
+                    "name": "leaky",
+                    "secrets": ["API_KEY", "PASSWORD", "MULTI"],
+                    "triggers": [{"type": "event", "event_name": "leak"}],
+                    "source": source,
+                }
+            ),
+        )
         yield service, alice, bob
     finally:
         service.close()
@@ -308,10 +338,11 @@ def test_no_sink_shows_a_secret(world, mode):
     assert_clean(raw_table(service, "secret_access"), "the audit rows")
     assert_clean(json.dumps([a.__dict__ for a in service.audit(alice)]), "service.audit")
 
-    assert_clean(cli(service, "functions", "execute", "leaky", "--event", "leak", "--data", mode, "--json"),
-                 "functions execute --json")
-    assert_clean(cli(service, "functions", "execute", "leaky", "--event", "leak", "--data", mode),
-                 "functions execute")
+    assert_clean(
+        cli(service, "functions", "execute", "leaky", "--event", "leak", "--data", mode, "--json"),
+        "functions execute --json",
+    )
+    assert_clean(cli(service, "functions", "execute", "leaky", "--event", "leak", "--data", mode), "functions execute")
     assert_clean(cli(service, "functions", "logs", "leaky", "--limit", "3"), "functions logs")
     assert_clean(cli(service, "functions", "logs", "leaky", "--limit", "3", "--json"), "functions logs --json")
     assert_clean(cli(service, "runs", "show", record["id"]), "runs show")
@@ -375,8 +406,9 @@ def test_json_text_of_a_non_ascii_secret_inside_json(world):
 
 def test_a_user_cannot_declare_another_users_secret(world):
     service, _alice, bob = world
-    files = files_from_json({"name": "steal", "secrets": ["API_KEY"],
-                             "source": "def main(secrets):\n    return secrets.API_KEY\n"})
+    files = files_from_json(
+        {"name": "steal", "secrets": ["API_KEY"], "source": "def main(secrets):\n    return secrets.API_KEY\n"}
+    )
     with pytest.raises(DeployError) as refused:
         service.deploy_function(bob, files)
     assert "secret API_KEY does not exist in bob's sandbox" in refused.value.message
@@ -386,8 +418,15 @@ def test_a_user_cannot_declare_another_users_secret(world):
 
     # With a secret of the same name of his own, bob reads his value, never alice's.
     service.create_secret(bob, "API_KEY", BOB_KEY)
-    hashed = files_from_json({"name": "steal", "secrets": ["API_KEY"], "source": (
-        "import hashlib\ndef main(secrets):\n    return hashlib.sha256(secrets.API_KEY.encode()).hexdigest()\n")})
+    hashed = files_from_json(
+        {
+            "name": "steal",
+            "secrets": ["API_KEY"],
+            "source": (
+                "import hashlib\ndef main(secrets):\n    return hashlib.sha256(secrets.API_KEY.encode()).hexdigest()\n"
+            ),
+        }
+    )
     service.deploy_function(bob, hashed)
     record = service.execute_function(bob, "steal")
     assert record["result"] == hashlib.sha256(BOB_KEY.encode()).hexdigest()
@@ -396,20 +435,23 @@ def test_a_user_cannot_declare_another_users_secret(world):
 
 def test_an_org_function_sees_only_org_secrets(world):
     service, alice, bob = world
-    source = ("import hashlib\ndef main(secrets):\n"
-              "    return [hashlib.sha256(secrets[n].encode()).hexdigest() for n in secrets]\n")
+    source = (
+        "import hashlib\ndef main(secrets):\n"
+        "    return [hashlib.sha256(secrets[n].encode()).hexdigest() for n in secrets]\n"
+    )
     with pytest.raises(DeployError, match="secret API_KEY does not exist in organization acme"):
-        service.deploy_function(alice, files_from_json({"name": "org-fn", "secrets": ["API_KEY"], "source": source}),
-                                org="acme")
-    fn = service.deploy_function(alice, files_from_json({"name": "org-fn", "secrets": ["ORG_TOKEN"],
-                                                         "source": source}), org="acme")
+        service.deploy_function(
+            alice, files_from_json({"name": "org-fn", "secrets": ["API_KEY"], "source": source}), org="acme"
+        )
+    fn = service.deploy_function(
+        alice, files_from_json({"name": "org-fn", "secrets": ["ORG_TOKEN"], "source": source}), org="acme"
+    )
     assert fn.owner == "org:acme"
     record = service.execute_function(alice, "org-fn", org="acme")
     assert record["result"] == [hashlib.sha256(ORG_TOKEN.encode()).hexdigest()]
     # A user function of a member does not see the org's secret either.
     with pytest.raises(DeployError, match="secret ORG_TOKEN does not exist in alice's sandbox"):
-        service.deploy_function(alice, files_from_json({"name": "no-org", "secrets": ["ORG_TOKEN"],
-                                                        "source": source}))
+        service.deploy_function(alice, files_from_json({"name": "no-org", "secrets": ["ORG_TOKEN"], "source": source}))
     # Bob, not a member, cannot run it or read its runs.
     from store.errors import NotFound, PermissionDenied
 
@@ -423,12 +465,14 @@ def test_an_undeclared_name_is_a_clear_run_error(world):
     service, alice, _ = world
     # The name is computed at run time, so the deploy check cannot see it.
     source = "def main(secrets):\n    name = 'PASS' + 'WORD'\n    return secrets[name]\n"
-    service.deploy_function(alice, files_from_json({"name": "undeclared", "secrets": ["API_KEY", "MULTI"],
-                                                    "source": source}))
+    service.deploy_function(
+        alice, files_from_json({"name": "undeclared", "secrets": ["API_KEY", "MULTI"], "source": source})
+    )
     record = service.execute_function(alice, "undeclared")
     assert record["status"] == "error"
     assert record["error"]["message"] == (
-        "secret 'PASSWORD' is not declared in this function's manifest; declared: API_KEY, MULTI")
+        "secret 'PASSWORD' is not declared in this function's manifest; declared: API_KEY, MULTI"
+    )
     assert record["secrets_accessed"] == []
     assert record["result"] is None
 
@@ -436,8 +480,15 @@ def test_an_undeclared_name_is_a_clear_run_error(world):
 def test_the_broker_refuses_what_the_worker_asks_for(world):
     """A compromised worker can ask the parent for any name: the broker is the real check."""
     service, _alice, _ = world
-    broker = SecretsBroker(service.store.secrets, owner="user:alice", declared=("API_KEY",),
-                           consumer_kind="logic_function", consumer_id="fn", consumer_name="fn", run_id="r1")
+    broker = SecretsBroker(
+        service.store.secrets,
+        owner="user:alice",
+        declared=("API_KEY",),
+        consumer_kind="logic_function",
+        consumer_id="fn",
+        consumer_name="fn",
+        run_id="r1",
+    )
     with pytest.raises(SecretAccessError, match="'PASSWORD' is not declared .*; declared: API_KEY"):
         broker.read("PASSWORD")
     for odd in ("", "api_key", "API_KEY ", "../API_KEY"):
@@ -445,8 +496,15 @@ def test_the_broker_refuses_what_the_worker_asks_for(world):
             broker.read(odd)
     assert broker.accesses == [] and broker.plain_values() == []
     # Declared but of another owner: bob's broker for API_KEY reads bob's value or nothing.
-    other = SecretsBroker(service.store.secrets, owner="user:nobody", declared=("API_KEY",),
-                          consumer_kind="logic_function", consumer_id="fn", consumer_name="fn", run_id="r2")
+    other = SecretsBroker(
+        service.store.secrets,
+        owner="user:nobody",
+        declared=("API_KEY",),
+        consumer_kind="logic_function",
+        consumer_id="fn",
+        consumer_name="fn",
+        run_id="r2",
+    )
     with pytest.raises(SecretAccessError, match="no longer exists"):
         other.read("API_KEY")
     assert other.accesses == []
@@ -457,12 +515,14 @@ def test_the_broker_refuses_what_the_worker_asks_for(world):
 def test_a_run_sees_an_update_at_once_and_every_read_is_audited(world, monkeypatch):
     service, alice, _ = world
     service.create_secret(alice, "ROTATING", "rotating-value-one-7f3a9c")
-    source = ("import hashlib\n"
-              "def main(secrets):\n"
-              "    first = secrets.ROTATING\n"
-              "    second = secrets.ROTATING\n"
-              "    print(first, second)\n"
-              "    return [hashlib.sha256(v.encode()).hexdigest() for v in (first, second)]\n")
+    source = (
+        "import hashlib\n"
+        "def main(secrets):\n"
+        "    first = secrets.ROTATING\n"
+        "    second = secrets.ROTATING\n"
+        "    print(first, second)\n"
+        "    return [hashlib.sha256(v.encode()).hexdigest() for v in (first, second)]\n"
+    )
     service.deploy_function(alice, files_from_json({"name": "rotating", "secrets": ["ROTATING"], "source": source}))
     assert service.get_secret(alice, "ROTATING").last_accessed_at is None
     digest = lambda v: hashlib.sha256(v.encode()).hexdigest()  # noqa: E731

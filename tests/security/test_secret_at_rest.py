@@ -35,7 +35,7 @@ def _forms(value: str) -> list[bytes]:
             # The characters that encode raw[offset:] are the same wherever it sits at a
             # 3-byte boundary; drop the last group, which depends on what follows.
             encoded = encode(raw[offset:])
-            forms.append(encoded[:len(encoded) - 4])
+            forms.append(encoded[: len(encoded) - 4])
     return [f for f in forms if len(f) >= 12]
 
 
@@ -44,11 +44,19 @@ def leaks(haystack: bytes | str, value: str = VALUE) -> list[bytes]:
     return [f for f in _forms(value) if f in data]
 
 
-@pytest.mark.parametrize("encode", [
-    lambda v: v.encode(), lambda v: base64.b64encode(v.encode()), lambda v: base64.b64encode(b"x" + v.encode()),
-    lambda v: base64.b64encode(b"xy" + v.encode()), lambda v: base64.urlsafe_b64encode(b"x" + v.encode()),
-    lambda v: binascii.hexlify(v.encode()), lambda v: v.encode().hex().upper().encode(),
-], ids=["plain", "b64", "b64+1", "b64+2", "urlsafe+1", "hex", "HEX"])
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda v: v.encode(),
+        lambda v: base64.b64encode(v.encode()),
+        lambda v: base64.b64encode(b"x" + v.encode()),
+        lambda v: base64.b64encode(b"xy" + v.encode()),
+        lambda v: base64.urlsafe_b64encode(b"x" + v.encode()),
+        lambda v: binascii.hexlify(v.encode()),
+        lambda v: v.encode().hex().upper().encode(),
+    ],
+    ids=["plain", "b64", "b64+1", "b64+2", "urlsafe+1", "hex", "HEX"],
+)
 def test_the_detector_finds_every_form(encode):
     assert leaks(b"prefix " + encode(VALUE) + b" suffix")
 
@@ -84,8 +92,9 @@ def test_database_wal_and_shm_never_hold_the_value(store, settings):
 def test_audit_rows_hold_names_never_values(store):
     owner = store.identity.first_admin().owner
     store.secrets.create(owner, "AUDITED", VALUE)
-    store.secrets.record_access([Access(owner, "AUDITED", "logic_function", "f1", "fn", "r1",
-                                        "2026-01-01T00:00:00.000000Z")])
+    store.secrets.record_access(
+        [Access(owner, "AUDITED", "logic_function", "f1", "fn", "r1", "2026-01-01T00:00:00.000000Z")]
+    )
     rows = store.db.all("SELECT * FROM secret_access")
     assert rows and all(leaks(repr(tuple(r))) == [] for r in rows)
     assert all(leaks(repr(a)) == [] for a in store.secrets.audit(owner))
@@ -95,10 +104,10 @@ def test_errors_never_contain_the_value(store):
     owner = store.identity.first_admin().owner
     store.secrets.create(owner, "EXISTING", VALUE)
     attempts = [
-        lambda: store.secrets.create(owner, "EXISTING", VALUE),                       # duplicate
-        lambda: store.secrets.create(owner, "HUGE", VALUE * 5000),                     # too large
-        lambda: store.secrets.create(owner, "BYTES", VALUE.encode() + b"\xff"),        # invalid UTF-8
-        lambda: store.secrets.update(owner, "MISSING", VALUE),                         # unknown
+        lambda: store.secrets.create(owner, "EXISTING", VALUE),  # duplicate
+        lambda: store.secrets.create(owner, "HUGE", VALUE * 5000),  # too large
+        lambda: store.secrets.create(owner, "BYTES", VALUE.encode() + b"\xff"),  # invalid UTF-8
+        lambda: store.secrets.update(owner, "MISSING", VALUE),  # unknown
         lambda: store.secrets.create(owner, "EMPTY", ""),
     ]
     for attempt in attempts:
@@ -117,12 +126,23 @@ def test_errors_never_contain_the_value(store):
 def test_returned_objects_never_show_the_value(store, settings):
     service = Service(store)
     admin = service.actor()
-    objects = [service.create_secret(admin, "SHOWN", VALUE), service.update_secret(admin, "SHOWN", VALUE),
-               service.get_secret(admin, "SHOWN"), service.list_secrets(admin),
-               store.secrets.reveal(admin.owner, "SHOWN"), store, store.ring, store.secrets, store.db,
-               service, admin, settings]
-    store.secrets.record_access([Access(admin.owner, "SHOWN", "integration", "i", "n", None,
-                                        "2026-01-01T00:00:00.000000Z")])
+    objects = [
+        service.create_secret(admin, "SHOWN", VALUE),
+        service.update_secret(admin, "SHOWN", VALUE),
+        service.get_secret(admin, "SHOWN"),
+        service.list_secrets(admin),
+        store.secrets.reveal(admin.owner, "SHOWN"),
+        store,
+        store.ring,
+        store.secrets,
+        store.db,
+        service,
+        admin,
+        settings,
+    ]
+    store.secrets.record_access(
+        [Access(admin.owner, "SHOWN", "integration", "i", "n", None, "2026-01-01T00:00:00.000000Z")]
+    )
     objects.append(service.audit(admin, "SHOWN"))
     for obj in objects:
         assert leaks(repr(obj)) == [] and leaks(str(obj)) == [], type(obj)
@@ -155,14 +175,24 @@ def test_no_command_output_shows_the_value(cli, tmp_path):
     assert run("orgs", "create", "acme").exit_code == 0
     assert run("secrets", "create", "ORG", "--org", "acme", input=VALUE).exit_code == 0
     for extra in ([], ["--json"]):
-        for args in (["secrets", "list"], ["secrets", "get", "PIPED"], ["secrets", "list", "--org", "acme"],
-                     ["secrets", "get", "ORG", "--org", "acme"], ["audit"], ["audit", "--secret", "PIPED"]):
+        for args in (
+            ["secrets", "list"],
+            ["secrets", "get", "PIPED"],
+            ["secrets", "list", "--org", "acme"],
+            ["secrets", "get", "ORG", "--org", "acme"],
+            ["audit"],
+            ["audit", "--secret", "PIPED"],
+        ):
             assert run(*args, *extra).exit_code == 0
     # refused commands, with the value on their input
-    for args, stdin in ((["secrets", "create", "PIPED"], VALUE), (["secrets", "create", "HUGE"], VALUE * 5000),
-                        (["secrets", "create", "BAD"], VALUE.encode() + b"\xff"),
-                        (["secrets", "update", "MISSING"], VALUE), (["secrets", "create", "lower"], VALUE),
-                        (["secrets", "create", "X", "--value", VALUE], None)):
+    for args, stdin in (
+        (["secrets", "create", "PIPED"], VALUE),
+        (["secrets", "create", "HUGE"], VALUE * 5000),
+        (["secrets", "create", "BAD"], VALUE.encode() + b"\xff"),
+        (["secrets", "update", "MISSING"], VALUE),
+        (["secrets", "create", "lower"], VALUE),
+        (["secrets", "create", "X", "--value", VALUE], None),
+    ):
         assert run(*args, input=stdin).exit_code in (1, 2)
     assert run("keys", "rotate", "--json").exit_code == 0
     assert run("keys", "rotate", "--master").exit_code == 0

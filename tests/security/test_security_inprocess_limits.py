@@ -32,14 +32,17 @@ def test_recursion_caught_by_user_code_still_ends(sandbox_run):
 
 
 def test_output_flood_is_truncated_at_the_cap(sandbox_run):
-    ran = sandbox_run("""
+    ran = sandbox_run(
+        """
         import logic
         def main(event):
             for i in range(20000):
                 print("x" * 100)
                 logic.log.error("y" * 100)
             return "survived"
-        """, limits=default_limits(log_max_bytes=64 * 1024))
+        """,
+        limits=default_limits(log_max_bytes=64 * 1024),
+    )
     assert ran.result == "survived"
     assert sum(len(m) + 1 for m in ran.host.messages[:-1]) == 64 * 1024  # bytes and newlines
     assert ran.host.logs[-1] == ("warning", "[log truncated: limit of 65536 bytes reached]")
@@ -51,12 +54,15 @@ def test_one_giant_log_line_is_cut(sandbox_run):
     assert ran.host.messages == ["z" * 999, "[log truncated: limit of 1000 bytes reached]"]
 
 
-@pytest.mark.parametrize("expression,message", [
-    ("'x' * (10**6)", "return value is over 262144 bytes as JSON"),
-    ("[1] * (10**6)", "the limit is 262144 bytes"),
-    ("{str(i): i for i in range(10**5)}", "the limit is 262144 bytes"),
-    ("10 ** 5000", "holds an int too large to serialise"),
-])
+@pytest.mark.parametrize(
+    "expression,message",
+    [
+        ("'x' * (10**6)", "return value is over 262144 bytes as JSON"),
+        ("[1] * (10**6)", "the limit is 262144 bytes"),
+        ("{str(i): i for i in range(10**5)}", "the limit is 262144 bytes"),
+        ("10 ** 5000", "holds an int too large to serialise"),
+    ],
+)
 def test_huge_results_are_refused(sandbox_run, expression, message):
     ran = sandbox_run(f"def main(event):\n    return {expression}\n")
     assert ran.status == "error" and message in ran.error["message"]

@@ -21,14 +21,14 @@ from runtime.manifest import files_from_json
 from store.clock import iso, utcnow
 from store.errors import QueueFull, TooManyRequests
 from store.events import EventStore
-from tests.support import runtime_service
-from tests.support import event_queue
+from tests.support import event_queue, runtime_service
 
 SLOW = "def main(event):\n    while True:\n        pass\n"  # ends at its 2 s time limit
 QUICK = "def main(event):\n    return 'quick'\n"
 
 
 # -- the queue itself ------------------------------------------------------------------
+
 
 def claim(events: EventStore, per_owner: int | None = None):
     now = utcnow()
@@ -55,8 +55,9 @@ def test_an_owner_at_its_cap_of_runs_in_flight_is_skipped(store):
     assert list(blocked) == [] and blocked.more is False  # A's 3 others wait; no thread spins on them
     events.add_event("user:b", "late", None, "test", 0, [("function", "fb")])
     assert claim(events, per_owner=2)[0].owner == "user:b"
-    first = events.deliveries_of(events.db.one("SELECT event_id FROM deliveries WHERE owner = 'user:a' "
-                                               "AND status = 'running' ORDER BY id")[0])[0]
+    first = events.deliveries_of(
+        events.db.one("SELECT event_id FROM deliveries WHERE owner = 'user:a' AND status = 'running' ORDER BY id")[0]
+    )[0]
     events.finish(first["id"])
     assert claim(events, per_owner=2)[0].owner == "user:a"  # a slot freed: A's turn again
 
@@ -75,18 +76,24 @@ def test_a_full_owner_queue_refuses_that_owner_only(store):
 
 # -- through the real workers and delivery threads --------------------------------------
 
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
-    service = runtime_service(tmp_path_factory, "fair", workers=4, delivery_threads=4, run_timeout_s=2.0,
-                              queue_max_pending_per_owner=12)
+    service = runtime_service(
+        tmp_path_factory, "fair", workers=4, delivery_threads=4, run_timeout_s=2.0, queue_max_pending_per_owner=12
+    )
     dispatcher = service.dispatcher(threads=4, poll_s=0.05)
     try:
         admin = service.actor()
         alice, bob = service.create_user(admin, "alice"), service.create_user(admin, "bob")
-        service.deploy_function(alice, files_from_json({
-            "name": "slow", "source": SLOW, "triggers": [{"type": "event", "event_name": "slow"}]}))
-        service.deploy_function(bob, files_from_json({
-            "name": "quick", "source": QUICK, "triggers": [{"type": "event", "event_name": "quick"}]}))
+        service.deploy_function(
+            alice,
+            files_from_json({"name": "slow", "source": SLOW, "triggers": [{"type": "event", "event_name": "slow"}]}),
+        )
+        service.deploy_function(
+            bob,
+            files_from_json({"name": "quick", "source": QUICK, "triggers": [{"type": "event", "event_name": "quick"}]}),
+        )
         dispatcher.start()
         yield service, alice, bob
     finally:
@@ -105,8 +112,9 @@ def wait_for(check, timeout_s: float = 30.0):
 
 
 def finished(service, owner: str) -> int:
-    return service.store.db.one("SELECT count(*) FROM deliveries WHERE owner = ? AND status IN ('done', 'failed')",
-                                (owner,))[0]
+    return service.store.db.one(
+        "SELECT count(*) FROM deliveries WHERE owner = ? AND status IN ('done', 'failed')", (owner,)
+    )[0]
 
 
 def test_a_busy_owner_does_not_delay_another_owners_event_or_test_run(world):
@@ -119,8 +127,10 @@ def test_a_busy_owner_does_not_delay_another_owners_event_or_test_run(world):
     # Bob's run did not wait for Alice's backlog: at most her first two runs (her cap) had a
     # chance to end. In one FIFO it came after all eight had been claimed.
     assert finished(service, "user:alice") <= 2
-    assert service.store.db.one("SELECT count(*) FROM deliveries WHERE owner = 'user:alice' "
-                                "AND status = 'running'")[0] <= service.settings.owner_runs_max
+    assert (
+        service.store.db.one("SELECT count(*) FROM deliveries WHERE owner = 'user:alice' AND status = 'running'")[0]
+        <= service.settings.owner_runs_max
+    )
     # Bob's test run finds a worker at once too, while Alice's runs are still going.
     record = service.execute_function(bob, files_from_json({"name": "t", "source": QUICK}), event_name="x")
     assert record["status"] == "success"
@@ -131,16 +141,20 @@ def test_a_busy_owner_does_not_delay_another_owners_event_or_test_run(world):
 def test_an_owner_over_its_test_run_quota_gets_429_and_others_do_not(world):
     service, alice, bob = world
     slow = files_from_json({"name": "slow-test", "source": SLOW})
-    started = [threading.Thread(target=service.execute_function, args=(alice, slow), kwargs={"event_name": "x"})
-               for _ in range(service.settings.owner_runs_max)]
+    started = [
+        threading.Thread(target=service.execute_function, args=(alice, slow), kwargs={"event_name": "x"})
+        for _ in range(service.settings.owner_runs_max)
+    ]
     for t in started:
         t.start()
     try:
         wait_for(lambda: service.pool._busy_of.get("user:alice", 0) >= service.settings.owner_runs_max)
         with pytest.raises(TooManyRequests, match="user:alice already has 2 test or manual runs under way"):
             service.execute_function(alice, files_from_json({"name": "t", "source": QUICK}), event_name="x")
-        assert service.execute_function(bob, files_from_json({"name": "t", "source": QUICK}),
-                                        event_name="x")["status"] == "success"
+        assert (
+            service.execute_function(bob, files_from_json({"name": "t", "source": QUICK}), event_name="x")["status"]
+            == "success"
+        )
     finally:
         for t in started:
             t.join(10)
@@ -152,8 +166,10 @@ def test_the_api_answers_429_with_retry_after_to_the_flooding_owner_only(world):
     alice_token = service.store.identity.create_token(alice)
     bob_token = service.store.identity.create_token(bob)
     wait_for(lambda: service.store.events.open_deliveries_of("user:alice") == 0, timeout_s=60)
-    answers = [client.post("/v1/events", json={"name": "slow"}, headers={"Authorization": f"Bearer {alice_token}"})
-               for _ in range(14)]
+    answers = [
+        client.post("/v1/events", json={"name": "slow"}, headers={"Authorization": f"Bearer {alice_token}"})
+        for _ in range(14)
+    ]
     assert [a.status_code for a in answers].count(202) == 12
     refused = answers[-1]
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
@@ -196,8 +212,9 @@ def test_the_per_owner_counter_follows_every_change_of_a_delivery(store):
     events.add_event("user:b", "b", None, "test", 0, [("function", "fb")])
 
     def real(owner: str) -> int:
-        return store.db.one("SELECT count(*) FROM deliveries WHERE owner = ? AND status IN ('pending', 'running')",
-                            (owner,))[0]
+        return store.db.one(
+            "SELECT count(*) FROM deliveries WHERE owner = ? AND status IN ('pending', 'running')", (owner,)
+        )[0]
 
     taken = [claim(events)[0] for _ in range(5)]
     events.finish(taken[0].id)

@@ -22,7 +22,7 @@ from runtime.manifest import files_from_json
 from store.sensitive import MASK
 from tests.support import runtime_service
 
-NASTY = '\x01\x02"\'\\'
+NASTY = "\x01\x02\"'\\"
 
 
 def nasty_values(count: int, size: int = 65536, seed: int = 1) -> list[str]:
@@ -88,10 +88,17 @@ def test_masking_cost_is_bounded_by_the_number_of_encodings_not_the_value_length
 
 # -- through the engine: the limits a run meets ------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
-    service = runtime_service(tmp_path_factory, "tenant-memory", workers=2, run_timeout_s=10,
-                              secret_bytes_per_run_max=3 * 65536, masking_bytes_per_run_max=4 * 2**20)
+    service = runtime_service(
+        tmp_path_factory,
+        "tenant-memory",
+        workers=2,
+        run_timeout_s=10,
+        secret_bytes_per_run_max=3 * 65536,
+        masking_bytes_per_run_max=4 * 2**20,
+    )
     try:
         actor = service.actor()
         for i, value in enumerate(nasty_values(6, size=65536, seed=7)):
@@ -118,8 +125,7 @@ def main(event, secrets):
 
 def test_a_run_reading_more_secret_bytes_than_allowed_gets_a_clear_error(env):
     service, actor = env
-    files = files_from_json({"name": "greedy", "source": READ_ALL_BUT,
-                             "secrets": [f"BIG_{i}" for i in range(6)]})
+    files = files_from_json({"name": "greedy", "source": READ_ALL_BUT, "secrets": [f"BIG_{i}" for i in range(6)]})
     for skip in range(3):
         record = service.execute_function(actor, files, event_name="go", data=str(skip))
         assert record["status"] == "success"
@@ -134,8 +140,9 @@ def test_a_run_whose_masking_would_cost_too_much_is_refused(env):
     many_lines = "\n".join(f"line-{i:05d}-{'z' * 8}" for i in range(3000))  # each line is masked too
     service.create_secret(actor, "LINES", many_lines)
     source = "def main(event, secrets):\n    return len(secrets.LINES)\n"
-    record = service.execute_function(actor, files_from_json({"name": "lines", "source": source,
-                                                              "secrets": ["LINES"]}), event_name="go")
+    record = service.execute_function(
+        actor, files_from_json({"name": "lines", "source": source, "secrets": ["LINES"]}), event_name="go"
+    )
     assert record["status"] == "error"
     assert "masking the secrets this run read would take more memory" in record["error"]["message"]
     assert record["secrets_accessed"] == []
@@ -145,5 +152,6 @@ def test_a_function_may_declare_at_most_50_secrets(env):
     service, actor = env
     source = "def main(event):\n    return 1\n"
     with pytest.raises(Exception, match="51 secrets are declared; at most 50 are allowed"):
-        service.deploy_function(actor, files_from_json({"name": "hoarder", "source": source,
-                                                        "secrets": [f"S_{i}" for i in range(51)]}))
+        service.deploy_function(
+            actor, files_from_json({"name": "hoarder", "source": source, "secrets": [f"S_{i}" for i in range(51)]})
+        )

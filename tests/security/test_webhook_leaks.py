@@ -32,6 +32,7 @@ BODY_SECRET = 'Pw:"\\é/+= \tbody-secret-value'
 @pytest.fixture
 def echo():
     """A receiver that answers with what it got (path, headers, body): a response that quotes the secret."""
+
     def what_arrived(got) -> bytes:
         return json.dumps({"path": got.path, "headers": got.headers, "body": got.text}).encode()
 
@@ -48,14 +49,12 @@ def settings(logic_home):
 def service(store, settings):
     store.secrets.create(OWNER, "URL_SECRET", URL_SECRET)
     store.secrets.create(OWNER, "BODY_SECRET", BODY_SECRET)
-    repo = store.integrations
     svc = OwnerIntegrations(store, settings, backoff_s=0.01)
     yield svc
     svc.close()
 
 
-EVENT = {"id": "ev-1", "name": "sensor/x", "data": '{"t": 1}', "published_at": "2024-05-01T00:00:00Z",
-         "source": "dev"}
+EVENT = {"id": "ev-1", "name": "sensor/x", "data": '{"t": 1}', "published_at": "2024-05-01T00:00:00Z", "source": "dev"}
 
 
 def fire(service, **spec):
@@ -70,14 +69,30 @@ def fire(service, **spec):
 
 def kept(result) -> str:
     """Everything of a FireResult that is stored, published or printed."""
-    return "\n".join([json.dumps(result.log), json.dumps(result.log, ensure_ascii=False),
-                      repr(result), json.dumps(result.response_event), str(result.response_event)])
+    return "\n".join(
+        [
+            json.dumps(result.log),
+            json.dumps(result.log, ensure_ascii=False),
+            repr(result),
+            json.dumps(result.response_event),
+            str(result.response_event),
+        ]
+    )
 
 
 def known_forms(secret: str) -> set[str]:
-    forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret), quote_plus(secret, safe="/"),
-             json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret)[1:-1],
-             base64.b64encode(secret.encode()).decode(), secret.encode().hex()}
+    forms = {
+        secret,
+        quote(secret, safe=""),
+        quote(secret),
+        quote_plus(secret),
+        quote_plus(secret, safe="/"),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        repr(secret)[1:-1],
+        base64.b64encode(secret.encode()).decode(),
+        secret.encode().hex(),
+    }
     return forms
 
 
@@ -113,14 +128,13 @@ def test_secret_in_query_dict_is_form_encoded_on_the_wire(service, receiver):
 
 @pytest.mark.parametrize("username", ["u", "us", "usr", "service-user"])
 def test_basic_auth_password_is_masked_inside_base64_at_every_offset(service, receiver, username):
-    result = fire(service, url=receiver.url, auth={"username": username, "password": "{{{BODY_SECRET}}}"},
-                  method="GET")
+    result = fire(service, url=receiver.url, auth={"username": username, "password": "{{{BODY_SECRET}}}"}, method="GET")
     assert result.ok
     [got] = receiver.requests
     scheme, token = got.headers["Authorization"].split(" ")
     assert scheme == "Basic" and base64.b64decode(token).decode() == f"{username}:{BODY_SECRET}"
     # The characters that depend on the secret alone: after the prefix's, before the padding's.
-    core = token[-(-4 * (len(username) + 1) // 3): 4 * len(f"{username}:{BODY_SECRET}".encode()) // 3]
+    core = token[-(-4 * (len(username) + 1) // 3) : 4 * len(f"{username}:{BODY_SECRET}".encode()) // 3]
     assert len(core) > 20
     text = kept(result)
     assert_absent({token, core} | known_forms(BODY_SECRET), text)
@@ -129,9 +143,11 @@ def test_basic_auth_password_is_masked_inside_base64_at_every_offset(service, re
 
 
 def test_secret_in_headers_json_form_and_body(service, receiver):
-    for spec in ({"json": {"k": "{{{BODY_SECRET}}}", "{{{URL_SECRET}}}": ["x{{{BODY_SECRET}}}"]}},
-                 {"form": {"k": "{{{BODY_SECRET}}}", "u": "{{{URL_SECRET}}}"}},
-                 {"body": "raw {{{BODY_SECRET}}} and {{{URL_SECRET}}}"}):
+    for spec in (
+        {"json": {"k": "{{{BODY_SECRET}}}", "{{{URL_SECRET}}}": ["x{{{BODY_SECRET}}}"]}},
+        {"form": {"k": "{{{BODY_SECRET}}}", "u": "{{{URL_SECRET}}}"}},
+        {"body": "raw {{{BODY_SECRET}}} and {{{URL_SECRET}}}"},
+    ):
         result = fire(service, url=receiver.url, headers={"X-Key": "{{{URL_SECRET}}}"}, **spec)
         assert result.ok
         got = receiver.requests[-1]
@@ -139,7 +155,7 @@ def test_secret_in_headers_json_form_and_body(service, receiver):
         body = got.text
         if "json" in spec:
             assert json.loads(body) == {"k": BODY_SECRET, URL_SECRET: ["x" + BODY_SECRET]}
-            wire = {body[body.index('"k":"') + 5: body.index('","')]}
+            wire = {body[body.index('"k":"') + 5 : body.index('","')]}
         elif "form" in spec:
             assert parse_qs(body) == {"k": [BODY_SECRET], "u": [URL_SECRET]}
             wire = {v for part in body.split("&") for v in [part.split("=", 1)[1]]}
@@ -153,8 +169,12 @@ def test_secret_in_headers_json_form_and_body(service, receiver):
 
 
 def test_an_echo_server_cannot_put_the_secret_into_logs_or_events(service, echo):
-    result = fire(service, url=echo.url + "/e?k={{{URL_SECRET}}}", headers={"Authorization": "Bearer {{{BODY_SECRET}}}"},
-                  json={"k": "{{{BODY_SECRET}}}"})
+    result = fire(
+        service,
+        url=echo.url + "/e?k={{{URL_SECRET}}}",
+        headers={"Authorization": "Bearer {{{BODY_SECRET}}}"},
+        json={"k": "{{{BODY_SECRET}}}"},
+    )
     assert result.ok
     name, data = result.response_event
     assert name == "hook-response/sensor/x"
@@ -169,24 +189,30 @@ def test_errors_do_not_quote_the_secret(service):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    result = fire(service, url=f"http://127.0.0.1:{port}/x?k={{{{{{URL_SECRET}}}}}}",
-                  headers={"X": "{{{BODY_SECRET}}}"})
+    result = fire(
+        service, url=f"http://127.0.0.1:{port}/x?k={{{{{{URL_SECRET}}}}}}", headers={"X": "{{{BODY_SECRET}}}"}
+    )
     assert not result.ok and result.response_event[0] == "hook-error/sensor/x"
     assert_absent(known_forms(BODY_SECRET) | known_forms(URL_SECRET), kept(result))
     assert result.log["request"]["url"].endswith(f"k={MASK}")
 
 
 def test_stored_records_and_logs_never_hold_a_value(service, store, receiver):
-    result = fire(service, url=receiver.url + "?k={{{URL_SECRET}}}", auth={"username": "u", "password": "{{{BODY_SECRET}}}"})
+    result = fire(
+        service, url=receiver.url + "?k={{{URL_SECRET}}}", auth={"username": "u", "password": "{{{BODY_SECRET}}}"}
+    )
     record = service.get(OWNER, "leak")
     store_repo = service.integrations
     with store.transaction():
         store_repo.add_log(record.id, "ev-1", result.log)
-    text = "\n".join([repr(record), json.dumps(record.to_json()), json.dumps(store_repo.logs(record.id)),
-                      repr(service.list(OWNER))])
+    text = "\n".join(
+        [repr(record), json.dumps(record.to_json()), json.dumps(store_repo.logs(record.id)), repr(service.list(OWNER))]
+    )
     assert_absent(known_forms(BODY_SECRET) | known_forms(URL_SECRET), text)
-    rows = store.db.all("SELECT * FROM integrations UNION ALL SELECT id, integration_id, event_id, at, record, "
-                        "NULL, NULL, NULL FROM integration_logs")
+    rows = store.db.all(
+        "SELECT * FROM integrations UNION ALL SELECT id, integration_id, event_id, at, record, "
+        "NULL, NULL, NULL FROM integration_logs"
+    )
     assert_absent(known_forms(BODY_SECRET) | known_forms(URL_SECRET), repr([tuple(r) for r in rows]))
 
 
@@ -194,11 +220,18 @@ def test_stored_records_and_logs_never_hold_a_value(service, store, receiver):
 
 
 def test_a_template_in_event_data_is_sent_literally(service, receiver, store):
-    record = service.create(OWNER, {"name": "inj", "event": "sensor/", "url": receiver.url,
-                                    "headers": {"X-Key": "{{{BODY_SECRET}}}"},
-                                    "body": "{{{EVENT_DATA}}}|{{{x}}}|{{{EVENT_SOURCE}}}",
-                                    "secrets": ["BODY_SECRET"]})
-    payload = '{{{BODY_SECRET}}} {{> x}} {{#BODY_SECRET}}{{/BODY_SECRET}}'
+    record = service.create(
+        OWNER,
+        {
+            "name": "inj",
+            "event": "sensor/",
+            "url": receiver.url,
+            "headers": {"X-Key": "{{{BODY_SECRET}}}"},
+            "body": "{{{EVENT_DATA}}}|{{{x}}}|{{{EVENT_SOURCE}}}",
+            "secrets": ["BODY_SECRET"],
+        },
+    )
+    payload = "{{{BODY_SECRET}}} {{> x}} {{#BODY_SECRET}}{{/BODY_SECRET}}"
     ev = {**EVENT, "data": json.dumps({"x": payload}), "source": "{{{BODY_SECRET}}}"}
     assert service.fire(record, ev).ok
     body = receiver.requests[-1].text
@@ -209,8 +242,16 @@ def test_a_template_in_event_data_is_sent_literally(service, receiver, store):
 def test_event_data_cannot_choose_where_secrets_go(service):
     for url in ("http://{{{EVENT_DATA}}}/x", "http://{{{host}}}:80/", "http://a.{{{EVENT_SOURCE}}}/"):
         with pytest.raises(DeployError, match="scheme and host may not use event variables"):
-            service.create(OWNER, {"name": "exfil", "event": "e", "url": url, "secrets": ["BODY_SECRET"],
-                                   "headers": {"X": "{{{BODY_SECRET}}}"}})
+            service.create(
+                OWNER,
+                {
+                    "name": "exfil",
+                    "event": "e",
+                    "url": url,
+                    "secrets": ["BODY_SECRET"],
+                    "headers": {"X": "{{{BODY_SECRET}}}"},
+                },
+            )
 
 
 def test_only_declared_secrets_of_the_owner_are_reachable(service, store, receiver):
@@ -218,13 +259,17 @@ def test_only_declared_secrets_of_the_owner_are_reachable(service, store, receiv
         service.create(OWNER, {"name": "sneaky", "event": "e", "url": receiver.url, "body": "{{{BODY_SECRET}}}"})
     store.secrets.create("user:bob", "BOBS_KEY", "bobs-secret-value")
     with pytest.raises(InvalidInput, match="BOBS_KEY does not exist for user:alice"):
-        service.create(OWNER, {"name": "cross", "event": "e", "url": receiver.url, "body": "{{{BOBS_KEY}}}",
-                               "secrets": ["BOBS_KEY"]})
+        service.create(
+            OWNER,
+            {"name": "cross", "event": "e", "url": receiver.url, "body": "{{{BOBS_KEY}}}", "secrets": ["BOBS_KEY"]},
+        )
     # A config edited in the database to use an undeclared secret is refused at fire time too.
     record = service.create(OWNER, {"name": "ok", "event": "e", "url": receiver.url})
     with store.db.transaction() as conn:
-        conn.execute("UPDATE integrations SET config = ? WHERE id = ?",
-                     (json.dumps({"url": receiver.url, "body": "{{{BODY_SECRET}}}", "secrets": []}), record.id))
+        conn.execute(
+            "UPDATE integrations SET config = ? WHERE id = ?",
+            (json.dumps({"url": receiver.url, "body": "{{{BODY_SECRET}}}", "secrets": []}), record.id),
+        )
     result = service.fire(service.get(OWNER, "ok"), dict(EVENT))
     assert (result.ok, result.accesses, receiver.requests) == (False, [], [])
 
@@ -243,8 +288,13 @@ def test_partials_cannot_read_server_files(service, receiver, tmp_path, monkeypa
 def test_html_escaped_secret_from_double_braces_is_masked(service, store, receiver):
     secret = 'a&b<c>"d-html-secret'
     store.secrets.create(OWNER, "HTML_SECRET", secret)
-    result = fire(service, url=receiver.url + "/h/{{HTML_SECRET}}", headers={"X-H": "{{HTML_SECRET}}"},
-                  json={"k": "{{HTML_SECRET}}"}, secrets=["HTML_SECRET"])
+    result = fire(
+        service,
+        url=receiver.url + "/h/{{HTML_SECRET}}",
+        headers={"X-H": "{{HTML_SECRET}}"},
+        json={"k": "{{HTML_SECRET}}"},
+        secrets=["HTML_SECRET"],
+    )
     assert result.ok
     got = receiver.requests[-1]
     escaped = "a&amp;b&lt;c&gt;&quot;d-html-secret"
@@ -258,11 +308,18 @@ def test_an_error_quoting_the_secret_is_masked_before_it_is_tidied_or_cut(store,
     # h11 refuses the vertical tab in a header and quotes the whole header value in its error;
     # tidying whitespace or cutting at 300 characters first would hide it from the redactor.
     store.secrets.create(OWNER, "ODD", secret)
-    repo = store.integrations
     svc = OwnerIntegrations(store, settings, backoff_s=0.01)
     try:
-        record = svc.create(OWNER, {"name": "odd", "event": "e", "secrets": ["ODD"],
-                                    "url": receiver.url + "/x", "headers": {"X": "{{{ODD}}}"}})
+        record = svc.create(
+            OWNER,
+            {
+                "name": "odd",
+                "event": "e",
+                "secrets": ["ODD"],
+                "url": receiver.url + "/x",
+                "headers": {"X": "{{{ODD}}}"},
+            },
+        )
         result = svc.fire(record, dict(EVENT, name="e"))
     finally:
         svc.close()
@@ -271,8 +328,17 @@ def test_an_error_quoting_the_secret_is_masked_before_it_is_tidied_or_cut(store,
         assert piece not in kept(result)
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9/x", "http://localhost:9/x", "http://169.254.169.254/latest",
-                                 "http://10.1.2.3/x", "http://[::1]:9/x", "http://192.168.0.10/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/x",
+        "http://localhost:9/x",
+        "http://169.254.169.254/latest",
+        "http://10.1.2.3/x",
+        "http://[::1]:9/x",
+        "http://192.168.0.10/x",
+    ],
+)
 def test_webhooks_cannot_reach_the_servers_own_network_by_default(store, monkeypatch, receiver, url):
     # SSRF: a tenant's webhook must not read loopback services, cloud metadata or the LAN.
     monkeypatch.setenv("LOGIC_WEBHOOK_ALLOW_PRIVATE", "0")

@@ -124,11 +124,17 @@ def resolve(monkeypatch, *answers) -> Resolver:
 
 def send(url: str, *, retries: int = 0, allow_private: bool = False, transport=None) -> sender.SendOutcome:
     """One delivery through the real GuardedTransport, bounded in time."""
-    sender = WebhookSender(timeout_s=2, retries=retries, max_body_bytes=1000, backoff_s=0, sleep=lambda s: None,
-                           allow_private=allow_private, transport=transport)
+    sender = WebhookSender(
+        timeout_s=2,
+        retries=retries,
+        max_body_bytes=1000,
+        backoff_s=0,
+        sleep=lambda s: None,
+        allow_private=allow_private,
+        transport=transport,
+    )
     done: list[sender.SendOutcome] = []
-    worker = threading.Thread(target=lambda: done.append(sender.send(RenderedRequest("GET", url, {}, {}))),
-                              daemon=True)
+    worker = threading.Thread(target=lambda: done.append(sender.send(RenderedRequest("GET", url, {}, {}))), daemon=True)
     worker.start()
     worker.join(LIMIT_S)
     sender.close()
@@ -140,7 +146,8 @@ def send(url: str, *, retries: int = 0, allow_private: bool = False, transport=N
 
 
 def test_a_name_that_rebinds_to_loopback_after_the_first_lookup_reaches_nothing(
-        monkeypatch, jail, receiver, testnet_is_public):
+    monkeypatch, jail, receiver, testnet_is_public
+):
     # Public on the first lookup, loopback on every later one: a check-then-connect design
     # resolves twice and connects to 127.0.0.1. The guard resolves once and connects to what it checked.
     resolver = resolve(monkeypatch, [PUBLIC], ["127.0.0.1"])
@@ -160,17 +167,21 @@ def test_every_retry_is_checked_again(monkeypatch, jail, receiver, testnet_is_pu
     assert (receiver.connections, receiver.requests) == (0, [])
 
 
-@pytest.mark.parametrize("answer, refused", [
-    ([PUBLIC, "127.0.0.1"], refusal("127.0.0.1")),
-    (["127.0.0.1", PUBLIC], refusal("127.0.0.1")),
-    ([PUBLIC, "::1"], refusal("::1")),
-    ([PUBLIC, "::ffff:127.0.0.1"], refusal("::ffff:127.0.0.1 (127.0.0.1)")),
-    ([PUBLIC, "0.0.0.0"], refusal("0.0.0.0", "unspecified")),
-    ([PUBLIC, "169.254.169.254"], refusal("169.254.169.254", "link-local")),
-    ([PUBLIC, "10.0.0.5"], refusal("10.0.0.5", "private")),
-])
+@pytest.mark.parametrize(
+    "answer, refused",
+    [
+        ([PUBLIC, "127.0.0.1"], refusal("127.0.0.1")),
+        (["127.0.0.1", PUBLIC], refusal("127.0.0.1")),
+        ([PUBLIC, "::1"], refusal("::1")),
+        ([PUBLIC, "::ffff:127.0.0.1"], refusal("::ffff:127.0.0.1 (127.0.0.1)")),
+        ([PUBLIC, "0.0.0.0"], refusal("0.0.0.0", "unspecified")),
+        ([PUBLIC, "169.254.169.254"], refusal("169.254.169.254", "link-local")),
+        ([PUBLIC, "10.0.0.5"], refusal("10.0.0.5", "private")),
+    ],
+)
 def test_a_name_with_any_private_address_is_refused_before_connecting(
-        monkeypatch, jail, receiver, testnet_is_public, answer, refused):
+    monkeypatch, jail, receiver, testnet_is_public, answer, refused
+):
     resolve(monkeypatch, answer)
     out = send(f"http://rebind.test:{receiver.port}/steal", retries=2)
     assert (out.ok, out.attempts, out.error) == (False, 1, refused)
@@ -189,19 +200,22 @@ def test_the_connected_peer_is_checked_whatever_routed_there(monkeypatch, jail, 
     assert receiver.requests == []
 
 
-@pytest.mark.parametrize("host, shown, kind", [
-    ("127.0.0.1", "127.0.0.1", "loopback"),
-    ("2130706433", "127.0.0.1", "loopback"),  # decimal
-    ("0x7f.1", "127.0.0.1", "loopback"),  # hex, short form
-    ("127.1", "127.0.0.1", "loopback"),
-    ("0", "0.0.0.0", "unspecified"),  # Linux delivers 0.0.0.0 to loopback
-    ("0.0.0.0", "0.0.0.0", "unspecified"),
-    ("[::ffff:127.0.0.1]", "::ffff:127.0.0.1 (127.0.0.1)", "loopback"),
-    ("[::ffff:7f00:1]", "::ffff:127.0.0.1 (127.0.0.1)", "loopback"),
-    ("[::1]", "::1", "loopback"),
-    ("[::]", "::", "unspecified"),
-    ("localhost", None, "loopback"),
-])
+@pytest.mark.parametrize(
+    "host, shown, kind",
+    [
+        ("127.0.0.1", "127.0.0.1", "loopback"),
+        ("2130706433", "127.0.0.1", "loopback"),  # decimal
+        ("0x7f.1", "127.0.0.1", "loopback"),  # hex, short form
+        ("127.1", "127.0.0.1", "loopback"),
+        ("0", "0.0.0.0", "unspecified"),  # Linux delivers 0.0.0.0 to loopback
+        ("0.0.0.0", "0.0.0.0", "unspecified"),
+        ("[::ffff:127.0.0.1]", "::ffff:127.0.0.1 (127.0.0.1)", "loopback"),
+        ("[::ffff:7f00:1]", "::ffff:127.0.0.1 (127.0.0.1)", "loopback"),
+        ("[::1]", "::1", "loopback"),
+        ("[::]", "::", "unspecified"),
+        ("localhost", None, "loopback"),
+    ],
+)
 def test_every_spelling_of_the_servers_own_address_is_refused(jail, receiver, host, shown, kind):
     out = send(f"http://{host}:{receiver.port}/steal", retries=2)
     assert not out.ok and out.attempts == 1
@@ -246,15 +260,23 @@ def test_allow_private_reaches_the_loopback_receiver_through_the_same_path(monke
     assert [got.path for got in receiver.requests] == ["/allowed"]
 
 
-def test_integrations_refuse_by_default_and_log_the_reason(monkeypatch, jail, receiver, store, logic_home,
-                                                        testnet_is_public):
+def test_integrations_refuse_by_default_and_log_the_reason(
+    monkeypatch, jail, receiver, store, logic_home, testnet_is_public
+):
     resolve(monkeypatch, [PUBLIC, "127.0.0.1"])
     settings = Settings(home=logic_home, webhook_timeout_s=2, webhook_retries=2, webhook_allow_private=False)
     store.secrets.create("user:alice", "API_KEY", "k-0123456789abcdef")
     svc = OwnerIntegrations(store, settings, backoff_s=0.01)
     try:
-        record = svc.create("user:alice", {"name": "inward", "event": "e", "secrets": ["API_KEY"],
-                                           "url": f"http://rebind.test:{receiver.port}/x?key={{{{{{API_KEY}}}}}}"})
+        record = svc.create(
+            "user:alice",
+            {
+                "name": "inward",
+                "event": "e",
+                "secrets": ["API_KEY"],
+                "url": f"http://rebind.test:{receiver.port}/x?key={{{{{{API_KEY}}}}}}",
+            },
+        )
         result = svc.fire(record, {"id": "ev-1", "name": "e", "data": "d", "published_at": "t", "source": "s"})
     finally:
         svc.close()
@@ -274,26 +296,49 @@ def _certificates(name: str):
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rebinding test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(hours=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
-    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .issuer_name(ca_name).public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     pem = serialization.Encoding.PEM
     key = leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return ca.public_bytes(pem).decode(), leaf.public_bytes(pem), key
@@ -322,8 +367,9 @@ def _trusting(ca: str) -> GuardedTransport:
 @pytest.mark.parametrize("tls_receiver", ["secure.rebind.test"], indirect=True)
 def test_tls_connects_to_the_address_and_verifies_the_name(monkeypatch, jail, tls_receiver):
     resolve(monkeypatch, ["127.0.0.1"])
-    out = send(f"https://secure.rebind.test:{tls_receiver.port}/tls", allow_private=True,
-               transport=_trusting(tls_receiver.ca))
+    out = send(
+        f"https://secure.rebind.test:{tls_receiver.port}/tls", allow_private=True, transport=_trusting(tls_receiver.ca)
+    )
     assert (out.ok, out.body) == (True, REACHED), out.error
     assert tls_receiver.sni == ["secure.rebind.test"]  # SNI is the URL's name, not 127.0.0.1
 
@@ -331,8 +377,9 @@ def test_tls_connects_to_the_address_and_verifies_the_name(monkeypatch, jail, tl
 @pytest.mark.parametrize("tls_receiver", ["other.rebind.test"], indirect=True)
 def test_tls_refuses_a_certificate_for_another_name(monkeypatch, jail, tls_receiver):
     resolve(monkeypatch, ["127.0.0.1"])
-    out = send(f"https://secure.rebind.test:{tls_receiver.port}/tls", allow_private=True,
-               transport=_trusting(tls_receiver.ca))
+    out = send(
+        f"https://secure.rebind.test:{tls_receiver.port}/tls", allow_private=True, transport=_trusting(tls_receiver.ca)
+    )
     assert not out.ok and "certificate verify failed" in out.error and "Hostname mismatch" in out.error
     assert tls_receiver.requests == []
 

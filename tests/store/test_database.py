@@ -37,8 +37,11 @@ def test_pragmas_are_on(db):
 
 def test_pragmas_hold_on_every_thread(db):
     seen = []
-    thread = threading.Thread(target=lambda: seen.append(
-        (db.one("PRAGMA foreign_keys")[0], db.one("PRAGMA busy_timeout")[0], db.one("PRAGMA journal_mode")[0])))
+    thread = threading.Thread(
+        target=lambda: seen.append(
+            (db.one("PRAGMA foreign_keys")[0], db.one("PRAGMA busy_timeout")[0], db.one("PRAGMA journal_mode")[0])
+        )
+    )
     thread.start()
     thread.join()
     assert seen == [(1, 10_000, "wal")]
@@ -74,12 +77,11 @@ def test_transaction_commits_and_rolls_back(db):
     db.migrate()
     with db.transaction() as conn:
         conn.execute("INSERT INTO users (name, created_at) VALUES ('a', 'now')")
-    with pytest.raises(RuntimeError):
-        with db.transaction() as conn:
-            conn.execute("INSERT INTO users (name, created_at) VALUES ('b', 'now')")
-            with db.transaction() as inner:  # joins the outer one
-                inner.execute("INSERT INTO users (name, created_at) VALUES ('c', 'now')")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        conn.execute("INSERT INTO users (name, created_at) VALUES ('b', 'now')")
+        with db.transaction() as inner:  # joins the outer one
+            inner.execute("INSERT INTO users (name, created_at) VALUES ('c', 'now')")
+        raise RuntimeError("boom")
     assert [r[0] for r in db.all("SELECT name FROM users")] == ["a"]
     assert not db.conn.in_transaction
     with db.transaction() as conn:  # the connection is usable again
@@ -91,9 +93,8 @@ def test_a_failed_commit_does_not_leave_a_transaction_open(db):
     db.migrate()
     db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
     db.execute("CREATE TABLE child (pid INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
-    with pytest.raises(sqlite3.IntegrityError):
-        with db.transaction() as conn:
-            conn.execute("INSERT INTO child VALUES (42)")  # checked only at COMMIT
+    with pytest.raises(sqlite3.IntegrityError), db.transaction() as conn:
+        conn.execute("INSERT INTO child VALUES (42)")  # checked only at COMMIT
     assert not db.conn.in_transaction
     with db.transaction() as conn:
         conn.execute("INSERT INTO parent VALUES (1)")
@@ -127,26 +128,34 @@ def test_writers_queue_instead_of_failing(tmp_path):
 
 # migrations --------------------------------------------------------------------
 
+
 def _schema(database: Database) -> dict[str, str]:
-    return {r["name"]: re.sub(r"\s+", " ", r["sql"]) for r in database.all(
-        "SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'")}
+    return {
+        r["name"]: re.sub(r"\s+", " ", r["sql"])
+        for r in database.all("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'")
+    }
 
 
 def _check_options(sql: str) -> dict[str, list[str]]:
-    return {m.group(1): re.findall(r"'([^']*)'", m.group(2))
-            for m in re.finditer(r"CHECK\s*\(\s*(\w+)\s+IN\s*\(([^)]*)\)\s*\)", sql)}
+    return {
+        m.group(1): re.findall(r"'([^']*)'", m.group(2))
+        for m in re.finditer(r"CHECK\s*\(\s*(\w+)\s+IN\s*\(([^)]*)\)\s*\)", sql)
+    }
 
 
 def _seed(database: Database, version: int) -> None:
     """Insert one row into every table that has none yet, with values valid for its columns."""
-    tables = [r[0] for r in database.all(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid")]
+    tables = [
+        r[0]
+        for r in database.all(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+        )
+    ]
     pending = list(tables)
     for _ in range(len(tables) + 1):  # parents before children
         for table in list(pending):
             fks = {r["from"]: (r["table"], r["to"]) for r in database.all(f'PRAGMA foreign_key_list("{table}")')}
-            if any(database.one(f'SELECT 1 FROM "{parent}"') is None for parent, _ in fks.values()
-                   if parent != table):
+            if any(database.one(f'SELECT 1 FROM "{parent}"') is None for parent, _ in fks.values() if parent != table):
                 continue
             pending.remove(table)
             if database.one(f'SELECT 1 FROM "{table}"') is not None:
@@ -175,14 +184,16 @@ def _seed(database: Database, version: int) -> None:
                     row[name] = f"v{version}-{table}-{name}"
             cols = ", ".join(f'"{c}"' for c in row)
             with database.transaction() as conn:
-                conn.execute(f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" for _ in row)})',
-                             list(row.values()))
+                conn.execute(
+                    f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" for _ in row)})', list(row.values())
+                )
     assert not pending, f"could not seed {pending}"
 
 
 def _rows(database: Database) -> dict[str, list[dict]]:
-    tables = [r[0] for r in database.all(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+    tables = [
+        r[0] for r in database.all("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+    ]
     return {t: [dict(r) for r in database.all(f'SELECT * FROM "{t}"')] for t in tables}
 
 
@@ -196,8 +207,9 @@ def test_migrate_from_empty(tmp_path):
     assert database.schema_version == 0
     assert database.migrate() == LATEST
     assert database.schema_version == LATEST
-    assert {"users", "orgs", "memberships", "tokens", "keyring", "secrets", "secret_usages",
-            "secret_access"} <= set(_schema(database))
+    assert {"users", "orgs", "memberships", "tokens", "keyring", "secrets", "secret_usages", "secret_access"} <= set(
+        _schema(database)
+    )
     assert database.migrate() == LATEST  # idempotent
     database.close()
 
@@ -244,8 +256,11 @@ def test_a_newer_schema_is_refused_and_left_alone(tmp_path):
     database.migrate()
     database.execute(f"PRAGMA user_version = {LATEST + 5}")
     before = _schema(database)
-    with pytest.raises(SchemaTooNew, match=rf"schema version {LATEST + 5}, newer than this logic-runtime "
-                                           rf"supports \({LATEST}\): upgrade logic-runtime"):
+    with pytest.raises(
+        SchemaTooNew,
+        match=rf"schema version {LATEST + 5}, newer than this logic-runtime "
+        rf"supports \({LATEST}\): upgrade logic-runtime",
+    ):
         database.migrate()
     with pytest.raises(SchemaTooNew):
         Database(path, busy_timeout_ms=BUSY_TIMEOUT_MS).check_schema()

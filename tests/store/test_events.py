@@ -23,7 +23,9 @@ def test_event_and_deliveries_commit_together(store):
     assert accepted["deliveries"] == 2
     rows = events.deliveries_of(accepted["id"])
     assert [(r["target_kind"], r["target_id"], r["status"]) for r in rows] == [
-        ("function", "f1", "pending"), ("integration", "i1", "pending")]
+        ("function", "f1", "pending"),
+        ("integration", "i1", "pending"),
+    ]
     assert events.event(accepted["id"])["data"] == "21"
 
 
@@ -84,7 +86,6 @@ def test_open_counter_follows_every_state_change(store):
     assert events.open_deliveries() == counted() == 1
 
 
-
 def test_prune_forgets_finished_history_only(store):
     events = event_queue(store)
     done = events.add_event("user:a", "old-done", None, "test", 0, [("function", "f1")])
@@ -101,7 +102,9 @@ def test_prune_forgets_finished_history_only(store):
     assert events.prune("9999-01-01T00:00:00.000000Z") == 3  # two events and one cron delivery
     remaining = {r[0] for r in store.db.all("SELECT id FROM events")}
     assert remaining == {still_open["id"]} and idle["id"] not in remaining
-    assert events.open_deliveries() == 1 and [d["status"] for d in events.deliveries_of(still_open["id"])] == ["pending"]
+    assert events.open_deliveries() == 1 and [d["status"] for d in events.deliveries_of(still_open["id"])] == [
+        "pending"
+    ]
 
 
 def test_a_claim_says_whether_work_was_left_behind_it(store):

@@ -53,9 +53,15 @@ class FullDisk(sqlite3.Connection):
         at, statement, write = FullDisk.at, sql.strip().upper(), _WRITE.match(sql)
         if statement.startswith("BEGIN"):
             self.wrote = False
-        if at is not None and (at == "open" or write and (at == "statement" or "PRAGMA" in statement)
-                               or statement == "COMMIT" and self.wrote
-                               or at == "rollback" and statement == "ROLLBACK"):
+        if at is not None and (
+            at == "open"
+            or write
+            and (at == "statement" or "PRAGMA" in statement)
+            or statement == "COMMIT"
+            and self.wrote
+            or at == "rollback"
+            and statement == "ROLLBACK"
+        ):
             raise FullDisk.error()
         cursor = super().execute(sql, *args)
         self.wrote = self.wrote or bool(write)
@@ -84,6 +90,7 @@ def _owner(s: Store) -> str:
 
 # a full disk -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("at", ["statement", "commit", "rollback"])
 def test_a_full_disk_is_disk_full_and_nothing_is_written(opened, full_disk, db_rows, settings, at):
     owner = _owner(opened)
@@ -91,8 +98,9 @@ def test_a_full_disk_is_disk_full_and_nothing_is_written(opened, full_disk, db_r
     full_disk.at = at
     with pytest.raises(DiskFull) as caught:
         opened.secrets.create(owner, "API_KEY", SECRET_VALUE)
-    assert str(caught.value) == (f"no space left on the disk holding LOGIC_HOME ({settings.home}): "
-                                 "free some space and try again")
+    assert str(caught.value) == (
+        f"no space left on the disk holding LOGIC_HOME ({settings.home}): free some space and try again"
+    )
     assert caught.value.status == 507 and caught.value.retry_after is None
     assert isinstance(caught.value.__cause__, sqlite3.OperationalError)
     assert not opened.db.conn.in_transaction
@@ -106,12 +114,20 @@ def test_a_full_disk_is_disk_full_and_nothing_is_written(opened, full_disk, db_r
 
 def test_the_message_never_quotes_the_statement_or_its_parameters(opened, full_disk, monkeypatch):
     # Were SQLite ever to put the statement in its message, it would still not reach ours.
-    monkeypatch.setattr(FullDisk, "error", staticmethod(lambda: operational_error(
-        f"database or disk is full: INSERT ... VALUES ('{SECRET_VALUE}')", 13, "SQLITE_FULL")))
+    monkeypatch.setattr(
+        FullDisk,
+        "error",
+        staticmethod(
+            lambda: operational_error(
+                f"database or disk is full: INSERT ... VALUES ('{SECRET_VALUE}')", 13, "SQLITE_FULL"
+            )
+        ),
+    )
     full_disk.at = "statement"
-    for write in (lambda: opened.secrets.create(_owner(opened), "API_KEY", SECRET_VALUE),
-                  lambda: opened.db.execute("INSERT INTO users (name, created_at) VALUES (?, 'now')",
-                                            (SECRET_VALUE,))):
+    for write in (
+        lambda: opened.secrets.create(_owner(opened), "API_KEY", SECRET_VALUE),
+        lambda: opened.db.execute("INSERT INTO users (name, created_at) VALUES (?, 'now')", (SECRET_VALUE,)),
+    ):
         with pytest.raises(DiskFull) as caught:
             write()
         assert SECRET_VALUE not in str(caught.value) and SECRET_VALUE not in repr(caught.value)
@@ -119,14 +135,16 @@ def test_the_message_never_quotes_the_statement_or_its_parameters(opened, full_d
 
 
 def test_an_io_error_is_disk_full_only_when_the_disk_is_out_of_space(opened, full_disk, monkeypatch, settings):
-    monkeypatch.setattr(FullDisk, "error", staticmethod(
-        lambda: operational_error("disk I/O error", 778, "SQLITE_IOERR_WRITE")))
+    monkeypatch.setattr(
+        FullDisk, "error", staticmethod(lambda: operational_error("disk I/O error", 778, "SQLITE_IOERR_WRITE"))
+    )
     full_disk.at = "commit"
     with pytest.raises(StoreError) as caught:
         opened.identity.create_user("carol")
     assert type(caught.value) is StoreError  # plenty of space here: a bad disk, said as such
-    assert caught.value.message == (f"the database ({settings.db_path}) could not be read or written "
-                                    "(SQLITE_IOERR_WRITE): check the disk")
+    assert caught.value.message == (
+        f"the database ({settings.db_path}) could not be read or written (SQLITE_IOERR_WRITE): check the disk"
+    )
     assert opened.fault() == "disk I/O error"
     monkeypatch.setattr(store.database, "_disk_free", lambda _path: 4096)  # ENOSPC, as Python hides errno
     with pytest.raises(DiskFull):
@@ -139,8 +157,9 @@ def test_an_io_error_is_disk_full_only_when_the_disk_is_out_of_space(opened, ful
 def test_opening_on_a_full_disk_is_disk_full_not_a_traceback(settings, full_disk, monkeypatch):
     Store.initialize(settings)[0].close()
     # SQLite reports the shared-memory file it cannot grow as an I/O error.
-    monkeypatch.setattr(FullDisk, "error", staticmethod(
-        lambda: operational_error("disk I/O error", 4874, "SQLITE_IOERR_SHMSIZE")))
+    monkeypatch.setattr(
+        FullDisk, "error", staticmethod(lambda: operational_error("disk I/O error", 4874, "SQLITE_IOERR_SHMSIZE"))
+    )
     monkeypatch.setattr(store.database, "_disk_free", lambda _path: 0)
     full_disk.at = "open"
     with pytest.raises(DiskFull, match="free some space"):
@@ -166,6 +185,7 @@ def test_no_room_for_the_key_file_is_disk_full(settings, monkeypatch):
 
 
 # health ------------------------------------------------------------------------
+
 
 def test_fault_recovers_through_the_probe_without_any_write(opened, full_disk, monkeypatch):
     monkeypatch.setattr(store.database, "PROBE_INTERVAL_S", 0.0)
@@ -204,6 +224,7 @@ def test_a_healthy_store_answers_fault_without_a_statement(opened, monkeypatch):
 
 
 # a lock held by another process ------------------------------------------------------
+
 
 @pytest.fixture
 def busy(settings: Settings):

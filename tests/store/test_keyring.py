@@ -39,7 +39,7 @@ def test_blob_layout_and_fresh_nonce(ring):
     a, b = ring.seal(VALUE, OWNER, NAME), ring.seal(VALUE, OWNER, NAME)
     assert a[0] == BLOB_VERSION
     assert ring.key_id_of(a) == ring.active_id
-    assert a[HEADER:HEADER + NONCE_BYTES] != b[HEADER:HEADER + NONCE_BYTES]
+    assert a[HEADER : HEADER + NONCE_BYTES] != b[HEADER : HEADER + NONCE_BYTES]
     assert a != b
     assert len(a) == HEADER + NONCE_BYTES + len(VALUE.encode()) + 16
     assert VALUE.encode() not in a
@@ -86,12 +86,15 @@ def test_unknown_format_and_unknown_key_are_named(ring):
         ring.unseal(blob[:1] + (999).to_bytes(4, "big") + blob[HEADER:], OWNER, NAME)
 
 
-@pytest.mark.parametrize("owner, name", [
-    ("user:bob", NAME),          # copied to another owner
-    (OWNER, "OTHER_KEY"),        # copied to another name
-    ("org:acme", "OTHER_KEY"),
-    ("user:alice\x00API", "KEY"),  # separators cannot make two bindings collide
-])
+@pytest.mark.parametrize(
+    "owner, name",
+    [
+        ("user:bob", NAME),  # copied to another owner
+        (OWNER, "OTHER_KEY"),  # copied to another name
+        ("org:acme", "OTHER_KEY"),
+        ("user:alice\x00API", "KEY"),  # separators cannot make two bindings collide
+    ],
+)
 def test_a_blob_is_bound_to_its_owner_and_name(ring, owner, name):
     blob = ring.seal(VALUE, OWNER, NAME)
     with pytest.raises(DecryptionError, match="altered or belongs to another secret"):
@@ -160,5 +163,6 @@ def test_property_another_binding_never_decrypts(ring, value, where, elsewhere):
     with pytest.raises(DecryptionError) as info:
         ring.unseal(blob, *elsewhere)
     owner, name = elsewhere  # the message names the secret, and says nothing else (no value)
-    assert str(info.value) == (f"secret {name} of {owner} cannot be decrypted: "
-                               "the stored value was altered or belongs to another secret")
+    assert str(info.value) == (
+        f"secret {name} of {owner} cannot be decrypted: the stored value was altered or belongs to another secret"
+    )

@@ -18,12 +18,15 @@ def test_decode_accepts_base64_of_32_bytes():
     assert masterkey.decode(masterkey.encode(key) + "\n", source="x") == key
 
 
-@pytest.mark.parametrize("text, message", [
-    ("not base64!!", "the master key in SRC is not valid base64"),
-    (base64.b64encode(b"k" * 16).decode(), "the master key in SRC must be 32 bytes, not 16"),
-    (base64.b64encode(b"k" * 33).decode(), "must be 32 bytes, not 33"),
-    ("", "must be 32 bytes, not 0"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("not base64!!", "the master key in SRC is not valid base64"),
+        (base64.b64encode(b"k" * 16).decode(), "the master key in SRC must be 32 bytes, not 16"),
+        (base64.b64encode(b"k" * 33).decode(), "must be 32 bytes, not 33"),
+        ("", "must be 32 bytes, not 0"),
+    ],
+)
 def test_decode_refuses_bad_keys_without_echoing_them(text, message):
     with pytest.raises(MasterKeyError) as info:
         masterkey.decode(text, source="SRC")
@@ -42,8 +45,11 @@ def test_key_file_is_written_0600_atomically(tmp_path):
 
 
 def test_no_key_at_all_is_a_clear_error(tmp_path):
-    with pytest.raises(MasterKeyError, match=r"no master key: set LOGIC_MASTER_KEY or create .*master.key "
-                                             r"with `logic init`"):
+    with pytest.raises(
+        MasterKeyError,
+        match=r"no master key: set LOGIC_MASTER_KEY or create .*master.key "
+        r"with `logic init`",
+    ):
         masterkey.candidates(None, tmp_path / "master.key")
 
 
@@ -51,8 +57,11 @@ def test_init_makes_private_files(store, settings):
     assert settings.home.stat().st_mode & 0o777 == 0o700
     assert settings.key_path.stat().st_mode & 0o777 == 0o600
     store.secrets.create("user:x", "MODE_CHECK", VALUE)  # forces WAL/SHM files into being
-    for path in (settings.db_path, settings.db_path.with_name("logic.db-wal"),
-                 settings.db_path.with_name("logic.db-shm")):
+    for path in (
+        settings.db_path,
+        settings.db_path.with_name("logic.db-wal"),
+        settings.db_path.with_name("logic.db-shm"),
+    ):
         assert path.exists(), path
         assert path.stat().st_mode & 0o777 == 0o600, path
 
@@ -71,6 +80,7 @@ def test_init_makes_a_private_home_even_with_a_loose_umask(settings):
 
 
 # LOGIC_MASTER_KEY ----------------------------------------------------------------
+
 
 def test_env_key_is_used_and_no_key_file_is_written(logic_home, monkeypatch):
     key = masterkey.encode(masterkey.generate())
@@ -93,10 +103,13 @@ def test_env_key_takes_precedence_over_the_key_file(store, settings, monkeypatch
         Store.open(Settings())
 
 
-@pytest.mark.parametrize("env, message", [
-    ("%%%not-base64%%%", "the master key in LOGIC_MASTER_KEY is not valid base64"),
-    (base64.b64encode(b"short").decode(), "the master key in LOGIC_MASTER_KEY must be 32 bytes, not 5"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ("%%%not-base64%%%", "the master key in LOGIC_MASTER_KEY is not valid base64"),
+        (base64.b64encode(b"short").decode(), "the master key in LOGIC_MASTER_KEY must be 32 bytes, not 5"),
+    ],
+)
 def test_bad_env_key_is_a_clear_error(store, monkeypatch, env, message):
     store.close()
     monkeypatch.setenv("LOGIC_MASTER_KEY", env)

@@ -10,8 +10,11 @@ from store import Settings, Store, masterkey
 from store.errors import DecryptionError, MasterKeyError
 from store.keyring import KeyRing
 
-VALUES = {("user:alice", "API_KEY"): "rotation-value-one", ("user:alice", "DB_PASS"): "rotation-value-two",
-          ("org:acme", "API_KEY"): "rotation-value-three"}
+VALUES = {
+    ("user:alice", "API_KEY"): "rotation-value-one",
+    ("user:alice", "DB_PASS"): "rotation-value-two",
+    ("org:acme", "API_KEY"): "rotation-value-three",
+}
 
 
 @pytest.fixture
@@ -34,6 +37,7 @@ def _ciphertexts(store):
 
 
 # data key ----------------------------------------------------------------------
+
 
 def test_rotate_data_key_reencrypts_and_drops_the_old_key(filled, settings):
     old_ids = filled.ring.key_ids
@@ -119,6 +123,7 @@ def test_a_running_store_survives_a_master_then_data_rotation_elsewhere(filled, 
 
 
 # master key --------------------------------------------------------------------
+
 
 def test_rotate_master_key(filled, settings):
     old_file = settings.key_path.read_bytes()

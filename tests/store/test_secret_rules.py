@@ -16,7 +16,7 @@ from tests.support import DEFAULTS
 
 SPEC = re.compile(r"[A-Z_][A-Z0-9_]*")
 LIMIT = 64 * 1024
-NAME_MAX = DEFAULTS["secret_name_max_chars"]    # 64
+NAME_MAX = DEFAULTS["secret_name_max_chars"]  # 64
 VALUE_MAX = DEFAULTS["secret_value_max_bytes"]  # LIMIT
 
 
@@ -25,17 +25,20 @@ def test_good_names(name):
     assert check_name(name, max_chars=NAME_MAX) == name
 
 
-@pytest.mark.parametrize("name, message", [
-    ("1ABC", "invalid secret name '1ABC'"),
-    ("abc", "invalid secret name 'abc'"),
-    ("A-B", "invalid secret name 'A-B'"),
-    ("API KEY", "invalid secret name"),
-    ("API_KEY\n", "invalid secret name"),
-    ("\u00c9T\u00c9", "invalid secret name"),
-    ("", "secret name must not be empty"),
-    (None, "secret name must not be empty"),
-    ("A" * 65, "secret name must be at most 64 characters, not 65"),
-])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("1ABC", "invalid secret name '1ABC'"),
+        ("abc", "invalid secret name 'abc'"),
+        ("A-B", "invalid secret name 'A-B'"),
+        ("API KEY", "invalid secret name"),
+        ("API_KEY\n", "invalid secret name"),
+        ("\u00c9T\u00c9", "invalid secret name"),
+        ("", "secret name must not be empty"),
+        (None, "secret name must not be empty"),
+        ("A" * 65, "secret name must be at most 64 characters, not 65"),
+    ],
+)
 def test_bad_names(name, message):
     with pytest.raises(InvalidInput) as info:
         check_name(name, max_chars=NAME_MAX)
@@ -75,17 +78,20 @@ def test_a_sensitive_value_is_unwrapped():
     assert check_value(Sensitive("wrapped"), max_bytes=VALUE_MAX) == "wrapped"
 
 
-@pytest.mark.parametrize("value, error, message", [
-    ("", InvalidInput, "secret value must not be empty"),
-    (b"", InvalidInput, "secret value must not be empty"),
-    ("x" * (LIMIT + 1), TooLarge, f"secret value is {LIMIT + 1} bytes; the limit is {LIMIT} bytes"),
-    (b"x" * (LIMIT + 1), TooLarge, f"secret value is {LIMIT + 1} bytes"),
-    ("\u00e9" * (LIMIT // 2) + "x", TooLarge, f"{LIMIT + 1} bytes"),  # bytes, not characters
-    (b"\xff\xfe-not-utf8", InvalidInput, "secret value is not valid UTF-8 text"),
-    ("\ud800lone-surrogate", InvalidInput, "secret value is not valid UTF-8 text"),
-    (12345, InvalidInput, "secret value must be text"),
-    (None, InvalidInput, "secret value must be text"),
-])
+@pytest.mark.parametrize(
+    "value, error, message",
+    [
+        ("", InvalidInput, "secret value must not be empty"),
+        (b"", InvalidInput, "secret value must not be empty"),
+        ("x" * (LIMIT + 1), TooLarge, f"secret value is {LIMIT + 1} bytes; the limit is {LIMIT} bytes"),
+        (b"x" * (LIMIT + 1), TooLarge, f"secret value is {LIMIT + 1} bytes"),
+        ("\u00e9" * (LIMIT // 2) + "x", TooLarge, f"{LIMIT + 1} bytes"),  # bytes, not characters
+        (b"\xff\xfe-not-utf8", InvalidInput, "secret value is not valid UTF-8 text"),
+        ("\ud800lone-surrogate", InvalidInput, "secret value is not valid UTF-8 text"),
+        (12345, InvalidInput, "secret value must be text"),
+        (None, InvalidInput, "secret value must be text"),
+    ],
+)
 def test_bad_values_never_echo_the_value(value, error, message):
     with pytest.raises(error) as info:
         check_value(value, max_bytes=VALUE_MAX)

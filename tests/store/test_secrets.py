@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timezone
+from datetime import UTC
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -22,8 +22,10 @@ def _row(store, owner, name):
 
 
 def _all_rows(store):
-    return {t: [tuple(r) for r in store.db.all(f"SELECT * FROM {t}")]
-            for t in ("secrets", "secret_usages", "secret_access", "keyring")}
+    return {
+        t: [tuple(r) for r in store.db.all(f"SELECT * FROM {t}")]
+        for t in ("secrets", "secret_usages", "secret_access", "keyring")
+    }
 
 
 def test_create_returns_info_without_the_value(store):
@@ -31,7 +33,7 @@ def test_create_returns_info_without_the_value(store):
     assert isinstance(info, SecretInfo)
     assert (info.owner, info.name, info.usage_count, info.last_accessed_at) == (ALICE, "API_KEY", 0, None)
     assert info.created_at == info.updated_at
-    assert parse_iso(info.created_at).tzinfo == timezone.utc and info.created_at.endswith("Z")
+    assert parse_iso(info.created_at).tzinfo == UTC and info.created_at.endswith("Z")
     assert VALUE not in repr(info) and VALUE not in str(info.to_json())
     assert store.secrets.reveal(ALICE, "API_KEY").reveal() == VALUE
     assert VALUE.encode() not in bytes(_row(store, ALICE, "API_KEY")["ciphertext"])
@@ -39,8 +41,15 @@ def test_create_returns_info_without_the_value(store):
 
 def test_to_json_has_exactly_the_documented_keys(store):
     data = store.secrets.create(ALICE, "API_KEY", VALUE).to_json()
-    assert list(data) == ["name", "created_at", "updated_at", "last_accessed_at", "usage_count",
-                          "logic_functions", "integrations"]
+    assert list(data) == [
+        "name",
+        "created_at",
+        "updated_at",
+        "last_accessed_at",
+        "usage_count",
+        "logic_functions",
+        "integrations",
+    ]
     assert data["logic_functions"] == [] and data["integrations"] == []
 
 
@@ -55,11 +64,19 @@ def test_names_are_unique_per_owner_only(store):
     assert store.secrets.names(ALICE) == ["API_KEY"]
 
 
-@pytest.mark.parametrize("name, value, error", [
-    ("1ABC", VALUE, InvalidInput), ("abc", VALUE, InvalidInput), ("A-B", VALUE, InvalidInput),
-    ("", VALUE, InvalidInput), ("A" * 65, VALUE, InvalidInput),
-    ("OK", "", InvalidInput), ("OK", "x" * (64 * 1024 + 1), TooLarge), ("OK", b"\xc3\x28", InvalidInput),
-])
+@pytest.mark.parametrize(
+    "name, value, error",
+    [
+        ("1ABC", VALUE, InvalidInput),
+        ("abc", VALUE, InvalidInput),
+        ("A-B", VALUE, InvalidInput),
+        ("", VALUE, InvalidInput),
+        ("A" * 65, VALUE, InvalidInput),
+        ("OK", "", InvalidInput),
+        ("OK", "x" * (64 * 1024 + 1), TooLarge),
+        ("OK", b"\xc3\x28", InvalidInput),
+    ],
+)
 def test_bad_input_changes_nothing(store, name, value, error):
     store.secrets.create(ALICE, "EXISTING", VALUE)
     before = _all_rows(store)
@@ -86,8 +103,12 @@ def test_update_replaces_the_value(store):
 
 
 def test_unknown_secret(store):
-    for call in (lambda: store.secrets.update(ALICE, "NOPE", VALUE), lambda: store.secrets.delete(ALICE, "NOPE"),
-                 lambda: store.secrets.info(ALICE, "NOPE"), lambda: store.secrets.reveal(ALICE, "NOPE")):
+    for call in (
+        lambda: store.secrets.update(ALICE, "NOPE", VALUE),
+        lambda: store.secrets.delete(ALICE, "NOPE"),
+        lambda: store.secrets.info(ALICE, "NOPE"),
+        lambda: store.secrets.reveal(ALICE, "NOPE"),
+    ):
         with pytest.raises(NotFound, match="^secret NOPE does not exist$"):
             call()
     assert store.db.one("SELECT count(*) FROM secrets")[0] == 0
@@ -101,8 +122,9 @@ def test_delete_only_when_unused(store):
     info = store.secrets.info(ALICE, "API_KEY")
     assert (info.usage_count, info.logic_functions, info.integrations) == (2, ["reformat"], ["notify"])
     before = _all_rows(store)
-    with pytest.raises(Conflict, match="^secret API_KEY is in use by function reformat, integration notify: "
-                                       "remove it from them first$"):
+    with pytest.raises(
+        Conflict, match="^secret API_KEY is in use by function reformat, integration notify: remove it from them first$"
+    ):
         store.secrets.delete(ALICE, "API_KEY")
     assert _all_rows(store) == before
     store.secrets.set_usages(ALICE, "logic_function", "fn-1", "reformat", ["OTHER"])  # replaces
@@ -125,15 +147,18 @@ def test_set_usages_refuses_unknown_names_and_kinds(store):
 def test_record_access_and_audit(store):
     store.secrets.create(ALICE, "API_KEY", VALUE)
     store.secrets.create(ALICE, "OTHER", VALUE)
-    store.secrets.record_access([
-        Access(ALICE, "API_KEY", "logic_function", "fn-1", "reformat", "run-1", "2026-01-01T00:00:01.000000Z"),
-        Access(ALICE, "API_KEY", "integration", "int-1", "notify", None, "2026-01-01T00:00:03.000000Z"),
-        Access(ALICE, "OTHER", "logic_function", "fn-1", "reformat", "run-1", "2026-01-01T00:00:02.000000Z"),
-    ])
+    store.secrets.record_access(
+        [
+            Access(ALICE, "API_KEY", "logic_function", "fn-1", "reformat", "run-1", "2026-01-01T00:00:01.000000Z"),
+            Access(ALICE, "API_KEY", "integration", "int-1", "notify", None, "2026-01-01T00:00:03.000000Z"),
+            Access(ALICE, "OTHER", "logic_function", "fn-1", "reformat", "run-1", "2026-01-01T00:00:02.000000Z"),
+        ]
+    )
     assert store.secrets.info(ALICE, "API_KEY").last_accessed_at == "2026-01-01T00:00:03.000000Z"
     # an older access never moves last-accessed back
-    store.secrets.record_access([Access(ALICE, "API_KEY", "logic_function", "fn-1", "reformat", "run-0",
-                                        "2025-01-01T00:00:00.000000Z")])
+    store.secrets.record_access(
+        [Access(ALICE, "API_KEY", "logic_function", "fn-1", "reformat", "run-0", "2025-01-01T00:00:00.000000Z")]
+    )
     assert store.secrets.info(ALICE, "API_KEY").last_accessed_at == "2026-01-01T00:00:03.000000Z"
     trail = store.secrets.audit(ALICE, "API_KEY")
     assert [a.run_id for a in trail] == [None, "run-1", "run-0"]  # newest first
@@ -143,8 +168,10 @@ def test_record_access_and_audit(store):
     store.secrets.record_access([])  # nothing to do
 
 
-@pytest.mark.parametrize("how", ["flip a byte", "swap two rows", "copy to another owner",
-                                 "copy to another name", "edited into text", "emptied"])
+@pytest.mark.parametrize(
+    "how",
+    ["flip a byte", "swap two rows", "copy to another owner", "copy to another name", "edited into text", "emptied"],
+)
 def test_a_tampered_row_is_a_clear_error_naming_the_secret(store, how):
     store.secrets.create(ALICE, "API_KEY", VALUE)
     store.secrets.create(ALICE, "DB_PASS", "second-value-abc")
@@ -152,7 +179,8 @@ def test_a_tampered_row_is_a_clear_error_naming_the_secret(store, how):
     blob = lambda o, n: bytes(_row(store, o, n)["ciphertext"])  # noqa: E731
     with store.db.transaction() as conn:
         put = lambda o, n, b: conn.execute(  # noqa: E731
-            "UPDATE secrets SET ciphertext = ? WHERE owner = ? AND name = ?", (b, o, n))
+            "UPDATE secrets SET ciphertext = ? WHERE owner = ? AND name = ?", (b, o, n)
+        )
         if how == "flip a byte":
             b = bytearray(blob(ALICE, "API_KEY"))
             b[len(b) // 2] ^= 0x80
@@ -169,9 +197,14 @@ def test_a_tampered_row_is_a_clear_error_naming_the_secret(store, how):
             put(BOB, "API_KEY", blob(ALICE, "API_KEY"))
         else:
             put(ALICE, "DB_PASS", blob(ALICE, "API_KEY"))
-    victim = {"flip a byte": (ALICE, "API_KEY"), "swap two rows": (ALICE, "API_KEY"),
-              "edited into text": (ALICE, "API_KEY"), "emptied": (ALICE, "API_KEY"),
-              "copy to another owner": (BOB, "API_KEY"), "copy to another name": (ALICE, "DB_PASS")}[how]
+    victim = {
+        "flip a byte": (ALICE, "API_KEY"),
+        "swap two rows": (ALICE, "API_KEY"),
+        "edited into text": (ALICE, "API_KEY"),
+        "emptied": (ALICE, "API_KEY"),
+        "copy to another owner": (BOB, "API_KEY"),
+        "copy to another name": (ALICE, "DB_PASS"),
+    }[how]
     with pytest.raises(DecryptionError) as info:
         store.secrets.reveal(*victim)
     message = str(info.value)

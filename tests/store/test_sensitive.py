@@ -16,8 +16,18 @@ VALUE = "sensitive-test-value-77"
 
 def test_every_text_form_is_the_mask():
     s = Sensitive(VALUE)
-    for shown in (repr(s), str(s), f"{s}", f"{s!r}", f"{s:>40}", "%s" % s, "{}".format(s), repr([s]),
-                  repr({"k": s}), str((s,))):
+    for shown in (
+        repr(s),
+        str(s),
+        f"{s}",
+        f"{s!r}",
+        f"{s:>40}",
+        "%s" % s,
+        f"{s}",
+        repr([s]),
+        repr({"k": s}),
+        str((s,)),
+    ):
         assert VALUE not in shown
         assert MASK in shown
 

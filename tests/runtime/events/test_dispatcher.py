@@ -4,7 +4,7 @@ Runs go to an InProcessPool, but where a delivery waits for a worker (real worke
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,7 +17,7 @@ from tests.support import in_process_service
 
 class Clock:
     def __init__(self):
-        self.now = datetime(2026, 3, 1, 12, 0, 30, tzinfo=timezone.utc)
+        self.now = datetime(2026, 3, 1, 12, 0, 30, tzinfo=UTC)
 
     def __call__(self):
         return self.now
@@ -39,8 +39,13 @@ def deploy(service, actor, name, source, triggers):
 
 def test_event_delivery_runs_the_function_once(world):
     service, actor, _ = world
-    deploy(service, actor, "echo", "def main(event):\n    return [event.name, event.data]\n",
-                [{"type": "event", "event_name": "ping"}])
+    deploy(
+        service,
+        actor,
+        "echo",
+        "def main(event):\n    return [event.name, event.data]\n",
+        [{"type": "event", "event_name": "ping"}],
+    )
     accepted = service.publish_event(actor, "ping", "hello")
     assert service.dispatcher().drain() == 1
     [run] = service.function_runs(actor, "echo")
@@ -64,11 +69,15 @@ def test_exact_match_for_functions_and_owner_scope(world):
 
 def test_cron_tick_runs_with_the_scheduled_context(world):
     service, actor, clock = world
-    deploy(service, actor, "every-minute", "def main(scheduled, trigger):\n"
-           "    return [scheduled.scheduled_at, scheduled.cron, trigger.type]\n",
-           [{"type": "schedule", "cron": "* * * * *"}])
+    deploy(
+        service,
+        actor,
+        "every-minute",
+        "def main(scheduled, trigger):\n    return [scheduled.scheduled_at, scheduled.cron, trigger.type]\n",
+        [{"type": "schedule", "cron": "* * * * *"}],
+    )
     scheduler = service.scheduler(clock=clock)
-    clock.now = datetime(2026, 3, 1, 12, 1, 0, tzinfo=timezone.utc)
+    clock.now = datetime(2026, 3, 1, 12, 1, 0, tzinfo=UTC)
     assert scheduler.tick() == 1
     service.dispatcher().drain()
     [run] = service.function_runs(actor, "every-minute")
@@ -94,10 +103,20 @@ def test_deleted_or_disabled_function_fails_its_delivery_with_a_reason(world):
 
 def test_a_run_publishing_events_feeds_the_next_function(world):
     service, actor, _ = world
-    deploy(service, actor, "first", "import logic\ndef main(event):\n    logic.publish('second-step', event.data + '!')\n",
-           [{"type": "event", "event_name": "first-step"}])
-    deploy(service, actor, "second", "def main(event):\n    return event.data\n",
-           [{"type": "event", "event_name": "second-step"}])
+    deploy(
+        service,
+        actor,
+        "first",
+        "import logic\ndef main(event):\n    logic.publish('second-step', event.data + '!')\n",
+        [{"type": "event", "event_name": "first-step"}],
+    )
+    deploy(
+        service,
+        actor,
+        "second",
+        "def main(event):\n    return event.data\n",
+        [{"type": "event", "event_name": "second-step"}],
+    )
     service.publish_event(actor, "first-step", "go")
     assert service.dispatcher().drain() == 2
     [run] = service.function_runs(actor, "second")
@@ -111,9 +130,16 @@ def test_a_function_deleted_while_it_runs_still_audits_its_secret_reads(world, m
 
     service, actor, _ = world
     service.create_secret(actor, "RACE_KEY", "race-secret-value-1234")
-    fn = service.deploy_function(actor, files_from_json({
-        "name": "slow-reader", "secrets": ["RACE_KEY"],
-        "source": "def main(secrets):\n    return len(secrets.RACE_KEY)\n"}))
+    fn = service.deploy_function(
+        actor,
+        files_from_json(
+            {
+                "name": "slow-reader",
+                "secrets": ["RACE_KEY"],
+                "source": "def main(secrets):\n    return len(secrets.RACE_KEY)\n",
+            }
+        ),
+    )
     real_run = service.pool.run
 
     def delete_at_the_read(job, on_secret, on_start=None):  # the run is surely under way then
@@ -137,9 +163,13 @@ def test_a_full_queue_refuses_events_from_runs_too(tmp_path):
     try:
         actor = service.actor()
         # A function that publishes its own trigger 5 times would grow as 5^n without a bound.
-        deploy(service, actor, "amplifier", "import logic\ndef main(event):\n"
-               "    for _ in range(5):\n        logic.publish('amp', 'x')\n",
-               [{"type": "event", "event_name": "amp"}])
+        deploy(
+            service,
+            actor,
+            "amplifier",
+            "import logic\ndef main(event):\n    for _ in range(5):\n        logic.publish('amp', 'x')\n",
+            [{"type": "event", "event_name": "amp"}],
+        )
         service.publish_event(actor, "amp", "go")
         service.dispatcher().step()
         [run] = service.function_runs(actor, "amplifier")
@@ -155,8 +185,16 @@ def test_a_response_event_the_bus_refuses_still_stores_the_log_and_the_audit(wor
         service.create_secret(actor, "HOOK_KEY", "hook-key-value-0987")
         url = receiver.url + "/in"
         for name, prefix in (("first", "a" * 10), ("second", "hook-response/")):
-            service.create_integration(actor, {"name": name, "event": prefix, "url": url, "secrets": ["HOOK_KEY"],
-                                               "headers": {"X-Key": "{{{HOOK_KEY}}}"}})
+            service.create_integration(
+                actor,
+                {
+                    "name": name,
+                    "event": prefix,
+                    "url": url,
+                    "secrets": ["HOOK_KEY"],
+                    "headers": {"X-Key": "{{{HOOK_KEY}}}"},
+                },
+            )
         service.publish_event(actor, "a" * 60, "x")
         service.dispatcher().drain()
         # second's response would be named hook-response/hook-response/aaa... (88 characters)
@@ -174,14 +212,25 @@ def test_waiting_for_a_worker_does_not_use_up_the_lease(tmp_path):
     # One worker, two delivery threads, a lease of exactly the run timeout: the second
     # delivery waits ~0.7 s for the worker. Counted from the claim, its lease would run
     # out during its own run and the other thread would claim and run it again.
-    settings = Settings(home=tmp_path / "home", workers=1, run_timeout_s=1, delivery_lease_margin_s=0,
-                        webhook_timeout_s=0.1, webhook_retries=0)
+    settings = Settings(
+        home=tmp_path / "home",
+        workers=1,
+        run_timeout_s=1,
+        delivery_lease_margin_s=0,
+        webhook_timeout_s=0.1,
+        webhook_retries=0,
+    )
     Store.initialize(settings)[0].close()
     service = Service.open(settings, runtime=True)
     try:
         actor = service.actor()
-        deploy(service, actor, "slow", "import time\ndef main(event):\n    time.sleep(0.7)\n    return event.data\n",
-               [{"type": "event", "event_name": "go"}])
+        deploy(
+            service,
+            actor,
+            "slow",
+            "import time\ndef main(event):\n    time.sleep(0.7)\n    return event.data\n",
+            [{"type": "event", "event_name": "go"}],
+        )
         for n in range(2):
             service.publish_event(actor, "go", str(n))
         dispatcher = service.dispatcher(threads=2, poll_s=0.05)
@@ -230,8 +279,9 @@ def test_history_past_its_retention_is_pruned(tmp_path):
     try:
         actor = service.actor()
         service.create_secret(actor, "OLD_KEY", "old-key-value-123")
-        service.store.secrets.record_access([Access(actor.owner, "OLD_KEY", "logic_function", "f", "f", "r1",
-                                                    iso(clock.now - timedelta(days=4)))])
+        service.store.secrets.record_access(
+            [Access(actor.owner, "OLD_KEY", "logic_function", "f", "f", "r1", iso(clock.now - timedelta(days=4)))]
+        )
         service.publish_event(actor, "nobody-listens", None)
         assert service.prune_history() == {"events_and_deliveries": 0, "audit_rows": 0}
         clock.now += timedelta(days=8)
@@ -249,8 +299,15 @@ def test_a_trigger_name_longer_than_the_operators_limit_is_refused_at_deploy(tmp
     service = Service.open(settings)
     try:
         with pytest.raises(DeployError, match="triggers.0.event_name: event name must be 1-16 characters"):
-            service.check_function(service.actor().owner, files_from_json({
-                "name": "long", "source": "def main(event):\n    return 1\n",
-                "triggers": [{"type": "event", "event_name": "x" * 17}]}))
+            service.check_function(
+                service.actor().owner,
+                files_from_json(
+                    {
+                        "name": "long",
+                        "source": "def main(event):\n    return 1\n",
+                        "triggers": [{"type": "event", "event_name": "x" * 17}],
+                    }
+                ),
+            )
     finally:
         service.close()

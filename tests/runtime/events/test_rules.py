@@ -39,8 +39,15 @@ def publisher(*names: str) -> str:
 @pytest.fixture(scope="module")
 def raised(tmp_path_factory):
     """Limits above their defaults: event names 80, secret names 80, chain depth 1."""
-    service = runtime_service(tmp_path_factory, "raised", workers=2, event_name_max_chars=80,
-                              secret_name_max_chars=80, chain_depth_max=1, webhook_allow_private=True)
+    service = runtime_service(
+        tmp_path_factory,
+        "raised",
+        workers=2,
+        event_name_max_chars=80,
+        secret_name_max_chars=80,
+        chain_depth_max=1,
+        webhook_allow_private=True,
+    )
     yield service, service.actor()
     service.close()
 
@@ -48,15 +55,15 @@ def raised(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lowered(tmp_path_factory):
     """Limits below their defaults: event names 10, secret names 10."""
-    service = runtime_service(tmp_path_factory, "lowered", workers=2, event_name_max_chars=10,
-                              secret_name_max_chars=10)
+    service = runtime_service(tmp_path_factory, "lowered", workers=2, event_name_max_chars=10, secret_name_max_chars=10)
     yield service, service.actor()
     service.close()
 
 
 def trigger_fn(name: str, event: str, source: str = "def main(event):\n    return 1\n", **manifest):
-    return files_from_json({"name": name, "source": source,
-                            "triggers": [{"type": "event", "event_name": event}], **manifest})
+    return files_from_json(
+        {"name": name, "source": source, "triggers": [{"type": "event", "event_name": event}], **manifest}
+    )
 
 
 def hook(name: str, prefix: str, url: str = "http://127.0.0.1:9/", **spec) -> dict:
@@ -73,8 +80,9 @@ def test_a_raised_event_name_limit_reaches_every_door(raised):
     service.create_integration(admin, hook("long-prefix", long))
     accepted = service.publish_event(admin, long, "x")
     assert accepted["deliveries"] == 2  # the function and the webhook both subscribe to it
-    record = service.execute_function(admin, files_from_json({"name": "pub", "source": publisher(long, too_long)}),
-                                      event_name=long, data="x")
+    record = service.execute_function(
+        admin, files_from_json({"name": "pub", "source": publisher(long, too_long)}), event_name=long, data="x"
+    )
     assert record["status"] == "success", record["error"]
     assert record["result"] == ["ok", "event name must be 1 to 80 characters, not 81"]
     assert [e["name"] for e in record["events_published"]] == [long]
@@ -86,8 +94,9 @@ def test_a_raised_event_name_limit_reaches_every_door(raised):
     with pytest.raises(InvalidInput, match="event name must be 1-80 characters"):
         service.publish_event(admin, too_long)
     with pytest.raises(InvalidInput, match="event name must be 1-80 characters"):
-        service.execute_function(admin, files_from_json({"name": "m", "source": "def main(event):\n    return 1\n"}),
-                                 event_name=too_long)
+        service.execute_function(
+            admin, files_from_json({"name": "m", "source": "def main(event):\n    return 1\n"}), event_name=too_long
+        )
 
 
 def test_a_lowered_event_name_limit_reaches_every_door(lowered):
@@ -109,9 +118,11 @@ def test_a_lowered_event_name_limit_reaches_every_door(lowered):
 
 def test_control_characters_are_refused_by_the_same_rule_at_every_door(lowered):
     service, admin = lowered
-    for door in (lambda: service.deploy_function(admin, trigger_fn("ctl", "a\nb")),
-                 lambda: service.create_integration(admin, hook("ctl", "a\x00b")),
-                 lambda: service.publish_event(admin, "a\rb")):
+    for door in (
+        lambda: service.deploy_function(admin, trigger_fn("ctl", "a\nb")),
+        lambda: service.create_integration(admin, hook("ctl", "a\x00b")),
+        lambda: service.publish_event(admin, "a\rb"),
+    ):
         with pytest.raises(InvalidInput, match="must not contain control characters"):
             door()
 
@@ -123,18 +134,27 @@ def test_a_raised_secret_name_limit_reaches_the_store_manifests_and_webhooks(rai
     service, admin = raised
     name = "K" * 70  # the old literal 64 in check_declared refused it at parse time
     service.create_secret(admin, name, "value")
-    fn = service.deploy_function(admin, files_from_json({
-        "name": "reads-long", "secrets": [name],
-        "source": f"def main(event, secrets):\n    return len(secrets.{name})\n"}))
+    fn = service.deploy_function(
+        admin,
+        files_from_json(
+            {
+                "name": "reads-long",
+                "secrets": [name],
+                "source": f"def main(event, secrets):\n    return len(secrets.{name})\n",
+            }
+        ),
+    )
     assert service.execute_function(admin, fn.name)["result"] == 5
-    service.create_integration(admin, hook("declares-long", "x", secrets=[name],
-                                           headers={"X-Key": "{{{" + name + "}}}"}))
+    service.create_integration(
+        admin, hook("declares-long", "x", secrets=[name], headers={"X-Key": "{{{" + name + "}}}"})
+    )
     too_long = "K" * 81
     with pytest.raises(InvalidInput, match="at most 80 characters"):
         service.create_secret(admin, too_long, "value")
     with pytest.raises(DeployError, match="secret name must be at most 80 characters, not 81"):
-        service.deploy_function(admin, files_from_json({"name": "too-long", "secrets": [too_long],
-                                                        "source": "def main():\n    return 1\n"}))
+        service.deploy_function(
+            admin, files_from_json({"name": "too-long", "secrets": [too_long], "source": "def main():\n    return 1\n"})
+        )
 
 
 def test_a_lowered_secret_name_limit_reaches_the_store_manifests_and_webhooks(lowered):
@@ -145,11 +165,13 @@ def test_a_lowered_secret_name_limit_reaches_the_store_manifests_and_webhooks(lo
     with pytest.raises(InvalidInput, match="at most 10 characters, not 11"):
         service.create_secret(admin, too_long, "value")
     with pytest.raises(DeployError, match="secrets: secret name must be at most 10 characters, not 11"):
-        service.deploy_function(admin, files_from_json({"name": "too-long", "secrets": [too_long],
-                                                        "source": "def main():\n    return 1\n"}))
+        service.deploy_function(
+            admin, files_from_json({"name": "too-long", "secrets": [too_long], "source": "def main():\n    return 1\n"})
+        )
     with pytest.raises(DeployError, match="secrets: secret name must be at most 10 characters, not 11"):
-        service.create_integration(admin, hook("too-long", "x", secrets=[too_long],
-                                               headers={"X-Key": "{{{" + too_long + "}}}"}))
+        service.create_integration(
+            admin, hook("too-long", "x", secrets=[too_long], headers={"X-Key": "{{{" + too_long + "}}}"})
+        )
 
 
 # chain depth ---------------------------------------------------------------------------------
@@ -169,7 +191,7 @@ def test_the_chain_depth_setting_ends_run_chains_and_hook_chains_alike(raised, r
     second = service.deploy_function(admin, trigger_fn("second", "chain-b", publisher("chain-c")))
     service.create_integration(admin, hook("on-b", "chain-b", url=receiver.url + "/b", method="GET"))
     service.create_integration(admin, hook("on-direct", "chain-direct", url=receiver.url + "/d", method="GET"))
-    service.publish_event(admin, "chain-a")     # depth 0
+    service.publish_event(admin, "chain-a")  # depth 0
     service.publish_event(admin, "chain-direct")  # depth 0
     service.dispatcher().drain()
 

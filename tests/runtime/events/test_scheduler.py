@@ -1,6 +1,6 @@
 """Cron ticks: on time, once per tick, across restarts, missed ticks caught up once."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,7 +19,7 @@ class Clock:
         return self.now
 
     def set(self, text: str) -> None:
-        self.now = datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+        self.now = datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
 @pytest.fixture
@@ -42,12 +42,14 @@ def deploy(functions, clock, cron="*/5 * * * *", tz=None, name="ticker"):
 
 
 def scheduled_runs(store):
-    return [tuple(r) for r in store.db.all(
-        "SELECT scheduled_at, cron FROM deliveries WHERE target_kind = 'function' ORDER BY id")]
+    return [
+        tuple(r)
+        for r in store.db.all("SELECT scheduled_at, cron FROM deliveries WHERE target_kind = 'function' ORDER BY id")
+    ]
 
 
 def test_fires_on_time_and_once_per_tick(home):
-    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=timezone.utc))
+    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=UTC))
     store, functions, events = open_parts(home)
     deploy(functions, clock)
     scheduler = Scheduler(store, clock=clock)
@@ -61,12 +63,14 @@ def test_fires_on_time_and_once_per_tick(home):
     assert scheduler.tick() == 0
     clock.set("2026-01-05T12:10:00.5")
     assert scheduler.tick() == 1
-    assert scheduled_runs(store) == [("2026-01-05T12:05:00.000000Z", "*/5 * * * *"),
-                                     ("2026-01-05T12:10:00.000000Z", "*/5 * * * *")]
+    assert scheduled_runs(store) == [
+        ("2026-01-05T12:05:00.000000Z", "*/5 * * * *"),
+        ("2026-01-05T12:10:00.000000Z", "*/5 * * * *"),
+    ]
 
 
 def test_restart_does_not_fire_a_tick_twice(home):
-    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=timezone.utc))
+    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=UTC))
     store, functions, events = open_parts(home)
     deploy(functions, clock)
     clock.set("2026-01-05T12:05:01")
@@ -81,7 +85,7 @@ def test_restart_does_not_fire_a_tick_twice(home):
 
 
 def test_missed_ticks_fire_once_on_start_up(home):
-    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=timezone.utc))
+    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=UTC))
     store, functions, events = open_parts(home)
     deploy(functions, clock)
     clock.set("2026-01-05T13:02:00")  # down from 12:01 to 13:02: twelve ticks missed
@@ -94,7 +98,7 @@ def test_missed_ticks_fire_once_on_start_up(home):
 
 
 def test_two_schedulers_on_one_database_fire_once(home):
-    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=timezone.utc))
+    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=UTC))
     store_a, functions, events_a = open_parts(home)
     store_b, _, events_b = open_parts(home)
     deploy(functions, clock)
@@ -106,7 +110,7 @@ def test_two_schedulers_on_one_database_fire_once(home):
 
 
 def test_timezone_and_disabled_functions(home):
-    clock = Clock(datetime(2026, 1, 5, 6, 0, tzinfo=timezone.utc))
+    clock = Clock(datetime(2026, 1, 5, 6, 0, tzinfo=UTC))
     store, functions, events = open_parts(home)
     fn = deploy(functions, clock, cron="0 9 * * *", tz="Europe/Berlin", name="morning")
     scheduler = Scheduler(store, clock=clock)
@@ -122,14 +126,14 @@ def test_timezone_and_disabled_functions(home):
 
 def test_a_repeated_wall_clock_hour_fires_once():
     # Europe/Berlin turns its clocks back at 03:00 CEST on 2026-10-25: 02:30 happens twice.
-    after = datetime(2026, 10, 24, 12, 0, tzinfo=timezone.utc)
+    after = datetime(2026, 10, 24, 12, 0, tzinfo=UTC)
     first = next_fire("30 2 * * *", after, "Europe/Berlin")
-    assert first == datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc)  # 02:30 CEST
-    assert next_fire("30 2 * * *", first, "Europe/Berlin") == datetime(2026, 10, 26, 1, 30, tzinfo=timezone.utc)
+    assert first == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+    assert next_fire("30 2 * * *", first, "Europe/Berlin") == datetime(2026, 10, 26, 1, 30, tzinfo=UTC)
 
 
 def test_redeploying_the_same_schedule_keeps_its_next_tick(home):
-    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=timezone.utc))
+    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=UTC))
     store, functions, events = open_parts(home)
     deploy(functions, clock)  # next tick 12:05
     clock.set("2026-01-05T12:05:30")  # the tick is due, and then the author redeploys

@@ -24,7 +24,18 @@ QUICK = "def main(event):\n    return 'quick'\n"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
-    service = runtime_service(tmp_path_factory, "limits", workers=2, runs_in_flight_per_owner=2, run_timeout_s=TIMEOUT_S, worker_memory_mb=128, log_max_bytes=LOG_MAX, events_per_run_max=EVENTS_MAX, chain_depth_max=CHAIN_MAX, event_data_max_bytes=EVENT_DATA_MAX)
+    service = runtime_service(
+        tmp_path_factory,
+        "limits",
+        workers=2,
+        runs_in_flight_per_owner=2,
+        run_timeout_s=TIMEOUT_S,
+        worker_memory_mb=128,
+        log_max_bytes=LOG_MAX,
+        events_per_run_max=EVENTS_MAX,
+        chain_depth_max=CHAIN_MAX,
+        event_data_max_bytes=EVENT_DATA_MAX,
+    )
     try:
         yield service, service.actor()
     finally:
@@ -50,8 +61,11 @@ def test_an_infinite_loop_times_out_and_the_next_run_succeeds(env):
     assert record["status"] == "timeout"
     # The wall clock's message (the CPU limit's backstop says "CPU time limit"), and its duration:
     # at least the limit, and far below the 30 s default a limit that was not applied would give.
-    assert record["error"] == {"type": "TimeoutError", "traceback": "",
-                               "message": f"the run exceeded its time limit of {TIMEOUT_S:g} s"}
+    assert record["error"] == {
+        "type": "TimeoutError",
+        "traceback": "",
+        "message": f"the run exceeded its time limit of {TIMEOUT_S:g} s",
+    }
     assert record["duration_ms"] >= TIMEOUT_S * 900
     assert TIMEOUT_S * 0.9 <= elapsed < TIMEOUT_S * 3 + 6, elapsed
     assert run(env, "quick")["status"] == "success"  # same owner: a fresh worker
@@ -107,10 +121,14 @@ def test_a_manifest_may_only_lower_the_time_limit(env, manifest_timeout, shown):
     assert elapsed < limit * 3 + 6, elapsed  # generous on a loaded machine, far below the 30 s default
 
 
-@pytest.mark.parametrize("source", [
-    "def main(event):\n    keep = []\n    while True:\n        keep.append('x' * 1000000)\n",
-    "def main(event):\n    return len(bytearray(1024 * 1024 * 1024))\n",
-], ids=["growing", "one-huge-allocation"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def main(event):\n    keep = []\n    while True:\n        keep.append('x' * 1000000)\n",
+        "def main(event):\n    return len(bytearray(1024 * 1024 * 1024))\n",
+    ],
+    ids=["growing", "one-huge-allocation"],
+)
 def test_a_memory_blow_up_is_memory_exceeded(env, source):
     name = f"hog-{len(source)}"
     deploy(env, name, source)
@@ -131,11 +149,13 @@ def test_a_manifest_memory_limit_below_the_operators(env):
 
 
 def test_publishing_past_the_event_limit_is_a_clear_error(env):
-    source = ("import logic\n"
-              "def main(event):\n"
-              "    for i in range(EVENTS):\n"
-              "        logic.publish('many', str(i))\n"
-              "    return 'done'\n")
+    source = (
+        "import logic\n"
+        "def main(event):\n"
+        "    for i in range(EVENTS):\n"
+        "        logic.publish('many', str(i))\n"
+        "    return 'done'\n"
+    )
     deploy(env, "publisher-ok", source.replace("EVENTS", str(EVENTS_MAX)))
     fine = run(env, "publisher-ok")
     assert fine["status"] == "success" and len(fine["events_published"]) == EVENTS_MAX
@@ -158,15 +178,15 @@ def test_event_data_over_the_operators_limit_is_a_clear_error(env):
     record = run(env, "big")
     assert record["status"] == "error", record["error"]
     assert record["error"]["message"] == (
-        f"event data is {EVENT_DATA_MAX + 1} bytes; the limit is {EVENT_DATA_MAX} bytes")
+        f"event data is {EVENT_DATA_MAX + 1} bytes; the limit is {EVENT_DATA_MAX} bytes"
+    )
     assert record["events_published"] == []
 
 
 def test_a_log_flood_is_truncated_with_the_marker(env):
-    source = ("def main(event):\n"
-              "    for i in range(100000):\n"
-              "        print('line', i, 'y' * 50)\n"
-              "    return 'survived'\n")
+    source = (
+        "def main(event):\n    for i in range(100000):\n        print('line', i, 'y' * 50)\n    return 'survived'\n"
+    )
     deploy(env, "flood", source)
     record = run(env, "flood")
     assert record["status"] == "success" and record["result"] == "survived"
@@ -184,11 +204,13 @@ def test_a_log_flood_is_truncated_with_the_marker(env):
 
 def test_chained_events_stop_at_the_depth_limit(env):
     service, actor = env
-    source = ("import logic\n"
-              "def main(event):\n"
-              "    n = int(event.data)\n"
-              "    logic.publish('chain-ping', str(n + 1))\n"
-              "    return n\n")
+    source = (
+        "import logic\n"
+        "def main(event):\n"
+        "    n = int(event.data)\n"
+        "    logic.publish('chain-ping', str(n + 1))\n"
+        "    return n\n"
+    )
     deploy(env, "chainer", source, triggers=[{"type": "event", "event_name": "chain-ping"}])
     service.publish_event(actor, "chain-ping", "0")
     delivered = service.dispatcher().drain(max_steps=50)
@@ -198,6 +220,7 @@ def test_chained_events_stop_at_the_depth_limit(env):
     assert [r["status"] for r in runs] == ["success"] * CHAIN_MAX + ["error"]
     last = runs[-1]
     assert last["error"]["type"] == "EventError"
-    assert last["error"]["message"] == (f"event chain depth limit of {CHAIN_MAX} reached: "
-                                        "the 1 event(s) this run published were not delivered")
+    assert last["error"]["message"] == (
+        f"event chain depth limit of {CHAIN_MAX} reached: the 1 event(s) this run published were not delivered"
+    )
     assert service.store.events.db.one("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")[0] == 0

@@ -197,7 +197,7 @@ def test_json_escapes(value):
 
 @pytest.mark.parametrize(
     "value",
-    ["it's \"both\" quotes", "only 'single' here", 'only "double" here', "back\\slash\n", "é😀\x00x"],
+    ['it\'s "both" quotes', "only 'single' here", 'only "double" here', "back\\slash\n", "é😀\x00x"],
 )
 def test_repr_escapes_both_quote_styles(value):
     r = Redactor([value])
@@ -393,9 +393,7 @@ def test_thousands_of_secrets():
     text = " | ".join(picked)
     assert r.redact(text) == " | ".join([MASK] * len(picked))
     b64 = base64.b64encode(("k:" + secrets[1234]).encode()).decode()
-    assert b64_stable_core(base64.b64encode, b"k:", secrets[1234].encode(), b"") not in visible(
-        r.redact(b64)
-    )
+    assert b64_stable_core(base64.b64encode, b"k:", secrets[1234].encode(), b"") not in visible(r.redact(b64))
     assert r.redact("nothing to see here") == "nothing to see here"
 
 
@@ -557,7 +555,8 @@ _texts = st.lists(_pieces, max_size=4).map("".join)
 _json = st.recursive(
     st.one_of(_texts, st.integers(), st.sampled_from([4242424242, 1.5, True, None])),
     lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_texts, inner, max_size=4)),
-    max_leaves=12)
+    max_leaves=12,
+)
 
 
 @settings(max_examples=200, deadline=None)

@@ -19,10 +19,9 @@ from store import Settings, Store
 from store.errors import QueueFull
 from tests.support import in_process_service
 
-SECRET = "s3cr3t-VALUE-7f4e2a"        # every test's secret value; no response may contain it
+SECRET = "s3cr3t-VALUE-7f4e2a"  # every test's secret value; no response may contain it
 OTHER_SECRET = "an0ther-VALUE-91c3d8"
-SECRET_KEYS = {"name", "created_at", "updated_at", "last_accessed_at", "usage_count",
-               "logic_functions", "integrations"}
+SECRET_KEYS = {"name", "created_at", "updated_at", "last_accessed_at", "usage_count", "logic_functions", "integrations"}
 
 SOURCE = """\
 import logic
@@ -34,15 +33,26 @@ def main(event, secrets):
 
 
 def function_body(name: str = "reformat", **changes) -> dict:
-    body = {"name": name, "description": "test function", "secrets": ["API_KEY"],
-            "triggers": [{"type": "event", "event_name": "sensor-test"}], "source": SOURCE}
+    body = {
+        "name": name,
+        "description": "test function",
+        "secrets": ["API_KEY"],
+        "triggers": [{"type": "event", "event_name": "sensor-test"}],
+        "source": SOURCE,
+    }
     body.update(changes)
     return body
 
 
 def webhook_body(name: str = "notify", **changes) -> dict:
-    body = {"name": name, "event": "sensor/", "url": "https://api.example.com/in?key={{{API_KEY}}}",
-            "method": "POST", "json": {"name": "{{{EVENT_NAME}}}"}, "secrets": ["API_KEY"]}
+    body = {
+        "name": name,
+        "event": "sensor/",
+        "url": "https://api.example.com/in?key={{{API_KEY}}}",
+        "method": "POST",
+        "json": {"name": "{{{EVENT_NAME}}}"},
+        "secrets": ["API_KEY"],
+    }
     body.update(changes)
     return body
 
@@ -121,10 +131,18 @@ def test_openapi_documents_every_route_and_bearer_auth(api: Api) -> None:
     schema = api("GET", "/openapi.json", token=None).json()
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     paths = schema["paths"]
-    for path in ["/v1/secrets", "/v1/secrets/{name}", "/v1/orgs/{org}/secrets/{name}", "/v1/logic/functions",
-                 "/v1/logic/functions/{function_id}/runs/{run_id}", "/v1/logic/execute", "/v1/events",
-                 "/v1/orgs/{org}/events", "/v1/integrations/{integration_id}/logs",
-                 "/v1/orgs/{org}/integrations/{integration_id}"]:
+    for path in [
+        "/v1/secrets",
+        "/v1/secrets/{name}",
+        "/v1/orgs/{org}/secrets/{name}",
+        "/v1/logic/functions",
+        "/v1/logic/functions/{function_id}/runs/{run_id}",
+        "/v1/logic/execute",
+        "/v1/events",
+        "/v1/orgs/{org}/events",
+        "/v1/integrations/{integration_id}/logs",
+        "/v1/orgs/{org}/integrations/{integration_id}",
+    ]:
         assert path in paths, path
     assert set(paths["/v1/secrets/{name}"]) == {"get", "put", "delete"}
     assert paths["/v1/secrets"]["post"]["security"] == [{"HTTPBearer": []}]
@@ -187,8 +205,12 @@ def test_secret_errors_change_nothing(with_key: Api) -> None:
 
 
 def test_malformed_json_is_400(api: Api) -> None:
-    response = api("POST", "/v1/secrets", content=b'{"name": "API_KEY", "value": "' + SECRET.encode(),
-                   headers={"Content-Type": "application/json"})
+    response = api(
+        "POST",
+        "/v1/secrets",
+        content=b'{"name": "API_KEY", "value": "' + SECRET.encode(),
+        headers={"Content-Type": "application/json"},
+    )
     assert "JSON" in error_of(response, 400)
     assert api("GET", "/v1/secrets").json() == {"secrets": []}
 
@@ -253,8 +275,9 @@ def test_oversized_streamed_body_is_413(api: Api) -> None:
 
 
 def test_invalid_content_length_is_400(api: Api) -> None:
-    response = api("POST", "/v1/secrets", content=b"{}",
-                   headers={"Content-Type": "application/json", "Content-Length": "many"})
+    response = api(
+        "POST", "/v1/secrets", content=b"{}", headers={"Content-Type": "application/json", "Content-Length": "many"}
+    )
     error_of(response, 400)
 
 
@@ -278,8 +301,11 @@ def test_function_lifecycle(with_key: Api) -> None:
 
     again = api("POST", "/v1/logic/functions", json=function_body(description="second"))
     assert again.status_code == 200 and again.json()["version"] == 2 and again.json()["id"] == fn["id"]
-    put = api("PUT", f"/v1/logic/functions/{fn['id']}",
-              json=function_body(enabled=False, triggers=[{"type": "schedule", "cron": "*/5 * * *"}]))
+    put = api(
+        "PUT",
+        f"/v1/logic/functions/{fn['id']}",
+        json=function_body(enabled=False, triggers=[{"type": "schedule", "cron": "*/5 * * *"}]),
+    )
     assert put.status_code == 200, put.text
     assert put.json()["version"] == 3 and put.json()["enabled"] is False
     assert put.json()["triggers"] == [{"type": "schedule", "cron": "*/5 * * * *"}]
@@ -289,21 +315,24 @@ def test_function_lifecycle(with_key: Api) -> None:
     assert api("GET", "/v1/secrets/API_KEY").json()["usage_count"] == 0
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"source": "def main(event:\n    pass\n"}, ["reformat.py:1"]),
-    ({"source": "import os\n\ndef main(event):\n    return os.getcwd()\n"}, ["os"]),
-    ({"source": "def main(nope):\n    return 1\n"}, ["nope"]),
-    ({"source": "def main(secrets):\n    return secrets.OTHER\n", "secrets": []}, ["OTHER"]),
-    ({"secrets": ["MISSING_KEY"]}, ["MISSING_KEY"]),
-    ({"triggers": [{"type": "schedule", "cron": "61 * * * *"}]}, ["cron"]),
-    ({"triggers": [{"type": "event", "event_name": "e"}] * 6}, ["at most"]),
-    ({"triggers": [{"type": "event", "event_name": "x" * 65}]}, ["event_name"]),
-    ({"name": "bad name!"}, ["name"]),
-    ({"entry": "missing"}, ["missing"]),
-    ({"source": ""}, ["source"]),
-    ({"colour": "blue"}, ["colour"]),
-    ({"limits": {"timeout_s": -1}}, ["timeout_s"]),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"source": "def main(event:\n    pass\n"}, ["reformat.py:1"]),
+        ({"source": "import os\n\ndef main(event):\n    return os.getcwd()\n"}, ["os"]),
+        ({"source": "def main(nope):\n    return 1\n"}, ["nope"]),
+        ({"source": "def main(secrets):\n    return secrets.OTHER\n", "secrets": []}, ["OTHER"]),
+        ({"secrets": ["MISSING_KEY"]}, ["MISSING_KEY"]),
+        ({"triggers": [{"type": "schedule", "cron": "61 * * * *"}]}, ["cron"]),
+        ({"triggers": [{"type": "event", "event_name": "e"}] * 6}, ["at most"]),
+        ({"triggers": [{"type": "event", "event_name": "x" * 65}]}, ["event_name"]),
+        ({"name": "bad name!"}, ["name"]),
+        ({"entry": "missing"}, ["missing"]),
+        ({"source": ""}, ["source"]),
+        ({"colour": "blue"}, ["colour"]),
+        ({"limits": {"timeout_s": -1}}, ["timeout_s"]),
+    ],
+)
 def test_deploy_errors_are_422_and_deploy_nothing(with_key: Api, changes: dict, words: list[str]) -> None:
     api = with_key
     message = error_of(api("POST", "/v1/logic/functions", json=function_body(**changes)), 422)
@@ -324,8 +353,9 @@ def test_deploy_requires_source_and_name(with_key: Api) -> None:
 def test_put_function_errors(with_key: Api) -> None:
     api = with_key
     fn = api("POST", "/v1/logic/functions", json=function_body()).json()
-    assert "does not match" in error_of(api("PUT", f"/v1/logic/functions/{fn['id']}",
-                                           json=function_body(name="renamed")), 422)
+    assert "does not match" in error_of(
+        api("PUT", f"/v1/logic/functions/{fn['id']}", json=function_body(name="renamed")), 422
+    )
     error_of(api("PUT", "/v1/logic/functions/no-such-id", json=function_body()), 404)
     error_of(api("PUT", f"/v1/logic/functions/{fn['id']}", json=function_body(source="def main(:")), 422)
     assert api("GET", f"/v1/logic/functions/{fn['id']}").json()["version"] == 1
@@ -333,11 +363,21 @@ def test_put_function_errors(with_key: Api) -> None:
 
 
 def fake_run(fn_id: str, run_id: str, started_at: str = "2025-01-01T00:00:00Z") -> dict:
-    return {"id": run_id, "function_id": fn_id, "function_version": 1,
-            "trigger": {"type": "manual", "event_id": None, "scheduled_at": None}, "status": "success",
-            "started_at": started_at, "finished_at": started_at, "duration_ms": 1.5,
-            "logs": [{"at": started_at, "level": "info", "message": "hello [[SENSITIVE]]"}],
-            "result": {"ok": True}, "error": None, "secrets_accessed": ["API_KEY"], "events_published": []}
+    return {
+        "id": run_id,
+        "function_id": fn_id,
+        "function_version": 1,
+        "trigger": {"type": "manual", "event_id": None, "scheduled_at": None},
+        "status": "success",
+        "started_at": started_at,
+        "finished_at": started_at,
+        "duration_ms": 1.5,
+        "logs": [{"at": started_at, "level": "info", "message": "hello [[SENSITIVE]]"}],
+        "result": {"ok": True},
+        "error": None,
+        "secrets_accessed": ["API_KEY"],
+        "events_published": [],
+    }
 
 
 def test_runs(with_key: Api) -> None:
@@ -441,15 +481,18 @@ def test_integration_lifecycle(with_key: Api) -> None:
     assert api("GET", "/v1/secrets/API_KEY").json()["usage_count"] == 0
 
 
-@pytest.mark.parametrize("changes, word", [
-    ({"url": "ftp://example.com"}, "url"),
-    ({"url": "https://example.com/?k={{{OTHER_KEY}}}"}, "OTHER_KEY"),
-    ({"secrets": ["NOT_THERE"], "url": "https://example.com/{{{NOT_THERE}}}"}, "NOT_THERE"),
-    ({"event": ""}, "event"),
-    ({"method": "TELEPORT"}, "method"),
-    ({"colour": "blue"}, "colour"),
-    ({"form": {"a": "b"}}, "json"),
-])
+@pytest.mark.parametrize(
+    "changes, word",
+    [
+        ({"url": "ftp://example.com"}, "url"),
+        ({"url": "https://example.com/?k={{{OTHER_KEY}}}"}, "OTHER_KEY"),
+        ({"secrets": ["NOT_THERE"], "url": "https://example.com/{{{NOT_THERE}}}"}, "NOT_THERE"),
+        ({"event": ""}, "event"),
+        ({"method": "TELEPORT"}, "method"),
+        ({"colour": "blue"}, "colour"),
+        ({"form": {"a": "b"}}, "json"),
+    ],
+)
 def test_integration_errors_are_422(with_key: Api, changes: dict, word: str) -> None:
     api = with_key
     assert word in error_of(api("POST", "/v1/integrations", json=webhook_body(**changes)), 422)
@@ -479,8 +522,9 @@ def test_org_integrations(with_key: Api) -> None:
 # unexpected errors -------------------------------------------------------------
 
 
-def test_unexpected_error_is_a_bare_500(api: Api, monkeypatch: pytest.MonkeyPatch,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_unexpected_error_is_a_bare_500(
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(actor, name, value, org=None):
         message = "kaput: " + value
         raise RuntimeError(message)

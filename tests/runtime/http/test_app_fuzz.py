@@ -26,8 +26,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory):
         for name in list(os.environ):
             if name.startswith("LOGIC_"):
                 mp.delenv(name)
-        config = Settings(home=Path(tmp_path_factory.mktemp("api-fuzz")) / "home", workers=2,
-                          run_timeout_s=2.0)
+        config = Settings(home=Path(tmp_path_factory.mktemp("api-fuzz")) / "home", workers=2, run_timeout_s=2.0)
     store, init = Store.initialize(config)
     store.close()
     service = Service.open(config, runtime=True)
@@ -36,8 +35,11 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory):
         with TestClient(app) as client:
             headers = {"Authorization": f"Bearer {init.token}"}
             client.post("/v1/secrets", json={"name": "API_KEY", "value": "fuzz-secret"}, headers=headers)
-            client.post("/v1/logic/functions", headers=headers, json={
-                "name": "fn", "secrets": ["API_KEY"], "source": "def main(secrets):\n    return 1\n"})
+            client.post(
+                "/v1/logic/functions",
+                headers=headers,
+                json={"name": "fn", "secrets": ["API_KEY"], "source": "def main(secrets):\n    return 1\n"},
+            )
         service.create_org(service.actor(), "acme")
         yield app, init.token
     finally:
@@ -57,8 +59,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_Shell()))
 
 
 @schema.parametrize()
-@settings(max_examples=15, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(max_examples=15, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 def test_no_request_makes_a_server_error(case, fuzzed) -> None:
     app, token = fuzzed
     case.call_and_validate(app=app, headers={"Authorization": f"Bearer {token}"}, checks=[not_a_server_error])

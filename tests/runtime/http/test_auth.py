@@ -21,10 +21,18 @@ from store.errors import StoreBusy
 
 SECRET = "alice-s3cr3t-4d9b1e"
 SOURCE = "def main(event, secrets):\n    return len(secrets.API_KEY)\n"
-FUNCTION = {"name": "reformat", "secrets": ["API_KEY"], "source": SOURCE,
-            "triggers": [{"type": "event", "event_name": "sensor-test"}]}
-WEBHOOK = {"name": "notify", "event": "sensor/", "url": "https://api.example.com/?k={{{API_KEY}}}",
-           "secrets": ["API_KEY"]}
+FUNCTION = {
+    "name": "reformat",
+    "secrets": ["API_KEY"],
+    "source": SOURCE,
+    "triggers": [{"type": "event", "event_name": "sensor-test"}],
+}
+WEBHOOK = {
+    "name": "notify",
+    "event": "sensor/",
+    "url": "https://api.example.com/?k={{{API_KEY}}}",
+    "secrets": ["API_KEY"],
+}
 BODIES = {  # a valid body for every route that takes one, so that only the caller is wrong
     "create_secret": {"name": "API_KEY", "value": "bob-value"},
     "update_secret": {"value": "bob-value"},
@@ -46,10 +54,12 @@ class _Shell:
 
 def v1_routes() -> list[tuple[str, str, str]]:
     """(method, path, endpoint name) of every /v1 route, as the app has them."""
-    return sorted((method, route.path, route.name.removeprefix("org_"))
-                  for route in create_app(_Shell()).routes
-                  if isinstance(route, APIRoute) and route.path.startswith("/v1")
-                  for method in route.methods)
+    return sorted(
+        (method, route.path, route.name.removeprefix("org_"))
+        for route in create_app(_Shell()).routes
+        if isinstance(route, APIRoute) and route.path.startswith("/v1")
+        for method in route.methods
+    )
 
 
 ROUTES = v1_routes()
@@ -63,17 +73,26 @@ def fill(path: str, **values: str) -> str:
 def test_the_route_surface_is_the_designed_one() -> None:
     sandbox = {(m, p) for m, p, _ in ROUTES if not p.startswith("/v1/orgs/")}
     assert sandbox == {
-        ("GET", "/v1/secrets"), ("POST", "/v1/secrets"),
-        ("GET", "/v1/secrets/{name}"), ("PUT", "/v1/secrets/{name}"), ("DELETE", "/v1/secrets/{name}"),
-        ("GET", "/v1/logic/functions"), ("POST", "/v1/logic/functions"),
-        ("GET", "/v1/logic/functions/{function_id}"), ("PUT", "/v1/logic/functions/{function_id}"),
+        ("GET", "/v1/secrets"),
+        ("POST", "/v1/secrets"),
+        ("GET", "/v1/secrets/{name}"),
+        ("PUT", "/v1/secrets/{name}"),
+        ("DELETE", "/v1/secrets/{name}"),
+        ("GET", "/v1/logic/functions"),
+        ("POST", "/v1/logic/functions"),
+        ("GET", "/v1/logic/functions/{function_id}"),
+        ("PUT", "/v1/logic/functions/{function_id}"),
         ("DELETE", "/v1/logic/functions/{function_id}"),
         ("GET", "/v1/logic/functions/{function_id}/runs"),
         ("GET", "/v1/logic/functions/{function_id}/runs/{run_id}"),
-        ("POST", "/v1/logic/execute"), ("POST", "/v1/events"),
-        ("GET", "/v1/integrations"), ("POST", "/v1/integrations"),
-        ("GET", "/v1/integrations/{integration_id}"), ("PUT", "/v1/integrations/{integration_id}"),
-        ("DELETE", "/v1/integrations/{integration_id}"), ("GET", "/v1/integrations/{integration_id}/logs"),
+        ("POST", "/v1/logic/execute"),
+        ("POST", "/v1/events"),
+        ("GET", "/v1/integrations"),
+        ("POST", "/v1/integrations"),
+        ("GET", "/v1/integrations/{integration_id}"),
+        ("PUT", "/v1/integrations/{integration_id}"),
+        ("DELETE", "/v1/integrations/{integration_id}"),
+        ("GET", "/v1/integrations/{integration_id}/logs"),
     }
     assert {(m, p.replace("/v1/orgs/{org}", "/v1")) for m, p, _ in ORG_ROUTES} == sandbox
 
@@ -94,11 +113,23 @@ def world(settings: Settings):
         assert w.alice("POST", "/v1/secrets", json={"name": "API_KEY", "value": SECRET}).status_code == 201
         w.function = w.alice("POST", "/v1/logic/functions", json=FUNCTION).json()
         w.run_id = "alice-run"
-        service.store.functions.add_run({
-            "id": w.run_id, "function_id": w.function["id"], "function_version": 1,
-            "trigger": {"type": "manual", "event_id": None, "scheduled_at": None}, "status": "success",
-            "started_at": "2025-01-01T00:00:00Z", "finished_at": "2025-01-01T00:00:01Z", "duration_ms": 3.0,
-            "logs": [], "result": 8, "error": None, "secrets_accessed": ["API_KEY"], "events_published": []})
+        service.store.functions.add_run(
+            {
+                "id": w.run_id,
+                "function_id": w.function["id"],
+                "function_version": 1,
+                "trigger": {"type": "manual", "event_id": None, "scheduled_at": None},
+                "status": "success",
+                "started_at": "2025-01-01T00:00:00Z",
+                "finished_at": "2025-01-01T00:00:01Z",
+                "duration_ms": 3.0,
+                "logs": [],
+                "result": 8,
+                "error": None,
+                "secrets_accessed": ["API_KEY"],
+                "events_published": [],
+            }
+        )
         hook = w.alice("POST", "/v1/integrations", json=WEBHOOK)
         w.integration = hook.json() if hook.status_code == 201 else {"id": "integration-not-created"}
         yield w
@@ -138,8 +169,14 @@ def body_for(method: str, name: str) -> dict:
 
 @pytest.mark.parametrize("method, path, name", ROUTES)
 def test_every_route_refuses_a_missing_token(world: World, method: str, path: str, name: str) -> None:
-    url = fill(path, org="acme", function_id=world.function["id"], run_id=world.run_id,
-               integration_id=world.integration["id"], name="API_KEY")
+    url = fill(
+        path,
+        org="acme",
+        function_id=world.function["id"],
+        run_id=world.run_id,
+        integration_id=world.integration["id"],
+        name="API_KEY",
+    )
     for token in (None, "", "lgc_not-a-real-token", world.alice_token + "x"):
         response = world.call(method, url, token, **body_for(method, name))
         assert response.status_code == 401, (token, response.text)
@@ -155,8 +192,14 @@ def test_other_auth_schemes_are_refused(world: World) -> None:
 
 @pytest.mark.parametrize("method, path, name", ORG_ROUTES)
 def test_another_org_is_403(world: World, method: str, path: str, name: str) -> None:
-    url = fill(path, org="acme", function_id=world.function["id"], run_id=world.run_id,
-               integration_id=world.integration["id"], name="API_KEY")
+    url = fill(
+        path,
+        org="acme",
+        function_id=world.function["id"],
+        run_id=world.run_id,
+        integration_id=world.integration["id"],
+        name="API_KEY",
+    )
     response = world.bob(method, url, **body_for(method, name))
     assert response.status_code == 403, response.text
     assert "acme" in response.json()["error"]
@@ -307,10 +350,17 @@ def test_every_authenticated_route_is_throttled(throttled):
     for _ in range(FAILURES_MAX):
         assert get(a, "lgc_guess").status_code == 401
     for method, path, name in ROUTES:
-        url = fill(path, org="acme", function_id=world.function["id"], run_id=world.run_id,
-                   integration_id=world.integration["id"], name="API_KEY")
-        response = a.request(method, url, headers={"Authorization": f"Bearer {world.alice_token}"},
-                             **body_for(method, name))
+        url = fill(
+            path,
+            org="acme",
+            function_id=world.function["id"],
+            run_id=world.run_id,
+            integration_id=world.integration["id"],
+            name="API_KEY",
+        )
+        response = a.request(
+            method, url, headers={"Authorization": f"Bearer {world.alice_token}"}, **body_for(method, name)
+        )
         refused_for(response)
     # The publish fast path (a valid token, a valid JSON body) too, and only for A.
     publish = {"headers": {"Authorization": f"Bearer {world.alice_token}"}, "json": {"name": "sensor-test"}}
@@ -370,8 +420,10 @@ def test_a_5xx_log_line_escapes_the_path(world: World, caplog, monkeypatch, fast
         quoted = "acme%0aINFO%20forged%20line%0d%1b[31mred%E2%80%AE"
         assert client.get(f"/v1/orgs/{quoted}/secrets", headers=headers).status_code == 503
         assert client.post(f"/v1/orgs/{quoted}/events", headers=headers, json={"name": "a"}).status_code == 503
-    assert _records(caplog) == [f"StoreBusy on GET /v1/orgs/{ESCAPED}/secrets: the store is busy",
-                                f"StoreBusy on POST /v1/orgs/{ESCAPED}/events: the store is busy"]
+    assert _records(caplog) == [
+        f"StoreBusy on GET /v1/orgs/{ESCAPED}/secrets: the store is busy",
+        f"StoreBusy on POST /v1/orgs/{ESCAPED}/events: the store is busy",
+    ]
 
 
 def test_an_internal_error_log_escapes_the_path_and_method(world: World, caplog, monkeypatch):
@@ -388,12 +440,15 @@ def test_an_internal_error_log_escapes_the_path_and_method(world: World, caplog,
 
 def test_the_throttle_log_line_is_one_line(world: World, caplog):
     app = create_app(world.service, auth_throttle=AuthThrottle(clock=Clock()))
-    with TestClient(app, client=("evil\nINFO forged", 1)) as client, \
-            caplog.at_level(logging.WARNING, logger="logic.http"):
+    with (
+        TestClient(app, client=("evil\nINFO forged", 1)) as client,
+        caplog.at_level(logging.WARNING, logger="logic.http"),
+    ):
         for _ in range(FAILURES_MAX + 3):
             get(client, "lgc_guess")
-    assert _records(caplog) == [f"refusing Bearer tokens from evil\\x0aINFO forged for {WINDOW_S:g} s: "
-                                f"{FAILURES_MAX} failed sign-ins"]
+    assert _records(caplog) == [
+        f"refusing Bearer tokens from evil\\x0aINFO forged for {WINDOW_S:g} s: {FAILURES_MAX} failed sign-ins"
+    ]
 
 
 def test_printable_leaves_ordinary_text_alone_and_escapes_the_backslash():

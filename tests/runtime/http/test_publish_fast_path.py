@@ -24,8 +24,12 @@ LONG = "x" * 65
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
-    settings = Settings(home=Path(tmp_path_factory.mktemp("publish-route")) / "home", master_key=None,
-                        event_data_max_bytes=1000, http_body_max_bytes=4000)
+    settings = Settings(
+        home=Path(tmp_path_factory.mktemp("publish-route")) / "home",
+        master_key=None,
+        event_data_max_bytes=1000,
+        http_body_max_bytes=4000,
+    )
     store, init = Store.initialize(settings)
     store.close()
     service = Service.open(settings)
@@ -73,8 +77,13 @@ def _bodies(token: str):
     yield "utf-16", ok, json.dumps({"name": "wide"}).encode("utf-16")
 
 
-PATHS = ["/v1/events", "/v1/orgs/acme/events", "/v1/orgs/elsewhere/events", "/v1/orgs/nobody/events",
-         "/v1/orgs/a%2Fb/events"]
+PATHS = [
+    "/v1/events",
+    "/v1/orgs/acme/events",
+    "/v1/orgs/elsewhere/events",
+    "/v1/orgs/nobody/events",
+    "/v1/orgs/a%2Fb/events",
+]
 
 
 def _same(fast, plain, method, path, headers, body):
@@ -117,8 +126,10 @@ def test_other_methods_are_the_routes_business(both, method):
 def test_the_first_authorization_header_counts(both):
     fast, plain, token, _service = both
     body = b'{"name": "a"}'
-    for pair in ([("authorization", "Bearer nope"), ("authorization", f"Bearer {token}")],
-                 [("authorization", f"Bearer {token}"), ("authorization", "Bearer nope")]):
+    for pair in (
+        [("authorization", "Bearer nope"), ("authorization", f"Bearer {token}")],
+        [("authorization", f"Bearer {token}"), ("authorization", "Bearer nope")],
+    ):
         a = fast.post("/v1/events", headers=pair + [("content-type", "application/json")], content=body)
         b = plain.post("/v1/events", headers=pair + [("content-type", "application/json")], content=body)
         assert a.status_code == b.status_code
@@ -132,8 +143,7 @@ def test_a_full_queue_is_429_on_both(tmp_path):
     try:
         service.create_integration(service.actor(), {"name": "hook", "event": "busy", "url": "https://example.com/in"})
         headers = {"Authorization": f"Bearer {init.token}"}
-        with TestClient(create_app(service)) as fast, \
-                TestClient(create_app(service, publish_fast_path=False)) as plain:
+        with TestClient(create_app(service)) as fast, TestClient(create_app(service, publish_fast_path=False)) as plain:
             assert fast.post("/v1/events", headers=headers, json={"name": "busy"}).status_code == 202
             a = fast.post("/v1/events", headers=headers, json={"name": "busy"})
             b = plain.post("/v1/events", headers=headers, json={"name": "busy"})
@@ -163,8 +173,9 @@ def test_an_accepted_event_is_durable_and_the_pool_knows_a_request_was_under_way
     service.publish_event = spy
     try:
         with TestClient(app) as client:
-            response = client.post("/v1/events", headers={"Authorization": f"Bearer {token}"},
-                                   json={"name": "durable", "data": "x"})
+            response = client.post(
+                "/v1/events", headers={"Authorization": f"Bearer {token}"}, json={"name": "durable", "data": "x"}
+            )
     finally:
         del service.publish_event
     assert response.status_code == 202
@@ -184,7 +195,7 @@ def test_a_chunked_body_over_the_limit_is_413_on_the_fast_path_too(both, path, a
 
     def chunks():  # a generator: httpx sends it chunked, without Content-Length
         for i in range(0, len(body), 1000):
-            yield body[i:i + 1000]
+            yield body[i : i + 1000]
 
     headers = {"Content-Type": "application/json"}
     if authorized:
@@ -193,7 +204,6 @@ def test_a_chunked_body_over_the_limit_is_413_on_the_fast_path_too(both, path, a
     b = plain.post(path, headers=headers, content=chunks())
     assert b.status_code == 413
     assert (a.status_code, a.content) == (b.status_code, b.content)
-
 
 
 def test_throttled_addresses_get_the_routes_429_and_failures_count_once(tmp_path):
@@ -216,8 +226,11 @@ def test_throttled_addresses_get_the_routes_429_and_failures_count_once(tmp_path
             for headers in (bad, good):
                 a = _same(fast, plain, "POST", "/v1/events", headers, body)
                 assert a.status_code == 429
-                assert a.headers["retry-after"] == plain.post("/v1/events", headers=headers,
-                                                              content=body).headers["retry-after"] == "60"
+                assert (
+                    a.headers["retry-after"]
+                    == plain.post("/v1/events", headers=headers, content=body).headers["retry-after"]
+                    == "60"
+                )
             now[0] += 60
             assert _same(fast, plain, "POST", "/v1/events", good, body).status_code == 202
     finally:

@@ -13,11 +13,15 @@ from tests.runtime.integrations.support import EVENT, spec
 
 
 def test_every_field_is_rendered():
-    s = spec(url="https://api.example.com/{{{room}}}/{{{EVENT_NAME}}}?key={{{K}}}", method="PATCH",
-             headers={"X-{{{room}}}": "Bearer {{{K}}}", "X-At": "{{{EVENT_PUBLISHED_AT}}}"},
-             query={"src_{{{room}}}": "{{{EVENT_SOURCE}}}", "t": "{{t}}"},
-             json={"{{{room}}}": {"deep": ["{{{K}}}", 3, True, None, "{{{nested}}}"]}, "d": "{{{EVENT_DATA}}}"},
-             auth={"username": "u-{{{room}}}", "password": "{{{K}}}"}, secrets=["K"])
+    s = spec(
+        url="https://api.example.com/{{{room}}}/{{{EVENT_NAME}}}?key={{{K}}}",
+        method="PATCH",
+        headers={"X-{{{room}}}": "Bearer {{{K}}}", "X-At": "{{{EVENT_PUBLISHED_AT}}}"},
+        query={"src_{{{room}}}": "{{{EVENT_SOURCE}}}", "t": "{{t}}"},
+        json={"{{{room}}}": {"deep": ["{{{K}}}", 3, True, None, "{{{nested}}}"]}, "d": "{{{EVENT_DATA}}}"},
+        auth={"username": "u-{{{room}}}", "password": "{{{K}}}"},
+        secrets=["K"],
+    )
     r = render_request(s, event_variables(EVENT, {"K": "s3cret"}))
     assert r.method == "PATCH"
     assert r.url == "https://api.example.com/lab/sensor/temp?key=s3cret"
@@ -33,19 +37,30 @@ def test_every_field_is_rendered():
 
 def test_default_body_is_the_event_for_post_put_patch_only():
     r = render_request(spec(), event_variables(EVENT))
-    assert r.json_ == {"event": "sensor/temp", "data": EVENT["data"],
-                       "published_at": "2024-05-01T12:00:00.000000Z", "source": "dev-7"}
+    assert r.json_ == {
+        "event": "sensor/temp",
+        "data": EVENT["data"],
+        "published_at": "2024-05-01T12:00:00.000000Z",
+        "source": "dev-7",
+    }
     assert render_request(spec(method="GET"), event_variables(EVENT)).json_ is None
     assert render_request(spec(method="DELETE"), event_variables(EVENT)).json_ is None
 
 
 def test_event_data_is_never_rendered_again():
     """A publisher must not exfiltrate a secret by putting a template in the event data."""
-    s = spec(url="https://api.example.com/{{{room}}}", body="{{{EVENT_DATA}}}|{{{room}}}|{{EVENT_DATA}}",
-             headers={"X": "{{{EVENT_DATA}}}"}, json=None, secrets=["K"])
+    s = spec(
+        url="https://api.example.com/{{{room}}}",
+        body="{{{EVENT_DATA}}}|{{{room}}}|{{EVENT_DATA}}",
+        headers={"X": "{{{EVENT_DATA}}}"},
+        json=None,
+        secrets=["K"],
+    )
     s2 = spec(json={"a": "{{{EVENT_DATA}}}", "b": "{{{room}}}"}, secrets=["K"], headers={"Y": "{{{K}}}"})
-    for data in (json.dumps({"room": "{{{K}}} {{> x}} {{#K}}{{/K}} {{=<% %>=}}<%& K %>"}),
-                 "{{{K}}} {{> x}} {{#K}}{{/K}} {{=<% %>=}}<%& K %>"):
+    for data in (
+        json.dumps({"room": "{{{K}}} {{> x}} {{#K}}{{/K}} {{=<% %>=}}<%& K %>"}),
+        "{{{K}}} {{> x}} {{#K}}{{/K}} {{=<% %>=}}<%& K %>",
+    ):
         v = event_variables({**EVENT, "data": data}, {"K": "s3cret"})
         r = render_request(s, v)
         assert "s3cret" not in r.body and "s3cret" not in r.url and "s3cret" not in r.headers["X"]

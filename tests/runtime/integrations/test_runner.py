@@ -20,8 +20,9 @@ KEY = "key-0123456789abcdef"
 
 @pytest.fixture
 def settings(logic_home):
-    return Settings(home=logic_home, webhook_timeout_s=0.5, webhook_retries=2, integration_logs_kept=3,
-                    event_data_max_bytes=1000)
+    return Settings(
+        home=logic_home, webhook_timeout_s=0.5, webhook_retries=2, integration_logs_kept=3, event_data_max_bytes=1000
+    )
 
 
 @pytest.fixture
@@ -49,8 +50,14 @@ def webhook(url="https://api.example.com/v1", **fields):
 
 
 def event(name="sensor/temp", data='{"t": 21}', **extra):
-    return {"id": "ev-1", "name": name, "data": data, "published_at": "2024-05-01T12:00:00.000000Z",
-            "source": "dev-7", **extra}
+    return {
+        "id": "ev-1",
+        "name": name,
+        "data": data,
+        "published_at": "2024-05-01T12:00:00.000000Z",
+        "source": "dev-7",
+        **extra,
+    }
 
 
 def commit(store, repo, record: IntegrationRecord, result: FireResult, ev: dict):
@@ -67,12 +74,24 @@ def test_create_get_list_and_to_json(service, repo, api_key):
     spec = webhook(headers={"Authorization": "Bearer {{{API_KEY}}}"}, secrets=["API_KEY"])
     record = service.create(ALICE, spec)
     assert (record.owner, record.name, record.event_prefix, record.enabled, record.secrets) == (
-        ALICE, "notify", "sensor/", True, ["API_KEY"])
+        ALICE,
+        "notify",
+        "sensor/",
+        True,
+        ["API_KEY"],
+    )
     data = record.to_json()
     assert {k: data[k] for k in ("id", "owner", "created_at", "updated_at")} == {
-        "id": record.id, "owner": ALICE, "created_at": record.created_at, "updated_at": record.updated_at}
+        "id": record.id,
+        "owner": ALICE,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
     assert {k: v for k, v in data.items() if k not in ("id", "owner", "created_at", "updated_at")} == {
-        **spec, "method": "POST", "enabled": True}
+        **spec,
+        "method": "POST",
+        "enabled": True,
+    }
     assert repo.get(ALICE, "notify") == record == repo.get_by_id(record.id)
     assert service.get(ALICE, "notify") == record == service.get(ALICE, record.id)
     assert service.list(ALICE) == [record] and service.list(BOB) == []
@@ -139,7 +158,11 @@ def test_update_replaces_the_spec(service):
     record = service.create(ALICE, webhook())
     updated = service.update(ALICE, "notify", webhook(event="alarm", method="GET", enabled=False))
     assert (updated.id, updated.event_prefix, updated.config["method"], updated.enabled) == (
-        record.id, "alarm", "GET", False)
+        record.id,
+        "alarm",
+        "GET",
+        False,
+    )
     service.create(ALICE, webhook(name="second"))
     with pytest.raises(Conflict):
         service.update(ALICE, "second", webhook(name="notify"))
@@ -181,9 +204,15 @@ def test_logs_keep_the_newest_n(service, repo, store):
 
 
 def test_fire_sends_real_secret_and_logs_it_masked(service, repo, store, receiver, api_key):
-    record = service.create(ALICE, webhook(
-        url=receiver.url + "/ingest?key={{{API_KEY}}}", headers={"Authorization": "Bearer {{{API_KEY}}}"},
-        json={"name": "{{{EVENT_NAME}}}", "t": "{{{t}}}"}, secrets=["API_KEY"]))
+    record = service.create(
+        ALICE,
+        webhook(
+            url=receiver.url + "/ingest?key={{{API_KEY}}}",
+            headers={"Authorization": "Bearer {{{API_KEY}}}"},
+            json={"name": "{{{EVENT_NAME}}}", "t": "{{{t}}}"},
+            secrets=["API_KEY"],
+        ),
+    )
     ev = event()
     result = service.fire(record, ev)
     assert result.ok
@@ -200,8 +229,13 @@ def test_fire_sends_real_secret_and_logs_it_masked(service, repo, store, receive
     assert log["secrets_accessed"] == ["API_KEY"]
     assert KEY not in json.dumps(log)
     [access] = result.accesses
-    assert (access.owner, access.secret_name, access.consumer_kind, access.consumer_id,
-            access.consumer_name) == (ALICE, "API_KEY", "integration", record.id, "notify")
+    assert (access.owner, access.secret_name, access.consumer_kind, access.consumer_id, access.consumer_name) == (
+        ALICE,
+        "API_KEY",
+        "integration",
+        record.id,
+        "notify",
+    )
     assert store.secrets.info(ALICE, "API_KEY").last_accessed_at is None  # fire writes nothing
     commit(store, repo, record, result, ev)
     assert store.secrets.info(ALICE, "API_KEY").last_accessed_at == access.at
@@ -211,8 +245,7 @@ def test_fire_sends_real_secret_and_logs_it_masked(service, repo, store, receive
 
 
 def test_a_new_secret_value_is_used_at_once(service, store, receiver, api_key):
-    record = service.create(ALICE, webhook(url=receiver.url, headers={"X-Key": "{{{API_KEY}}}"},
-                                           secrets=["API_KEY"]))
+    record = service.create(ALICE, webhook(url=receiver.url, headers={"X-Key": "{{{API_KEY}}}"}, secrets=["API_KEY"]))
     store.secrets.update(ALICE, "API_KEY", "rotated-value-42")
     assert service.fire(record, event()).ok
     assert receiver.requests[-1].headers["X-Key"] == "rotated-value-42"
@@ -280,9 +313,15 @@ def test_redirect_is_not_followed(service, receiver):
 
 
 def test_every_method_and_body_kind_reaches_the_receiver(service, receiver):
-    record = service.create(ALICE, webhook(url=receiver.url + "/f", method="PUT",
-                                           form={"room": "{{{room}}}", "n": "{{{EVENT_NAME}}}"},
-                                           query={"src": "{{{EVENT_SOURCE}}}"}))
+    record = service.create(
+        ALICE,
+        webhook(
+            url=receiver.url + "/f",
+            method="PUT",
+            form={"room": "{{{room}}}", "n": "{{{EVENT_NAME}}}"},
+            query={"src": "{{{EVENT_SOURCE}}}"},
+        ),
+    )
     assert service.fire(record, event(data='{"room": "lab 1"}')).ok
     got = receiver.requests[-1]
     assert (got.method, got.path, got.body) == ("PUT", "/f?src=dev-7", b"room=lab+1&n=sensor%2Ftemp")
@@ -297,9 +336,13 @@ def test_every_method_and_body_kind_reaches_the_receiver(service, receiver):
 def test_fire_never_raises_on_a_tampered_config(service, store, api_key, receiver):
     record = service.create(ALICE, webhook(url=receiver.url, secrets=["API_KEY"], body="{{{API_KEY}}}"))
     with store.db.transaction() as conn:
-        conn.execute("UPDATE integrations SET config = ? WHERE id = ?",
-                     (json.dumps({"url": receiver.url, "secrets": ["API_KEY"], "body": "{{> x}}"}), record.id))
+        conn.execute(
+            "UPDATE integrations SET config = ? WHERE id = ?",
+            (json.dumps({"url": receiver.url, "secrets": ["API_KEY"], "body": "{{> x}}"}), record.id),
+        )
     result = service.fire(service.get(ALICE, record.id), event())
     assert (result.ok, result.accesses, receiver.requests) == (False, [], [])
-    assert result.response_event == ("hook-error/sensor/temp",
-                                     "the integration's configuration is no longer valid: update it")
+    assert result.response_event == (
+        "hook-error/sensor/temp",
+        "the integration's configuration is no longer valid: update it",
+    )

@@ -29,9 +29,14 @@ class Script:
 
 
 def sender(handler, *, retries=2, max_body=1000, sleeps=None):
-    return WebhookSender(timeout_s=2, retries=retries, max_body_bytes=max_body,
-                         transport=httpx.MockTransport(handler), backoff_s=0.25,
-                         sleep=(sleeps.append if sleeps is not None else lambda s: None))
+    return WebhookSender(
+        timeout_s=2,
+        retries=retries,
+        max_body_bytes=max_body,
+        transport=httpx.MockTransport(handler),
+        backoff_s=0.25,
+        sleep=(sleeps.append if sleeps is not None else lambda s: None),
+    )
 
 
 def get(url="https://h/x"):
@@ -105,9 +110,13 @@ def test_a_trickling_response_is_cut_off_at_the_deadline():
             time.sleep(0.05)
             yield b"x"
 
-    s = WebhookSender(timeout_s=0.3, retries=2, max_body_bytes=1000,
-                      transport=httpx.MockTransport(lambda r: httpx.Response(200, content=trickle())),
-                      sleep=lambda s: None)
+    s = WebhookSender(
+        timeout_s=0.3,
+        retries=2,
+        max_body_bytes=1000,
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, content=trickle())),
+        sleep=lambda s: None,
+    )
     started = time.monotonic()
     out = s.send(get())
     elapsed = time.monotonic() - started

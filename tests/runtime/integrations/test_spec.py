@@ -22,46 +22,73 @@ def refused(**fields) -> str:
 def test_minimal_spec_has_defaults():
     s = spec()
     assert (s.method, s.headers, s.query, s.json_, s.form, s.body, s.auth, s.secrets, s.enabled) == (
-        "POST", {}, {}, None, None, None, None, [], True)
-    assert s.to_json() == {"name": "notify", "event": "sensor/", "url": "https://api.example.com/v1",
-                           "method": "POST", "secrets": [], "enabled": True}
+        "POST",
+        {},
+        {},
+        None,
+        None,
+        None,
+        None,
+        [],
+        True,
+    )
+    assert s.to_json() == {
+        "name": "notify",
+        "event": "sensor/",
+        "url": "https://api.example.com/v1",
+        "method": "POST",
+        "secrets": [],
+        "enabled": True,
+    }
 
 
 def test_full_spec_round_trips_through_to_json():
-    data = {"name": "n", "event": "e", "url": "http://h/x", "method": "put", "headers": {"X-A": "1"},
-            "query": {"q": "{{{EVENT_NAME}}}"}, "json": {"a": ["{{{K}}}", 1, None]},
-            "auth": {"username": "u", "password": "{{{K}}}"}, "secrets": ["K"], "enabled": False}
+    data = {
+        "name": "n",
+        "event": "e",
+        "url": "http://h/x",
+        "method": "put",
+        "headers": {"X-A": "1"},
+        "query": {"q": "{{{EVENT_NAME}}}"},
+        "json": {"a": ["{{{K}}}", 1, None]},
+        "auth": {"username": "u", "password": "{{{K}}}"},
+        "secrets": ["K"],
+        "enabled": False,
+    }
     s = parse_spec(data)
     assert s.method == "PUT"
     assert parse_spec(s.to_json()) == s
     assert s.to_json()["json"] == {"a": ["{{{K}}}", 1, None]}
 
 
-@pytest.mark.parametrize("fields, message", [
-    ({"name": ""}, "name must be 1-64"),
-    ({"name": "-x"}, "name must be 1-64"),
-    ({"name": "a" * 65}, "name must be 1-64"),
-    ({"event": ""}, "event: String should have at least 1 character"),
-    ({"url": "ftp://example.com/"}, "url must start with http:// or https://"),
-    ({"url": "javascript:alert(1)"}, "url must start with http:// or https://"),
-    ({"url": "https:///path"}, "url must start with http:// or https:// and a host"),
-    ({"method": "TRACE"}, "method: Input should be 'GET', 'POST', 'PUT', 'PATCH' or 'DELETE'"),
-    ({"headers": {"X": 1}}, "headers.X: Input should be a valid string"),
-    ({"headers": {"bad name": "x"}}, "'bad name' is not a valid header name"),
-    ({"query": ["a"]}, "query: Input should be a valid dictionary"),
-    ({"form": {"a": ["b"]}}, "form.a: Input should be a valid string"),
-    ({"body": 5}, "body: Input should be a valid string"),
-    ({"auth": {"username": "u", "pass": "p"}}, "auth.pass: Extra inputs are not permitted"),
-    ({"auth": {"password": "p"}}, "auth.username: Field required"),
-    ({"secrets": ["api_key"]}, "invalid secret name 'api_key'"),
-    ({"secrets": ["K", "K"]}, "a secret is declared twice"),
-    ({"secrets": ["EVENT_DATA"]}, "EVENT_DATA is an event variable"),
-    ({"enabled": "maybe"}, "enabled: Input should be a valid boolean"),
-    ({"colour": "red"}, "colour: Extra inputs are not permitted"),
-    ({"json": {}, "body": "x"}, "use at most one of json, form and body, not json and body"),
-    ({"form": {}, "body": "x", "json": 1}, "not json and form and body"),
-    ({"auth": {"username": "u"}, "headers": {"Authorization": "x"}}, "auth and an Authorization header"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"name": ""}, "name must be 1-64"),
+        ({"name": "-x"}, "name must be 1-64"),
+        ({"name": "a" * 65}, "name must be 1-64"),
+        ({"event": ""}, "event: String should have at least 1 character"),
+        ({"url": "ftp://example.com/"}, "url must start with http:// or https://"),
+        ({"url": "javascript:alert(1)"}, "url must start with http:// or https://"),
+        ({"url": "https:///path"}, "url must start with http:// or https:// and a host"),
+        ({"method": "TRACE"}, "method: Input should be 'GET', 'POST', 'PUT', 'PATCH' or 'DELETE'"),
+        ({"headers": {"X": 1}}, "headers.X: Input should be a valid string"),
+        ({"headers": {"bad name": "x"}}, "'bad name' is not a valid header name"),
+        ({"query": ["a"]}, "query: Input should be a valid dictionary"),
+        ({"form": {"a": ["b"]}}, "form.a: Input should be a valid string"),
+        ({"body": 5}, "body: Input should be a valid string"),
+        ({"auth": {"username": "u", "pass": "p"}}, "auth.pass: Extra inputs are not permitted"),
+        ({"auth": {"password": "p"}}, "auth.username: Field required"),
+        ({"secrets": ["api_key"]}, "invalid secret name 'api_key'"),
+        ({"secrets": ["K", "K"]}, "a secret is declared twice"),
+        ({"secrets": ["EVENT_DATA"]}, "EVENT_DATA is an event variable"),
+        ({"enabled": "maybe"}, "enabled: Input should be a valid boolean"),
+        ({"colour": "red"}, "colour: Extra inputs are not permitted"),
+        ({"json": {}, "body": "x"}, "use at most one of json, form and body, not json and body"),
+        ({"form": {}, "body": "x", "json": 1}, "not json and form and body"),
+        ({"auth": {"username": "u"}, "headers": {"Authorization": "x"}}, "auth and an Authorization header"),
+    ],
+)
 def test_each_bad_field_gets_a_clear_error(fields, message):
     assert message in refused(**fields)
 
@@ -81,23 +108,27 @@ def test_missing_required_fields():
         parse_spec(["not", "an", "object"])
 
 
-@pytest.mark.parametrize("template, message", [
-    ("{{> x}}", "partials ({{> x}}) are not supported"),
-    ("{{#EVENT_DATA}}x{{/EVENT_DATA}}", "sections"),
-    ("{{^EVENT_DATA}}x{{/EVENT_DATA}}", "sections"),
-    ("{{a.b}}", "dotted names are not supported"),
-    ("{{{EVENT_DATA.__class__}}}", "dotted names are not supported"),
-    ("{{.}}", "dotted names are not supported"),
-    ("{{{unclosed", "invalid template"),
-    ("{{/x}}", "invalid template"),
-])
+@pytest.mark.parametrize(
+    "template, message",
+    [
+        ("{{> x}}", "partials ({{> x}}) are not supported"),
+        ("{{#EVENT_DATA}}x{{/EVENT_DATA}}", "sections"),
+        ("{{^EVENT_DATA}}x{{/EVENT_DATA}}", "sections"),
+        ("{{a.b}}", "dotted names are not supported"),
+        ("{{{EVENT_DATA.__class__}}}", "dotted names are not supported"),
+        ("{{.}}", "dotted names are not supported"),
+        ("{{{unclosed", "invalid template"),
+        ("{{/x}}", "invalid template"),
+    ],
+)
 def test_templates_allow_variables_only(template, message):
     assert message in refused(body=template)
 
 
 def test_undeclared_secret_reference_is_refused_but_data_fields_are_not():
     assert "{{{API_KEY}}} is neither a declared secret nor an event variable" in refused(
-        headers={"Authorization": "Bearer {{{API_KEY}}}"})
+        headers={"Authorization": "Bearer {{{API_KEY}}}"}
+    )
     s = spec(json={"t": "{{{t}}}", "room": "{{room}}", "n": "{{{EVENT_NAME}}}"})
     assert s.used_secrets() == []
 
@@ -108,8 +139,13 @@ def test_declared_but_unused_secret_is_allowed_and_not_read():
 
 
 def test_secret_host_cannot_be_chosen_by_the_publisher():
-    for url in ("https://{{{EVENT_SOURCE}}}/x", "https://{{{host}}}", "https://api.{{EVENT_DATA}}.com/",
-                "https://user@{{{EVENT_DATA}}}/", "https://{{=<% %>=}}<%& EVENT_DATA %>/x"):
+    for url in (
+        "https://{{{EVENT_SOURCE}}}/x",
+        "https://{{{host}}}",
+        "https://api.{{EVENT_DATA}}.com/",
+        "https://user@{{{EVENT_DATA}}}/",
+        "https://{{=<% %>=}}<%& EVENT_DATA %>/x",
+    ):
         assert "scheme and host may not use event variables" in refused(url=url, secrets=["K"], body="{{{K}}}"), url
     # Without secrets there is nothing to steal; after the host anything goes.
     spec(url="https://{{{EVENT_SOURCE}}}.example.com/x")

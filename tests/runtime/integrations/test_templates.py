@@ -56,5 +56,4 @@ def test_partials_never_read_files(tmp_path, monkeypatch):
     # Even a token list that gets past the check renders nothing from disk.
     from runtime.integrations import templates
 
-    assert chevron.render([("partial", "x")], {}, partials_path=None,
-                          partials_dict=templates._NO_PARTIALS) == ""
+    assert chevron.render([("partial", "x")], {}, partials_path=None, partials_dict=templates._NO_PARTIALS) == ""

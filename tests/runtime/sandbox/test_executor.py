@@ -13,18 +13,34 @@ from runtime.sandbox.testing import RecordingHost, compile_source, default_limit
 
 def test_public_surface_is_pinned():
     assert sorted(sandbox.__all__) == [
-        "ALLOWED_MODULES", "CompiledFunction", "Host", "PublishLimitError", "RunLimits", "RunOutcome",
-        "SecretAccessError", "SecretNotDeclared", "compile_function", "run_function",
+        "ALLOWED_MODULES",
+        "CompiledFunction",
+        "Host",
+        "PublishLimitError",
+        "RunLimits",
+        "RunOutcome",
+        "SecretAccessError",
+        "SecretNotDeclared",
+        "compile_function",
+        "run_function",
     ]
     from runtime.sandbox import executor  # the contract's import path
 
-    for name in ("Host", "SecretAccessError", "RunLimits", "CompiledFunction", "compile_function",
-                 "RunOutcome", "run_function"):
+    for name in (
+        "Host",
+        "SecretAccessError",
+        "RunLimits",
+        "CompiledFunction",
+        "compile_function",
+        "RunOutcome",
+        "run_function",
+    ):
         assert getattr(executor, name) is getattr(sandbox, name)
 
 
 def test_design_example_runs(sandbox_run):
-    ran = sandbox_run("""
+    ran = sandbox_run(
+        """
         import json
         import logic
 
@@ -33,7 +49,10 @@ def test_design_example_runs(sandbox_run):
             logic.log.info("reading", data["i"])
             logic.publish("data-reformatted", {"id": data["i"], "auth": len(secrets.API_KEY)})
             return {"ok": True}
-        """, secrets={"API_KEY": "abcd"}, declared=("API_KEY",))
+        """,
+        secrets={"API_KEY": "abcd"},
+        declared=("API_KEY",),
+    )
     assert ran.status == "success", ran.error
     assert ran.result == {"ok": True}
     assert ran.host.logs == [("info", "reading 7")]
@@ -42,23 +61,28 @@ def test_design_example_runs(sandbox_run):
 
 
 def test_context_parts_by_name_and_missing_parts_are_none(sandbox_run):
-    ran = sandbox_run("""
+    ran = sandbox_run(
+        """
         def main(function_info, trigger, scheduled, event):
             return [event.id, event.name, event.data, event.published_at, event.source,
                     trigger.type, trigger.triggered_at, trigger.event_id,
                     function_info.id, function_info.name, function_info.version, function_info.owner,
                     scheduled is None]
-        """, context={
+        """,
+        context={
             "event": {"id": "e1", "name": "n", "data": None, "published_at": "t0", "source": "dev"},
             "trigger": {"type": "event", "triggered_at": "t1", "event_id": "e1"},
             "function_info": {"id": "f1", "name": "fn", "version": 3, "owner": "user:alice"},
-        })
+        },
+    )
     assert ran.result == ["e1", "n", None, "t0", "dev", "event", "t1", "e1", "f1", "fn", 3, "user:alice", True]
 
 
 def test_scheduled_context(sandbox_run):
-    ran = sandbox_run("def main(scheduled, event):\n    return [scheduled.scheduled_at, scheduled.cron, event]\n",
-              context={"scheduled": {"scheduled_at": "2024-01-01T00:05:00Z", "cron": "*/5 * * * *"}})
+    ran = sandbox_run(
+        "def main(scheduled, event):\n    return [scheduled.scheduled_at, scheduled.cron, event]\n",
+        context={"scheduled": {"scheduled_at": "2024-01-01T00:05:00Z", "cron": "*/5 * * * *"}},
+    )
     assert ran.result == ["2024-01-01T00:05:00Z", "*/5 * * * *", None]
 
 
@@ -68,11 +92,15 @@ def test_context_is_read_only(sandbox_run):
 
 
 def test_secrets_accessor_forms(sandbox_run):
-    ran = sandbox_run("""
+    ran = sandbox_run(
+        """
         def main(secrets):
             return [secrets.A, secrets["B"], secrets.get("A"), "A" in secrets, "Z" in secrets,
                     list(secrets), len(secrets), repr(secrets)]
-        """, secrets={"A": "va", "B": "vb"}, declared=("A", "B"))
+        """,
+        secrets={"A": "va", "B": "vb"},
+        declared=("A", "B"),
+    )
     assert ran.result == ["va", "vb", "va", True, False, ["A", "B"], 2, "<secrets: A, B>"]
     assert ran.host.reads == ["A", "B", "A"]  # membership, iteration, len and repr read nothing
 
@@ -83,22 +111,28 @@ def test_secret_reads_are_never_cached():
             self.secrets["A"] = "new"
 
     host = Rotating({"A": "old"})
-    fn = compile_source("def main(secrets):\n    first = secrets.A\n    print('x')\n    return [first, secrets.A]\n",
-                          declared_secrets=["A"])
+    fn = compile_source(
+        "def main(secrets):\n    first = secrets.A\n    print('x')\n    return [first, secrets.A]\n",
+        declared_secrets=["A"],
+    )
     outcome = run_function(fn, {}, host, declared_secrets=["A"], limits=default_limits())
     assert json.loads(outcome.result_json) == ["old", "new"]
 
 
 def test_undeclared_secret_at_run_names_the_declared_ones(sandbox_run):
-    ran = sandbox_run("def main(secrets):\n    name = 'OT' + 'HER'\n    return secrets[name]\n",
-              secrets={"OTHER": "x"}, declared=("A", "B"))
+    ran = sandbox_run(
+        "def main(secrets):\n    name = 'OT' + 'HER'\n    return secrets[name]\n",
+        secrets={"OTHER": "x"},
+        declared=("A", "B"),
+    )
     assert ran.error["type"] == "SecretNotDeclared"
     assert ran.error["message"] == "secret 'OTHER' is not declared in this function's manifest; declared: A, B"
     assert ran.host.reads == []
 
 
 def test_undeclared_secret_is_both_key_and_attribute_error(sandbox_run):
-    ran = sandbox_run("""
+    ran = sandbox_run(
+        """
         def main(secrets):
             name = "NO" + "PE"
             try:
@@ -106,7 +140,9 @@ def test_undeclared_secret_is_both_key_and_attribute_error(sandbox_run):
             except KeyError:
                 pass
             return [hasattr(secrets, name), getattr(secrets, name, "dflt")]
-        """, declared=("A",))
+        """,
+        declared=("A",),
+    )
     assert ran.result == [False, "dflt"]
 
 
@@ -124,7 +160,8 @@ def test_host_refusal_surfaces_as_secret_access_error(sandbox_run):
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_generator_finalised_after_the_run_cannot_read_log_or_publish():
     host = RecordingHost({"A": "v"})
-    fn = compile_source("""
+    fn = compile_source(
+        """
 import logic
 kept = []
 def main(secrets):
@@ -138,7 +175,9 @@ def main(secrets):
     next(it)
     kept.append(it)
     return 1
-""", declared_secrets=["A"])
+""",
+        declared_secrets=["A"],
+    )
     outcome = run_function(fn, {}, host, declared_secrets=["A"], limits=default_limits())
     assert outcome.status == "success"
     assert host.reads == [] and host.events == [] and host.logs == []
@@ -147,7 +186,10 @@ def main(secrets):
 def test_fresh_globals_every_run():
     fn = compile_source("count = []\ndef main(event):\n    count.append(1)\n    return len(count)\n")
     host = RecordingHost()
-    assert [json.loads(run_function(fn, {}, host, declared_secrets=(), limits=default_limits()).result_json) for _ in range(3)] == [1, 1, 1]
+    assert [
+        json.loads(run_function(fn, {}, host, declared_secrets=(), limits=default_limits()).result_json)
+        for _ in range(3)
+    ] == [1, 1, 1]
 
 
 def test_rebinding_a_builtin_does_not_leak_into_the_next_run():
@@ -158,23 +200,34 @@ def test_rebinding_a_builtin_does_not_leak_into_the_next_run():
     assert run_function(clean, {}, host, declared_secrets=(), limits=default_limits()).result_json == "1"
 
 
-@pytest.mark.parametrize("value,expected", [
-    (None, "null"), ("s", '"s"'), (1, "1"), (1.5, "1.5"), (True, "true"), ([1, (2, 3)], "[1,[2,3]]"),
-    ({"a": {"b": []}}, '{"a":{"b":[]}}'),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (None, "null"),
+        ("s", '"s"'),
+        (1, "1"),
+        (1.5, "1.5"),
+        (True, "true"),
+        ([1, (2, 3)], "[1,[2,3]]"),
+        ({"a": {"b": []}}, '{"a":{"b":[]}}'),
+    ],
+)
 def test_results_are_exact_json(sandbox_run, value, expected):
     ran = sandbox_run(f"def main(event):\n    return {value!r}\n")
     assert ran.outcome.result_json == expected
 
 
-@pytest.mark.parametrize("expression,message", [
-    ("b'x'", "return value is not JSON-serialisable: 'bytes' at $ (use logic.encoding.base64_encode"),
-    ("{1: 2}", "return value has a dict key of type 'int' at $"),
-    ("[float('inf')]", "return value contains inf at $[0]"),
-    ("{'a': {1, 2}}", "return value is not JSON-serialisable: 'set' at $['a'] (use a list)"),
-    ("10 ** 5000", "holds an int too large to serialise"),
-    ("main", "return value is not JSON-serialisable: 'function'"),
-])
+@pytest.mark.parametrize(
+    "expression,message",
+    [
+        ("b'x'", "return value is not JSON-serialisable: 'bytes' at $ (use logic.encoding.base64_encode"),
+        ("{1: 2}", "return value has a dict key of type 'int' at $"),
+        ("[float('inf')]", "return value contains inf at $[0]"),
+        ("{'a': {1, 2}}", "return value is not JSON-serialisable: 'set' at $['a'] (use a list)"),
+        ("10 ** 5000", "holds an int too large to serialise"),
+        ("main", "return value is not JSON-serialisable: 'function'"),
+    ],
+)
 def test_results_that_are_not_json_fail_clearly(sandbox_run, expression, message):
     ran = sandbox_run(f"def main(event):\n    return {expression}\n")
     assert ran.status == "error" and ran.error["type"] == "ResultError"
@@ -257,10 +310,13 @@ def test_memory_error_is_its_own_status(sandbox_run):
 
 def test_error_at_module_level_is_reported(sandbox_run):
     ran = sandbox_run("x = 1 / 0\ndef main(event):\n    return 1\n")
-    assert ran.error["type"] == "ZeroDivisionError" and 'line 1, in <module>' in ran.error["traceback"]
+    assert ran.error["type"] == "ZeroDivisionError" and "line 1, in <module>" in ran.error["traceback"]
 
 
 def test_entry_rebound_to_a_non_function(sandbox_run):
     ran = sandbox_run("def main(event):\n    return 1\nmain = 5\n")
-    assert ran.error == {"type": "TypeError", "message": "entry point 'main' is not a function", "traceback":
-                         "TypeError: entry point 'main' is not a function\n"}
+    assert ran.error == {
+        "type": "TypeError",
+        "message": "entry point 'main' is not a function",
+        "traceback": "TypeError: entry point 'main' is not a function\n",
+    }

@@ -11,8 +11,23 @@ class Plain:
     visible = 1
 
 
-@pytest.mark.parametrize("name", ["__class__", "_private", "gi_frame", "f_globals", "tb_frame", "cr_frame",
-                                  "ag_frame", "gi_code", "f_back", "format", "format_map", "mro"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "__class__",
+        "_private",
+        "gi_frame",
+        "f_globals",
+        "tb_frame",
+        "cr_frame",
+        "ag_frame",
+        "gi_code",
+        "f_back",
+        "format",
+        "format_map",
+        "mro",
+    ],
+)
 def test_getattr_refuses_blocked_names(name):
     with pytest.raises(AttributeError, match="not allowed in Logic functions"):
         guarded_getattr(Plain(), name)
@@ -52,8 +67,23 @@ def test_write_guard_allows_only_run_objects():
 
 def test_forbidden_builtins_are_absent():
     assert not FORBIDDEN_BUILTINS & SHARED_BUILTINS.keys()
-    for name in ("open", "eval", "exec", "compile", "type", "vars", "globals", "locals", "breakpoint",
-                 "input", "help", "memoryview", "dir", "id", "__import__"):
+    for name in (
+        "open",
+        "eval",
+        "exec",
+        "compile",
+        "type",
+        "vars",
+        "globals",
+        "locals",
+        "breakpoint",
+        "input",
+        "help",
+        "memoryview",
+        "dir",
+        "id",
+        "__import__",
+    ):
         assert name not in SHARED_BUILTINS
 
 
@@ -63,8 +93,25 @@ def test_builtins_hold_no_module():
     assert not [k for k, v in SHARED_BUILTINS.items() if isinstance(v, types.ModuleType)]
 
 
-@pytest.mark.parametrize("name", ["open", "eval", "compile", "type", "vars", "globals", "locals", "input",
-                                  "help", "memoryview", "dir", "id", "exit", "quit"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "open",
+        "eval",
+        "compile",
+        "type",
+        "vars",
+        "globals",
+        "locals",
+        "input",
+        "help",
+        "memoryview",
+        "dir",
+        "id",
+        "exit",
+        "quit",
+    ],
+)
 def test_forbidden_builtin_is_a_name_error_at_run(sandbox_run, name):
     ran = sandbox_run(f"def main(event):\n    return {name}\n")
     assert ran.status == "error"
@@ -80,8 +127,28 @@ def test_ordinary_builtins_work(sandbox_run):
                     list(reversed([1, 2])), divmod(7, 2), round(2.5), abs(-1), chr(65), ord("A")]
         """)
     assert ran.status == "success", ran.error
-    assert ran.result == [2, [1, 2], [["a", 0], ["b", 1]], ["a", "b"], 1999, 6, 1, True, True, True, False,
-                          "A", "0000", "3.14", [2, 1], [3, 1], 2, 1, "A", 65]
+    assert ran.result == [
+        2,
+        [1, 2],
+        [["a", 0], ["b", 1]],
+        ["a", "b"],
+        1999,
+        6,
+        1,
+        True,
+        True,
+        True,
+        False,
+        "A",
+        "0000",
+        "3.14",
+        [2, 1],
+        [3, 1],
+        2,
+        1,
+        "A",
+        65,
+    ]
 
 
 def test_classes_are_allowed_and_writable(sandbox_run):
@@ -166,14 +233,23 @@ def test_the_attribute_cache_never_admits_what_the_checks_refuse(sandbox_run):
 
     assert guarded_getattr("abc", "upper")() == "ABC"
     assert (str, "upper") in _PASSED
-    for ob, name in [("abc", "format"), ("abc", "format_map"), ("abc", "__class__"), ([], "__class__"),
-                     ({}, "__init__"), (str, "format"), (str, "mro")]:
+    for ob, name in [
+        ("abc", "format"),
+        ("abc", "format_map"),
+        ("abc", "__class__"),
+        ([], "__class__"),
+        ({}, "__init__"),
+        (str, "format"),
+        (str, "mro"),
+    ]:
         with pytest.raises((AttributeError, NotImplementedError, TypeError)):
             guarded_getattr(ob, name)
         assert (type(ob), name) not in _PASSED
     # Classes are never cached: their checks depend on the class, not only its type.
     assert not any(kind is type for kind, _ in _PASSED)
     # At run time too (a computed name escapes the deploy check), after the cache is warm.
-    ran = sandbox_run("def main(event):\n    s = 'x'\n    for _ in range(3):\n        s.upper()\n"
-              "    return getattr(s, 'for' + 'mat')()\n")
+    ran = sandbox_run(
+        "def main(event):\n    s = 'x'\n    for _ in range(3):\n        s.upper()\n"
+        "    return getattr(s, 'for' + 'mat')()\n"
+    )
     assert ran.status == "error" and "format" in ran.error["message"]

@@ -22,14 +22,17 @@ def test_publish_sends_str_and_json(sandbox_run):
     assert ran.host.events == [("a", "raw text"), ("b", '{"x":[1,2.5,null,true]}'), ("c", None)]
 
 
-@pytest.mark.parametrize("call,message", [
-    ('logic.publish("", "x")', "event name must be 1 to 64 characters, not 0"),
-    ('logic.publish("n" * 65, "x")', "event name must be 1 to 64 characters, not 65"),
-    ("logic.publish(5)", "event name must be a str, not int"),
-    ('logic.publish("n", b"x")', "event data is not JSON-serialisable: 'bytes'"),
-    ('logic.publish("n", {1: 2})', "event data has a dict key of type 'int'"),
-    ('logic.publish("n", float("nan"))', "event data contains nan"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        ('logic.publish("", "x")', "event name must be 1 to 64 characters, not 0"),
+        ('logic.publish("n" * 65, "x")', "event name must be 1 to 64 characters, not 65"),
+        ("logic.publish(5)", "event name must be a str, not int"),
+        ('logic.publish("n", b"x")', "event data is not JSON-serialisable: 'bytes'"),
+        ('logic.publish("n", {1: 2})', "event data has a dict key of type 'int'"),
+        ('logic.publish("n", float("nan"))', "event data contains nan"),
+    ],
+)
 def test_publish_refuses_bad_input(sandbox_run, call, message):
     ran = sandbox_run(f"import logic\ndef main(event):\n    {call}\n")
     assert ran.status == "error"
@@ -38,20 +41,27 @@ def test_publish_refuses_bad_input(sandbox_run, call, message):
 
 
 def test_publish_is_capped_per_run(sandbox_run):
-    ran = sandbox_run("""
+    ran = sandbox_run(
+        """
         import logic
         def main(event):
             for i in range(5):
                 logic.publish("e", str(i))
-        """, limits=default_limits(events_max=3))
+        """,
+        limits=default_limits(events_max=3),
+    )
     assert len(ran.host.events) == 3
-    assert ran.error == {"type": "PublishLimitError", "message": "a run may publish at most 3 events",
-                         "traceback": ran.error["traceback"]}
+    assert ran.error == {
+        "type": "PublishLimitError",
+        "message": "a run may publish at most 3 events",
+        "traceback": ran.error["traceback"],
+    }
     assert 'logic.publish("e", str(i))' in ran.error["traceback"]
 
 
 def test_publish_limit_error_can_be_caught(sandbox_run):
-    ran = sandbox_run("""
+    ran = sandbox_run(
+        """
         import logic
         def main(event):
             try:
@@ -59,13 +69,17 @@ def test_publish_limit_error_can_be_caught(sandbox_run):
                 logic.publish("b")
             except logic.PublishLimitError:
                 return "stopped"
-        """, limits=default_limits(events_max=1))
+        """,
+        limits=default_limits(events_max=1),
+    )
     assert ran.result == "stopped"
 
 
 def test_event_data_size_is_capped(sandbox_run):
-    ran = sandbox_run('import logic\ndef main(event):\n    logic.publish("e", "x" * 101)\n',
-              limits=default_limits(event_data_max_bytes=100))
+    ran = sandbox_run(
+        'import logic\ndef main(event):\n    logic.publish("e", "x" * 101)\n',
+        limits=default_limits(event_data_max_bytes=100),
+    )
     assert ran.error["message"] == "event data is 101 bytes; the limit is 100 bytes"
 
 
@@ -81,18 +95,25 @@ def test_log_levels(sandbox_run):
 
 
 def test_log_is_truncated_with_one_marker(sandbox_run):
-    ran = sandbox_run("""
+    ran = sandbox_run(
+        """
         import logic
         def main(event):
             for i in range(100):
                 print("0123456789")
             logic.log.error("after the cap")
             return "done"
-        """, limits=default_limits(log_max_bytes=25))
+        """,
+        limits=default_limits(log_max_bytes=25),
+    )
     assert ran.result == "done"
     # Each line costs its bytes plus a newline: 11 + 11, then 2 of the third line's bytes.
-    assert ran.host.logs == [("info", "0123456789"), ("info", "0123456789"), ("info", "01"),
-                             ("warning", "[log truncated: limit of 25 bytes reached]")]
+    assert ran.host.logs == [
+        ("info", "0123456789"),
+        ("info", "0123456789"),
+        ("info", "01"),
+        ("warning", "[log truncated: limit of 25 bytes reached]"),
+    ]
 
 
 def test_log_cap_counts_utf8_bytes(sandbox_run):
@@ -123,14 +144,17 @@ def test_encoding_formats():
     assert enc.data_url_mime_type("data:,x") == "text/plain;charset=US-ASCII"
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: enc.base64_decode("a*b="), "invalid base64"),
-    (lambda: enc.hex_decode("zz"), "invalid hex"),
-    (lambda: enc.base85_decode("~~~~~"), "invalid base85"),
-    (lambda: enc.data_url_decode("http://x"), "not a data URL"),
-    (lambda: enc.bytes_to_str(b"\xff"), "not valid UTF-8"),
-    (lambda: enc.base64_encode(5), "takes str or bytes"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: enc.base64_decode("a*b="), "invalid base64"),
+        (lambda: enc.hex_decode("zz"), "invalid hex"),
+        (lambda: enc.base85_decode("~~~~~"), "invalid base85"),
+        (lambda: enc.data_url_decode("http://x"), "not a data URL"),
+        (lambda: enc.bytes_to_str(b"\xff"), "not valid UTF-8"),
+        (lambda: enc.base64_encode(5), "takes str or bytes"),
+    ],
+)
 def test_encoding_errors_are_clear(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()

@@ -8,9 +8,29 @@ import pytest
 
 from runtime.sandbox.modules import ALLOWED_MODULES, LOGIC_EXPORTS, SHARED_FACADES, make_importer, module_exports
 
-EXPECTED = {"json", "math", "re", "datetime", "base64", "binascii", "hashlib", "hmac", "struct", "zlib", "random",
-            "statistics", "string", "itertools", "functools", "collections", "decimal", "fractions", "uuid", "time",
-            "logic"}
+EXPECTED = {
+    "json",
+    "math",
+    "re",
+    "datetime",
+    "base64",
+    "binascii",
+    "hashlib",
+    "hmac",
+    "struct",
+    "zlib",
+    "random",
+    "statistics",
+    "string",
+    "itertools",
+    "functools",
+    "collections",
+    "decimal",
+    "fractions",
+    "uuid",
+    "time",
+    "logic",
+}
 
 
 def test_allowlist_is_exact():
@@ -25,12 +45,27 @@ def test_facades_expose_no_module_and_no_mutable_container(name):
         assert not attr.startswith("_")
 
 
-@pytest.mark.parametrize("name,absent", [
-    ("json", "decoder"), ("json", "scanner"), ("re", "sre_compile"), ("re", "Scanner"), ("string", "Formatter"),
-    ("functools", "wraps"), ("functools", "update_wrapper"), ("decimal", "getcontext"), ("decimal", "DefaultContext"),
-    ("uuid", "uuid1"), ("uuid", "getnode"), ("base64", "binascii"), ("statistics", "sys"), ("collections", "abc"),
-    ("time", "localtime"), ("hashlib", "file_digest"),
-])
+@pytest.mark.parametrize(
+    "name,absent",
+    [
+        ("json", "decoder"),
+        ("json", "scanner"),
+        ("re", "sre_compile"),
+        ("re", "Scanner"),
+        ("string", "Formatter"),
+        ("functools", "wraps"),
+        ("functools", "update_wrapper"),
+        ("decimal", "getcontext"),
+        ("decimal", "DefaultContext"),
+        ("uuid", "uuid1"),
+        ("uuid", "getnode"),
+        ("base64", "binascii"),
+        ("statistics", "sys"),
+        ("collections", "abc"),
+        ("time", "localtime"),
+        ("hashlib", "file_digest"),
+    ],
+)
 def test_risky_names_are_not_exported(name, absent):
     assert absent not in vars(SHARED_FACADES[name])
 
@@ -56,8 +91,10 @@ def test_importer_errors_name_the_allowed_modules():
 
 
 def test_logic_exports_are_pinned(sandbox_run):
-    ran = sandbox_run("import logic\ndef main(event):\n    return sorted(n for n in ['publish', 'log', 'encoding', "
-              "'PublishLimitError'] if hasattr(logic, n))\n")
+    ran = sandbox_run(
+        "import logic\ndef main(event):\n    return sorted(n for n in ['publish', 'log', 'encoding', "
+        "'PublishLimitError'] if hasattr(logic, n))\n"
+    )
     assert set(ran.result) == LOGIC_EXPORTS
     assert module_exports("logic") == LOGIC_EXPORTS
 
@@ -83,8 +120,30 @@ def test_every_allowed_module_imports_and_works(sandbox_run):
             ]
         """)
     assert ran.status == "success", ran.error
-    assert ran.result == [{"a": 1}, 2, 3.0, "a#", "2024-01-02T00:00:00+00:00", "aGk=", "01", "2d711642",
-                          ran.result[8], 258, True, True, 2, "abc", [0, 1, 2], 6, "a", "2.10", "1", 36, True, "hi!"]
+    assert ran.result == [
+        {"a": 1},
+        2,
+        3.0,
+        "a#",
+        "2024-01-02T00:00:00+00:00",
+        "aGk=",
+        "01",
+        "2d711642",
+        ran.result[8],
+        258,
+        True,
+        True,
+        2,
+        "abc",
+        [0, 1, 2],
+        6,
+        "a",
+        "2.10",
+        "1",
+        36,
+        True,
+        "hi!",
+    ]
 
 
 def test_random_is_per_run(sandbox_run):
@@ -103,8 +162,10 @@ def test_decimal_context_starts_fresh_each_run(sandbox_run):
                 return str(decimal.Decimal(1) / 7)
         """
     assert sandbox_run(leak).result == "0.143"
-    assert sandbox_run("import decimal\ndef main(event):\n    return str(decimal.Decimal(1) / 7)\n").result == \
-        "0.1428571428571428571428571429"
+    assert (
+        sandbox_run("import decimal\ndef main(event):\n    return str(decimal.Decimal(1) / 7)\n").result
+        == "0.1428571428571428571428571429"
+    )
 
 
 def test_import_inside_function_and_from_logic(sandbox_run):
@@ -121,7 +182,9 @@ def test_host_internal_modules_are_not_importable_by_name(sandbox_run):
     # The importer hands _strptime to datetime's C code only; user code cannot name it.
     from store.errors import DeployError
 
-    for source in ("import _strptime\ndef main(event):\n    return 1\n",
-                   "from datetime import _strptime\ndef main(event):\n    return 1\n"):
+    for source in (
+        "import _strptime\ndef main(event):\n    return 1\n",
+        "from datetime import _strptime\ndef main(event):\n    return 1\n",
+    ):
         with pytest.raises(DeployError):
             sandbox_run(source)

@@ -24,13 +24,16 @@ def test_valid_function_compiles_with_params_in_order():
 
 
 def test_every_problem_is_collected_with_its_line():
-    found = problems("""\
+    found = problems(
+        """\
         import os
         def main(event, foo, secrets):
             x = event.__class__
             y = secrets.NOPE
             return _x
-        """, filename="reformat.py")
+        """,
+        filename="reformat.py",
+    )
     assert found == [
         "reformat.py:1: module 'os' is not available in Logic functions; allowed modules: base64, binascii, "
         "collections, datetime, decimal, fractions, functools, hashlib, hmac, itertools, json, logic, math, "
@@ -54,7 +57,9 @@ def test_syntax_error_names_the_line():
 
 
 def test_compiler_level_syntax_error_is_a_problem():
-    assert problems("return 1\ndef main(event):\n    return 1\n") == ["function.py:1: syntax error: 'return' outside function"]
+    assert problems("return 1\ndef main(event):\n    return 1\n") == [
+        "function.py:1: syntax error: 'return' outside function"
+    ]
 
 
 def test_null_byte_is_a_clean_problem():
@@ -70,17 +75,21 @@ def test_source_over_max_bytes_is_refused_before_parsing():
     assert problems("x = 1\n" * 100, max_bytes=100) == ["function.py:1: source is 600 bytes; the limit is 100 bytes"]
 
 
-@pytest.mark.parametrize("source", [
-    "x = " + "+".join(["1"] * 100_000),             # 100k-term expression
-    "x = " + "-" * 100_000 + "1",                   # unary chain
-    "x = a" + ".b" * 100_000,                       # attribute chain
-    "x = f" + "()" * 50_000,                        # call chain
-    "x = " + "[" * 190 + "]" * 190,                 # nested lists (below the tokenizer's 200)
-    "x = " + "[" * 5000 + "]" * 5000,               # past the tokenizer's limit
-    "x = " + "1 if 1 else " * 20_000 + "1",
-    "x = " + "lambda: " * 20_000 + "1",
-    "def main(event):\n    return " + "+".join(["1"] * 150),
-], ids=["plus", "unary", "attr", "call", "lists190", "lists5000", "ifexp", "lambda", "plus150"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "x = " + "+".join(["1"] * 100_000),  # 100k-term expression
+        "x = " + "-" * 100_000 + "1",  # unary chain
+        "x = a" + ".b" * 100_000,  # attribute chain
+        "x = f" + "()" * 50_000,  # call chain
+        "x = " + "[" * 190 + "]" * 190,  # nested lists (below the tokenizer's 200)
+        "x = " + "[" * 5000 + "]" * 5000,  # past the tokenizer's limit
+        "x = " + "1 if 1 else " * 20_000 + "1",
+        "x = " + "lambda: " * 20_000 + "1",
+        "def main(event):\n    return " + "+".join(["1"] * 150),
+    ],
+    ids=["plus", "unary", "attr", "call", "lists190", "lists5000", "ifexp", "lambda", "plus150"],
+)
 def test_pathological_nesting_is_a_clean_deploy_error(source):
     found = problems(source)
     assert len(found) == 1
@@ -95,7 +104,8 @@ def test_max_depth_is_configurable():
 
 def test_entry_point_must_exist():
     assert problems("def handler(event):\n    return 1\n") == [
-        "function.py:1: entry point 'main' is not defined: add a top-level 'def main(event):'"]
+        "function.py:1: entry point 'main' is not defined: add a top-level 'def main(event):'"
+    ]
 
 
 def test_entry_point_may_be_named_in_the_manifest():
@@ -110,63 +120,76 @@ def test_nested_def_is_not_an_entry_point():
     assert "entry point 'main' is not defined" in problems("def outer():\n    def main(event):\n        return 1\n")[0]
 
 
-@pytest.mark.parametrize("signature,message", [
-    ("*args", "main() cannot take *args"),
-    ("event, **kw", "main() cannot take **kw"),
-    ("event, /", "parameter 'event' of main() is positional-only"),
-    ("request", "parameter 'request' of main() is not a context part"),
-])
+@pytest.mark.parametrize(
+    "signature,message",
+    [
+        ("*args", "main() cannot take *args"),
+        ("event, **kw", "main() cannot take **kw"),
+        ("event, /", "parameter 'event' of main() is positional-only"),
+        ("request", "parameter 'request' of main() is not a context part"),
+    ],
+)
 def test_entry_parameters(signature, message):
     found = problems(f"def main({signature}):\n    return 1\n")
     assert any(message in p for p in found), found
 
 
-@pytest.mark.parametrize("expression", ['secrets.OTHER', 'secrets["OTHER"]', 'secrets.get("OTHER")',
-                                        'secrets.get("OTHER", "x")'])
+@pytest.mark.parametrize(
+    "expression", ["secrets.OTHER", 'secrets["OTHER"]', 'secrets.get("OTHER")', 'secrets.get("OTHER", "x")']
+)
 def test_undeclared_secret_literals_fail_the_deploy(expression):
     found = problems(f"def main(secrets):\n    return {expression}\n", declared_secrets=["API_KEY", "TOKEN"])
     assert found == ["function.py:2: secret 'OTHER' is not declared in the manifest (declared: API_KEY, TOKEN)"]
 
 
 def test_declared_secret_literals_pass():
-    compile_source('def main(secrets):\n    return [secrets.API_KEY, secrets["API_KEY"], secrets.get("API_KEY")]\n',
-                     declared_secrets=["API_KEY"])
+    compile_source(
+        'def main(secrets):\n    return [secrets.API_KEY, secrets["API_KEY"], secrets.get("API_KEY")]\n',
+        declared_secrets=["API_KEY"],
+    )
 
 
-@pytest.mark.parametrize("line,message", [
-    ("from json import decoder", "cannot import 'decoder' from 'json'"),
-    ("import json.decoder", "module 'json.decoder' is not available"),
-    ("from . import json", "relative imports are not allowed"),
-    ("from collections import abc", "cannot import 'abc' from 'collections'"),
-    ("import sys", "module 'sys' is not available"),
-    ("from logic import secrets", "cannot import 'secrets' from 'logic'"),
-])
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("from json import decoder", "cannot import 'decoder' from 'json'"),
+        ("import json.decoder", "module 'json.decoder' is not available"),
+        ("from . import json", "relative imports are not allowed"),
+        ("from collections import abc", "cannot import 'abc' from 'collections'"),
+        ("import sys", "module 'sys' is not available"),
+        ("from logic import secrets", "cannot import 'secrets' from 'logic'"),
+    ],
+)
 def test_imports_are_checked_at_deploy(line, message):
     found = problems(f"{line}\ndef main(event):\n    return 1\n")
     assert any(message in p and p.startswith("function.py:1:") for p in found), found
 
 
-@pytest.mark.parametrize("source,message", [
-    ("x = '{}'.format(1)", '"format" is not allowed in Logic functions: str.format can read attributes'),
-    ("x = '{a}'.format_map({})", '"format_map" is not allowed'),
-    ("x = str.mro()", '"mro" is not allowed'),
-    ("def g():\n    yield 1\nx = g().gi_frame", '"gi_frame" is a restricted name'),
-    ("print(1)\nx = printed", '"printed" is not supported'),
-    ("match 1:\n    case _:\n        pass", "Match statements are not allowed"),
-    ("async def f():\n    pass", "AsyncFunctionDef statements are not allowed"),
-    ("try:\n    pass\nexcept* ValueError:\n    pass", "TryStar statements are not allowed"),
-    ("class A(metaclass=type):\n    pass", 'The keyword argument "metaclass" is not allowed'),
-    ("exec('1')", "Exec calls are not allowed"),
-    ("eval('1')", "Eval calls are not allowed"),
-    ("def f(_getattr_, /):\n    pass", '"_getattr_" is an invalid variable name'),
-])
+@pytest.mark.parametrize(
+    "source,message",
+    [
+        ("x = '{}'.format(1)", '"format" is not allowed in Logic functions: str.format can read attributes'),
+        ("x = '{a}'.format_map({})", '"format_map" is not allowed'),
+        ("x = str.mro()", '"mro" is not allowed'),
+        ("def g():\n    yield 1\nx = g().gi_frame", '"gi_frame" is a restricted name'),
+        ("print(1)\nx = printed", '"printed" is not supported'),
+        ("match 1:\n    case _:\n        pass", "Match statements are not allowed"),
+        ("async def f():\n    pass", "AsyncFunctionDef statements are not allowed"),
+        ("try:\n    pass\nexcept* ValueError:\n    pass", "TryStar statements are not allowed"),
+        ("class A(metaclass=type):\n    pass", 'The keyword argument "metaclass" is not allowed'),
+        ("exec('1')", "Exec calls are not allowed"),
+        ("eval('1')", "Eval calls are not allowed"),
+        ("def f(_getattr_, /):\n    pass", '"_getattr_" is an invalid variable name'),
+    ],
+)
 def test_policy_violations(source, message):
     found = problems(source + "\ndef main(event):\n    return 1\n")
     assert any(message in p for p in found), found
 
 
 def test_allowed_constructs_compile():
-    compile_source(textwrap.dedent("""\
+    compile_source(
+        textwrap.dedent("""\
         import json, math
         from collections import Counter
         class Point:
@@ -189,4 +212,5 @@ def test_allowed_constructs_compile():
             finally:
                 pass
             return [total, with_walrus, pairs, msg, Counter("aab")["a"]]
-        """))
+        """)
+    )

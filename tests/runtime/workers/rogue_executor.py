@@ -39,7 +39,7 @@ def compile_function(source, **_options):
     # "# rogue: NAME" line names the behaviour.
     for line in source.splitlines():
         if line.startswith("# rogue: "):
-            return CompiledFunction(line[len("# rogue: "):].strip())
+            return CompiledFunction(line[len("# rogue: ") :].strip())
     return CompiledFunction(source.strip())
 
 
@@ -52,7 +52,7 @@ def run_function(fn, context, host, *, declared_secrets, limits):
         for _ in range(10_000_000):
             host.log("info", "")
     elif behaviour == "flood-events":
-        for i in range(100_000):
+        for _ in range(100_000):
             host.publish("e", "d" * 1000)
     elif behaviour == "huge-event":
         host.publish("e", "d" * (200 * 1024))

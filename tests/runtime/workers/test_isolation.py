@@ -122,12 +122,11 @@ def test_isolation_needs_root():
 
 
 def test_diagnostics_are_off_by_default():
-    with WorkerPool(make_settings(), executor=EXECUTOR) as pool:
-        with pytest.raises(RuntimeError):
-            pool.diagnose("user:alice")
+    with WorkerPool(make_settings(), executor=EXECUTOR) as pool, pytest.raises(RuntimeError):
+        pool.diagnose("user:alice")
 
 
-STDLIB_SOURCE = '''import datetime, statistics, uuid, decimal, fractions, hashlib, hmac, re, base64, zlib, time
+STDLIB_SOURCE = """import datetime, statistics, uuid, decimal, fractions, hashlib, hmac, re, base64, zlib, time
 def main(event):
     out = [len("x".encode(enc)) for enc in ["utf-16", "cp1252", "koi8_r", "idna", "shift_jis", "gb18030", "big5"]]
     out.append(datetime.datetime(2024, 1, 1).strftime("%A"))
@@ -142,7 +141,7 @@ def main(event):
     out.append(bool(re.match(r"\\w+", "h\\u00e9llo")))
     out.append(len(zlib.compress(b"x" * 100)) > 0)
     return out
-'''
+"""
 
 
 def test_stdlib_works_under_the_worker_uid(pool):

@@ -80,6 +80,7 @@ def loop_after_a_secret(owner: str):
 
 def signal_read(event: threading.Event):
     """An on_secret that tells the test the run has started (the worker waits for the answer)."""
+
     def on_secret(name: str) -> str:
         event.set()
         return "go"
@@ -92,8 +93,9 @@ def test_worker_killed_by_sigsegv_mid_run_is_crashed(pool):
     pid = pool.run(make_job(OK_SOURCE, owner=owner), no_secrets).worker_pid
     results = []
     in_the_run = threading.Event()
-    thread = threading.Thread(target=lambda: results.append(pool.run(loop_after_a_secret(owner),
-                                                                     signal_read(in_the_run))))
+    thread = threading.Thread(
+        target=lambda: results.append(pool.run(loop_after_a_secret(owner), signal_read(in_the_run)))
+    )
     thread.start()
     assert in_the_run.wait(10)  # the worker asked for the secret: it is inside the run
     os.kill(pid, signal.SIGSEGV)  # what a C-level crash looks like from outside
@@ -109,8 +111,9 @@ def test_sigxcpu_is_a_timeout(pool):
     pid = pool.run(make_job(OK_SOURCE, owner=owner), no_secrets).worker_pid
     results = []
     in_the_run = threading.Event()
-    thread = threading.Thread(target=lambda: results.append(pool.run(loop_after_a_secret(owner),
-                                                                     signal_read(in_the_run))))
+    thread = threading.Thread(
+        target=lambda: results.append(pool.run(loop_after_a_secret(owner), signal_read(in_the_run)))
+    )
     thread.start()
     assert in_the_run.wait(10)  # the worker asked for the secret: it is inside the run
     os.kill(pid, signal.SIGXCPU)  # what RLIMIT_CPU delivers
@@ -123,8 +126,7 @@ def test_sigxcpu_is_a_timeout(pool):
 def test_output_flood_is_truncated_and_the_pool_stays_healthy(pool):
     owner = "user:flood"
     source = (
-        "def main(event):\n    line = 'y' * 10000\n    for i in range(2000):\n"
-        "        print(line)\n    return 'done'\n"
+        "def main(event):\n    line = 'y' * 10000\n    for i in range(2000):\n        print(line)\n    return 'done'\n"
     )
     limits = default_limits(log_max_bytes=16 * 1024)
     result = pool.run(make_job(source, owner=owner, limits=limits, timeout_s=5.0), no_secrets)
@@ -144,7 +146,9 @@ def test_too_many_events_are_refused(pool):
 
 def test_big_result_is_refused(pool):
     source = "def main(event):\n    return 'z' * 100000\n"
-    result = pool.run(make_job(source, owner="user:bigresult", limits=default_limits(result_max_bytes=1000)), no_secrets)
+    result = pool.run(
+        make_job(source, owner="user:bigresult", limits=default_limits(result_max_bytes=1000)), no_secrets
+    )
     assert result.status == "error"
     assert result.result is None
     assert_healthy(pool, "user:bigresult")

@@ -137,4 +137,3 @@ def test_a_passed_deadline_raises_even_with_a_frame_waiting(pair):
     assert reader.read(time.monotonic() + 5) == {"op": "secret", "name": "X"}
     with pytest.raises(TimeoutError):
         reader.read(time.monotonic() - 1.0)  # "Y" is buffered, but the time is up
-

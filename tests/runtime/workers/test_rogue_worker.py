@@ -103,8 +103,17 @@ def test_undeclared_secret_is_refused_by_the_parent(rogue, store):
     from runtime.execution.secrets_broker import SecretsBroker
 
     store.secrets.create("user:rogue", "KEY", "the-real-value")
-    broker = SecretsBroker(store.secrets, owner="user:rogue", declared=("OTHER",), consumer_kind="logic_function",
-                           consumer_id="f", consumer_name="f", run_id="r", bytes_max=1024, masking_max=1 << 20)
+    broker = SecretsBroker(
+        store.secrets,
+        owner="user:rogue",
+        declared=("OTHER",),
+        consumer_kind="logic_function",
+        consumer_id="f",
+        consumer_name="f",
+        run_id="r",
+        bytes_max=1024,
+        masking_max=1 << 20,
+    )
     job = make_job("secret", owner="user:rogue", secrets=("OTHER",))
     result = rogue.run(job, broker.read)
     assert result.status == "error"  # the rogue sandbox does not catch the refusal: its run fails
@@ -124,13 +133,15 @@ def test_a_worker_that_keeps_the_socket_full_is_stopped_at_the_deadline(rogue):
     elapsed = time.monotonic() - start
     assert (result.status, result.error["message"]) in (
         ("timeout", "the run exceeded its time limit of 0.2 s"),
-        ("error", "the run flooded its frames far past the limit and was stopped")), round(elapsed, 2)
+        ("error", "the run flooded its frames far past the limit and was stopped"),
+    ), round(elapsed, 2)
     # 15 x the deadline, for a loaded machine; still far below the 10 s the worker would take.
     assert elapsed < 3.0, f"a 0.2 s run held the parent for {elapsed:.2f} s"
 
 
-@pytest.mark.parametrize("behaviour", ["deep-json-frame", "deep-json-result", "deep-but-parseable-result",
-                                       "nested-error-fields"])
+@pytest.mark.parametrize(
+    "behaviour", ["deep-json-frame", "deep-json-result", "deep-but-parseable-result", "nested-error-fields"]
+)
 def test_deeply_nested_json_from_a_worker_is_a_protocol_crash(rogue, behaviour):
     """json.loads raises RecursionError past ~1,000 levels; a parseable result deeper than
     the sandbox allows, or nested error fields, would make redaction or str() recurse."""
@@ -150,17 +161,23 @@ def test_a_secret_handed_out_is_audited_even_when_the_worker_then_breaks_the_par
     try:
         actor = service.actor()
         service.create_secret(actor, "KEY", "audited-secret-value-0123456789")
-        service.deploy_function(actor, files_from_json({
-            "name": "sly", "secrets": ["KEY"],
-            "source": "def main(event, secrets):\n    return len(secrets.KEY)\n"
-                      "# rogue: read-secret-then-deep-json-frame\n"}))
+        service.deploy_function(
+            actor,
+            files_from_json(
+                {
+                    "name": "sly",
+                    "secrets": ["KEY"],
+                    "source": "def main(event, secrets):\n    return len(secrets.KEY)\n"
+                    "# rogue: read-secret-then-deep-json-frame\n",
+                }
+            ),
+        )
         record = service.execute_function(actor, "sly")
         assert record["status"] == "crashed" and record["secrets_accessed"] == ["KEY"]
         assert [a.secret_name for a in service.audit(actor, "KEY")] == ["KEY"]
         assert service.get_secret(actor, "KEY").last_accessed_at is not None
     finally:
         service.close()
-
 
 
 def test_frames_padded_beside_short_messages_count_too(rogue):
