@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, cast
 from runtime.sandbox.executor import SecretAccessError, compile_function, run_function
 from runtime.sandbox.output import LogBudget
 from runtime.workers.job import Job, WorkerResult
-from store.clock import now_iso
+from runtime.workers.pool import _clean, _error, _log  # the pool's record shapes: the double cannot drift
 from store.errors import LogicError, WorkerUnavailable
 
 if TYPE_CHECKING:
@@ -245,22 +245,3 @@ def _heap_frozen() -> Iterator[None]:
             _frozen_runs -= 1
             if not _frozen_runs:
                 gc.unfreeze()
-
-
-def _log(level: str, message: str) -> dict:
-    return {"at": now_iso(), "level": level, "message": message}
-
-
-def _error(kind: str, message: str) -> dict:
-    return {"type": kind, "message": message, "traceback": ""}
-
-
-def _clean(text: str) -> str:
-    """Lone surrogates (valid in JSON escapes, invalid UTF-8) become U+FFFD, as after the socket."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text
