@@ -48,6 +48,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         scheduler.start()
         dispatcher.start()
         print(f"logic-runtime listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
+        print(f"console: http://{host}:{port}/  (sign in with an API token: the one `logic init` printed)", flush=True)
         print(
             f"data: {settings.home}  database: {settings.db_path}  master key: {service.store.key_source}", flush=True
         )

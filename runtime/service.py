@@ -27,6 +27,7 @@ from store.functions import FunctionRecord, TriggerRow
 from store.identity import User, owner_label
 from store.integrations import IntegrationRecord
 from store.secrets import Access, SecretInfo, check_name
+from store.sessions import Session
 from store.settings import Settings
 
 if TYPE_CHECKING:
@@ -120,6 +121,23 @@ class Service:
 
     def authenticate(self, token: str | None) -> User:
         return self.store.identity.authenticate(token)
+
+    # console sessions (the cookie holds the id; the store keeps its hash) ---------
+
+    def sign_in(self, token: str) -> tuple[str, Session]:
+        """A console session for the holder of an API token: (session id for the cookie, session)."""
+        return self.store.sessions.create(token, self.clock())
+
+    def session(self, session_id: str | None) -> Session:
+        """The signed-in session; Unauthorized when unknown, idle too long, or its token revoked."""
+        return self.store.sessions.get(session_id, self.clock())
+
+    def sign_out(self, session_id: str) -> None:
+        self.store.sessions.delete(session_id)
+
+    def list_orgs(self, actor: User) -> list[str]:
+        """The organizations `actor` belongs to (the console's owner switcher)."""
+        return self.store.identity.orgs_of(actor)
 
     def owner_for(self, actor: User, org: str | None = None) -> str:
         if org is None:
@@ -366,7 +384,8 @@ class Service:
         now = self.clock()
         events = self.store.events.prune(iso(now - timedelta(days=self.settings.event_retention_days)))
         audit = self.store.secrets.prune_audit(iso(now - timedelta(days=self.settings.audit_retention_days)))
-        return {"events_and_deliveries": events, "audit_rows": audit}
+        sessions = self.store.sessions.prune(now)
+        return {"events_and_deliveries": events, "audit_rows": audit, "console_sessions": sessions}
 
     def publish_event(self, actor: User, name: str, data: str | None = None, org: str | None = None) -> dict[str, Any]:
         """Accept an event durably (with a delivery per matching target) and return its id."""

@@ -213,6 +213,19 @@ def _v7_fair_queue(db: sqlite_utils.Database) -> None:
         BEGIN UPDATE owner_queue SET open = open - 1 WHERE owner = old.owner; END""")
 
 
+def _v8_console_sessions(db: sqlite_utils.Database) -> None:
+    # A console session belongs to the API token it signed in with: revoking the token
+    # deletes its sessions (CASCADE). Only a hash of the session id is kept (a copied
+    # database holds no usable cookie); the CSRF token is per session.
+    db.execute("""CREATE TABLE console_sessions (
+        id_hash TEXT PRIMARY KEY,
+        token_id INTEGER NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_seen_at TEXT NOT NULL) WITHOUT ROWID""")
+    db.execute("CREATE INDEX console_sessions_token ON console_sessions (token_id)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_identity,
     _v2_secrets,
@@ -221,4 +234,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v5_events,
     _v6_queue_counter,
     _v7_fair_queue,
+    _v8_console_sessions,
 ]

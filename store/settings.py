@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     # past the limit within the window, 429 with Retry-After until it passes.
     auth_failures_max: int = 10
     auth_failure_window_s: float = 60.0
+    # console: a signed-in browser session ends after this long without a request
+    console_session_idle_s: float = 8 * 3600.0
     host: str = "127.0.0.1"
     port: int = 8080
     http_body_max_bytes: int = 1024 * 1024

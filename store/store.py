@@ -31,9 +31,11 @@ from .repositories import (
     IdentityRepository,
     IntegrationRepository,
     SecretRepository,
+    SessionRepository,
     TriggerRepository,
 )
 from .secrets import SecretStore
+from .sessions import SessionStore
 from .settings import Settings
 from .triggers import TriggerStore
 
@@ -70,6 +72,7 @@ class Store:
         self.integrations: IntegrationRepository = IntegrationStore(
             db, secrets, logs_kept=settings.integration_logs_kept
         )
+        self.sessions: SessionRepository = SessionStore(db, idle_s=settings.console_session_idle_s)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:

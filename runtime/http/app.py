@@ -28,6 +28,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from runtime.http.auth_throttle import AuthThrottle, client_address
+from runtime.http.console import mount_console
+from runtime.http.console.security import SecurityHeaders
 from runtime.http.errors import http_error_handler, log, logic_error_handler, printable, validation_error_handler
 from runtime.http.middleware import BodyLimit, CountRequests, InFlight, InternalErrors
 from runtime.http.models import (
@@ -70,6 +72,8 @@ def create_app(
         title="logic-runtime",
         summary="Logic functions with encrypted cloud secrets",
         version="1",
+        docs_url=None,  # served by the console from the package's own files: /docs works offline
+        redoc_url=None,
     )
     app.state.service = service
     if auth_throttle is None:
@@ -79,6 +83,7 @@ def create_app(
     app.state.auth_throttle = throttle = auth_throttle
     for path, endpoint, kwargs in ROUTES:
         app.add_api_route(path, endpoint, **kwargs)
+    mount_console(app)
     # Starlette types a handler as taking any Exception, not the class it is registered for
     # (Kludex/starlette#2417): each handler here takes exactly its own class.
     app.add_exception_handler(LogicError, logic_error_handler)  # type: ignore[arg-type]
@@ -93,6 +98,7 @@ def create_app(
     app.add_middleware(CountRequests, counter=in_flight)
     if service.pool is not None:
         service.pool.others_busy = in_flight.busy  # no spinning for runs while requests wait
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(InternalErrors)
     app.add_middleware(BodyLimit, max_bytes=service.settings.http_body_max_bytes)
     return app

@@ -283,9 +283,9 @@ def test_history_past_its_retention_is_pruned(tmp_path):
             [Access(actor.owner, "OLD_KEY", "logic_function", "f", "f", "r1", iso(clock.now - timedelta(days=4)))]
         )
         service.publish_event(actor, "nobody-listens", None)
-        assert service.prune_history() == {"events_and_deliveries": 0, "audit_rows": 0}
+        assert service.prune_history() == {"events_and_deliveries": 0, "audit_rows": 0, "console_sessions": 0}
         clock.now += timedelta(days=8)
-        assert service.prune_history() == {"events_and_deliveries": 1, "audit_rows": 1}
+        assert service.prune_history() == {"events_and_deliveries": 1, "audit_rows": 1, "console_sessions": 0}
         assert service.get_secret(actor, "OLD_KEY").last_accessed_at is not None  # kept
     finally:
         service.close()

@@ -1,0 +1,370 @@
+"""The console's pages: server-rendered over the one Service, forms that work without JavaScript.
+
+Every page needs a session (else a redirect to /sign-in); every POST checks the
+origin and the session's CSRF token first (security.py). The owner is the
+caller's sandbox, or `?org=NAME` for an organization they belong to: the same
+`Service` methods as the API, so a non-member sees no org and another owner's
+names are 404. Secret values go one way only: from a password field into
+`Service.create_secret`/`update_secret`. No template ever receives one, so no
+page, fragment or error can show it, not even after a validation error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from runtime.http.console.security import COOKIE, PAGE_HEADERS, check_csrf, check_origin, cookie_options
+from runtime.manifest import files_from_json
+from runtime.service import Service
+from store.errors import Conflict, DeployError, InvalidInput, LogicError, NotFound, PermissionDenied, Unauthorized
+from store.sessions import Session
+
+HERE = Path(__file__).parent
+# Autoescape on for every template (threat: a function name, log line or event data with markup).
+templates = Jinja2Templates(env=jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True))
+
+router = APIRouter(include_in_schema=False)
+
+
+def _local_time(value: str | None) -> str:
+    """An ISO UTC time as `YYYY-MM-DD HH:MM UTC` (the <time> element carries the exact value;
+    console.js shows it in the browser's zone, with UTC on hover)."""
+    if not value:
+        return "never"
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        return value
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates.env.filters["when"] = _local_time
+templates.env.filters["pretty"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def _service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+def _session(request: Request) -> Session:
+    return _service(request).session(request.cookies.get(COOKIE))
+
+
+def _org(request: Request) -> str | None:
+    org = request.query_params.get("org") or None
+    return org
+
+
+def _page(request: Request, template: str, session: Session, status: int = 200, **context: Any) -> HTMLResponse:
+    service = _service(request)
+    org = _org(request)
+    context.update(
+        request=request,
+        user=session.user,
+        csrf=session.csrf,
+        org=org,
+        orgs=service.list_orgs(session.user),
+        owner_query=("?" + urlencode({"org": org})) if org else "",
+        settings=service.settings,
+    )
+    return templates.TemplateResponse(request, template, context, status_code=status, headers=PAGE_HEADERS)
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers=PAGE_HEADERS)
+
+
+def _with_org(path: str, org: str | None) -> str:
+    return path + ("?" + urlencode({"org": org}) if org else "")
+
+
+async def _form(request: Request, session: Session) -> dict[str, str]:
+    """The POSTed form, after the origin and CSRF checks (403 before anything is read further)."""
+    check_origin(request)
+    form = await request.form()
+    check_csrf(session.csrf, form.get("csrf"))
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def page(path: str, methods: tuple[str, ...] = ("GET",)) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A console route: signed-out visitors go to the sign-in page; a LogicError renders as
+    an error page with its status (404 for another owner's names, 403 for a bad form)."""
+
+    def decorate(handler: Callable[..., Any]) -> Callable[..., Any]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                session = _session(request)
+            except Unauthorized:
+                target = "/sign-in" + ("?" + urlencode({"next": request.url.path}) if request.url.path != "/" else "")
+                return _redirect(target)
+            try:
+                result: Response = await handler(request, session)
+                return result
+            except LogicError as exc:
+                return _page(request, "error.html", session, status=exc.status, message=exc.message)
+
+        endpoint.__name__ = handler.__name__
+        router.add_api_route(path, endpoint, methods=list(methods), response_class=HTMLResponse)
+        return handler
+
+    return decorate
+
+
+# sign in and out ------------------------------------------------------------------
+
+
+@router.get("/sign-in", response_class=HTMLResponse)
+async def sign_in_page(request: Request) -> Response:
+    return templates.TemplateResponse(request, "sign_in.html", {"error": None}, headers=PAGE_HEADERS)
+
+
+@router.post("/sign-in", response_class=HTMLResponse)
+async def sign_in(request: Request) -> Response:
+    try:
+        check_origin(request)
+    except PermissionDenied as exc:
+        return templates.TemplateResponse(
+            request, "sign_in.html", {"error": exc.message}, status_code=403, headers=PAGE_HEADERS
+        )
+    form = await request.form()
+    token = form.get("token")
+    throttle = request.app.state.auth_throttle
+    from runtime.http.auth_throttle import client_address
+
+    address = client_address(request.scope)
+    try:
+        throttle.check(address)
+        session_id, _session_ = _service(request).sign_in(token if isinstance(token, str) else "")
+    except LogicError as exc:
+        if isinstance(exc, Unauthorized):
+            throttle.failed(address)
+        # The token is never echoed back into the form.
+        return templates.TemplateResponse(
+            request, "sign_in.html", {"error": exc.message}, status_code=exc.status, headers=PAGE_HEADERS
+        )
+    next_path = request.query_params.get("next") or "/"
+    if not next_path.startswith("/") or next_path.startswith("//"):
+        next_path = "/"  # never an open redirect
+    response = _redirect(next_path)
+    response.set_cookie(COOKIE, session_id, **cookie_options(request))  # type: ignore[arg-type]
+    return response
+
+
+@page("/sign-out", methods=("POST",))
+async def sign_out(request: Request, session: Session) -> Response:
+    await _form(request, session)
+    _service(request).sign_out(request.cookies.get(COOKIE) or "")
+    response = _redirect("/sign-in")
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@page("/")
+async def home(request: Request, session: Session) -> Response:
+    return _redirect(_with_org("/secrets", _org(request)))
+
+
+# secrets --------------------------------------------------------------------------
+
+
+@page("/secrets")
+async def secrets_list(request: Request, session: Session) -> Response:
+    rows = _service(request).list_secrets(session.user, _org(request))
+    return _page(request, "secrets.html", session, secrets=rows)
+
+
+@page("/secrets/new", methods=("GET", "POST"))
+async def secret_new(request: Request, session: Session) -> Response:
+    error, name = None, ""
+    if request.method == "POST":
+        form = await _form(request, session)
+        name = form.get("name", "")
+        try:
+            _service(request).create_secret(session.user, name, form.get("value", ""), _org(request))
+        except (InvalidInput, Conflict) as exc:
+            error = exc.message  # the value is not put back into the form
+        else:
+            return _redirect(_with_org("/secrets", _org(request)))
+    return _page(request, "secret_new.html", session, status=422 if error else 200, error=error, name=name)
+
+
+@page("/secrets/{name}")
+async def secret_detail(request: Request, session: Session) -> Response:
+    service, org = _service(request), _org(request)
+    name = request.path_params["name"]
+    info = service.get_secret(session.user, name, org)
+    accesses = service.audit(session.user, name, org, limit=20)
+    return _page(request, "secret_detail.html", session, secret=info, accesses=accesses)
+
+
+@page("/secrets/{name}/edit", methods=("GET", "POST"))
+async def secret_edit(request: Request, session: Session) -> Response:
+    service, org = _service(request), _org(request)
+    name = request.path_params["name"]
+    info = service.get_secret(session.user, name, org)
+    error = None
+    if request.method == "POST":
+        form = await _form(request, session)
+        try:
+            service.update_secret(session.user, name, form.get("value", ""), org)
+        except InvalidInput as exc:
+            error = exc.message
+        else:
+            return _redirect(_with_org("/secrets", org))
+    return _page(request, "secret_edit.html", session, status=422 if error else 200, secret=info, error=error)
+
+
+@page("/secrets/{name}/delete", methods=("POST",))
+async def secret_delete(request: Request, session: Session) -> Response:
+    await _form(request, session)
+    service, org = _service(request), _org(request)
+    service.delete_secret(session.user, request.path_params["name"], org)  # Conflict while in use
+    return _redirect(_with_org("/secrets", org))
+
+
+# logic functions --------------------------------------------------------------------
+
+STARTER_SOURCE = 'import logic\n\n\ndef main(event):\n    logic.log.info("got", event.name)\n    return {"ok": True}\n'
+
+
+def _today_counts(runs: list[dict[str, Any]]) -> dict[str, int]:
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    counts = {"success": 0, "error": 0, "timeout": 0}
+    for run in runs:
+        if str(run.get("started_at", "")).startswith(today) and run.get("status") in counts:
+            counts[run["status"]] += 1
+    return counts
+
+
+@page("/logic")
+async def logic_list(request: Request, session: Session) -> Response:
+    service, org = _service(request), _org(request)
+    rows = []
+    for fn in service.list_functions(session.user, org):
+        runs = service.function_runs(session.user, fn.id, org)
+        rows.append({"fn": fn, "last": runs[0] if runs else None, "today": _today_counts(runs)})
+    return _page(request, "logic.html", session, functions=rows)
+
+
+@page("/logic/define", methods=("GET", "POST"))
+async def logic_define(request: Request, session: Session) -> Response:
+    """Define -> Execute -> Deploy: code and manifest, a test event, Run (nothing stored but
+    the access audit) or Deploy (a new version)."""
+    service, org = _service(request), _org(request)
+    values = {
+        "source": STARTER_SOURCE,
+        "manifest": '{\n  "name": "my-function",\n  "secrets": []\n}',
+        "event_name": "test-event",
+        "event_data": "",
+    }
+    record, problems, deployed = None, [], None
+    if request.method == "POST":
+        form = await _form(request, session)
+        values.update({k: form.get(k, "") for k in values})
+        try:
+            manifest = json.loads(values["manifest"] or "{}")
+        except ValueError as exc:
+            problems = [f"manifest: invalid JSON: {exc}"]
+        else:
+            try:
+                body = {**manifest, "source": values["source"]} if isinstance(manifest, dict) else manifest
+                files = files_from_json(body)
+                if form.get("action") == "deploy":
+                    deployed = service.deploy_function(session.user, files, org)
+                else:
+                    record = service.execute_function(
+                        session.user,
+                        files,
+                        event_name=values["event_name"] or None,
+                        data=values["event_data"] or None,
+                        org=org,
+                    )
+            except DeployError as exc:
+                problems = exc.problems
+            except InvalidInput as exc:
+                problems = [exc.message]
+    if deployed is not None:
+        return _redirect(_with_org(f"/logic/{deployed.name}", org))
+    return _page(request, "define.html", session, values=values, record=record, problems=problems)
+
+
+@page("/logic/{ref}")
+async def function_page(request: Request, session: Session) -> Response:
+    service, org = _service(request), _org(request)
+    fn = service.get_function(session.user, request.path_params["ref"], org)
+    runs = service.function_runs(session.user, fn.id, org, limit=20)
+    return _page(request, "function.html", session, fn=fn, runs=runs, manifest=fn.to_json())
+
+
+@page("/logic/{ref}/runs")
+async def function_runs(request: Request, session: Session) -> Response:
+    """The run log table alone: the function page polls it (htmx) to follow new runs live."""
+    service, org = _service(request), _org(request)
+    fn = service.get_function(session.user, request.path_params["ref"], org)
+    runs = service.function_runs(session.user, fn.id, org, limit=20)
+    return _page(request, "_runs.html", session, fn=fn, runs=runs)
+
+
+@page("/logic/{ref}/enabled", methods=("POST",))
+async def function_enabled(request: Request, session: Session) -> Response:
+    form = await _form(request, session)
+    service, org = _service(request), _org(request)
+    fn = service.set_function_enabled(session.user, request.path_params["ref"], form.get("enabled") == "1", org)
+    return _redirect(_with_org(f"/logic/{fn.name}", org))
+
+
+# integrations, audit, tokens -------------------------------------------------------
+
+
+@page("/integrations")
+async def integrations_list(request: Request, session: Session) -> Response:
+    rows = _service(request).list_integrations(session.user, _org(request))
+    return _page(request, "integrations.html", session, integrations=rows)
+
+
+@page("/integrations/{ref}")
+async def integration_page(request: Request, session: Session) -> Response:
+    service, org = _service(request), _org(request)
+    record = service.get_integration(session.user, request.path_params["ref"], org)
+    logs = service.integration_logs(session.user, record.id, org, limit=20)
+    return _page(request, "integration.html", session, integration=record, logs=logs)
+
+
+@page("/audit")
+async def audit_page(request: Request, session: Session) -> Response:
+    secret = request.query_params.get("secret") or None
+    rows = _service(request).audit(session.user, secret, _org(request), limit=200)
+    return _page(request, "audit.html", session, accesses=rows, secret=secret)
+
+
+@page("/tokens", methods=("GET", "POST"))
+async def tokens_page(request: Request, session: Session) -> Response:
+    service = _service(request)
+    created = None
+    if request.method == "POST":
+        form = await _form(request, session)
+        created = service.create_token(session.user, label=form.get("label") or None)
+    rows = service.list_tokens(session.user)
+    return _page(request, "tokens.html", session, tokens=rows, created=created, current=session.token_id)
+
+
+@page("/tokens/{token_id}/revoke", methods=("POST",))
+async def token_revoke(request: Request, session: Session) -> Response:
+    await _form(request, session)
+    try:
+        token_id = int(request.path_params["token_id"])
+    except ValueError:
+        raise NotFound("no such token") from None
+    _service(request).revoke_token(session.user, token_id)
+    return _redirect("/tokens" if token_id != session.token_id else "/sign-in")
