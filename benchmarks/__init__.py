@@ -43,6 +43,7 @@ WORKLOADS: dict[str, Callable] = {
     "redaction": _plain("redaction"),
     "ingest": _plain("ingest"),  # also reports the "memory" section, measured on the same server
     "noisy": _plain("noisy"),
+    "console": _plain("console"),
 }
 
 __all__ = ["WORKLOADS"]

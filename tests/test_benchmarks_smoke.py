@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = {"warm", "cold", "compute", "secrets", "redaction", "ingest", "memory", "noisy"}
+WORKLOADS = {"warm", "cold", "compute", "secrets", "redaction", "ingest", "memory", "noisy", "console"}
 
 
 def test_quick_benchmarks_write_every_figure(tmp_path):
@@ -24,7 +24,7 @@ def test_quick_benchmarks_write_every_figure(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=200,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "targets met:" in done.stdout
@@ -39,7 +39,7 @@ def test_quick_benchmarks_write_every_figure(tmp_path):
             assert {"unit", "p50", "p99", "n"} <= set(figure), (key, name)
         for name, ratio in workload["ratios"].items():
             assert {"value", "meaning"} <= set(ratio), (key, name)
-    assert {"warm", "cold", "compute", "secrets", "redaction", "ingest", "noisy"} <= {
+    assert {"warm", "cold", "compute", "secrets", "redaction", "ingest", "noisy", "console"} <= {
         t["workload"] for t in data["targets"]
     }
     for target in data["targets"]:

@@ -333,14 +333,6 @@ async def integrations_list(request: Request, session: Session) -> Response:
     return _page(request, "integrations.html", session, integrations=rows)
 
 
-@page("/integrations/{ref}")
-async def integration_page(request: Request, session: Session) -> Response:
-    service, org = _service(request), _org(request)
-    record = service.get_integration(session.user, request.path_params["ref"], org)
-    logs = service.integration_logs(session.user, record.id, org, limit=20)
-    return _page(request, "integration.html", session, integration=record, logs=logs)
-
-
 @page("/audit")
 async def audit_page(request: Request, session: Session) -> Response:
     secret = request.query_params.get("secret") or None
@@ -368,3 +360,106 @@ async def token_revoke(request: Request, session: Session) -> Response:
         raise NotFound("no such token") from None
     _service(request).revoke_token(session.user, token_id)
     return _redirect("/tokens" if token_id != session.token_id else "/sign-in")
+
+
+# the integration builder -------------------------------------------------------------------
+
+STARTER_SPEC = {
+    "name": "my-webhook",
+    "event": "my-event",
+    "url": "https://example.com/hook",
+    "method": "POST",
+    "headers": {},
+    "secrets": [],
+}
+
+
+def _declare(spec_text: str, name: str) -> str:
+    """The spec with `name` added to its "secrets" (unchanged if it is not a JSON object)."""
+    try:
+        spec = json.loads(spec_text)
+    except ValueError:
+        return spec_text
+    if not isinstance(spec, dict):
+        return spec_text
+    listed = spec.get("secrets")
+    declared: list[Any] = listed if isinstance(listed, list) else []
+    if name not in declared:
+        spec["secrets"] = [*declared, name]
+    return json.dumps(spec, indent=2, ensure_ascii=False)
+
+
+async def _builder(request: Request, session: Session, current: Any = None) -> Response:
+    """Create or edit a webhook from its JSON, with a secret picker and "create a new secret".
+
+    Actions: save (create or update), declare (add the picked secret to "secrets": console.js
+    also inserts `{{{NAME}}}` at the cursor), new_secret (create a secret on the spot; its
+    value goes to the store and nowhere else)."""
+    service, org = _service(request), _org(request)
+    text = json.dumps(current.spec() if current is not None else STARTER_SPEC, indent=2, ensure_ascii=False)
+    problems: list[str] = []
+    notice = None
+    if request.method == "POST":
+        form = await _form(request, session)
+        text = form.get("spec", "")
+        action = form.get("action", "save")
+        if action == "declare" and form.get("pick"):
+            text = _declare(text, form["pick"])
+            notice = f"{form['pick']} is declared: write {{{{{{{form['pick']}}}}}}} where it should be sent."
+        elif action == "new_secret":
+            name = form.get("new_name", "")
+            try:
+                service.create_secret(session.user, name, form.get("new_value", ""), org)
+            except (InvalidInput, Conflict) as exc:
+                problems = [exc.message]
+            else:
+                text = _declare(text, name)
+                notice = f"Created {name} and declared it: write {{{{{{{name}}}}}}} where it should be sent."
+        else:
+            try:
+                spec = json.loads(text)
+            except ValueError as exc:
+                problems = [f"webhook JSON is not valid: {exc}"]
+            else:
+                try:
+                    if current is None:
+                        record = service.create_integration(session.user, spec, org)
+                    else:
+                        record = service.update_integration(session.user, current.id, spec, org)
+                except DeployError as exc:
+                    problems = exc.problems
+                except (InvalidInput, Conflict) as exc:
+                    problems = [exc.message]
+                else:
+                    return _redirect(_with_org(f"/integrations/{record.name}", org))
+    secrets = [s.name for s in service.list_secrets(session.user, org)]
+    return _page(
+        request,
+        "integration_form.html",
+        session,
+        status=422 if problems else 200,
+        spec=text,
+        problems=problems,
+        notice=notice,
+        secrets=secrets,
+        current=current,
+    )
+
+
+@page("/integrations/new", methods=("GET", "POST"))
+async def integration_new(request: Request, session: Session) -> Response:
+    return await _builder(request, session)
+
+
+@page("/integrations/{ref}/edit", methods=("GET", "POST"))
+async def integration_edit(request: Request, session: Session) -> Response:
+    current = _service(request).get_integration(session.user, request.path_params["ref"], _org(request))
+    return await _builder(request, session, current)
+
+
+@page("/integrations/{ref}")
+async def integration_page(request: Request, session: Session) -> Response:
+    service, org = _service(request), _org(request)
+    record = service.get_integration(session.user, request.path_params["ref"], org)
+    logs = service.integration_logs(session.user, record.id, org, limit=20)
+    return _page(request, "integration.html", session, integration=record, logs=logs)

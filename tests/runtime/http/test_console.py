@@ -6,6 +6,7 @@ real server; these attack the web layer directly, as a hostile client would.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -276,3 +277,36 @@ def test_another_owners_secret_is_404_and_a_foreign_org_is_refused(world, store)
     assert client.get("/secrets?org=acme").status_code == 403
     assert client.get("/secrets/ACME_KEY?org=acme").status_code == 403
     assert "acme" not in client.get("/secrets").text  # a non-member's switcher lists no such org
+
+
+# the integration builder ---------------------------------------------------------------------
+
+
+def test_the_builder_declares_picked_secrets_creates_new_ones_and_saves(world):
+    service, client, token = world
+    csrf = sign_in(client, token)
+    service.create_secret(service.actor(), "PICKED", "picked-value-123")
+    spec = '{"name": "hook", "event": "ping", "url": "https://example.com/x", "headers": {"X-Key": "{{{PICKED}}}"}}'
+    declared = client.post(
+        "/integrations/new", data={"csrf": csrf, "spec": spec, "pick": "PICKED", "action": "declare"}, headers=SAME
+    )
+    assert declared.status_code == 200 and "PICKED is declared" in declared.text
+    assert "&#34;secrets&#34;: [\n    &#34;PICKED&#34;\n  ]" in declared.text  # the JSON now declares it
+    made = client.post(
+        "/integrations/new",
+        data={"csrf": csrf, "spec": spec, "new_name": "FRESH", "new_value": VALUE, "action": "new_secret"},
+        headers=SAME,
+    )
+    assert made.status_code == 200 and "Created FRESH" in made.text and VALUE not in made.text
+    assert "FRESH" in secret_names(service)
+    bad = client.post("/integrations/new", data={"csrf": csrf, "spec": "{not json", "action": "save"}, headers=SAME)
+    assert bad.status_code == 422 and "webhook JSON is not valid" in bad.text
+    undeclared = client.post("/integrations/new", data={"csrf": csrf, "spec": spec, "action": "save"}, headers=SAME)
+    assert undeclared.status_code == 422 and "is neither a declared secret" in undeclared.text
+    full = json.dumps({**json.loads(spec), "secrets": ["PICKED"]})
+    saved = client.post(
+        "/integrations/new", data={"csrf": csrf, "spec": full, "action": "save"}, headers=SAME, follow_redirects=False
+    )
+    assert saved.status_code == 303 and saved.headers["location"] == "/integrations/hook"
+    assert service.get_integration(service.actor(), "hook").secrets == ["PICKED"]
+    assert "In use by hook" in client.get("/secrets").text

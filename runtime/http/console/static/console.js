@@ -15,6 +15,30 @@
     var select = document.getElementById("owner-switch");
     if (select) { select.addEventListener("change", function () { select.form.submit(); }); }
   }
-  document.addEventListener("DOMContentLoaded", function () { localTimes(document); autoSwitch(); });
+  // The secret picker: insert {{{NAME}}} at the cursor of the webhook JSON and declare NAME in
+  // "secrets", in the page; without JavaScript the button asks the server to declare it.
+  function secretPicker() {
+    document.querySelectorAll("[data-insert-secret]").forEach(function (button) {
+      button.addEventListener("click", function (event) {
+        var select = document.getElementById(button.getAttribute("data-insert-secret"));
+        var area = document.getElementById("spec");
+        if (!select || !area) { return; }
+        event.preventDefault();
+        var name = select.value, tag = "{{{" + name + "}}}";
+        var start = area.selectionStart, end = area.selectionEnd;
+        area.value = area.value.slice(0, start) + tag + area.value.slice(end);
+        try {
+          var spec = JSON.parse(area.value);
+          if (spec && typeof spec === "object" && !Array.isArray(spec)) {
+            spec.secrets = Array.isArray(spec.secrets) ? spec.secrets : [];
+            if (spec.secrets.indexOf(name) < 0) { spec.secrets.push(name); }
+            area.value = JSON.stringify(spec, null, 2);
+          }
+        } catch (ignored) { /* the cursor was outside a string: the server reports the JSON */ }
+        area.focus();
+      });
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { localTimes(document); autoSwitch(); secretPicker(); });
   document.addEventListener("htmx:afterSwap", function (event) { localTimes(event.target); });
 })();
