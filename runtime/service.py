@@ -309,6 +309,13 @@ class Service:
     def get_function(self, actor: User, ref: str, org: str | None = None) -> FunctionRecord:
         return self._function(actor, ref, org)
 
+    def function_versions(self, actor: User, ref: str, org: str | None = None) -> list[dict[str, Any]]:
+        return self.store.functions.versions(self._function(actor, ref, org).id)
+
+    def function_triggers(self, actor: User, ref: str, org: str | None = None) -> list[TriggerRow]:
+        """The function's triggers, schedules with their next fire time."""
+        return self.store.functions.triggers(self._function(actor, ref, org).id)
+
     def list_functions(self, actor: User, org: str | None = None) -> list[FunctionRecord]:
         return self.store.functions.list(self.owner_for(actor, org))
 

@@ -174,6 +174,27 @@ class FunctionStore:
     def list(self, owner: str) -> list[FunctionRecord]:
         return [_record(r) for r in self.db.all(_SELECT + "WHERE f.owner = ? ORDER BY f.name", (owner,))]
 
+    def versions(self, function_id: str) -> builtins.list[dict[str, Any]]:
+        """Every version of the function, newest first: version, created_at, description."""
+        return [
+            {"version": r[0], "created_at": r[1], "description": json.loads(r[2]).get("description", "")}
+            for r in self.db.all(
+                "SELECT version, created_at, manifest FROM function_versions WHERE function_id = ? "
+                "ORDER BY version DESC",
+                (function_id,),
+            )
+        ]
+
+    def triggers(self, function_id: str) -> builtins.list[TriggerRow]:
+        """The current version's triggers, schedule ones with their next fire time."""
+        return [
+            TriggerRow(r[0], event_name=r[1], cron=r[2], timezone=r[3], next_fire_at=r[4])
+            for r in self.db.all(
+                "SELECT kind, event_name, cron, timezone, next_fire_at FROM triggers WHERE function_id = ? ORDER BY id",
+                (function_id,),
+            )
+        ]
+
     def set_enabled(self, function_id: str, enabled: bool) -> None:
         with self.db.transaction() as conn:
             conn.execute(

@@ -304,7 +304,16 @@ async def function_page(request: Request, session: Session) -> Response:
     service, org = _service(request), _org(request)
     fn = service.get_function(session.user, request.path_params["ref"], org)
     runs = service.function_runs(session.user, fn.id, org, limit=20)
-    return _page(request, "function.html", session, fn=fn, runs=runs, manifest=fn.to_json())
+    return _page(
+        request,
+        "function.html",
+        session,
+        fn=fn,
+        runs=runs,
+        manifest=fn.to_json(),
+        triggers=service.function_triggers(session.user, fn.id, org),
+        versions=service.function_versions(session.user, fn.id, org),
+    )
 
 
 @page("/logic/{ref}/runs")

@@ -310,3 +310,18 @@ def test_the_builder_declares_picked_secrets_creates_new_ones_and_saves(world):
     assert saved.status_code == 303 and saved.headers["location"] == "/integrations/hook"
     assert service.get_integration(service.actor(), "hook").secrets == ["PICKED"]
     assert "In use by hook" in client.get("/secrets").text
+
+
+def test_the_function_page_lists_versions_and_the_next_tick(world, clock):
+    service, client, token = world
+    sign_in(client, token)
+    body = {
+        "name": "ticker",
+        "source": "def main():\n  return 1\n",
+        "triggers": [{"type": "schedule", "cron": "*/5 * * * *"}],
+    }
+    service.deploy_function(service.actor(), files_from_json({**body, "description": "first"}))
+    service.deploy_function(service.actor(), files_from_json({**body, "description": "second"}))
+    page = client.get("/logic/ticker").text
+    assert "2 (current)" in page and "first" in page and "second" in page
+    assert "<code>*/5 * * * *</code>" in page and "2026-12-01 12:05 UTC" in page  # the clock is 12:00
