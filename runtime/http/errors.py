@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -61,7 +61,16 @@ def validation_error_handler(request: Request, exc: RequestValidationError) -> J
     return error(422, "; ".join(problems) or "invalid request")
 
 
-def http_error_handler(request: Request, exc: HTTPException) -> JSONResponse:
+NOT_FOUND_PAGE = (
+    '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not found · logic-runtime</title>'
+    '<link rel="stylesheet" href="/static/console.css"></head><body><main id="main" class="narrow">'
+    '<h1>Not found</h1><p>There is no such page. <a href="/">Back to the console</a>.</p></main></body></html>'
+)
+
+
+def http_error_handler(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code == 404 and not request.scope["path"].startswith("/v1/") and _wants_html(request):
+        return HTMLResponse(NOT_FOUND_PAGE, status_code=404)  # a browser on a console URL that does not exist
     if exc.status_code == 404:
         message = "no such API route"
     elif exc.status_code == 405:
@@ -113,3 +122,7 @@ def frames(exc: BaseException | None) -> str:
         )
         exc = exc.__cause__ or exc.__context__
     return "\n--- caused by / during ---\n".join(reversed(parts))
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")

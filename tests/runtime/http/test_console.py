@@ -325,3 +325,12 @@ def test_the_function_page_lists_versions_and_the_next_tick(world, clock):
     page = client.get("/logic/ticker").text
     assert "2 (current)" in page and "first" in page and "second" in page
     assert "<code>*/5 * * * *</code>" in page and "2026-12-01 12:05 UTC" in page  # the clock is 12:00
+
+
+def test_an_unknown_console_page_is_an_html_404_and_an_unknown_api_route_stays_json(world):
+    _service, client, _token = world
+    page = client.get("/no/such/page", headers={"Accept": "text/html"})
+    assert page.status_code == 404 and "Back to the console" in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    api = client.get("/v1/no/such/route", headers={"Accept": "text/html"})
+    assert api.status_code == 404 and api.json() == {"error": "no such API route"}
