@@ -47,10 +47,14 @@ def cookie_options(request: Request) -> dict[str, object]:
 
 
 def check_origin(request: Request) -> None:
-    """Refuse a state-changing request that another site's page could have sent."""
+    """Refuse a state-changing request that another site's page could have sent.
+
+    Under `Referrer-Policy: no-referrer` a browser sends `Origin: null` on every form POST,
+    its own included (Fetch: "append a request Origin header"), so "null" says nothing:
+    then `Sec-Fetch-Site` decides (a sandboxed or foreign page's POST is "cross-site")."""
     origin = request.headers.get("origin")
     ours = f"{request.url.scheme}://{request.url.netloc}"
-    if origin is not None:
+    if origin is not None and origin != "null":
         if origin != ours:
             raise PermissionDenied("cross-site request refused")
         return

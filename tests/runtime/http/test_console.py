@@ -135,7 +135,7 @@ def test_a_stolen_cookie_from_another_scheme_or_a_made_up_id_gets_nothing(world)
     "headers, csrf",
     [
         ({"Origin": "http://evil.example"}, "right"),
-        ({"Origin": "null"}, "right"),
+        ({"Origin": "null", "Sec-Fetch-Site": "cross-site"}, "right"),  # a sandboxed frame elsewhere
         ({"Sec-Fetch-Site": "cross-site"}, "right"),
         ({"Sec-Fetch-Site": "same-site"}, "right"),
         (SAME, None),
@@ -161,6 +161,18 @@ def test_a_post_without_origin_headers_still_needs_the_csrf_token(world):
     csrf = sign_in(client, token)
     ok = client.post("/secrets/new", data={"csrf": csrf, "name": "FROM_OLD_CLIENT", "value": VALUE})
     assert ok.status_code == 200 and "FROM_OLD_CLIENT" in secret_names(service)
+
+
+def test_a_browser_form_post_under_no_referrer_is_accepted(world):
+    """Under Referrer-Policy: no-referrer Chromium sends `Origin: null` with Sec-Fetch-Site
+    same-origin on the console's own forms: that must pass (the CSRF token still counts)."""
+    service, client, token = world
+    csrf = sign_in(client, token)
+    browser = {"Origin": "null", "Sec-Fetch-Site": "same-origin"}
+    ok = client.post("/secrets/new", data={"csrf": csrf, "name": "FROM_BROWSER", "value": VALUE}, headers=browser)
+    assert ok.status_code == 200 and "FROM_BROWSER" in secret_names(service)
+    forged = client.post("/secrets/new", data={"csrf": "x", "name": "FORGED", "value": VALUE}, headers=browser)
+    assert forged.status_code == 403 and "FORGED" not in secret_names(service)
 
 
 def test_sign_in_from_another_site_is_refused(world):
