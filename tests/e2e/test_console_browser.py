@@ -621,8 +621,11 @@ def test_no_secret_value_in_any_response_and_security_headers(make_server, open_
     # 7a: nothing the browser received carries either value.
     paths = {urlparse(url).path for url, *_ in seen}
     assert {"/secrets", "/logic/leaker/runs", "/integrations/hook", "/openapi.json", "/static/console.js"} <= paths
-    read = {urlparse(url).path for url, _, _, body in seen if body}
-    assert {urlparse(url).path for url in unread} <= read, unread  # each was read whole at another load
+    # A body the listener lost to a navigation (a static file, an htmx poll, Swagger's
+    # openapi.json) is fetched again with the same session, so it is checked all the same.
+    for url in unread:
+        again = page.request.get(url)
+        seen.append((url, again.status, again.headers, again.body()))
     bodies = [(url, body) for url, status, _, body in seen if body]
     assert len(bodies) > 30
     for url, body in bodies:
