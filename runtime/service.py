@@ -126,7 +126,8 @@ class Service:
 
     def sign_in(self, token: str) -> tuple[str, Session]:
         """A console session for the holder of an API token: (session id for the cookie, session)."""
-        return self.store.sessions.create(token, self.clock())
+        token_id, user = self.store.identity.token_holder(token)
+        return self.store.sessions.create(token_id, user, self.clock())
 
     def session(self, session_id: str | None) -> Session:
         """The signed-in session; Unauthorized when unknown, idle too long, or its token revoked."""

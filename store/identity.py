@@ -172,15 +172,19 @@ class Identity:
                 raise NotFound(f"token {token_id} does not exist for user {user.name}")
 
     def authenticate(self, token: str | None) -> User:
+        return self.token_holder(token)[1]
+
+    def token_holder(self, token: str | None) -> tuple[int, User]:
+        """(the token's id, its user); Unauthorized for a missing or unknown token."""
         if not token:
             raise Unauthorized("missing API token: send `Authorization: Bearer TOKEN`")
         digest = hash_token(token)
         row = self.db.one(
-            "SELECT t.token_hash, u.id, u.name, u.is_admin FROM tokens t JOIN users u ON u.id = t.user_id "
+            "SELECT t.token_hash, t.id, u.id, u.name, u.is_admin FROM tokens t JOIN users u ON u.id = t.user_id "
             "WHERE t.token_hash = ?",
             (digest,),
         )
         # The lookup is by hash (an index), and the final check is constant-time.
         if row is None or not hmac.compare_digest(row[0], digest):
             raise Unauthorized("invalid API token")
-        return User(row[1], row[2], bool(row[3]))
+        return row[1], User(row[2], row[3], bool(row[4]))

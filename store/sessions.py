@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from .clock import iso, parse_iso
 from .database import Database
 from .errors import Unauthorized
-from .identity import User, hash_token
+from .identity import User
 
 SESSION_PREFIX = "lrs_"
 TOUCH_EVERY_S = 60.0
@@ -42,24 +42,17 @@ class SessionStore:
         self.db = db
         self.idle = timedelta(seconds=idle_s)
 
-    def create(self, token: str, now: datetime) -> tuple[str, Session]:
-        """A new session for the holder of `token` (Unauthorized if it is not valid)."""
-        row = self.db.one(
-            "SELECT t.id, t.token_hash, u.id, u.name, u.is_admin FROM tokens t JOIN users u ON u.id = t.user_id "
-            "WHERE t.token_hash = ?",
-            (hash_token(token),),
-        )
-        if row is None or not hmac.compare_digest(row[1], hash_token(token)):
-            raise Unauthorized("invalid API token")
+    def create(self, token_id: int, user: User, now: datetime) -> tuple[str, Session]:
+        """A new session for the holder of the token `token_id` (checked by Identity.token_holder)."""
         session_id = SESSION_PREFIX + _random.token_urlsafe(32)
         csrf = _random.token_urlsafe(32)
         with self.db.transaction() as conn:
             conn.execute(
                 "INSERT INTO console_sessions (id_hash, token_id, csrf, created_at, last_seen_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (_digest(session_id), row[0], csrf, iso(now), iso(now)),
+                (_digest(session_id), token_id, csrf, iso(now), iso(now)),
             )
-        return session_id, Session(User(row[2], row[3], bool(row[4])), csrf, row[0])
+        return session_id, Session(user, csrf, token_id)
 
     def get(self, session_id: str | None, now: datetime) -> Session:
         """The live session with this id; Unauthorized if unknown, expired or its token revoked."""

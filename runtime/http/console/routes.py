@@ -23,6 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from runtime.http.auth_throttle import client_address
 from runtime.http.console.security import COOKIE, PAGE_HEADERS, check_csrf, check_origin, cookie_options
 from runtime.manifest import files_from_json
 from runtime.service import Service
@@ -140,12 +141,10 @@ async def sign_in(request: Request) -> Response:
     form = await request.form()
     token = form.get("token")
     throttle = request.app.state.auth_throttle
-    from runtime.http.auth_throttle import client_address
-
     address = client_address(request.scope)
     try:
         throttle.check(address)
-        session_id, _session_ = _service(request).sign_in(token if isinstance(token, str) else "")
+        session_id, _ = _service(request).sign_in(token if isinstance(token, str) else "")
     except LogicError as exc:
         if isinstance(exc, Unauthorized):
             throttle.failed(address)
@@ -238,8 +237,8 @@ async def secret_delete(request: Request, session: Session) -> Response:
 STARTER_SOURCE = 'import logic\n\n\ndef main(event):\n    logic.log.info("got", event.name)\n    return {"ok": True}\n'
 
 
-def _today_counts(runs: list[dict[str, Any]]) -> dict[str, int]:
-    today = datetime.now(UTC).strftime("%Y-%m-%d")
+def _today_counts(runs: list[dict[str, Any]], now: datetime) -> dict[str, int]:
+    today = now.astimezone(UTC).strftime("%Y-%m-%d")
     counts = {"success": 0, "error": 0, "timeout": 0}
     for run in runs:
         if str(run.get("started_at", "")).startswith(today) and run.get("status") in counts:
@@ -251,9 +250,10 @@ def _today_counts(runs: list[dict[str, Any]]) -> dict[str, int]:
 async def logic_list(request: Request, session: Session) -> Response:
     service, org = _service(request), _org(request)
     rows = []
+    now = service.clock()
     for fn in service.list_functions(session.user, org):
         runs = service.function_runs(session.user, fn.id, org)
-        rows.append({"fn": fn, "last": runs[0] if runs else None, "today": _today_counts(runs)})
+        rows.append({"fn": fn, "last": runs[0] if runs else None, "today": _today_counts(runs, now)})
     return _page(request, "logic.html", session, functions=rows)
 
 

@@ -346,3 +346,26 @@ def test_an_unknown_console_page_is_an_html_404_and_an_unknown_api_route_stays_j
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     api = client.get("/v1/no/such/route", headers={"Accept": "text/html"})
     assert api.status_code == 404 and api.json() == {"error": "no such API route"}
+
+
+def test_todays_counts_follow_the_service_clock(world, store, clock):
+    service, client, token = world
+    sign_in(client, token)
+    fn = service.deploy_function(
+        service.actor(), files_from_json({"name": "counted", "source": "def main():\n  return 1\n"})
+    )
+    for n, (day, status) in enumerate([("2026-12-01", "success"), ("2026-12-01", "timeout"), ("2026-11-30", "error")]):
+        store.functions.add_run(
+            {
+                "id": f"r{n}",
+                "function_id": fn.id,
+                "function_version": 1,
+                "status": status,
+                "started_at": f"{day}T08:00:0{n}.000000Z",
+                "logs": [],
+            }
+        )
+    assert "1 / 0 / 1" in client.get("/logic").text  # today by the clock: the 30th's error is not counted
+    clock.now += timedelta(days=1)
+    sign_in(client, token)
+    assert "0 / 0 / 0" in client.get("/logic").text
