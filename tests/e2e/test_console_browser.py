@@ -253,7 +253,7 @@ def test_secret_lifecycle_with_the_keyboard(make_server, open_page):
     expect(page.get_by_role("heading", level=1)).to_have_text("API_KEY")
     expect(fact(page, "Last accessed")).to_have_text("never")
     expect(fact(page, "Usage count")).to_have_text("0")
-    expect(page.get_by_role("button", name="Delete secret")).to_be_enabled()
+    expect(page.get_by_role("link", name="Delete secret")).to_be_visible()
     screenshot(page, "secret-detail")
     assert value not in page.content()
 
@@ -273,8 +273,16 @@ def test_secret_lifecycle_with_the_keyboard(make_server, open_page):
         assert run.status_code == 200, run.text
         assert run.json()["result"] == len(new_value)
 
-    # Delete through the menu: gone.
-    open_menu(page, "API_KEY").get_by_role("button", name="Delete").click()
+    # Delete through the menu, which asks first: Cancel keeps it, the button deletes it.
+    open_menu(page, "API_KEY").get_by_role("link", name="Delete").click()
+    expect(page).to_have_url(path_is("/secrets/API_KEY/delete"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("Delete API_KEY?")
+    screenshot(page, "secret-delete")
+    page.get_by_role("link", name="Cancel").click()
+    expect(page).to_have_url(path_is("/secrets/API_KEY"))
+    page.goto("/secrets")
+    open_menu(page, "API_KEY").get_by_role("link", name="Delete").click()
+    page.get_by_role("button", name="Delete secret").click()
     expect(page).to_have_url(path_is("/secrets"))
     expect(secret_row(page, "API_KEY")).to_have_count(0)
     expect(page.get_by_text("No secrets yet")).to_be_visible()
@@ -330,7 +338,7 @@ def test_a_secret_in_use_cannot_be_deleted(make_server, open_page):
 
     page.goto("/secrets/API_KEY")
     expect(page.get_by_role("listitem").filter(has_text="Function uses-key")).to_be_visible()
-    expect(page.get_by_role("button", name="Delete secret")).to_have_count(0)
+    expect(page.get_by_role("link", name="Delete secret")).to_have_count(0)
     with server.client() as api:
         assert api.get("/v1/secrets/API_KEY").status_code == 200
 
@@ -520,6 +528,127 @@ def test_the_secret_picker_declares_a_secret_the_webhook_then_sends(make_server,
     entry.locator("summary").click()
     expect(entry.locator("pre")).to_contain_text(f'"x-key": "{SENSITIVE}"')
     assert value not in page.content()
+
+
+def test_editing_an_existing_integration_changes_what_it_sends(make_server, open_page, receiver):
+    """Edit: the saved JSON is in the form; a broken edit is refused with its problems and the old
+    webhook still runs; a good edit (a new header from a picked secret) is what the next event sends."""
+    value = "edited-Value-77c1d2"
+    server = make_server()
+    server.start()
+    with server.client() as api:
+        create_secret(api, "API_KEY", value)
+        made = api.post(
+            "/v1/integrations",
+            json={"name": "edit-me", "event": "tap", "url": receiver.url + "/before", "method": "POST"},
+        )
+        assert made.status_code == 201, made.text
+    page = open_page(server)
+    sign_in(page, server.token)
+    page.goto("/integrations/edit-me")
+    page.get_by_role("link", name="Edit").click()
+    expect(page).to_have_url(path_is("/integrations/edit-me/edit"))
+    area = page.get_by_label("Webhook JSON")
+    saved = json.loads(area.input_value())
+    assert saved["url"] == receiver.url + "/before" and saved["event"] == "tap"
+
+    area.fill(json.dumps({**saved, "url": "not a url"}))
+    with page.expect_response(lambda r: r.request.method == "POST") as answer:
+        page.get_by_role("button", name="Save").click()
+    assert answer.value.status == 422
+    expect(page.get_by_role("alert")).to_contain_text("url")
+    with server.client() as api:
+        assert api.get("/v1/integrations/edit-me").json()["url"] == receiver.url + "/before"
+
+    edited = {**saved, "url": receiver.url + "/after", "headers": {"X-Key": ""}}
+    text = json.dumps(edited, indent=2)
+    area.fill(text)
+    cursor = text.index('"X-Key": ""') + len('"X-Key": "')
+    area.evaluate("(el, at) => { el.focus(); el.setSelectionRange(at, at); }", cursor)
+    page.get_by_label("Secret", exact=True).select_option("API_KEY")
+    page.get_by_role("button", name="Insert and declare").click()
+    page.get_by_role("button", name="Save").click()
+    expect(page).to_have_url(path_is("/integrations/edit-me"))
+    expect(page.locator("pre").first).to_contain_text("{{{API_KEY}}}")
+    assert value not in page.content()
+
+    with server.client() as api:
+        publish(api, "tap", "once")
+        got = poll(lambda: receiver.requests, timeout=10)
+    assert [r.path for r in got] == ["/after"] and got[0].headers.get("X-Key") == value
+
+
+def test_disable_stops_event_runs_and_enable_brings_them_back(make_server, open_page):
+    server = make_server()
+    server.start()
+    with server.client() as api:
+        deploy(
+            api,
+            name="switchable",
+            source="def main(event):\n    return event.data\n",
+            triggers=[{"type": "event", "event_name": "flip"}],
+        )
+    page = open_page(server)
+    sign_in(page, server.token)
+    page.goto("/logic/switchable")
+    expect(fact(page, "Enabled")).to_have_text("yes")
+    page.get_by_role("button", name="Disable").click()
+    expect(page).to_have_url(path_is("/logic/switchable"))
+    expect(fact(page, "Enabled")).to_have_text("no")
+    with server.client() as api:
+        assert api.get("/v1/logic/functions/switchable").json()["enabled"] is False
+        publish(api, "flip", "while-off")  # no run: the function is disabled
+        page.get_by_role("button", name="Enable").click()
+        expect(fact(page, "Enabled")).to_have_text("yes")
+        publish(api, "flip", "while-on")
+        runs = poll(lambda: api.get("/v1/logic/functions/switchable/runs").json()["logic_runs"], timeout=10)
+    assert [r["result"] for r in runs] == ["while-on"]  # the event published while off ran nothing
+    page.goto("/logic")
+    row = page.get_by_role("row").filter(has=page.get_by_role("link", name="switchable"))
+    expect(row.get_by_role("cell").nth(1)).to_have_text("yes")
+
+
+def test_the_owner_switcher_shows_each_owners_own_things(make_server, open_page):
+    """Sandbox and an org side by side: the switcher (a GET form: works without JavaScript and
+    by keyboard) moves every page to the org; a secret created there is the org's, not the sandbox's."""
+    server = make_server()
+    created = server.cli("orgs", "create", "acme")
+    assert created.returncode == 0, created.stderr
+    server.start()
+    with server.client() as api:
+        create_secret(api, "SANDBOX_ONLY", "sandbox-Value-1")
+    page = open_page(server)
+    sign_in(page, server.token)
+    expect(secret_row(page, "SANDBOX_ONLY")).to_have_count(1)
+
+    page.get_by_label("Owner").select_option("acme")  # console.js submits on change
+    expect(page).to_have_url(re.compile(r"/secrets\?org=acme$"))
+    expect(page.get_by_label("Owner")).to_have_value("acme")
+    expect(page.get_by_text("No secrets yet in acme")).to_be_visible()
+    expect(page.get_by_role("link", name="Logic", exact=True)).to_have_attribute("href", "/logic?org=acme")
+    page.get_by_role("link", name="Create the first one").click()
+    expect(page).to_have_url(re.compile(r"/secrets/new\?org=acme$"))
+    page.get_by_label("Name").fill("ORG_KEY")
+    page.get_by_label("Value").fill("org-Value-2")
+    page.get_by_role("button", name="Create secret").click()
+    expect(page).to_have_url(re.compile(r"/secrets\?org=acme$"))
+    expect(secret_row(page, "ORG_KEY")).to_have_count(1)
+    expect(secret_row(page, "SANDBOX_ONLY")).to_have_count(0)
+    screenshot(page, "owner-switcher")
+    with server.client() as api:
+        assert [s["name"] for s in api.get("/v1/orgs/acme/secrets").json()["secrets"]] == ["ORG_KEY"]
+        assert [s["name"] for s in api.get("/v1/secrets").json()["secrets"]] == ["SANDBOX_ONLY"]
+
+    # Back to the sandbox with the keyboard: Tab to the select, the arrow picks (and submits).
+    tab_to(page, page.get_by_label("Owner"))
+    page.keyboard.press("ArrowUp")
+    expect(page).to_have_url(re.compile(r"/secrets\?org=$"))
+    expect(page.get_by_label("Owner")).to_have_value("")
+    expect(secret_row(page, "SANDBOX_ONLY")).to_have_count(1)
+    # An org the user is not in: refused, never shown.
+    page.goto("/secrets?org=nobodys")
+    expect(page.get_by_role("alert")).to_be_visible()
+    assert "ORG_KEY" not in page.content()
 
 
 # 7. security --------------------------------------------------------------------------
@@ -758,6 +887,14 @@ def test_a_revoked_token_ends_its_session(make_server, open_page):
     token = notice.locator("code.token").inner_text().strip()
     assert token and token != server.token
     screenshot(page, "tokens", mask=[notice.locator("code.token")])
+    rows = page.locator("tbody tr").count()
+    # A reload posts the form again: it is refused, nothing is created, the token is not shown.
+    with page.expect_response(lambda r: r.request.method == "POST") as again:
+        page.reload()
+    assert again.value.status == 409
+    expect(page.get_by_role("alert")).to_contain_text("no token was created")
+    assert token not in page.content()
+    expect(page.locator("tbody tr")).to_have_count(rows)
     page.goto("/tokens")  # shown once: not on the next load
     expect(page.locator("code.token")).to_have_count(0)
     assert token not in page.content()
@@ -769,7 +906,9 @@ def test_a_revoked_token_ends_its_session(make_server, open_page):
     mine = page.get_by_role("row").filter(has_text="(this session)")
     expect(mine).to_have_count(1)
     expect(mine).to_contain_text("browser")
-    mine.get_by_role("button", name=re.compile(r"^Revoke token \d+$")).click()
+    mine.get_by_role("link", name=re.compile(r"^Revoke token \d+$")).click()
+    expect(page.get_by_text("this console session ends")).to_be_visible()
+    page.get_by_role("button", name="Revoke token").click()
     expect(page).to_have_url(path_is("/sign-in"))
     page.goto("/secrets")
     expect(page).to_have_url(path_is("/sign-in"))

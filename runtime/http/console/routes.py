@@ -11,6 +11,8 @@ page, fragment or error can show it, not even after a validation error.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -224,11 +226,15 @@ async def secret_edit(request: Request, session: Session) -> Response:
     return _page(request, "secret_edit.html", session, status=422 if error else 200, secret=info, error=error)
 
 
-@page("/secrets/{name}/delete", methods=("POST",))
+@page("/secrets/{name}/delete", methods=("GET", "POST"))
 async def secret_delete(request: Request, session: Session) -> Response:
-    await _form(request, session)
+    """GET asks "are you sure?" (a page, so it works without JavaScript); POST deletes."""
     service, org = _service(request), _org(request)
-    service.delete_secret(session.user, request.path_params["name"], org)  # Conflict while in use
+    name = request.path_params["name"]
+    if request.method == "GET":
+        return _page(request, "secret_delete.html", session, secret=service.get_secret(session.user, name, org))
+    await _form(request, session)
+    service.delete_secret(session.user, name, org)  # Conflict while in use
     return _redirect(_with_org("/secrets", org))
 
 
@@ -349,25 +355,53 @@ async def audit_page(request: Request, session: Session) -> Response:
     return _page(request, "audit.html", session, accesses=rows, secret=secret)
 
 
+def _token_form_once(session: Session, tokens: list[dict[str, Any]]) -> str:
+    """The create form's one-time field: bound to the session and to the newest token it has
+    seen, so a reload that re-posts the form (after it created a token) no longer matches and
+    creates nothing. Stateless: nothing to store, nothing to expire."""
+    newest = max((int(t["id"]) for t in tokens), default=0)
+    return hmac.new(session.csrf.encode(), f"create-token:{newest}".encode(), hashlib.sha256).hexdigest()
+
+
 @page("/tokens", methods=("GET", "POST"))
 async def tokens_page(request: Request, session: Session) -> Response:
     service = _service(request)
-    created = None
+    created = error = None
     if request.method == "POST":
         form = await _form(request, session)
-        created = service.create_token(session.user, label=form.get("label") or None)
+        if hmac.compare_digest(form.get("once", ""), _token_form_once(session, service.list_tokens(session.user))):
+            created = service.create_token(session.user, label=form.get("label") or None)
+        else:
+            error = "This form was already used (a reload posts it again), so no token was created. Create one below."
     rows = service.list_tokens(session.user)
-    return _page(request, "tokens.html", session, tokens=rows, created=created, current=session.token_id)
+    return _page(
+        request,
+        "tokens.html",
+        session,
+        status=409 if error else 200,
+        tokens=rows,
+        created=created,
+        error=error,
+        once=_token_form_once(session, rows),
+        current=session.token_id,
+    )
 
 
-@page("/tokens/{token_id}/revoke", methods=("POST",))
+@page("/tokens/{token_id}/revoke", methods=("GET", "POST"))
 async def token_revoke(request: Request, session: Session) -> Response:
-    await _form(request, session)
+    """GET asks "are you sure?"; POST revokes (and ends this session if it is its token)."""
+    service = _service(request)
     try:
         token_id = int(request.path_params["token_id"])
     except ValueError:
         raise NotFound("no such token") from None
-    _service(request).revoke_token(session.user, token_id)
+    if request.method == "GET":
+        token = next((t for t in service.list_tokens(session.user) if t["id"] == token_id), None)
+        if token is None:
+            raise NotFound("no such token")
+        return _page(request, "token_revoke.html", session, token=token, current=session.token_id)
+    await _form(request, session)
+    service.revoke_token(session.user, token_id)
     return _redirect("/tokens" if token_id != session.token_id else "/sign-in")
 
 

@@ -206,7 +206,9 @@ def test_a_used_secret_cannot_be_deleted_and_its_users_are_named(world):
         service.actor(), files_from_json({"name": "reader", "secrets": ["USED"], "source": "def main():\n  return 1\n"})
     )
     listing = client.get("/secrets").text
-    assert "In use by reader" in listing and 'action="/secrets/USED/delete' not in listing
+    assert "In use by reader" in listing and 'href="/secrets/USED/delete' not in listing
+    confirm = client.get("/secrets/USED/delete").text
+    assert "in use by reader" in confirm and 'action="/secrets/USED/delete' not in confirm
     refused = client.post("/secrets/USED/delete", data={"csrf": csrf}, headers=SAME)
     assert refused.status_code == 409 and "in use" in refused.text and "USED" in secret_names(service)
 
@@ -369,3 +371,44 @@ def test_todays_counts_follow_the_service_clock(world, store, clock):
     clock.now += timedelta(days=1)
     sign_in(client, token)
     assert "0 / 0 / 0" in client.get("/logic").text
+
+
+def test_delete_and_revoke_ask_first_and_a_get_changes_nothing(world):
+    service, client, token = world
+    csrf = sign_in(client, token)
+    client.post("/secrets/new", data={"csrf": csrf, "name": "GONE", "value": VALUE}, headers=SAME)
+    confirm = client.get("/secrets/GONE/delete")
+    assert confirm.status_code == 200 and 'action="/secrets/GONE/delete"' in confirm.text
+    assert "GONE" in secret_names(service)  # asking deletes nothing
+    done = client.post("/secrets/GONE/delete", data={"csrf": csrf}, headers=SAME, follow_redirects=False)
+    assert done.status_code == 303
+    assert "GONE" not in secret_names(service)
+    assert client.get("/secrets/GONE/delete").status_code == 404
+
+    other = service.create_token(service.actor(), label="other")
+    other_id = max(t["id"] for t in service.list_tokens(service.actor()))
+    ask = client.get(f"/tokens/{other_id}/revoke")
+    assert ask.status_code == 200 and f'action="/tokens/{other_id}/revoke"' in ask.text
+    assert other_id in [t["id"] for t in service.list_tokens(service.actor())]
+    assert client.get("/tokens/999999/revoke").status_code == 404
+    assert client.get("/tokens/x/revoke").status_code == 404
+    assert other not in ask.text
+
+
+def test_a_reposted_token_form_creates_nothing(world):
+    service, client, token = world
+    sign_in(client, token)
+    form = client.get("/tokens").text
+    fields = dict(re.findall(r'name="(csrf|once)" value="([^"]+)"', form))
+    before = len(service.list_tokens(service.actor()))
+    first = client.post("/tokens", data={**fields, "label": "once"}, headers=SAME)
+    assert first.status_code == 200 and "it is not shown again" in first.text
+    again = client.post("/tokens", data={**fields, "label": "once"}, headers=SAME)  # a reload
+    assert again.status_code == 409 and "no token was created" in again.text
+    assert 'class="token"' not in again.text
+    forged = client.post("/tokens", data={"csrf": fields["csrf"], "once": "0" * 64}, headers=SAME)
+    assert forged.status_code == 409
+    assert len(service.list_tokens(service.actor())) == before + 1
+    fresh = dict(re.findall(r'name="(csrf|once)" value="([^"]+)"', again.text))
+    assert client.post("/tokens", data={**fresh, "label": "two"}, headers=SAME).status_code == 200
+    assert len(service.list_tokens(service.actor())) == before + 2
