@@ -27,7 +27,9 @@ class CliError(click.ClickException):
     """A LogicError as click shows it: `Error: message`, exit code from the error."""
 
     def __init__(self, error: LogicError):
-        super().__init__(error.message)
+        # A refused deploy lists every problem, one per line under the first, so each can be read.
+        problems = getattr(error, "problems", None)
+        super().__init__("deploy refused:\n  " + "\n  ".join(problems) if problems else error.message)
         self.exit_code = error.exit_code  # type: ignore[misc]  # a ClassVar in click, which reads it off the instance
 
 
@@ -99,6 +101,7 @@ def org_option(f):
 
 
 @click.group(cls=AppGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="logic-runtime", prog_name="logic", message="%(prog)s %(version)s")
 @click.option(
     "--home", type=click.Path(path_type=Path), default=None, help="Data directory (default: $LOGIC_HOME or ~/.logic)."
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from types import FrameType
 
 import uvicorn
 
@@ -33,13 +34,29 @@ def configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class StreamsEndFirst(uvicorn.Server):
+    """uvicorn that ends the live streams when asked to stop: it waits for every response
+    to finish, and an event stream never would."""
+
+    def __init__(self, config: uvicorn.Config, service: Service):
+        super().__init__(config)
+        self.service = service
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.service.streams.end_all()
+        super().handle_exit(sig, frame)
+
+
 def serve(settings: Settings, host: str, port: int) -> None:
     configure_logging()
     service = Service.open(settings, runtime=True)
     dispatcher = service.dispatcher()
     scheduler = service.scheduler()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(service), host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+    server = StreamsEndFirst(
+        uvicorn.Config(
+            create_app(service), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
+        ),
+        service,
     )
     # uvicorn re-raises the SIGTERM it caught once it has drained; make that an orderly exit
     # so the finally below runs (stop the scheduler, finish deliveries, close the store).

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from runtime.events.bus import EventBus
 from runtime.events.cron import next_fire
 from runtime.events.rules import check_event, event_name_problem
+from runtime.events.streams import Streams
 from runtime.execution.owner_gate import OwnerGate
 from runtime.execution.redactor import set_cache_bytes
 from runtime.integrations.runner import IntegrationRunner
@@ -47,7 +48,9 @@ class Service:
         settings = self.settings
         set_cache_bytes(settings.redactor_cache_mb * 1024 * 1024)
         self.integration_runner = IntegrationRunner(store.secrets, settings)
-        self.bus = EventBus(store)
+        # This process's live streams (the API's server-sent events and the CLI's tails).
+        self.streams = Streams(per_owner=settings.streams_per_owner, buffer_items=settings.stream_buffer_events)
+        self.bus = EventBus(store, self.streams)
         self.pool = pool
         self._engine: Engine | None = None
         self._requested_runs = OwnerGate(settings.owner_runs_max)
@@ -82,7 +85,9 @@ class Service:
                 raise RuntimeError("this service was opened without the runtime (Service.open(runtime=True))")
             from runtime.execution.engine import Engine
 
-            self._engine = Engine(self.store, self.pool, event_sink=self.bus.publish_from_run, clock=self.clock)
+            self._engine = Engine(
+                self.store, self.pool, event_sink=self.bus.publish_from_run, streams=self.streams, clock=self.clock
+            )
         return self._engine
 
     def dispatcher(self, *, threads: int | None = None, poll_s: float | None = None) -> Dispatcher:

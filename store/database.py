@@ -21,12 +21,13 @@ without a restart even when nobody writes.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -161,15 +162,18 @@ class Database:
                 self._holder_waits = False
             changes = conn.total_changes
             self._local.depth = 1
+            self._local.after_commit = []
             try:
                 yield conn
             except BaseException as exc:
                 self._local.depth = 0
+                self._local.after_commit = []
                 self._rollback(conn)  # SQLite may already have rolled back (e.g. disk full)
                 if isinstance(exc, sqlite3.OperationalError):
                     self._raise_fault(exc)
                 raise
             self._local.depth = 0
+            callbacks, self._local.after_commit = self._local.after_commit, []
             try:
                 conn.execute("COMMIT")
             except BaseException as exc:
@@ -185,6 +189,18 @@ class Database:
                 self._fault = None
         finally:
             self._write_lock.release()
+        for callback in callbacks:
+            _run_quietly(callback)
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this thread's transaction has committed (never if it rolls
+        back); at once outside a transaction. For telling others what is now durable (a live
+        stream), so nobody hears of a write that did not happen. Callbacks must be quick;
+        one that raises is logged and the others still run."""
+        if getattr(self._local, "depth", 0):
+            self._local.after_commit.append(callback)
+        else:
+            _run_quietly(callback)
 
     def _rollback(self, conn: sqlite3.Connection) -> None:
         if not conn.in_transaction:
@@ -360,6 +376,16 @@ def _disk_free(directory: Path) -> int:
         return shutil.disk_usage(directory).free
     except OSError:
         return DISK_FREE_MIN_BYTES  # unknown: do not call the disk full on a guess
+
+
+log = logging.getLogger("logic.store")
+
+
+def _run_quietly(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:  # a listener's bug must not turn a committed write into an error
+        log.exception("an after-commit callback failed")
 
 
 def _close_quietly(conn: sqlite3.Connection) -> None:

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     auth_failure_window_s: float = 60.0
     # console: a signed-in browser session ends after this long without a request
     console_session_idle_s: float = 8 * 3600.0
+    # live streams (SSE): open streams per owner; events held for a reader that falls behind
+    # (past it the reader is dropped, publishing never waits); a keep-alive comment this often
+    streams_per_owner: int = 10
+    stream_buffer_events: int = 1000
+    stream_keepalive_s: float = 15.0
     host: str = "127.0.0.1"
     port: int = 8080
     http_body_max_bytes: int = 1024 * 1024

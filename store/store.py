@@ -13,7 +13,7 @@ from __future__ import annotations
 import getpass
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -81,6 +81,10 @@ class Store:
         the machine refuses (see database.py); nothing is half-written."""
         with self.db.transaction():
             yield
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` when the current transaction commits (Database.after_commit)."""
+        self.db.after_commit(callback)
 
     @classmethod
     def open(cls, settings: Settings) -> Store:

@@ -10,16 +10,19 @@ from typing import Any
 
 from runtime.events.doorbell import Doorbell
 from runtime.events.rules import check_event, undelivered
+from runtime.events.streams import EVENTS, Item, Streams
 from store.errors import QueueFull
 from store.store import Store
 
 
 class EventBus:
-    """Publishes events durably and rings the delivery threads' doorbell."""
+    """Publishes events durably, rings the delivery threads' doorbell and, once committed,
+    hands each event to the owner's live streams."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, streams: Streams | None = None):
         self.store = store
         self.settings = store.settings
+        self.streams = streams
         self.wake = Doorbell()  # rung once per delivery created, so a delivery thread starts at once
 
     def publish(
@@ -60,5 +63,23 @@ class EventBus:
             targets = [("function", fid) for fid in store.functions.for_event(owner, name)]
             targets += [("integration", iid) for iid in store.integrations.for_event(owner, name)]
             accepted = store.events.add_event(owner, name, data, source, depth, targets, check_capacity=check_capacity)
+            if self.streams is not None:
+                streams, item = self.streams, stream_item(accepted, data, source)
+                store.after_commit(lambda: streams.publish(owner, item))
         self.wake.ring(accepted["deliveries"])
         return accepted
+
+
+def stream_item(accepted: dict[str, Any], data: str | None, source: str) -> Item:
+    """An event as its stream carries it: Particle's fields (`coreid` is "api", Particle's
+    value for an event no device sent; `ttl` Particle's fixed 60), plus our id and source."""
+    body = {
+        "name": accepted["name"],
+        "data": data,
+        "ttl": 60,
+        "published_at": accepted["published_at"],
+        "coreid": "api",
+        "id": accepted["id"],
+        "source": source,
+    }
+    return Item(EVENTS, accepted["name"], body)

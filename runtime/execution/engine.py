@@ -16,6 +16,7 @@ from itertools import pairwise
 from typing import Any
 
 from runtime.events.rules import chain_limit_problem, check_event, undelivered, within_chain
+from runtime.events.streams import RUNS, Item, Streams
 from runtime.execution.redactor import Redactor
 from runtime.execution.secrets_broker import SecretsBroker, audited
 from runtime.sandbox.executor import RunLimits
@@ -40,13 +41,20 @@ class Engine:
     """Runs function versions on a worker pool and stores their redacted records."""
 
     def __init__(
-        self, store: Store, pool: Pool, *, event_sink: EventSink | None = None, clock: Callable[[], datetime] = utcnow
+        self,
+        store: Store,
+        pool: Pool,
+        *,
+        event_sink: EventSink | None = None,
+        streams: Streams | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ):
         self.settings = store.settings
         self.store = store
         self.pool = pool
         self.clock = clock
         self.event_sink = event_sink  # the event bus's publish_from_run; None: events are not delivered
+        self.streams = streams  # stored run records go to the owner's live run streams
         self._limits = RunLimits.from_settings(store.settings)
 
     def run(
@@ -138,6 +146,9 @@ class Engine:
                     self.store.functions.add_run(record)
                 except NotFound:
                     raise NotFound(f"function {fn.name} was deleted while it ran") from None
+                if self.streams is not None:
+                    streams, item = self.streams, Item(RUNS, fn.id, record)
+                    self.store.after_commit(lambda: streams.publish(fn.owner, item))
             self.store.secrets.record_access(broker.accesses)
             if on_commit is not None:
                 on_commit(run_id)

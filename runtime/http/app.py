@@ -17,24 +17,22 @@ on every route. `/healthz` answers 503 while the store cannot write (a full disk
 a lock held elsewhere) and 200 again once it can, without a restart.
 """
 
-import inspect
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, Depends, FastAPI, Path, Query, Request, Response
+from fastapi import Body, FastAPI, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import Field
 from starlette.exceptions import HTTPException
 
-from runtime.http.auth_throttle import AuthThrottle, client_address
+from runtime.http import live  # noqa: F401  (its routes first: /runs/stream before /runs/{run_id})
+from runtime.http.auth_throttle import AuthThrottle
 from runtime.http.console import mount_console
 from runtime.http.console.security import SecurityHeaders
-from runtime.http.errors import http_error_handler, log, logic_error_handler, printable, validation_error_handler
+from runtime.http.errors import http_error_handler, logic_error_handler, validation_error_handler
 from runtime.http.middleware import BodyLimit, CountRequests, InFlight, InternalErrors
 from runtime.http.models import (
     INTEGRATION_EXAMPLE,
-    ErrorOut,
     EventAccepted,
     EventIn,
     ExecuteSpec,
@@ -52,15 +50,28 @@ from runtime.http.models import (
     SecretOut,
     SecretUpdate,
 )
+from runtime.http.particle import (
+    ParticleFunctionIn,
+    ParticleFunctionOut,
+    ParticleSecret,
+    ParticleSecretIn,
+    ParticleSecretOut,
+    particle_function,
+    particle_secret,
+    put_particle_function,
+    put_particle_secret,
+)
+from runtime.http.particle import function_files as particle_files
 from runtime.http.publish_fast_path import PublishFastPath
+from runtime.http.routing import ROUTES, Actor, Limit, Org, Ref, Svc, route
 from runtime.integrations.spec import WebhookSpec
 from runtime.manifest import files_from_json
 from runtime.service import Service
-from store.errors import LogicError, Unauthorized, statuses
-from store.identity import User
+from store.errors import InvalidInput, LogicError
 
-# The tree's statuses, plus what FastAPI itself answers (a body that is not JSON: 400; a method: 405).
-ERRORS = {status: {"model": ErrorOut} for status in sorted({400, 405, *statuses()} - {500})}
+IntegrationBody = Annotated[
+    WebhookSpec, Body(description="The same JSON as NAME.webhook.json", examples=[INTEGRATION_EXAMPLE])
+]
 
 
 def create_app(
@@ -104,83 +115,6 @@ def create_app(
     return app
 
 
-# authentication ---------------------------------------------------------------
-
-bearer = HTTPBearer(auto_error=False, description="An API token from `logic init` or `logic tokens create`.")
-
-
-# Both are async so FastAPI calls them on the event loop: a sync dependency costs a trip
-# through the thread pool each, on every request. The token check is one indexed read
-# (WAL: readers never wait for writers); endpoints that write stay in the thread pool.
-async def get_service(request: Request) -> Service:
-    return request.app.state.service
-
-
-async def get_actor(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
-) -> User:
-    service: Service = request.app.state.service
-    token = credentials.credentials if credentials else None
-    if not token:  # 401; a missing token guesses nothing, so it is not counted
-        return service.authenticate(token)
-    throttle: AuthThrottle = request.app.state.auth_throttle
-    address = client_address(request.scope)
-    throttle.check(address)  # 429 before the token is even looked at
-    try:
-        return service.authenticate(token)
-    except Unauthorized:
-        if throttle.failed(address):
-            log.warning(
-                "refusing Bearer tokens from %s for %s s: %d failed sign-ins",
-                printable(address),
-                f"{throttle.window_s:g}",
-                throttle.failures_max,
-            )
-        raise
-
-
-Svc = Annotated[Service, Depends(get_service)]
-Actor = Annotated[User, Depends(get_actor)]
-Org = Annotated[str, Path(description="Organization name")]
-Ref = Annotated[str, Path(description="Id or name")]
-Limit = Annotated[int, Query(ge=1, le=1000, description="Newest first, at most this many")]
-IntegrationBody = Annotated[
-    WebhookSpec, Body(description="The same JSON as NAME.webhook.json", examples=[INTEGRATION_EXAMPLE])
-]
-
-ROUTES: list[tuple[str, Callable, dict[str, Any]]] = []  # (path, endpoint, add_api_route arguments)
-
-
-def route(method: str, path: str, **kwargs: Any) -> Callable:
-    """Declare an endpoint twice: at /v1/... for the caller's own sandbox (called with
-    org=None), and at /v1/orgs/{org}/... for an organization."""
-
-    def register(endpoint: Callable) -> Callable:
-        name = endpoint.__name__
-        kwargs["responses"] = {**ERRORS, **kwargs.get("responses", {})}
-        ROUTES.append(("/v1" + path, _without_org(endpoint), dict(kwargs, methods=[method], name=name)))
-        ROUTES.append(("/v1/orgs/{org}" + path, endpoint, dict(kwargs, methods=[method], name=f"org_{name}")))
-        return endpoint
-
-    return register
-
-
-def _without_org(endpoint: Callable) -> Callable:
-    signature = inspect.signature(endpoint)
-
-    def sandbox_endpoint(**kwargs: Any) -> Any:
-        return endpoint(**kwargs, org=None)
-
-    # inspect.signature (so FastAPI) reads __signature__, which FunctionType does not declare.
-    sandbox_endpoint.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[p for p in signature.parameters.values() if p.name != "org"]
-    )
-    sandbox_endpoint.__name__ = endpoint.__name__
-    sandbox_endpoint.__doc__ = endpoint.__doc__
-    sandbox_endpoint.__annotations__ = {k: v for k, v in endpoint.__annotations__.items() if k != "org"}
-    return sandbox_endpoint
-
-
 class Degraded(Health):
     ok: bool = False
     store: Literal["degraded"] = "degraded"
@@ -218,20 +152,34 @@ def list_secrets(service: Svc, actor: Actor, org: Org) -> dict:
     return {"secrets": [s.to_json() for s in service.list_secrets(actor, org)]}
 
 
-@route("POST", "/secrets", response_model=SecretOut, status_code=201, tags=["secrets"])
-def create_secret(body: SecretCreate, service: Svc, actor: Actor, org: Org) -> dict:
-    """Store a new secret. The value is write-only: no response ever contains it."""
+@route("POST", "/secrets", response_model=SecretOut | ParticleSecretOut, status_code=201, tags=["secrets"])
+def create_secret(body: SecretCreate | ParticleSecretIn, service: Svc, actor: Actor, org: Org) -> dict:
+    """Store a new secret. The value is write-only: no response ever contains it.
+    Particle's `{"secret": {"name", "value"}}` is answered in its shape, `{"secret": {...}}`."""
+    if isinstance(body, ParticleSecretIn):
+        if body.secret.name is None:
+            raise InvalidInput("secret.name: a name is required")
+        info = service.create_secret(actor, body.secret.name, body.secret.value, org)
+        return {"secret": particle_secret(service, actor, org, info)}
     return service.create_secret(actor, body.name, body.value, org).to_json()
 
 
-@route("GET", "/secrets/{name}", response_model=SecretOut, tags=["secrets"])
+class SecretWithParticle(SecretOut):
+    secret: ParticleSecret = Field(description="The same secret in Particle's shape (particle-cli reads it)")
+
+
+@route("GET", "/secrets/{name}", response_model=SecretWithParticle, tags=["secrets"])
 def get_secret(name: str, service: Svc, actor: Actor, org: Org) -> dict:
-    return service.get_secret(actor, name, org).to_json()
+    info = service.get_secret(actor, name, org)
+    return {**info.to_json(), "secret": particle_secret(service, actor, org, info)}
 
 
-@route("PUT", "/secrets/{name}", response_model=SecretOut, tags=["secrets"])
-def update_secret(name: str, body: SecretUpdate, service: Svc, actor: Actor, org: Org) -> dict:
-    """Replace the value; it takes effect for the next read by any run."""
+@route("PUT", "/secrets/{name}", response_model=SecretOut | ParticleSecretOut, tags=["secrets"])
+def update_secret(name: str, body: SecretUpdate | ParticleSecretIn, service: Svc, actor: Actor, org: Org) -> dict:
+    """Replace the value; it takes effect for the next read by any run. Particle's
+    `{"secret": {"value"}}` creates the secret if it does not exist, as Particle's PUT does."""
+    if isinstance(body, ParticleSecretIn):
+        return put_particle_secret(service, actor, name, body, org)
     return service.update_secret(actor, name, body.value, org).to_json()
 
 
@@ -253,7 +201,9 @@ def _files(service: Service, spec: FunctionSpec, *exclude: str):
 
 @route("GET", "/logic/functions", response_model=FunctionList, tags=["functions"])
 def list_functions(service: Svc, actor: Actor, org: Org) -> dict:
-    return {"logic_functions": [f.to_json() for f in service.list_functions(actor, org)]}
+    """Every function of the owner: our fields, plus Particle's `source: {type, code}` and
+    `logic_triggers` (particle-cli's list, get, enable and disable read them)."""
+    return {"logic_functions": [{**f.to_json(), **particle_function(f)} for f in service.list_functions(actor, org)]}
 
 
 @route(
@@ -264,11 +214,19 @@ def list_functions(service: Svc, actor: Actor, org: Org) -> dict:
     tags=["functions"],
     responses={200: {"model": FunctionOut, "description": "A new version of the owner's function of that name"}},
 )
-def deploy_function(body: FunctionSpec, response: Response, service: Svc, actor: Actor, org: Org) -> dict:
-    """Deploy a function: 201 for a new one; a new version (200) if the owner has one of that name."""
-    fn = service.deploy_function(actor, _files(service, body), org)
+def deploy_function(
+    body: FunctionSpec | ParticleFunctionIn, response: Response, service: Svc, actor: Actor, org: Org
+) -> dict:
+    """Deploy a function: 201 for a new one; a new version (200) if the owner has one of that name.
+    Particle's `{"logic_function": {...}}` is answered in its shape."""
+    if isinstance(body, ParticleFunctionIn):
+        fn = service.deploy_function(actor, particle_files(body), org)
+    else:
+        fn = service.deploy_function(actor, _files(service, body), org)
     if fn.version > 1:
         response.status_code = 200
+    if isinstance(body, ParticleFunctionIn):
+        return {"logic_function": particle_function(fn)}
     return fn.to_json(with_source=True)
 
 
@@ -277,9 +235,15 @@ def get_function(function_id: Ref, service: Svc, actor: Actor, org: Org) -> dict
     return service.get_function(actor, function_id, org).to_json(with_source=True)
 
 
-@route("PUT", "/logic/functions/{function_id}", response_model=FunctionOut, tags=["functions"])
-def update_function(function_id: Ref, body: FunctionSpec, service: Svc, actor: Actor, org: Org) -> dict:
-    """Deploy a new version of this function (the manifest's name must stay the same)."""
+@route("PUT", "/logic/functions/{function_id}", response_model=FunctionOut | ParticleFunctionOut, tags=["functions"])
+def update_function(
+    function_id: Ref, body: FunctionSpec | ParticleFunctionIn, service: Svc, actor: Actor, org: Org
+) -> dict:
+    """Deploy a new version of this function (the manifest's name must stay the same).
+    Particle's `{"logic_function": {...}}` that changes only `enabled` (the CLI's enable and
+    disable) makes no new version."""
+    if isinstance(body, ParticleFunctionIn):
+        return put_particle_function(service, actor, function_id, body, org)
     fn = service.deploy_function(actor, _files(service, body), org, function_id=function_id)
     return fn.to_json(with_source=True)
 

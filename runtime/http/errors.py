@@ -1,4 +1,5 @@
-"""Every HTTP error answer: `{"error": "..."}` with its status, rendered in one place.
+"""Every HTTP error answer: `{"error": "...", "error_description": "..."}` (the same text:
+our clients read `error`, Particle's read `error_description`) with its status, in one place.
 
 LogicErrors carry their status (store/errors.py); Unauthorized adds the
 WWW-Authenticate challenge, anything with a retry_after a Retry-After. A
@@ -28,7 +29,7 @@ WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="logic-runtime"'}
 
 
 def error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": message, "error_description": message}, status_code=status, headers=headers)
 
 
 def logic_error_handler(request: Request, exc: LogicError) -> JSONResponse:

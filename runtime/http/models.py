@@ -171,6 +171,7 @@ class LogList(BaseModel):
 
 class ErrorOut(BaseModel):
     error: str
+    error_description: str = Field(description="The same text, where Particle's clients read it")
 
 
 class Health(BaseModel):

@@ -308,3 +308,47 @@ def test_connections_of_finished_threads_are_closed(store):
         t.join()
     touch()  # a new connection sweeps the ones whose thread ended
     assert store.db.open_connections <= 2
+
+
+# after_commit: who hears of a write hears only of a committed one ------------------------
+
+
+def test_after_commit_runs_once_the_outer_transaction_commits(tmp_path):
+    db = _after_commit_db(tmp_path)
+    heard = []
+    with db.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+        db.after_commit(lambda: heard.append(db.one("SELECT count(*) FROM t")[0]))
+        with db.transaction():  # a nested one joins: still nothing heard
+            db.after_commit(lambda: heard.append("nested"))
+        assert heard == []
+    assert heard == [1, "nested"]  # the row was visible: the commit came first
+
+
+def test_after_commit_is_never_called_for_a_rolled_back_transaction(tmp_path):
+    db = _after_commit_db(tmp_path)
+    heard = []
+    with pytest.raises(RuntimeError), db.transaction() as conn:
+        conn.execute("INSERT INTO t VALUES (1)")
+        db.after_commit(lambda: heard.append("rolled back"))
+        raise RuntimeError("boom")
+    with db.transaction():
+        pass
+    assert heard == [] and db.one("SELECT count(*) FROM t")[0] == 0
+
+
+def test_after_commit_outside_a_transaction_runs_at_once_and_a_failing_one_is_logged(tmp_path, caplog):
+    db = _after_commit_db(tmp_path)
+    heard = []
+    db.after_commit(lambda: heard.append("now"))
+    with db.transaction():
+        db.after_commit(lambda: 1 / 0)
+        db.after_commit(lambda: heard.append("still"))
+    assert heard == ["now", "still"] and "after-commit callback failed" in caplog.text
+
+
+def _after_commit_db(tmp_path):
+    db = Database(tmp_path / "a.db", create=True, busy_timeout_ms=BUSY_TIMEOUT_MS)
+    with db.transaction() as conn:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+    return db

@@ -68,23 +68,30 @@ def check_csrf(expected: str, given: object) -> None:
         raise PermissionDenied("the form is out of date or was not sent by this console: reload the page")
 
 
+# Every JSON API answer: never cached (a listing of secrets' metadata, a run record, a token
+# check must not sit in a proxy's or browser's cache) and never sniffed as something else.
+API_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
 class SecurityHeaders:
     """The headers above on every response outside the JSON API (console pages, static
-    files, /docs); the API's own answers are JSON and keep theirs."""
+    files, /docs); API_HEADERS on the API's own answers (/v1)."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
-        self._raw = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
+        self._page = [(k.lower().encode(), v.encode()) for k, v in HEADERS.items()]
+        self._api = [(k.lower().encode(), v.encode()) for k, v in API_HEADERS.items()]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith("/v1/"):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        raw = self._api if scope["path"].startswith("/v1/") else self._page
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 message["headers"] = list(message.get("headers", [])) + [
-                    (name, value) for name, value in self._raw if name not in present
+                    (name, value) for name, value in raw if name not in present
                 ]
             await send(message)
 

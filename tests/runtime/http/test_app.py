@@ -115,7 +115,8 @@ def with_key(api: Api) -> Api:
 def error_of(response, status: int) -> str:
     assert response.status_code == status, response.text
     body = response.json()
-    assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"]
+    assert set(body) == {"error", "error_description"} and isinstance(body["error"], str) and body["error"]
+    assert body["error_description"] == body["error"]
     return body["error"]
 
 
@@ -172,7 +173,9 @@ def test_secret_lifecycle(api: Api) -> None:
     assert info["created_at"].endswith("Z") or "+00:00" in info["created_at"]
 
     assert api("GET", "/v1/secrets").json() == {"secrets": [info]}
-    assert api("GET", "/v1/secrets/API_KEY").json() == info
+    one = api("GET", "/v1/secrets/API_KEY").json()
+    assert {k: v for k, v in one.items() if k != "secret"} == info  # plus Particle's copy, in "secret"
+    assert one["secret"]["name"] == "API_KEY" and "value" not in one["secret"]
 
     updated = api("PUT", "/v1/secrets/API_KEY", json={"value": OTHER_SECRET})
     assert updated.status_code == 200 and set(updated.json()) == SECRET_KEYS
@@ -295,7 +298,8 @@ def test_function_lifecycle(with_key: Api) -> None:
     assert fn["owner"] == api.service.actor().owner and fn["entry"] == "main"
 
     listed = api("GET", "/v1/logic/functions").json()["logic_functions"]
-    assert [f["id"] for f in listed] == [fn["id"]] and "source" not in listed[0]
+    assert [f["id"] for f in listed] == [fn["id"]]
+    assert listed[0]["source"] == {"type": "Python", "code": fn["source"]}  # Particle's shape in listings
     assert api("GET", f"/v1/logic/functions/{fn['id']}").json() == fn
     assert api("GET", "/v1/logic/functions/reformat").json()["id"] == fn["id"]  # by name too
 
