@@ -232,7 +232,10 @@ def deploy_function(
 
 @route("GET", "/logic/functions/{function_id}", response_model=FunctionOut, tags=["functions"])
 def get_function(function_id: Ref, service: Svc, actor: Actor, org: Org) -> dict:
-    return service.get_function(actor, function_id, org).to_json(with_source=True)
+    """The function with its source; `logic_function` is the same in Particle's shape
+    (particle-api-js `getLogicFunction` reads it)."""
+    fn = service.get_function(actor, function_id, org)
+    return {**fn.to_json(with_source=True), "logic_function": particle_function(fn)}
 
 
 @route("PUT", "/logic/functions/{function_id}", response_model=FunctionOut | ParticleFunctionOut, tags=["functions"])
