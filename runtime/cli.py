@@ -9,10 +9,12 @@ history and `ps`): they come from piped stdin, a hidden prompt, or a file.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import click
 from rich.console import Console
@@ -97,6 +99,12 @@ def json_option(f):
 def org_option(f):
     return click.option(
         "--org", default=None, metavar="ORG", help="Act on this organization's secrets instead of your sandbox."
+    )(f)
+
+
+def url_option(f):
+    return click.option(
+        "--url", default=None, metavar="URL", help="The server to follow (default: http://LOGIC_HOST:LOGIC_PORT)."
     )(f)
 
 
@@ -585,11 +593,23 @@ def functions_execute(
 @functions.command("logs")
 @click.argument("name")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@click.option("--follow", "-f", is_flag=True, help="Then print each new run as it ends (from `logic serve`).")
+@url_option
 @org_option
 @json_option
 @pass_app
-def functions_logs(app: App, name: str, limit: int, org: str | None, as_json: bool) -> None:
-    """Show the latest runs of a function, newest first."""
+def functions_logs(
+    app: App, name: str, limit: int, follow: bool, url: str | None, org: str | None, as_json: bool
+) -> None:
+    """Show the latest runs of a function, newest first (with --follow: oldest first, then live;
+    --json then prints one run per line)."""
+    if follow:
+        fn = app.service.get_function(app.actor, name, org)
+        path = f"{_owner_path(org)}/logic/functions/{fn.id}/runs/stream"
+        _follow_records(
+            app, url, path, lambda: app.service.function_runs(app.actor, fn.id, org, limit), print_run, as_json
+        )
+        return
     runs = app.service.function_runs(app.actor, name, org, limit)
 
     def human() -> None:
@@ -661,6 +681,79 @@ def publish(app: App, name: str, data: str | None, org: str | None, as_json: boo
         as_json,
         lambda: click.echo(f"Published {name} ({accepted['id']}): {accepted['deliveries']} delivery(ies) queued."),
     )
+
+
+# live tails (runtime/tail.py) ----------------------------------------------------------
+
+
+def _owner_path(org: str | None) -> str:
+    return f"/v1/orgs/{quote(org, safe='')}" if org else "/v1"
+
+
+def _follow_records(app: App, url: str | None, path: str, history, show, as_json: bool) -> None:
+    """The recent records (oldest first) once the stream is open, then each new one; a
+    record both listed and streamed is printed once."""
+    printed: set[Any] = set()
+
+    def emit_one(record: dict) -> None:
+        key = record.get("id")
+        if key is not None and key in printed:
+            return
+        printed.add(key)
+        click.echo(json.dumps(record)) if as_json else show(record)
+
+    def on_open() -> None:
+        for record in reversed(history()):
+            emit_one(record)
+
+    click.echo("Following (Ctrl-C to stop).", err=True)
+    tail(app, url, path, lambda frame: emit_one(frame.data), on_open=on_open)
+
+
+def tail(app: App, url: str | None, path: str, on_frame, *, on_open=lambda: None, keep_going=lambda: True) -> None:
+    """Follow a stream of the server until Ctrl-C, with a temporary token unless LOGIC_TOKEN gives one."""
+    from runtime.tail import TEMPORARY_LABEL, follow
+
+    server = url or f"http://{app.settings.host}:{app.settings.port}"
+    note = lambda message: click.echo(message, err=True)  # noqa: E731
+    token = os.environ.get("LOGIC_TOKEN")
+    try:
+        if token:
+            follow(server, path, token, on_frame, on_reconnect=note, on_open=on_open, keep_going=keep_going)
+        else:
+            with app.service.temporary_token(app.actor, TEMPORARY_LABEL) as temporary:
+                follow(server, path, temporary, on_frame, on_reconnect=note, on_open=on_open, keep_going=keep_going)
+    except KeyboardInterrupt:
+        pass
+
+
+@cli.command()
+@click.argument("prefix", required=False)
+@click.option("--max", "max_events", type=click.IntRange(1), default=None, help="Stop after this many events.")
+@url_option
+@org_option
+@json_option
+@pass_app
+def subscribe(
+    app: App, prefix: str | None, max_events: int | None, url: str | None, org: str | None, as_json: bool
+) -> None:
+    """Print the owner's events as they are published (all, or those starting with PREFIX)."""
+    app.service.owner_for(app.actor, org)  # a foreign org: refused here, before any connection
+    path = _owner_path(org) + "/events" + (f"/{quote(prefix, safe='')}" if prefix else "")
+    seen = 0
+
+    def show(frame) -> None:
+        nonlocal seen
+        seen += 1
+        event = {"name": frame.event, **frame.data}
+        if as_json:
+            click.echo(json.dumps(event))
+        else:
+            click.echo(f"{event.get('published_at')}  {event['name']}  {event.get('data') or ''}")
+
+    what = f'events starting with "{prefix}"' if prefix else "all events"
+    click.echo(f"Following {what} of {org or 'your sandbox'} (Ctrl-C to stop).", err=True)
+    tail(app, url, path, show, keep_going=lambda: max_events is None or seen < max_events)
 
 
 # integrations ------------------------------------------------------------------
@@ -750,11 +843,21 @@ def integrations_delete(app: App, name: str, org: str | None, as_json: bool) -> 
 @integrations.command("logs")
 @click.argument("name")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@click.option("--follow", "-f", is_flag=True, help="Then print each new request as it is logged (from `logic serve`).")
+@url_option
 @org_option
 @json_option
 @pass_app
-def integrations_logs(app: App, name: str, limit: int, org: str | None, as_json: bool) -> None:
+def integrations_logs(
+    app: App, name: str, limit: int, follow: bool, url: str | None, org: str | None, as_json: bool
+) -> None:
     """Show the latest webhook requests and responses (secret values masked)."""
+    if follow:
+        integration = app.service.get_integration(app.actor, name, org)
+        path = f"{_owner_path(org)}/integrations/{integration.id}/logs/stream"
+        history = lambda: app.service.integration_logs(app.actor, integration.id, org, limit)  # noqa: E731
+        _follow_records(app, url, path, history, lambda entry: click.echo(json.dumps(entry, indent=2)), as_json)
+        return
     logs = app.service.integration_logs(app.actor, name, org, limit)
     emit(logs, as_json, lambda: click.echo(json.dumps(logs, indent=2)) if logs else click.echo("No requests yet."))
 

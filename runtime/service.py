@@ -8,7 +8,8 @@ never write SQL and never re-implement a rule.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,6 +204,16 @@ class Service:
                 raise PermissionDenied("only an admin can manage another user's tokens")
             return self.store.identity.user(for_user)
         return actor
+
+    @contextmanager
+    def temporary_token(self, actor: User, label: str) -> Iterator[str]:
+        """A token for the actor that is revoked when the block ends (the CLI's live tails)."""
+        token = self.store.identity.create_token(actor, label)
+        token_id, _user = self.store.identity.token_holder(token)
+        try:
+            yield token
+        finally:
+            self.store.identity.revoke_token(actor, token_id)
 
     def list_tokens(self, actor: User, for_user: str | None = None) -> list[dict[str, Any]]:
         return self.store.identity.tokens(self._token_owner(actor, for_user))

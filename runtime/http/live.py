@@ -3,25 +3,30 @@
 
 A stream starts at the moment of connection (nothing older), sends `:ok` at once and
 a keep-alive comment every `LOGIC_STREAM_KEEPALIVE_S` (particle-cli reconnects after
-13 s of silence), and ends when its reader falls behind by more than
-`LOGIC_STREAM_BUFFER_EVENTS` (the client reconnects; publishing never waits) or the
-server stops. Each owner holds at most `LOGIC_STREAMS_PER_OWNER` open streams (429
-past it). What streams carry was redacted before it was stored: runs and webhook logs
-show `[[SENSITIVE]]`, as their listings do.
+13 s of silence). It ends when its reader falls behind by more than
+`LOGIC_STREAM_BUFFER_EVENTS` (the client reconnects; publishing never waits), when the
+client stops reading for three keep-alive periods, or when the server stops. Each
+owner holds at most `LOGIC_STREAMS_PER_OWNER` open streams (429 past it). What streams
+carry was redacted before it was stored: runs and webhook logs show `[[SENSITIVE]]`,
+as their listings do.
 """
 
+import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Path
 from fastapi.responses import StreamingResponse
+from starlette.types import Send
 
 from runtime.events.streams import EVENTS, RUNS, WEBHOOK_LOGS, Item, Reader
 from runtime.http.routing import Actor, Org, Ref, Svc, route
 from runtime.service import Service
 from store.errors import NotFound
 
+log = logging.getLogger("logic.http")
 SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}  # no proxy buffering either
 Prefix = Annotated[str, Path(description="Only events whose name starts with this")]
 STREAM_DOC = {
@@ -58,9 +63,41 @@ async def _sse(service: Service, reader: Reader, render: Callable[[Item], bytes]
         service.streams.close(reader)
 
 
+class LiveStreamResponse(StreamingResponse):
+    """A stream whose client must keep reading: a write the client has not taken within
+    `send_timeout` (its socket and the server's buffers are full) ends the stream, so a
+    stalled client holds no reader, no buffer and no place in its owner's share."""
+
+    def __init__(self, content: AsyncIterator[bytes], *, send_timeout: float, **kwargs: Any):
+        super().__init__(content, **kwargs)
+        self.body_iterator = content
+        self.send_timeout = send_timeout
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        stream = self.body_iterator
+        try:
+            async for chunk in stream:
+                try:
+                    message = {"type": "http.response.body", "body": chunk, "more_body": True}
+                    await asyncio.wait_for(send(message), self.send_timeout)
+                except TimeoutError:
+                    # Left incomplete on purpose: the server closes the connection.
+                    log.info("event=stream_dropped reason=client_not_reading timeout_s=%g", self.send_timeout)
+                    return
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]  # an async generator (_sse)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 def _stream(service: Service, owner: str, topic: str, match: Callable[[str], bool], render: Callable) -> Any:
     reader = service.streams.open(owner, topic, match)  # 429 past the owner's share, before any byte is sent
-    return StreamingResponse(_sse(service, reader, render), media_type="text/event-stream", headers=SSE_HEADERS)
+    return LiveStreamResponse(
+        _sse(service, reader, render),
+        send_timeout=3 * service.settings.stream_keepalive_s,
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+    )
 
 
 def _by_prefix(prefix: str | None) -> Callable[[str], bool]:

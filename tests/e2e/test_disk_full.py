@@ -168,7 +168,7 @@ def test_the_server_on_a_full_disk_answers_507_degrades_and_recovers(small_disk,
         assert api.post("/v1/secrets", json={"name": "KEPT", "value": "kept-value"}).status_code == 201
         small_disk.fill()
         refused = api.post("/v1/secrets", json={"name": "NEW", "value": BIG})
-        assert (refused.status_code, refused.json()) == (507, {"error": disk_full_message(home)})
+        assert (refused.status_code, refused.json()["error"]) == (507, disk_full_message(home))
         health = httpx.get(server.url + "/healthz")
         assert (health.status_code, health.json()) == (503, DEGRADED)
         listed = api.get("/v1/secrets")  # reads go on
@@ -217,7 +217,8 @@ def test_the_api_on_an_injected_full_disk(settings, full_disk):
         with TestClient(create_app(service)) as fast, TestClient(create_app(service, publish_fast_path=False)) as plain:
             assert fast.post("/v1/secrets", headers=headers, json={"name": "KEPT", "value": "kept"}).status_code == 201
             full_disk.full = True
-            expected = (507, {"error": disk_full_message(settings.home)})
+            message = disk_full_message(settings.home)
+            expected = (507, {"error": message, "error_description": message})
             for client in (fast, plain):
                 for method, url, body in (
                     ("POST", "/v1/secrets", {"name": "NEW", "value": "new"}),
