@@ -29,9 +29,12 @@ class CliError(click.ClickException):
     """A LogicError as click shows it: `Error: message`, exit code from the error."""
 
     def __init__(self, error: LogicError):
-        # A refused deploy lists every problem, one per line under the first, so each can be read.
-        problems = getattr(error, "problems", None)
-        super().__init__("deploy refused:\n  " + "\n  ".join(problems) if problems else error.message)
+        # A deploy refused for several problems lists them one per line, so each can be read.
+        problems = getattr(error, "problems", None) or []
+        if len(problems) > 1:
+            super().__init__(f"deploy refused ({len(problems)} problems):\n  " + "\n  ".join(problems))
+        else:
+            super().__init__(error.message)
         self.exit_code = error.exit_code  # type: ignore[misc]  # a ClassVar in click, which reads it off the instance
 
 
@@ -819,12 +822,11 @@ def integrations_create(app: App, file: Path, org: str | None, as_json: bool) ->
 @pass_app
 def integrations_update(app: App, file: Path, org: str | None, as_json: bool) -> None:
     """Replace an integration (matched by the file's name) with NAME.webhook.json."""
-    from runtime.integrations.spec import load_spec
+    from runtime.integrations.spec import load_spec, parse_spec
 
     spec = load_spec(file)
-    name = spec.get("name") if isinstance(spec, dict) else None
-    if not isinstance(name, str):
-        raise InvalidInput(f'{file.name}: the file must name the integration ("name")')
+    # The name as the spec makes it (a Particle export's "Record my metric" is Record-my-metric).
+    name = parse_spec(spec, filename=file.name).name
     record = app.service.update_integration(app.actor, name, spec, org)
     emit(record.to_json(), as_json, lambda: click.echo(f"Updated integration {record.name}."))
 

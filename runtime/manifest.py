@@ -9,13 +9,26 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_serializer,
+)
 
-from runtime.events.cron import check_timezone, normalize_cron
+from runtime.events.cron import check_timezone, next_fire_within, normalize_cron, parse_moment
+from store.clock import iso, parse_iso
 from store.errors import DeployError
+from store.functions import TriggerRow
 from store.secrets import check_declared
 
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # functions and integrations
@@ -29,19 +42,41 @@ def check_resource_name(value: str) -> str:
 
 
 MANIFEST_SUFFIX = ".logic.json"
+_JUST_BEFORE = timedelta(microseconds=1)  # "strictly after this" includes a tick right at start_at
 
 
-class EventTrigger(BaseModel):
+class _TriggerBase(BaseModel):
+    """Each trigger has `enabled` (default true): a disabled one neither matches events nor
+    fires, and the function's own `enabled` still applies on top of it."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Stored and shown as written: `enabled` appears only where it turns a trigger off.
+        data = cast("dict[str, Any]", handler(self))
+        if data.get("enabled") is True:
+            del data["enabled"]
+        return data
+
+
+class EventTrigger(_TriggerBase):
     type: Literal["event"]
     event_name: str = Field(min_length=1)  # its limit is a setting: Service.check_function
+    enabled: StrictBool = True
 
 
-class ScheduleTrigger(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ScheduleTrigger(_TriggerBase):
+    """A cron schedule, optionally within a window: ticks before `start_at` or after
+    `end_at` (both inclusive bounds) do not fire. Both are ISO 8601; a time without an
+    offset is read in `timezone` (UTC by default); both are stored in UTC."""
+
     type: Literal["schedule"]
     cron: str
     timezone: str | None = None
+    start_at: str | None = None
+    end_at: str | None = None
+    enabled: StrictBool = True
 
     @field_validator("cron")
     @classmethod
@@ -52,6 +87,26 @@ class ScheduleTrigger(BaseModel):
     @classmethod
     def _tz(cls, value: str | None) -> str | None:
         return check_timezone(value)
+
+    @field_validator("start_at", "end_at")
+    @classmethod
+    def _moment(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else iso(parse_moment(value, info.data.get("timezone")))
+
+    @field_validator("end_at")
+    @classmethod
+    def _window(cls, value: str | None, info: ValidationInfo) -> str | None:
+        start, cron = info.data.get("start_at"), info.data.get("cron")
+        if value is None or start is None:
+            return value
+        if value <= start:  # both in the store's ISO form: text order is time order
+            raise ValueError(f"end_at ({value}) must be after start_at ({start})")
+        if cron is None:  # the cron was refused: that problem is reported already
+            return value
+        begin, end = parse_iso(start), parse_iso(value)
+        if next_fire_within(cron, begin - _JUST_BEFORE, info.data.get("timezone"), begin, end) is None:
+            raise ValueError(f"cron {cron!r} never fires between start_at and end_at")
+        return value
 
 
 Trigger = Annotated[EventTrigger | ScheduleTrigger, Field(discriminator="type")]
@@ -82,6 +137,31 @@ class Manifest(BaseModel):
     @classmethod
     def _secrets(cls, values: list[str]) -> list[str]:
         return check_declared(values)
+
+
+def trigger_rows(manifest: Manifest, now: datetime) -> list[TriggerRow]:
+    """The manifest's triggers as the store keeps them: a schedule with its first tick
+    after `now` inside its window (None when the window is already over)."""
+    rows = []
+    for t in manifest.triggers:
+        if isinstance(t, EventTrigger):
+            rows.append(TriggerRow("event", event_name=t.event_name, enabled=t.enabled))
+            continue
+        start = parse_iso(t.start_at) if t.start_at else None
+        end = parse_iso(t.end_at) if t.end_at else None
+        first = next_fire_within(t.cron, now, t.timezone, start, end)
+        rows.append(
+            TriggerRow(
+                "schedule",
+                cron=t.cron,
+                timezone=t.timezone,
+                next_fire_at=None if first is None else iso(first),
+                enabled=t.enabled,
+                start_at=t.start_at,
+                end_at=t.end_at,
+            )
+        )
+    return rows
 
 
 @dataclass(frozen=True)

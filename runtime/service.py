@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runtime.events.bus import EventBus
-from runtime.events.cron import next_fire
 from runtime.events.rules import check_event, event_name_problem
 from runtime.events.streams import Streams
 from runtime.execution.owner_gate import OwnerGate
 from runtime.execution.redactor import set_cache_bytes
 from runtime.integrations.runner import IntegrationRunner
-from runtime.manifest import FunctionFiles, load_files
+from runtime.manifest import FunctionFiles, load_files, trigger_rows
 from store import InitResult, Store
 from store.clock import iso, now_iso, utcnow
 from store.errors import DeployError, InvalidInput, NotFound, PermissionDenied
@@ -289,20 +288,7 @@ class Service:
             if current.name != files.manifest.name:
                 raise DeployError([f"manifest: name {files.manifest.name!r} does not match function {current.name!r}"])
         self.check_function(owner, files)
-        now = self.clock()
-        triggers = []
-        for t in files.manifest.triggers:
-            if t.type == "event":
-                triggers.append(TriggerRow("event", event_name=t.event_name))
-            else:
-                triggers.append(
-                    TriggerRow(
-                        "schedule",
-                        cron=t.cron,
-                        timezone=t.timezone,
-                        next_fire_at=iso(next_fire(t.cron, now, t.timezone)),
-                    )
-                )
+        triggers = trigger_rows(files.manifest, self.clock())
         manifest = files.manifest.model_dump(mode="json", exclude_none=True)
         return self.store.functions.deploy(
             owner, files.manifest.name, manifest, files.source, triggers, files.manifest.secrets

@@ -63,11 +63,18 @@ class FunctionRecord:
 
 @dataclass(frozen=True)
 class TriggerRow:
+    """One trigger of the current version. A schedule's `next_fire_at` is None once its
+    window (`start_at`..`end_at`, ISO 8601 UTC) is over; a disabled trigger never matches
+    an event nor fires a tick."""
+
     kind: str
     event_name: str | None = None
     cron: str | None = None
     timezone: str | None = None
     next_fire_at: str | None = None
+    enabled: bool = True
+    start_at: str | None = None
+    end_at: str | None = None
 
 
 _SELECT = (
@@ -128,20 +135,32 @@ class FunctionStore:
                 (fid, version, json.dumps(manifest), source, now),
             )
             # A schedule the new version keeps keeps its next tick: a redeploy must neither
-            # skip a tick that is due nor fire one twice.
+            # skip a tick that is due nor fire one twice. A changed window starts afresh
+            # (a window that was over has no next tick, which a longer one must not keep).
             kept = {
-                (r[0], r[1]): r[2]
+                (r[0], r[1], r[2], r[3]): r[4]
                 for r in conn.execute(
-                    "SELECT cron, timezone, next_fire_at FROM triggers WHERE function_id = ? AND kind = 'schedule'",
+                    "SELECT cron, timezone, start_at, end_at, next_fire_at FROM triggers "
+                    "WHERE function_id = ? AND kind = 'schedule'",
                     (fid,),
                 )
             }
             conn.execute("DELETE FROM triggers WHERE function_id = ?", (fid,))
             conn.executemany(
-                "INSERT INTO triggers (function_id, kind, event_name, cron, timezone, next_fire_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO triggers (function_id, kind, event_name, cron, timezone, next_fire_at, "
+                "enabled, start_at, end_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (fid, t.kind, t.event_name, t.cron, t.timezone, kept.get((t.cron, t.timezone), t.next_fire_at))
+                    (
+                        fid,
+                        t.kind,
+                        t.event_name,
+                        t.cron,
+                        t.timezone,
+                        kept.get((t.cron, t.timezone, t.start_at, t.end_at), t.next_fire_at),
+                        int(t.enabled),
+                        t.start_at,
+                        t.end_at,
+                    )
                     for t in triggers
                 ],
             )
@@ -188,9 +207,10 @@ class FunctionStore:
     def triggers(self, function_id: str) -> builtins.list[TriggerRow]:
         """The current version's triggers, schedule ones with their next fire time."""
         return [
-            TriggerRow(r[0], event_name=r[1], cron=r[2], timezone=r[3], next_fire_at=r[4])
+            TriggerRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7])
             for r in self.db.all(
-                "SELECT kind, event_name, cron, timezone, next_fire_at FROM triggers WHERE function_id = ? ORDER BY id",
+                "SELECT kind, event_name, cron, timezone, next_fire_at, enabled, start_at, end_at "
+                "FROM triggers WHERE function_id = ? ORDER BY id",
                 (function_id,),
             )
         ]
@@ -210,12 +230,13 @@ class FunctionStore:
                 raise NotFound(f"function {function_id} does not exist")
 
     def for_event(self, owner: str, event_name: str) -> builtins.list[str]:
-        """Ids of the owner's enabled functions whose event trigger equals the name exactly."""
+        """Ids of the owner's enabled functions with an enabled event trigger whose name equals
+        the event's exactly."""
         return [
             r[0]
             for r in self.db.all(
                 "SELECT DISTINCT f.id FROM triggers t JOIN functions f ON f.id = t.function_id "
-                "WHERE t.kind = 'event' AND t.event_name = ? AND f.owner = ? AND f.enabled = 1",
+                "WHERE t.kind = 'event' AND t.event_name = ? AND t.enabled = 1 AND f.owner = ? AND f.enabled = 1",
                 (event_name, owner),
             )
         ]

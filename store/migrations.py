@@ -226,6 +226,13 @@ def _v8_console_sessions(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX console_sessions_token ON console_sessions (token_id)")
 
 
+def _v9_trigger_windows(db: sqlite_utils.Database) -> None:
+    # Per-trigger `enabled` and a schedule's window; existing triggers stay enabled, unbounded.
+    db.execute("ALTER TABLE triggers ADD COLUMN enabled INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE triggers ADD COLUMN start_at TEXT")
+    db.execute("ALTER TABLE triggers ADD COLUMN end_at TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_identity,
     _v2_secrets,
@@ -235,4 +242,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v6_queue_counter,
     _v7_fair_queue,
     _v8_console_sessions,
+    _v9_trigger_windows,
 ]

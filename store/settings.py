@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     webhook_retries: int = 2
     webhook_allow_private: bool = False  # loopback, private, link-local destinations (SSRF)
     integration_logs_kept: int = 100
+    # what one webhook request's templates (or its response template) may render in all:
+    # sections over event data multiply it (threat: a loop in a loop over a big array)
+    webhook_render_max_chars: int = 1_024_000
 
     # storage
     busy_timeout_ms: int = 10_000
@@ -92,7 +95,7 @@ class Settings(BaseSettings):
     # (past it the reader is dropped, publishing never waits); a keep-alive comment this often
     streams_per_owner: int = 10
     stream_buffer_events: int = 1000
-    stream_keepalive_s: float = 15.0
+    stream_keepalive_s: float = 9.0  # particle-cli reconnects after 13 s of silence
     host: str = "127.0.0.1"
     port: int = 8080
     http_body_max_bytes: int = 1024 * 1024

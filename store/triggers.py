@@ -19,10 +19,12 @@ class DueTick:
     trigger_id: int
     function_id: str
     owner: str
-    enabled: bool
+    enabled: bool  # the function and the trigger both: a tick of either disabled passes without a run
     cron: str
     timezone: str | None
     next_fire_at: str
+    start_at: str | None = None  # the schedule's window (ISO 8601 UTC), either end open
+    end_at: str | None = None
 
 
 class TriggerStore:
@@ -34,18 +36,19 @@ class TriggerStore:
     def due(self, now: str) -> list[DueTick]:
         """Every schedule trigger whose next tick is at or before `now`, oldest first."""
         return [
-            DueTick(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6])
+            DueTick(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], r[8])
             for r in self.db.all(
-                "SELECT t.id, t.function_id, f.owner, f.enabled, t.cron, t.timezone, t.next_fire_at "
-                "FROM triggers t JOIN functions f ON f.id = t.function_id "
+                "SELECT t.id, t.function_id, f.owner, f.enabled AND t.enabled, t.cron, t.timezone, t.next_fire_at, "
+                "t.start_at, t.end_at FROM triggers t JOIN functions f ON f.id = t.function_id "
                 "WHERE t.kind = 'schedule' AND t.next_fire_at <= ? ORDER BY t.next_fire_at",
                 (now,),
             )
         ]
 
-    def claim_tick(self, trigger_id: int, expected: str, following: str) -> bool:
-        """Move the trigger's next tick from `expected` to `following`; False if another
-        scheduler (or a redeploy) moved it first. Call inside the transaction that enqueues."""
+    def claim_tick(self, trigger_id: int, expected: str, following: str | None) -> bool:
+        """Move the trigger's next tick from `expected` to `following` (None: no tick left in
+        its window, it is never due again); False if another scheduler (or a redeploy) moved
+        it first. Call inside the transaction that enqueues."""
         with self.db.transaction() as conn:
             return (
                 conn.execute(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from runtime.events.doorbell import Doorbell
-from runtime.events.rules import check_event, undelivered
+from runtime.events.rules import check_event, fires_webhooks, undelivered
 from runtime.events.streams import EVENTS, Item, Streams
 from store.errors import QueueFull
 from store.store import Store
@@ -61,7 +61,8 @@ class EventBus:
         store = self.store
         with store.transaction():
             targets = [("function", fid) for fid in store.functions.for_event(owner, name)]
-            targets += [("integration", iid) for iid in store.integrations.for_event(owner, name)]
+            if fires_webhooks(name, source):
+                targets += [("integration", iid) for iid in store.integrations.for_event(owner, name)]
             accepted = store.events.add_event(owner, name, data, source, depth, targets, check_capacity=check_capacity)
             if self.streams is not None:
                 streams, item = self.streams, stream_item(accepted, data, source)

@@ -1,12 +1,14 @@
 """Cron expressions of schedule triggers: checking one, and its next tick.
 
 Four or five fields (a minute is the finest schedule), read in an IANA time
-zone (UTC by default), ticks computed with croniter and returned in UTC.
+zone (UTC by default), ticks computed with croniter and returned in UTC. A
+schedule may have a window, `start_at` to `end_at` (both inclusive, either
+open): `next_fire_within` finds no tick outside it.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -58,3 +60,25 @@ def next_fire(cron: str, after: datetime, tz: str | None = None) -> datetime:
         if first == tick:
             return tick
     return tick
+
+
+def next_fire_within(
+    cron: str, after: datetime, tz: str | None = None, start_at: datetime | None = None, end_at: datetime | None = None
+) -> datetime | None:
+    """The first tick strictly after `after` that is not before `start_at`; None if it would
+    come after `end_at` (the window is over: the schedule never fires again)."""
+    if start_at is not None and after < start_at:
+        after = start_at - timedelta(microseconds=1)  # a tick right at start_at is in the window
+    tick = next_fire(cron, after, tz)
+    return None if end_at is not None and tick > end_at else tick
+
+
+def parse_moment(text: str, tz: str | None = None) -> datetime:
+    """An ISO 8601 date and time; without an offset it is read in `tz` (UTC by default)."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"{text!r} is not an ISO 8601 date and time, such as 2026-06-01T08:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(tz) if tz else UTC)
+    return moment

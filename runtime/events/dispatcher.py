@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Any, cast
 
 from runtime.events.bus import EventBus
 from runtime.events.rules import check_event, within_chain
@@ -168,6 +168,7 @@ class Dispatcher:
             )
         else:
             scheduled = {"scheduled_at": delivery.scheduled_at, "cron": delivery.cron}
+            scheduled.update(schedule_window(fn.manifest, delivery.cron, delivery.scheduled_at))
             self.engine.run(fn, {"type": "schedule"}, scheduled=scheduled, on_commit=finish, on_start=renew)
 
     def _fire_integration(self, delivery: Delivery) -> None:
@@ -207,3 +208,18 @@ class Dispatcher:
                 status="done" if result.ok else "failed",
                 error=None if result.ok else (response_data or "")[:FAILURE_TEXT_MAX],
             )
+
+
+def schedule_window(manifest: dict[str, Any], cron: str | None, scheduled_at: str | None) -> dict[str, str | None]:
+    """`start_at` and `end_at` of the schedule trigger that fired a tick, for `scheduled`.
+
+    A delivery names its tick by cron only: of the manifest's schedules with that cron,
+    the first enabled one whose window holds the tick (ISO 8601 UTC: text order is time order).
+    """
+    for trigger in manifest.get("triggers", []):
+        if trigger.get("type") != "schedule" or trigger.get("cron") != cron or trigger.get("enabled") is False:
+            continue
+        start, end = trigger.get("start_at"), trigger.get("end_at")
+        if scheduled_at is None or ((start is None or start <= scheduled_at) and (end is None or scheduled_at <= end)):
+            return {"start_at": start, "end_at": end}
+    return {"start_at": None, "end_at": None}

@@ -15,7 +15,15 @@ from store.settings import Settings
 
 HOOK_RESPONSE_PREFIX = "hook-response/"
 HOOK_ERROR_PREFIX = "hook-error/"
-HOOK_PREFIXES = (HOOK_RESPONSE_PREFIX, HOOK_ERROR_PREFIX)
+HOOK_SENT_PREFIX = "hook-sent/"
+HOOK_PREFIXES = (HOOK_RESPONSE_PREFIX, HOOK_ERROR_PREFIX, HOOK_SENT_PREFIX)
+HOOK_SOURCE_PREFIX = "integration:"  # the source of every event a webhook publishes: integration:<name>
+
+
+def fires_webhooks(name: str, source: str) -> bool:
+    """Never for an event a webhook published (Particle: webhooks "cannot be chained"): known
+    by its name, or by its source for a custom `responseTopic`. So no webhook can loop."""
+    return not name.startswith(HOOK_PREFIXES) and not source.startswith(HOOK_SOURCE_PREFIX)
 
 
 def event_name_problem(name: object, settings: Settings, *, from_hook: bool = False) -> str | None:

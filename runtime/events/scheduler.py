@@ -5,7 +5,10 @@ moving that time forward with a compare-and-set, in the same transaction
 that enqueues the run, so two processes (or a restart) never fire it twice
 and a crash never loses it. Ticks missed while the server was down fire
 once, at start-up, with the missed time as `scheduled_at`; the schedule then
-continues from now. The clock is injected so tests need not wait.
+continues from now. A tick outside the trigger's window (`start_at`..`end_at`)
+or of a disabled trigger or function is claimed without a run; past the
+window's end the trigger has no next tick and is never due again. The clock
+is injected so tests need not wait.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from runtime.events.cron import next_fire
+from runtime.events.cron import next_fire_within
 from runtime.events.doorbell import Doorbell
 from store.clock import iso, parse_iso, utcnow
 from store.store import Store
@@ -56,9 +59,16 @@ class Scheduler:
         fired = 0
         for tick in store.triggers.due(iso(now)):
             scheduled_at = tick.next_fire_at
-            following = iso(next_fire(tick.cron, max(now, parse_iso(scheduled_at)), tick.timezone))
+            start = parse_iso(tick.start_at) if tick.start_at else None
+            end = parse_iso(tick.end_at) if tick.end_at else None
+            at = parse_iso(scheduled_at)
+            after = next_fire_within(tick.cron, max(now, at), tick.timezone, start, end)
+            following = None if after is None else iso(after)
+            # A tick outside the window (a next time computed without it) is passed by, unrun.
+            runs = tick.enabled and (start is None or at >= start) and (end is None or at <= end)
             with store.transaction():
-                if store.triggers.claim_tick(tick.trigger_id, scheduled_at, following) and tick.enabled:
+                claimed = store.triggers.claim_tick(tick.trigger_id, scheduled_at, following)
+                if claimed and runs:
                     store.events.add_scheduled(tick.owner, tick.function_id, scheduled_at, tick.cron)
                     fired += 1
         if self.wake is not None:

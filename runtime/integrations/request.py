@@ -1,7 +1,10 @@
 """The HTTP request a webhook spec renders to for one event.
 
-A POST, PUT or PATCH without json, form or body sends the event itself as
-JSON (`{"event", "data", "published_at", "source"}`), as Particle does.
+The body is `json` (an object whose strings are rendered, or one template
+sent as is with Content-Type application/json), `form`, or `body`. With none
+of them, a POST, PUT or PATCH sends Particle's default body, form-encoded:
+`event`, `data`, `published_at`, `coreid` (empty: no devices here), unless
+`noDefaults` is true. GET and DELETE send no body.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from typing import Any
 import httpx
 
 from runtime.integrations.spec import HEADER_NAME, WebhookSpec
-from runtime.integrations.templates import render, render_json
+from runtime.integrations.templates import Budget, Namespace, render, render_json
+from runtime.integrations.variables import default_fields
 from store.errors import InvalidInput
 
 _BODY_METHODS = ("POST", "PUT", "PATCH")
@@ -31,6 +35,7 @@ class RenderedRequest:
     form: dict[str, str] | None = None
     body: str | None = None
     auth: tuple[str, str] | None = field(default=None, repr=False)
+    verify: bool = True  # TLS certificate checks (Particle's rejectUnauthorized)
 
     def build(self, client: httpx.Client) -> httpx.Request:
         """The httpx request; InvalidInput for a URL or header that rendering broke."""
@@ -70,28 +75,35 @@ class RenderedRequest:
             raise InvalidInput("the rendered request is not valid (url, query or headers)") from None
 
 
-def render_request(spec: WebhookSpec, variables: dict[str, str]) -> RenderedRequest:
-    def r(template: str) -> str:
-        return render(template, variables)
+def render_request(spec: WebhookSpec, namespace: Namespace, budget: Budget) -> RenderedRequest:
+    """Every field rendered once; TooLarge when they would render more than `budget`."""
 
-    json_ = render_json(spec.json_, variables) if spec.json_ is not None else None
-    form = {r(k): r(v) for k, v in spec.form.items()} if spec.form is not None else None
-    body = r(spec.body) if spec.body is not None else None
-    if json_ is None and form is None and body is None and spec.method in _BODY_METHODS:
-        # Particle's default body: the event itself.
-        json_ = {
-            "event": variables.get("EVENT_NAME", ""),
-            "data": variables.get("EVENT_DATA", ""),
-            "published_at": variables.get("EVENT_PUBLISHED_AT", ""),
-            "source": variables.get("EVENT_SOURCE", ""),
-        }
+    def r(template: str) -> str:
+        return render(template, namespace, budget)
+
+    headers = {r(k): r(v) for k, v in spec.headers.items()}
+    json_ = form = body = None
+    if isinstance(spec.json_, str):
+        # Particle's json as one template: what it renders need not be JSON until then (`{"t": {{t}}}`).
+        body = r(spec.json_)
+        if not any(h.lower() == "content-type" for h in headers):
+            headers["Content-Type"] = "application/json"
+    elif spec.json_ is not None:
+        json_ = render_json(spec.json_, namespace, budget)
+    elif spec.form is not None:
+        form = {r(k): r(v) for k, v in spec.form.items()}
+    elif spec.body is not None:
+        body = r(spec.body)
+    elif spec.method in _BODY_METHODS and not spec.no_defaults:
+        form = default_fields(dict(namespace.variables))
     return RenderedRequest(
         method=spec.method,
         url=r(spec.url),
-        headers={r(k): r(v) for k, v in spec.headers.items()},
+        headers=headers,
         query={r(k): r(v) for k, v in spec.query.items()},
         json_=json_,
         form=form,
         body=body,
         auth=(r(spec.auth.username), r(spec.auth.password)) if spec.auth is not None else None,
+        verify=spec.reject_unauthorized,
     )

@@ -3,7 +3,10 @@
 `fire` reads the secrets the templates use through a SecretsBroker (the
 same allowlist and audit as a run), renders and sends the request, and
 returns everything the caller must commit in one transaction: the redacted
-log record, the accesses, and the event to publish. It writes nothing.
+log record, the accesses, and the events to publish (`hooks`: hook-sent,
+then the response or the error). It writes nothing. An event a webhook
+published never fires one (`hooks.is_hook_event`): it is answered with no
+request and no event.
 
 The log and the published response are redacted with the values read, plus
 the forms httpx gives them on the wire (its URL percent-encoding keeps more
@@ -27,21 +30,24 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from runtime.events.rules import HOOK_ERROR_PREFIX, HOOK_RESPONSE_PREFIX, event_name_problem
+from runtime.events.rules import HOOK_ERROR_PREFIX, HOOK_SENT_PREFIX, event_name_problem
 from runtime.execution.redactor import Redactor
 from runtime.execution.secrets_broker import SecretAccessError, SecretsBroker
+from runtime.integrations.hooks import is_hook_event, response_data, topics
 from runtime.integrations.request import render_request
 from runtime.integrations.sender import SendOutcome, WebhookSender
 from runtime.integrations.spec import WebhookSpec, parse_spec
-from runtime.integrations.templates import event_variables
+from runtime.integrations.templates import Budget, Namespace, compile_template, escape_html
+from runtime.integrations.variables import event_namespace
 from store.clock import now_iso
-from store.errors import DeployError, InvalidInput
+from store.errors import DeployError, InvalidInput, TooLarge
 from store.integrations import IntegrationRecord
 from store.repositories import SecretRepository
 from store.secrets import Access, check_name
 from store.settings import Settings
 
 ERROR_TEXT_MAX = 300  # characters of a delivery's error kept in its log (one line)
+HOOK_EVENT_REFUSED = "events published by a webhook (hook-sent, hook-response, hook-error) never fire webhooks"
 
 _UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 _WIRE_EXCLUDED = {
@@ -60,10 +66,12 @@ class FireResult:
     ok: bool
     log: dict[str, Any]  # redacted request/response/timing record
     accesses: list[Access] = field(default_factory=list)
-    response_event: tuple[str, str | None] = (
-        "",
-        None,
-    )  # ("hook-response/<event>", body) or ("hook-error/<event>", message)
+    events: list[tuple[str, str | None]] = field(default_factory=list)  # to publish, in order (name, data)
+
+    @property
+    def response_event(self) -> tuple[str, str | None]:
+        """The last event: (response topic, data) or (error topic, message); ("", None) if none."""
+        return self.events[-1] if self.events else ("", None)
 
 
 class IntegrationRunner:
@@ -107,6 +115,11 @@ class IntegrationRunner:
                 check_name(name, max_chars=self.settings.secret_name_max_chars)
             except InvalidInput as exc:
                 problems.append(f"webhook: secrets: {exc.message}")
+        for where, topic in (("responseTopic", spec.response_topic), ("errorResponseTopic", spec.error_response_topic)):
+            if topic is not None and not compile_template(topic).tags:
+                problem = event_name_problem(topic, self.settings, from_hook=True)
+                if problem is not None:
+                    problems.append(f"webhook: {where}: {problem}")
         if problems:
             raise DeployError(problems)
         missing = [name for name in spec.secrets if not self.secrets.exists(owner, name)]
@@ -123,17 +136,12 @@ class IntegrationRunner:
     def fire(self, record: IntegrationRecord, event: dict[str, Any], *, run_id: str | None = None) -> FireResult:
         """Send the webhook for `event` ({id, name, data, published_at, source}); no DB writes."""
         at = now_iso()
+        if is_hook_event(event):
+            return FireResult(ok=False, log=self._log(at, event, [], error=HOOK_EVENT_REFUSED))
         try:
             spec = WebhookSpec.model_validate(record.spec())
         except ValidationError:
-            return self._result(
-                at,
-                event,
-                None,
-                [],
-                Redactor.for_values(()),
-                error="the integration's configuration is no longer valid: update it",
-            )
+            return self._failed(at, event, [], "the integration's configuration is no longer valid: update it")
         broker = SecretsBroker(
             self.secrets,
             owner=record.owner,
@@ -150,27 +158,39 @@ class IntegrationRunner:
             for secret in spec.used_secrets():
                 secrets[secret] = broker.read(secret)
         except SecretAccessError as exc:
-            return self._result(at, event, None, broker.accesses, _redactor(broker.plain_values()), error=str(exc))
-        outcome = self.sender.send(render_request(spec, event_variables(event, secrets)))
-        result = self._result(at, event, outcome, broker.accesses, _redactor(broker.plain_values()))
+            return self._failed(at, event, broker.accesses, str(exc), _redactor(broker.plain_values()))
+        redactor = _redactor(broker.plain_values())
+        namespace = event_namespace(event, secrets)
         del secrets
-        return result
+        try:
+            rendered = render_request(spec, namespace, self._budget())
+            names = topics(spec, namespace, self._budget())
+        except TooLarge as exc:
+            return self._failed(at, event, broker.accesses, exc.message, redactor)
+        outcome = self.sender.send(rendered)
+        return self._result(at, event, outcome, broker.accesses, redactor, spec, namespace, names)
 
-    def _result(
+    def _budget(self) -> Budget:
+        return Budget(self.settings.webhook_render_max_chars)
+
+    def _failed(
         self,
         at: str,
         event: dict[str, Any],
-        outcome: SendOutcome | None,
         accesses: list[Access],
-        redactor: Redactor,
-        *,
-        error: str | None = None,
+        error: str,
+        redactor: Redactor | None = None,
     ) -> FireResult:
-        cap = self.settings.event_data_max_bytes
-        name = event.get("name") or ""
-        log: dict[str, Any] = {
+        """Nothing was sent: the error, on the default error topic (no template is trusted here)."""
+        log = (redactor or Redactor.for_values(())).redact_json(self._log(at, event, accesses, error=error))
+        log["error"] = tidy_error(log["error"])
+        name = HOOK_ERROR_PREFIX + (event.get("name") or "")
+        return FireResult(ok=False, log=log, accesses=list(accesses), events=[(name, log["error"])])
+
+    def _log(self, at: str, event: dict[str, Any], accesses: list[Access], *, error: str | None) -> dict[str, Any]:
+        return {
             "at": at,
-            "event": {"id": event.get("id"), "name": name},
+            "event": {"id": event.get("id"), "name": event.get("name") or ""},
             "ok": False,
             "request": None,
             "response": None,
@@ -179,30 +199,42 @@ class IntegrationRunner:
             "error": error,
             "secrets_accessed": list(dict.fromkeys(a.secret_name for a in accesses)),
         }
+
+    def _result(
+        self,
+        at: str,
+        event: dict[str, Any],
+        outcome: SendOutcome,
+        accesses: list[Access],
+        redactor: Redactor,
+        spec: WebhookSpec,
+        namespace: Namespace,
+        names: tuple[str, str],
+    ) -> FireResult:
+        cap = self.settings.event_data_max_bytes
+        log = self._log(at, event, accesses, error=outcome.error)
+        log["ok"] = outcome.ok
+        log["attempts"] = outcome.attempts
+        log["duration_ms"] = outcome.duration_ms
         body_text = ""
-        if outcome is not None:
-            log["ok"] = outcome.ok
-            log["attempts"] = outcome.attempts
-            log["duration_ms"] = outcome.duration_ms
-            log["error"] = outcome.error
-            if outcome.request is not None:
-                request = outcome.request
-                log["request"] = {
-                    "method": request.method,
-                    "url": str(request.url),
-                    "headers": dict(request.headers),
-                    "body": request.content.decode("utf-8", "replace") if request.content else None,
-                }
-            if outcome.status is not None:
-                body_text = _decode(outcome.body, outcome.headers)
-                log["response"] = {
-                    "status": outcome.status,
-                    "headers": outcome.headers,
-                    "body": body_text,
-                    "truncated": outcome.truncated,
-                }
-                if not outcome.ok:
-                    log["error"] = _status_error(outcome.status)
+        if outcome.request is not None:
+            request = outcome.request
+            log["request"] = {
+                "method": request.method,
+                "url": str(request.url),
+                "headers": dict(request.headers),
+                "body": request.content.decode("utf-8", "replace") if request.content else None,
+            }
+        if outcome.status is not None:
+            body_text = _decode(outcome.body, outcome.headers)
+            log["response"] = {
+                "status": outcome.status,
+                "headers": outcome.headers,
+                "body": body_text,
+                "truncated": outcome.truncated,
+            }
+            if not outcome.ok:
+                log["error"] = _status_error(outcome.status)
         log = redactor.redact_json(log)
         # Cut only after redaction: a cut through a secret would leave part of it unmasked.
         if isinstance(log["error"], str):
@@ -212,12 +244,20 @@ class IntegrationRunner:
                 log[part]["body"], cut = _cap(log[part]["body"], cap)
                 if part == "response":
                     log[part]["truncated"] = log[part]["truncated"] or cut
+        response_name, error_name = names
+        events: list[tuple[str, str | None]] = []
+        if outcome.sent:
+            events.append((HOOK_SENT_PREFIX + (event.get("name") or ""), None))
         if log["ok"]:
-            data, _ = _cap(redactor.redact(body_text), cap)
-            response_event = (HOOK_RESPONSE_PREFIX + name, data)
-        else:
-            response_event = (HOOK_ERROR_PREFIX + name, log["error"] or "webhook failed")
-        return FireResult(ok=log["ok"], log=log, accesses=list(accesses), response_event=response_event)
+            try:
+                data, _ = _cap(response_data(spec, body_text, namespace, redactor, self._budget()), cap)
+                events.append((response_name, data))
+            except TooLarge as exc:
+                log["ok"] = False
+                log["error"] = f"responseTemplate: {exc.message}"
+        if not log["ok"]:
+            events.append((error_name, log["error"] or "webhook failed"))
+        return FireResult(ok=log["ok"], log=log, accesses=list(accesses), events=events)
 
 
 def tidy_error(text: str, limit: int = ERROR_TEXT_MAX) -> str:
@@ -227,16 +267,11 @@ def tidy_error(text: str, limit: int = ERROR_TEXT_MAX) -> str:
 
 def _redactor(values: list[str]) -> Redactor:
     """The values as a template may write them ({{NAME}} HTML-escapes), and as httpx quotes them in a URL."""
-    forms = set(values) | {_html_escape(v) for v in values}
+    forms = set(values) | {escape_html(v) for v in values}
     for value in list(forms):
         for excluded in _WIRE_EXCLUDED.values():
             forms.add(_wire_quote(value, excluded))
     return Redactor.for_values(forms)
-
-
-def _html_escape(value: str) -> str:
-    """What Mustache's `{{NAME}}` (chevron) makes of a value."""
-    return value.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _wire_quote(value: str, excluded: str) -> str:

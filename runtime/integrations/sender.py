@@ -7,11 +7,15 @@ trickling bytes is cut off too), at most `retries` more attempts after a
 connection error or a 5xx, with exponential backoff; a timeout after the
 request went out is not retried (the server may have acted on it). The
 response body is read up to a cap. Environment proxies and ~/.netrc are ignored (trust_env=False):
-netrc would add the server user's own credentials to a user-chosen host.
+netrc would add the server user's own credentials to a user-chosen host. A request with
+`verify` false (Particle's rejectUnauthorized, refused for integrations that declare
+secrets) goes through a second client whose TLS checks no certificate; the destination
+guard is the same.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +37,7 @@ class SendOutcome:
     truncated: bool = False
     error: str | None = None
     retryable: bool = False  # a connection error: nothing (complete) reached the server
+    sent: bool = False  # the request went out (an answer came, or the wait for one timed out)
     attempts: int = 0
     duration_ms: float = 0.0
 
@@ -70,61 +75,69 @@ class WebhookSender:
         self.sleep = sleep
         self.allow_private = allow_private
         self._transport = transport
-        self._client: httpx.Client | None = None
+        self._clients: dict[bool, httpx.Client] = {}  # by `verify`
         self._lock = threading.Lock()
 
     @property
     def client(self) -> httpx.Client:
+        return self._client(verify=True)
+
+    def _client(self, *, verify: bool) -> httpx.Client:
         """Made on first use: loading CA certificates costs every CLI command ~35 ms otherwise."""
         with self._lock:
-            if self._client is None:
-                transport = self._transport or GuardedTransport(allow_private=self.allow_private)
-                self._client = httpx.Client(
+            if verify not in self._clients:
+                transport = self._transport or GuardedTransport(
+                    allow_private=self.allow_private, ssl_context=None if verify else _unverified()
+                )
+                self._clients[verify] = httpx.Client(
                     transport=transport,
                     timeout=httpx.Timeout(self.timeout_s),
                     follow_redirects=False,
                     trust_env=False,
                     headers={"User-Agent": "logic-runtime-webhook"},
                 )
-            return self._client
+            return self._clients[verify]
 
     def close(self) -> None:
         with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
 
     def send(self, rendered: RenderedRequest) -> SendOutcome:
         started = time.monotonic()
+        client = self._client(verify=rendered.verify)
         try:
-            request = rendered.build(self.client)
+            request = rendered.build(client)
         except InvalidInput as exc:
             return SendOutcome(None, error=exc.message)
         outcome = SendOutcome(request)
         for attempt in range(self.retries + 1):
             if attempt:
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
-            outcome = self._attempt(request)
+            outcome = self._attempt(client, request)
             outcome.attempts = attempt + 1
             if not (outcome.retryable or (outcome.status is not None and outcome.status >= 500)):
                 break
         outcome.duration_ms = round((time.monotonic() - started) * 1000, 3)
         return outcome
 
-    def _attempt(self, request: httpx.Request) -> SendOutcome:
+    def _attempt(self, client: httpx.Client, request: httpx.Request) -> SendOutcome:
         deadline = time.monotonic() + self.timeout_s
         try:
-            response = self.client.send(request, stream=True)
+            response = client.send(request, stream=True)
             try:
                 body, truncated = self._read(response, deadline)
             finally:
                 response.close()
-            return SendOutcome(request, response.status_code, dict(response.headers), body, truncated)
+            return SendOutcome(request, response.status_code, dict(response.headers), body, truncated, sent=True)
         except DestinationRefused as exc:
             return SendOutcome(request, error=str(exc))
         except httpx.ConnectTimeout:
             return SendOutcome(request, error=f"connection timed out after {self.timeout_s:g} s", retryable=True)
-        except (httpx.TimeoutException, _TooSlow):
+        except (httpx.ReadTimeout, _TooSlow):
+            return SendOutcome(request, error=f"timed out after {self.timeout_s:g} s", sent=True)
+        except httpx.TimeoutException:
             return SendOutcome(request, error=f"timed out after {self.timeout_s:g} s")
         except httpx.ConnectError as exc:
             return SendOutcome(request, error=f"connection failed: {exception_text(exc)}", retryable=True)
@@ -144,3 +157,11 @@ class WebhookSender:
             if time.monotonic() > deadline:
                 raise _TooSlow()
         return b"".join(chunks), False
+
+
+def _unverified() -> ssl.SSLContext:
+    """TLS that checks no certificate: only for a request whose spec asked (see the module doc)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

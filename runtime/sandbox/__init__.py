@@ -4,7 +4,8 @@
     compiler      compile_function: every deploy problem with its line
     guards        the rewritten code's guards, builtins, the write rule
     modules       import facades over an allowlist of pure modules
-    logic_module  the `logic` module: publish, log, encoding helpers
+    logic_module  the `logic` module: publish, log, get_context, encoding helpers
+    cbor_module   the `cbor` module: bounded CBOR decode/encode for device payloads
     context       context records and the secrets accessor
     output        run log and events, with their limits
     results       exact-JSON serialisation of results and event data

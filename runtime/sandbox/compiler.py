@@ -167,7 +167,15 @@ def _check_imports(tree: ast.Module, filename: str) -> list[str]:
 
 
 def _is_secrets(node: ast.AST) -> bool:
-    return isinstance(node, ast.Name) and node.id == "secrets"
+    """`secrets`, or `logic.get_context().secrets` (the same accessor, reached through the context)."""
+    if isinstance(node, ast.Name):
+        return node.id == "secrets"
+    if not (isinstance(node, ast.Attribute) and node.attr == "secrets" and isinstance(node.value, ast.Call)):
+        return False
+    func = node.value.func
+    return (isinstance(func, ast.Name) and func.id == "get_context") or (
+        isinstance(func, ast.Attribute) and func.attr == "get_context"
+    )
 
 
 def _is_str(node: ast.AST) -> TypeGuard[ast.Constant]:

@@ -2,7 +2,9 @@
 
 Parameters are chosen by name (`CONTEXT_PARTS`); a part missing from the
 run's context is None. Context objects are named tuples: attribute access,
-immutable, and the write guard refuses them.
+immutable, and the write guard refuses them. `logic.get_context()` returns
+the same parts together as one `Context` (the very objects the parameters
+get, the secrets accessor included: never a dict of values).
 
 `Secrets` reads through a callable bound to the run (never cached, so an
 update between two reads is seen); the only attributes are `get` and the
@@ -17,10 +19,12 @@ from typing import Any
 
 from .output import exact_str
 
-CONTEXT_PARTS = ("event", "scheduled", "trigger", "function_info", "secrets")
+# The whole context, in the order get_context() lists it; its fields are the parameter names.
+Context = namedtuple("Context", "event scheduled trigger function_info secrets")
+CONTEXT_PARTS: tuple[str, ...] = Context._fields
 
 Event = namedtuple("Event", "id name data published_at source")
-Scheduled = namedtuple("Scheduled", "scheduled_at cron")
+Scheduled = namedtuple("Scheduled", "scheduled_at cron start_at end_at")
 Trigger = namedtuple("Trigger", "type triggered_at event_id")
 FunctionInfo = namedtuple("FunctionInfo", "id name version owner")
 
@@ -107,3 +111,8 @@ class Secrets:
 
     def __reduce__(self):  # never pickled across the worker boundary
         raise TypeError("secrets cannot be serialised")
+
+
+def build_context(context: dict, secrets: Secrets) -> Context:
+    """Every part of the run's context, built once: the parameters and get_context() share them."""
+    return Context._make([secrets if name == "secrets" else build_part(name, context) for name in CONTEXT_PARTS])

@@ -5,8 +5,9 @@
 
 Each run gets new globals (the guards, a copy of the builtins with the run's
 `__import__`, `setattr`, `delattr`), executes the module code, then calls the
-entry with the context parts it names. Whatever user code does — raise
-anything including SystemExit, recurse, return something odd — ends as a
+entry with the context parts it names (built once, before the module code
+runs: `logic.get_context()` returns the same objects). Whatever user code
+does — raise anything including SystemExit, recurse, return something odd — ends as a
 `RunOutcome`; MemoryError becomes status "memory_exceeded". Logs and events
 go to the `Host` as they happen, through a `RunOutput` that enforces the
 limits. After the run the output is closed and the globals are cleared.
@@ -20,8 +21,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from .cbor_module import build_cbor_module
 from .compiler import CompiledFunction, compile_function
-from .context import SecretAccessError, SecretNotDeclared, Secrets, build_part
+from .context import Context, SecretAccessError, SecretNotDeclared, Secrets, build_context
 from .guards import SHARED_BUILTINS, SHARED_GUARDS, class_factory, make_setattr, make_write_guard
 from .logic_module import build_logic_module
 from .modules import make_importer
@@ -102,18 +104,13 @@ def run_function(
     )
     env: dict[str, Any] = {}
     try:
-        env = _new_globals(output)
+        parts = build_context(context or {}, Secrets(tuple(declared_secrets), _secret_reader(host, output)))
+        env = _new_globals(output, parts, limits)
         exec(fn.code, env)
         entry = env.get(fn.entry)
         if not callable(entry):
             raise TypeError(f"entry point {fn.entry!r} is not a function")
-        kwargs = {}
-        for name in fn.params:
-            if name == "secrets":
-                kwargs[name] = Secrets(tuple(declared_secrets), _secret_reader(host, output))
-            else:
-                kwargs[name] = build_part(name, context or {})
-        value = entry(**kwargs)
+        value = entry(**{name: getattr(parts, name) for name in fn.params})
         return RunOutcome("success", dumps_exact(value, limits.result_max_bytes), None)
     except MemoryError as exc:
         return _memory_exceeded(exc)
@@ -140,11 +137,15 @@ def run_function(
         decimal.setcontext(decimal.Context())  # whatever the run (or its finalizers) left current
 
 
-def _new_globals(output: RunOutput) -> dict[str, Any]:
+def _new_globals(output: RunOutput, parts: Context, limits: RunLimits) -> dict[str, Any]:
     run_classes: set[type] = set()
     write_guard = make_write_guard(run_classes)
     builtins = SHARED_BUILTINS.copy()
-    builtins["__import__"] = make_importer(lambda: build_logic_module(output), alive=lambda: not output.closed)
+    run_modules = {
+        "logic": lambda: build_logic_module(output, parts),
+        "cbor": lambda: build_cbor_module(limits.event_data_max_bytes),  # a payload is at most one event
+    }
+    builtins["__import__"] = make_importer(run_modules, alive=lambda: not output.closed)
     builtins["setattr"], builtins["delattr"] = make_setattr(write_guard)
     env = SHARED_GUARDS.copy()
     env["__builtins__"] = builtins

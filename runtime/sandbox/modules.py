@@ -17,8 +17,8 @@ Python adds is refused until someone reviews it and lists it.
 `random.Random` seeded from the OS. `decimal` too: its import resets the
 thread's context, and its `localcontext` goes inert once the run has ended.
 `time.sleep` is allowed: the worker's wall clock limit ends a run that sleeps
-too long. `logic` is built per run by
-`logic_module`.
+too long. `logic` (logic_module) and `cbor` (cbor_module, bounded by the run's
+limits) are built per run by the executor and handed to `make_importer`.
 
 Only whole allowlisted names import; relative imports, `import json.decoder`
 and `from json import <name not listed>` fail with an ImportError naming what
@@ -298,7 +298,7 @@ _RANDOM_METHODS = [
 # Shared by every run: immutable facades over immutable or host-owned values.
 SHARED_FACADES: dict[str, ModuleFacade] = {name: ModuleFacade(name, exports) for name, exports in _EXPORTS.items()}
 
-ALLOWED_MODULES: tuple[str, ...] = tuple(sorted([*SHARED_FACADES, "random", "logic"]))
+ALLOWED_MODULES: tuple[str, ...] = tuple(sorted([*SHARED_FACADES, "random", "logic", "cbor"]))
 _ALLOWED_TEXT = ", ".join(ALLOWED_MODULES)
 
 
@@ -308,12 +308,14 @@ def module_exports(name: str) -> frozenset[str] | None:
         return facade_exports(SHARED_FACADES[name])
     if name == "random":
         return frozenset([*_RANDOM_METHODS, "Random"])
-    if name == "logic":
-        return LOGIC_EXPORTS
-    return None
+    return _RUN_EXPORTS.get(name)
 
 
-LOGIC_EXPORTS = frozenset({"publish", "log", "encoding", "PublishLimitError"})
+LOGIC_EXPORTS = frozenset(
+    {"publish", "log", "encoding", "PublishLimitError", "get_context", "data_url_encode", "data_url_decode"}
+)
+CBOR_EXPORTS = frozenset({"decode", "encode", "Tag"})
+_RUN_EXPORTS = {"logic": LOGIC_EXPORTS, "cbor": CBOR_EXPORTS}  # modules the executor builds per run
 
 
 def random_facade() -> ModuleFacade:
@@ -372,16 +374,17 @@ _HOST_INTERNAL = {"_strptime": _strptime}
 
 
 def make_importer(
-    make_logic: Callable[[], ModuleFacade], alive: Callable[[], bool] = lambda: True
+    run_modules: dict[str, Callable[[], ModuleFacade]], alive: Callable[[], bool] = lambda: True
 ) -> Callable[..., ModuleFacade]:
-    """`__import__` for one run: facades only, `random`, `logic` and `decimal` built on first import.
+    """`__import__` for one run: facades only; `random`, `decimal` and the run's own modules
+    (`run_modules`: "logic", "cbor" -> builder) built on first import.
 
     `alive()` is true while the run is in progress (decimal.localcontext goes inert after).
     """
     per_run: dict[str, ModuleFacade] = {}
     builders: dict[str, Callable[[], ModuleFacade]] = {
+        **{name: build for name, build in run_modules.items() if name in _RUN_EXPORTS},
         "random": random_facade,
-        "logic": make_logic,
         "decimal": lambda: _fresh_decimal(alive),
     }
 

@@ -59,6 +59,7 @@ _WARM_MODULES = (
     "decimal",
     "fractions",
     "uuid",
+    "cbor2",  # the `cbor` facade's decoder (a C extension in site-packages)
     "_strptime",
     "traceback",
     "linecache",

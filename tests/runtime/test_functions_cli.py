@@ -457,3 +457,15 @@ def test_subprocess_deploy_error(ready, logic_home, tmp_path):
     assert refused.stderr == (
         "Error: bad.logic.json:5: triggers.1.event_name: String should have at least 1 character\n"
     )
+
+
+def test_a_deploy_with_several_problems_prints_one_per_line(ready, tmp_path):
+    cli = ready
+    triggers = [{"type": "schedule", "cron": "not a cron"}, {"type": "event", "event_name": ""}]
+    directory = write_function(tmp_path / "bad", name="bad", manifest={"name": "bad", "triggers": triggers})
+    result = cli("functions", "deploy", str(directory))
+    assert result.exit_code == 1 and result.stdout == ""
+    first, *rest = result.stderr.strip().splitlines()
+    assert first == f"Error: deploy refused ({len(rest)} problems):" and len(rest) >= 2
+    assert all(line.startswith("  bad.logic.json") for line in rest), rest
+    assert any("triggers.0.cron" in line for line in rest) and any("triggers.1.event_name" in line for line in rest)

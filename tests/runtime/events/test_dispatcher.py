@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from runtime.manifest import files_from_json
+from runtime.events.dispatcher import schedule_window
+from runtime.manifest import files_from_json, trigger_rows
 from runtime.service import Service
 from store import Settings, Store
 from store.clock import iso
@@ -83,6 +84,90 @@ def test_cron_tick_runs_with_the_scheduled_context(world):
     [run] = service.function_runs(actor, "every-minute")
     assert run["result"] == ["2026-03-01T12:01:00.000000Z", "* * * * *", "schedule"]
     assert run["trigger"] == {"type": "schedule", "event_id": None, "scheduled_at": "2026-03-01T12:01:00.000000Z"}
+
+
+def deploy_rows(service, actor, name, source, triggers):
+    """Deploy as the service does, with the rows `runtime.manifest.trigger_rows` writes
+    (per-trigger `enabled`, schedule windows)."""
+    files = files_from_json({"name": name, "source": source, "triggers": triggers})
+    manifest = files.manifest.model_dump(mode="json", exclude_none=True)
+    rows = trigger_rows(files.manifest, service.clock())
+    return service.store.functions.deploy(service.owner_for(actor), name, manifest, files.source, rows, [])
+
+
+def test_a_tick_runs_with_its_schedules_window(world):
+    service, actor, clock = world
+    source = "def main(scheduled):\n    return [scheduled.scheduled_at, scheduled.start_at, scheduled.end_at]\n"
+    clock.now = datetime(2026, 4, 1, 0, 0, 30, tzinfo=UTC)
+    deploy_rows(
+        service,
+        actor,
+        "windowed",
+        source,
+        [
+            # Two schedules with one cron: the tick names the one whose window holds it.
+            {"type": "schedule", "cron": "*/5 * * * *", "start_at": "2026-04-01T00:00Z", "end_at": "2026-04-01T00:05Z"},
+            {"type": "schedule", "cron": "*/5 * * * *", "start_at": "2026-04-01T00:10Z"},
+        ],
+    )
+    scheduler = service.scheduler(clock=clock)
+    for minute in (5, 10):
+        clock.now = datetime(2026, 4, 1, 0, minute, tzinfo=UTC)
+        assert scheduler.tick() >= 1  # other tests' schedules share this world
+        service.dispatcher().drain()
+    assert sorted(run["result"] for run in service.function_runs(actor, "windowed")) == [
+        ["2026-04-01T00:05:00.000000Z", "2026-04-01T00:00:00.000000Z", "2026-04-01T00:05:00.000000Z"],
+        ["2026-04-01T00:10:00.000000Z", "2026-04-01T00:10:00.000000Z", None],
+    ]
+
+
+def test_schedule_window_picks_the_trigger_that_fired():
+    manifest = {
+        "triggers": [
+            {"type": "event", "event_name": "x"},
+            {"type": "schedule", "cron": "* * * * *", "end_at": "2026-01-01T00:00:00.000000Z", "enabled": False},
+            {"type": "schedule", "cron": "* * * * *", "start_at": "2026-02-01T00:00:00.000000Z"},
+        ]
+    }
+    assert schedule_window(manifest, "* * * * *", "2026-03-01T00:00:00.000000Z") == {
+        "start_at": "2026-02-01T00:00:00.000000Z",
+        "end_at": None,
+    }
+    assert schedule_window(manifest, "0 * * * *", "2026-03-01T00:00:00.000000Z") == {"start_at": None, "end_at": None}
+
+
+def test_a_disabled_event_trigger_does_not_match(world):
+    service, actor, _ = world
+    source = "def main(event):\n    return event.name\n"
+    deploy_rows(
+        service,
+        actor,
+        "half-on",
+        source,
+        [
+            {"type": "event", "event_name": "half-off", "enabled": False},
+            {"type": "event", "event_name": "half-on"},
+        ],
+    )
+    assert service.publish_event(actor, "half-off", None)["deliveries"] == 0
+    assert service.publish_event(actor, "half-on", None)["deliveries"] == 1
+    service.dispatcher().drain()
+    assert [run["result"] for run in service.function_runs(actor, "half-on")] == ["half-on"]
+
+
+def test_a_disabled_function_with_an_enabled_trigger_stays_off(world):
+    service, actor, _ = world
+    fn = deploy_rows(
+        service,
+        actor,
+        "all-off",
+        "def main(event):\n    return 1\n",
+        [
+            {"type": "event", "event_name": "all-off", "enabled": True},
+        ],
+    )
+    service.store.functions.set_enabled(fn.id, False)
+    assert service.publish_event(actor, "all-off", None)["deliveries"] == 0
 
 
 def test_deleted_or_disabled_function_fails_its_delivery_with_a_reason(world):
@@ -184,20 +269,23 @@ def test_a_response_event_the_bus_refuses_still_stores_the_log_and_the_audit(wor
     try:
         service.create_secret(actor, "HOOK_KEY", "hook-key-value-0987")
         url = receiver.url + "/in"
-        for name, prefix in (("first", "a" * 10), ("second", "hook-response/")):
+        # A hook event fires no webhook, so the refused name comes from a responseTopic.
+        topics = {"first": {}, "second": {"responseTopic": "{{{PARTICLE_EVENT_NAME}}}/{{{PARTICLE_EVENT_NAME}}}"}}
+        for name, extra in topics.items():
             service.create_integration(
                 actor,
                 {
                     "name": name,
-                    "event": prefix,
+                    "event": "a" * 10,
                     "url": url,
                     "secrets": ["HOOK_KEY"],
                     "headers": {"X-Key": "{{{HOOK_KEY}}}"},
+                    **extra,
                 },
             )
         service.publish_event(actor, "a" * 60, "x")
         service.dispatcher().drain()
-        # second's response would be named hook-response/hook-response/aaa... (88 characters)
+        # second's response would be named aaa.../aaa... (121 characters)
         [log] = service.integration_logs(actor, "second")
         assert log["ok"] and "response event not published" in log["error"]
         assert {a.consumer_name for a in service.audit(actor, "HOOK_KEY")} == {"first", "second"}

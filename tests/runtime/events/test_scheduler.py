@@ -6,6 +6,7 @@ import pytest
 
 from runtime.events.cron import next_fire
 from runtime.events.scheduler import Scheduler
+from runtime.manifest import files_from_json, trigger_rows
 from store import Settings, Store
 from store.clock import iso
 from store.functions import TriggerRow
@@ -142,3 +143,88 @@ def test_redeploying_the_same_schedule_keeps_its_next_tick(home):
     assert scheduled_runs(store) == [("2026-01-05T12:05:00.000000Z", "*/5 * * * *")]
     deploy(functions, clock, cron="*/10 * * * *")  # a changed schedule starts afresh
     assert store.db.one("SELECT next_fire_at FROM triggers")[0] == "2026-01-05T12:10:00.000000Z"
+
+
+# windows (start_at/end_at) and per-trigger enabled ----------------------------------------
+
+
+def deploy_rows(store, clock, name="window", **trigger):
+    """Deploy through runtime.manifest: the rows a deploy writes, first tick inside the window."""
+    files = files_from_json({"name": name, "source": "def main():\n    return 1\n", "triggers": [trigger]})
+    manifest = files.manifest.model_dump(mode="json", exclude_none=True)
+    return store.functions.deploy("user:root", name, manifest, files.source, trigger_rows(files.manifest, clock()), [])
+
+
+def test_ticks_before_start_at_and_after_end_at_do_not_fire(home):
+    clock = Clock(datetime(2026, 1, 5, 12, 0, 30, tzinfo=UTC))
+    store, functions, events = open_parts(home)
+    deploy_rows(
+        store,
+        clock,
+        type="schedule",
+        cron="*/5 * * * *",
+        start_at="2026-01-05T12:10:00Z",
+        end_at="2026-01-05T12:20:00Z",
+    )
+    assert store.db.one("SELECT next_fire_at FROM triggers")[0] == "2026-01-05T12:10:00.000000Z"
+    scheduler = Scheduler(store, clock=clock)
+    for moment in ["12:05:00", "12:10:00", "12:15:00", "12:20:00", "12:25:00", "13:00:00"]:
+        clock.set(f"2026-01-05T{moment}")
+        scheduler.tick()
+    assert [at for at, _ in scheduled_runs(store)] == [
+        "2026-01-05T12:10:00.000000Z",  # start_at and end_at are inside the window
+        "2026-01-05T12:15:00.000000Z",
+        "2026-01-05T12:20:00.000000Z",
+    ]
+    assert store.db.one("SELECT next_fire_at FROM triggers")[0] is None  # over: never due again
+
+
+def test_a_window_read_in_the_triggers_time_zone(home):
+    clock = Clock(datetime(2026, 1, 5, 6, 0, tzinfo=UTC))
+    store, functions, events = open_parts(home)
+    # 09:00 Berlin (08:00 UTC) daily, from the 6th, 00:00 Berlin (5th, 23:00 UTC).
+    deploy_rows(store, clock, type="schedule", cron="0 9 * * *", timezone="Europe/Berlin", start_at="2026-01-06T00:00")
+    assert tuple(store.db.one("SELECT start_at, next_fire_at FROM triggers")) == (
+        "2026-01-05T23:00:00.000000Z",
+        "2026-01-06T08:00:00.000000Z",
+    )
+
+
+def test_a_tick_already_past_the_window_when_deployed(home):
+    clock = Clock(datetime(2026, 3, 1, tzinfo=UTC))
+    store, functions, events = open_parts(home)
+    window = {"start_at": "2026-01-01T00:00Z", "end_at": "2026-02-01T00:00Z"}
+    deploy_rows(store, clock, type="schedule", cron="* * * * *", **window)
+    assert store.db.one("SELECT next_fire_at FROM triggers")[0] is None
+    assert Scheduler(store, clock=clock).tick() == 0
+
+
+def test_a_tick_computed_without_its_window_is_passed_by(home):
+    # A next time written before the trigger had a window (or by an older deploy): it is
+    # claimed, unrun, and the schedule moves to the window's first tick.
+    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=UTC))
+    store, functions, events = open_parts(home)
+    row = TriggerRow(
+        "schedule",
+        cron="*/5 * * * *",
+        next_fire_at="2026-01-05T12:05:00.000000Z",
+        start_at="2026-01-05T13:00:00.000000Z",
+    )
+    functions.deploy("user:root", "early", {"name": "early"}, "def main():\n    return 1\n", [row], [])
+    clock.set("2026-01-05T12:05:00")
+    assert Scheduler(store, clock=clock).tick() == 0
+    assert store.db.one("SELECT next_fire_at FROM triggers")[0] == "2026-01-05T13:00:00.000000Z"
+
+
+def test_a_disabled_schedule_does_not_fire_but_keeps_time(home):
+    clock = Clock(datetime(2026, 1, 5, 12, 1, tzinfo=UTC))
+    store, functions, events = open_parts(home)
+    deploy_rows(store, clock, type="schedule", cron="*/5 * * * *", enabled=False)
+    scheduler = Scheduler(store, clock=clock)
+    clock.set("2026-01-05T12:05:00")
+    assert scheduler.tick() == 0
+    assert store.db.one("SELECT next_fire_at FROM triggers")[0] == "2026-01-05T12:10:00.000000Z"  # passed by
+    deploy_rows(store, clock, type="schedule", cron="*/5 * * * *")  # enabled again: no catch-up of passed ticks
+    clock.set("2026-01-05T12:10:00")
+    assert scheduler.tick() == 1
+    assert scheduled_runs(store) == [("2026-01-05T12:10:00.000000Z", "*/5 * * * *")]

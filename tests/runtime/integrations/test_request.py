@@ -8,8 +8,14 @@ import httpx
 import pytest
 
 from runtime.integrations.request import RenderedRequest, render_request
-from runtime.integrations.templates import event_variables
+from runtime.integrations.templates import Budget
+from runtime.integrations.variables import event_namespace
+from store.errors import TooLarge
 from tests.runtime.integrations.support import EVENT, spec
+
+
+def rendered(s, event=EVENT, secrets=None, limit=1_000_000):
+    return render_request(s, event_namespace(event, secrets), Budget(limit))
 
 
 def test_every_field_is_rendered():
@@ -22,29 +28,57 @@ def test_every_field_is_rendered():
         auth={"username": "u-{{{room}}}", "password": "{{{K}}}"},
         secrets=["K"],
     )
-    r = render_request(s, event_variables(EVENT, {"K": "s3cret"}))
+    r = rendered(s, secrets={"K": "s3cret"})
     assert r.method == "PATCH"
     assert r.url == "https://api.example.com/lab/sensor/temp?key=s3cret"
     assert r.headers == {"X-lab": "Bearer s3cret", "X-At": "2024-05-01T12:00:00.000000Z"}
     assert r.query == {"src_lab": "dev-7", "t": "21.5"}
     assert r.json_ == {"lab": {"deep": ["s3cret", 3, True, None, '{"a":[1,2]}']}, "d": EVENT["data"]}
     assert r.auth == ("u-lab", "s3cret")
-    f = render_request(spec(form={"{{room}}": "{{{t}}}"}), event_variables(EVENT))
+    assert r.verify is True
+    f = rendered(spec(form={"{{room}}": "{{{t}}}"}))
     assert f.form == {"lab": "21.5"} and f.json_ is None
-    b = render_request(spec(body="n={{{EVENT_NAME}}}"), event_variables(EVENT))
+    b = rendered(spec(body="n={{{EVENT_NAME}}}"))
     assert b.body == "n=sensor/temp"
 
 
-def test_default_body_is_the_event_for_post_put_patch_only():
-    r = render_request(spec(), event_variables(EVENT))
-    assert r.json_ == {
+def test_default_body_is_particles_form_for_post_put_patch_only():
+    defaults = {
         "event": "sensor/temp",
         "data": EVENT["data"],
         "published_at": "2024-05-01T12:00:00.000000Z",
-        "source": "dev-7",
+        "coreid": "",
     }
-    assert render_request(spec(method="GET"), event_variables(EVENT)).json_ is None
-    assert render_request(spec(method="DELETE"), event_variables(EVENT)).json_ is None
+    for method in ("POST", "PUT", "PATCH"):
+        r = rendered(spec(method=method))
+        assert (r.form, r.json_, r.body) == (defaults, None, None)
+    for method in ("GET", "DELETE"):
+        r = rendered(spec(method=method))
+        assert (r.form, r.json_, r.body, r.query) == (None, None, None, {})
+    for fields in ({"noDefaults": True}, {"json": {"a": "1"}}, {"form": {"a": "1"}}, {"body": "x"}):
+        r = rendered(spec(**fields))
+        assert defaults not in (r.form, r.json_), fields
+
+
+def test_particle_json_as_one_template_is_sent_as_is():
+    """Particle's `json` may be a string: a template that is JSON only once rendered."""
+    r = rendered(spec(json='{"t": {{t}}, "room": "{{{room}}}", "list": [{{#nested.a}}{{.}},{{/nested.a}}0]}'))
+    assert r.json_ is None and r.headers == {"Content-Type": "application/json"}
+    assert json.loads(r.body) == {"t": 21.5, "room": "lab", "list": [1, 2, 0]}
+    typed = rendered(spec(json="{{{EVENT_DATA}}}", headers={"content-type": "application/vnd+json"}))
+    assert typed.headers == {"content-type": "application/vnd+json"} and typed.body == EVENT["data"]
+
+
+def test_reject_unauthorized_false_turns_certificate_checks_off_for_that_request():
+    assert rendered(spec(rejectUnauthorized=False)).verify is False
+
+
+def test_rendering_is_bounded_per_request():
+    s = spec(headers={"X": "{{{EVENT_DATA}}}"}, body="{{{EVENT_DATA}}}{{{EVENT_DATA}}}")
+    size = len(EVENT["data"])
+    rendered(s, limit=3 * size + 200)
+    with pytest.raises(TooLarge):
+        rendered(s, limit=3 * size)  # shared by every field of the request
 
 
 def test_event_data_is_never_rendered_again():
@@ -61,14 +95,14 @@ def test_event_data_is_never_rendered_again():
         json.dumps({"room": "{{{K}}} {{> x}} {{#K}}{{/K}} {{=<% %>=}}<%& K %>"}),
         "{{{K}}} {{> x}} {{#K}}{{/K}} {{=<% %>=}}<%& K %>",
     ):
-        v = event_variables({**EVENT, "data": data}, {"K": "s3cret"})
-        r = render_request(s, v)
+        ev = {**EVENT, "data": data}
+        r = rendered(s, ev, {"K": "s3cret"})
         assert "s3cret" not in r.body and "s3cret" not in r.url and "s3cret" not in r.headers["X"]
         assert r.body.startswith(data + "|")
-        assert "s3cret" not in json.dumps(render_request(s2, v).json_)
-        assert render_request(s2, v).headers == {"Y": "s3cret"}
-    v = event_variables({**EVENT, "data": json.dumps({"room": "{{{K}}}"})}, {"K": "s3cret"})
-    assert render_request(s, v).url == "https://api.example.com/{{{K}}}"
+        assert "s3cret" not in json.dumps(rendered(s2, ev, {"K": "s3cret"}).json_)
+        assert rendered(s2, ev, {"K": "s3cret"}).headers == {"Y": "s3cret"}
+    ev = {**EVENT, "data": json.dumps({"room": "{{{K}}}"})}
+    assert rendered(s, ev, {"K": "s3cret"}).url == "https://api.example.com/{{{K}}}"
 
 
 def test_rendered_request_checks_url_and_headers():

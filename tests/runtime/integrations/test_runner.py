@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -21,7 +22,12 @@ KEY = "key-0123456789abcdef"
 @pytest.fixture
 def settings(logic_home):
     return Settings(
-        home=logic_home, webhook_timeout_s=0.5, webhook_retries=2, integration_logs_kept=3, event_data_max_bytes=1000
+        home=logic_home,
+        webhook_timeout_s=0.5,
+        webhook_retries=2,
+        integration_logs_kept=3,
+        event_data_max_bytes=1000,
+        webhook_render_max_chars=10_000,
     )
 
 
@@ -346,3 +352,115 @@ def test_fire_never_raises_on_a_tampered_config(service, store, api_key, receive
         "hook-error/sensor/temp",
         "the integration's configuration is no longer valid: update it",
     )
+
+
+# -- Particle's events: hook-sent, responseTemplate, topics, no chaining --------------------
+
+
+def test_hook_sent_then_the_response_are_published_in_order(service, receiver):
+    result = service.fire(service.create(ALICE, webhook(url=receiver.url)), event())
+    assert result.events == [("hook-sent/sensor/temp", None), ("hook-response/sensor/temp", '{"ok": true}')]
+    receiver.statuses = [404]
+    result = service.fire(service.get(ALICE, "notify"), event())
+    assert result.events == [("hook-sent/sensor/temp", None), ("hook-error/sensor/temp", "HTTP 404 Not Found")]
+
+
+def test_nothing_sent_means_no_hook_sent(service):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    result = service.fire(service.create(ALICE, webhook(url=f"http://127.0.0.1:{port}/x")), event())
+    assert [name for name, _ in result.events] == ["hook-error/sensor/temp"]
+
+
+def test_particles_default_body_reaches_the_receiver_form_encoded(service, receiver):
+    assert service.fire(service.create(ALICE, webhook(url=receiver.url)), event()).ok
+    got = receiver.requests[-1]
+    assert got.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert parse_qs(got.text, keep_blank_values=True) == {
+        "event": ["sensor/temp"],
+        "data": ['{"t": 21}'],
+        "published_at": ["2024-05-01T12:00:00.000000Z"],
+        "coreid": [""],
+    }
+    service.update(ALICE, "notify", webhook(url=receiver.url, noDefaults=True))
+    assert service.fire(service.get(ALICE, "notify"), event()).ok
+    assert receiver.requests[-1].body == b""
+
+
+def test_response_template_and_topics_shape_what_is_published(service, receiver):
+    receiver.body = json.dumps({"results": [{"id": "a", "status": "ok"}, {"id": "b", "status": "<late>"}]}).encode()
+    record = service.create(
+        ALICE,
+        webhook(
+            url=receiver.url,
+            responseTemplate="{{#results}}{{id}}={{status}};{{/results}}",
+            responseTopic="weather/{{room}}/{{PARTICLE_EVENT_NAME}}",
+            errorResponseTopic="failed/{{{PARTICLE_EVENT_NAME}}}",
+        ),
+    )
+    result = service.fire(record, event(data='{"room": "lab"}'))
+    assert result.events[-1] == ("weather/lab/sensor/temp", "a=ok;b=&lt;late&gt;;")
+    receiver.statuses = [400]
+    assert service.fire(record, event()).events[-1] == ("failed/sensor/temp", "HTTP 400 Bad Request")
+
+
+def test_a_response_template_that_renders_too_much_is_a_hook_error(service, receiver, settings):
+    receiver.body = json.dumps({"a": list(range(30))}).encode()
+    record = service.create(ALICE, webhook(url=receiver.url, responseTemplate="{{#a}}{{#a}}{{#a}}x{{/a}}{{/a}}{{/a}}"))
+    result = service.fire(record, event())
+    assert not result.ok and len(receiver.requests) == 1
+    limit = settings.webhook_render_max_chars
+    assert result.events[-1] == (
+        "hook-error/sensor/temp",
+        f"responseTemplate: the templates rendered more than {limit} characters",
+    )
+
+
+def test_a_request_that_renders_too_much_is_not_sent(service, receiver):
+    record = service.create(
+        ALICE, webhook(url=receiver.url, body="{{#a}}{{#a}}{{#a}}{{{EVENT_DATA}}}{{/a}}{{/a}}{{/a}}")
+    )
+    result = service.fire(record, event(data=json.dumps({"a": list(range(20))})))
+    assert (result.ok, receiver.requests, result.log["request"]) == (False, [], None)
+    assert result.events == [
+        ("hook-error/sensor/temp", "the templates rendered more than 10000 characters")
+    ]  # the setting
+
+
+@pytest.mark.parametrize(
+    "ev",
+    [
+        event(name="sensor/hook"),  # control: fires
+        event(name="hook-response/sensor/temp"),
+        event(name="hook-error/sensor/temp"),
+        event(name="hook-sent/sensor/temp"),
+        event(name="sensor/result", source="integration:other"),
+    ],
+)
+def test_events_a_webhook_published_never_fire_one(service, receiver, ev):
+    for prefix in ("sensor/", "hook-"):
+        service.create(ALICE, webhook(name=f"on-{prefix[:4]}", url=receiver.url, event=prefix))
+    fired = [service.fire(service.get(ALICE, name), ev) for name in ("on-sens", "on-hook")]
+    if ev["name"] == "sensor/hook":
+        assert all(r.ok for r in fired) and len(receiver.requests) == 2  # (matching prefixes is the bus's job)
+        return
+    assert receiver.requests == []
+    for result in fired:
+        assert (result.ok, result.events, result.accesses, result.log["request"]) == (False, [], [], None)
+        assert (
+            result.log["error"]
+            == "events published by a webhook (hook-sent, hook-response, hook-error) never fire webhooks"
+        )
+
+
+def test_a_literal_topic_gets_the_event_name_rule_at_create(service, db_rows):
+    service.list(ALICE)
+    before = db_rows()
+    with pytest.raises(DeployError, match="webhook: responseTopic: event name must be 1-64 characters"):
+        service.create(ALICE, webhook(responseTopic="t" * 65))
+    with pytest.raises(DeployError, match="webhook: errorResponseTopic: event name must not contain control"):
+        service.create(ALICE, webhook(errorResponseTopic="a\nb"))
+    assert db_rows() == before
+    service.create(ALICE, webhook(responseTopic="hook-response/" + "t" * 64))  # the hook prefix's allowance

@@ -141,3 +141,35 @@ def test_the_guard_is_on_unless_a_transport_is_given_and_private_is_off_by_defau
         assert isinstance(backend, GuardedBackend) and backend.allow_private is False
     finally:
         s.close()
+
+
+def test_sent_says_whether_the_request_went_out():
+    assert sender(Script(httpx.Response(404))).send(get()).sent is True
+    assert sender(Script(httpx.ReadTimeout("slow")), retries=0).send(get()).sent is True
+    assert sender(Script(httpx.ConnectError("refused")), retries=0).send(get()).sent is False
+    assert sender(Script(httpx.Response(200))).send(get("file:///x")).sent is False  # never built
+
+
+def test_reject_unauthorized_false_skips_certificate_checks_for_that_request_only(tmp_path):
+    import ssl
+
+    from tests.receiver import Receiver
+    from tests.security.test_webhook_rebinding import _certificates  # an unknown CA's certificate
+
+    _ca, chain, key = _certificates("self-signed.test")
+    (tmp_path / "leaf.pem").write_bytes(chain)
+    (tmp_path / "leaf.key").write_bytes(key)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "leaf.pem", tmp_path / "leaf.key")
+    s = WebhookSender(timeout_s=2, retries=0, max_body_bytes=1000, allow_private=True)
+    with Receiver(ssl_context=server_ctx, body=b"reached") as r:
+        try:
+            checked = s.send(RenderedRequest("GET", r.url + "/x", {}, {}))
+            assert not checked.ok and "certificate verify failed" in checked.error
+            unchecked = s.send(RenderedRequest("GET", r.url + "/x", {}, {}, verify=False))
+            assert (unchecked.ok, unchecked.body) == (True, b"reached")
+            again = s.send(RenderedRequest("GET", r.url + "/x", {}, {}))
+            assert not again.ok and "certificate verify failed" in again.error
+            assert len(r.requests) == 1
+        finally:
+            s.close()

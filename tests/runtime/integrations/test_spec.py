@@ -94,10 +94,17 @@ def test_each_bad_field_gets_a_clear_error(fields, message):
 
 
 def test_every_problem_is_reported_at_once():
-    message = refused(body="{{> a}}", headers={"X": "{{#s}}{{/s}}"}, auth={"username": "{{{NOPE}}}"})
+    message = refused(
+        body="{{> a}}",
+        headers={"X": "{{#K}}{{/K}}"},
+        auth={"username": "{{{NOPE}}}"},
+        query={"q": "{{#a}}"},
+        secrets=["K"],
+    )
     assert "body: partials" in message
-    assert "headers.X: sections" in message
+    assert "headers.X: {{#K}}: K is a secret: a plain variable only, never a section" in message
     assert "auth.username: {{{NOPE}}} is neither a declared secret" in message
+    assert "query.q: invalid template: {{#a}} is not closed" in message
 
 
 def test_missing_required_fields():
@@ -111,18 +118,106 @@ def test_missing_required_fields():
 @pytest.mark.parametrize(
     "template, message",
     [
-        ("{{> x}}", "partials ({{> x}}) are not supported"),
-        ("{{#EVENT_DATA}}x{{/EVENT_DATA}}", "sections"),
-        ("{{^EVENT_DATA}}x{{/EVENT_DATA}}", "sections"),
-        ("{{a.b}}", "dotted names are not supported"),
-        ("{{{EVENT_DATA.__class__}}}", "dotted names are not supported"),
-        ("{{.}}", "dotted names are not supported"),
-        ("{{{unclosed", "invalid template"),
-        ("{{/x}}", "invalid template"),
+        ("{{> x}}", "body: partials ({{> x}}) are not supported"),
+        ("{{=<% %>=}}", "body: set-delimiter tags ({{=<% %>=}}) are not supported"),
+        ("{{{EVENT_DATA.__class__}}}", "body: {{{EVENT_DATA.__class__}}}: EVENT_DATA is text: it has no fields"),
+        ("{{.}}", "body: {{.}}: '.' means the current item, so it is only used inside a section"),
+        ("{{{unclosed", "body: invalid template: the tag at character 1 is not closed"),
+        ("{{/x}}", "body: invalid template: Section end tag mismatch"),
+        ("{{#readings}}{{t}}", "body: invalid template: {{#readings}} is not closed"),
     ],
 )
-def test_templates_allow_variables_only(template, message):
+def test_templates_that_are_refused_name_the_field(template, message):
     assert message in refused(body=template)
+
+
+def test_full_mustache_is_accepted_in_every_field():
+    template = (
+        "{{#list}}{{a.b}}{{c.0.d}}{{.}}{{/list}}{{^x}}none{{/x}}{{! note }}"
+        "{{#PARTICLE_EVENT_VALUE}}y{{/PARTICLE_EVENT_VALUE}}"
+    )
+    s = spec(
+        url="https://api.example.com/{{#p}}{{p}}{{/p}}",
+        headers={"X-A": template},
+        query={"q": template},
+        json={"k": template, "l": [template]},
+        auth={"username": template, "password": template},
+        responseTemplate=template,
+        responseTopic="r/{{#p}}{{p}}{{/p}}",
+    )
+    assert s.used_secrets() == []
+
+
+def test_particle_field_names_are_ours_too():
+    s = parse_spec(
+        {
+            "name": "notify",
+            "url": "https://api.example.com/v1",
+            "eventName": "sensor/",
+            "requestType": "put",
+            "noDefaults": True,
+            "rejectUnauthorized": False,
+            "responseTemplate": {"lat": "{{{results.0.location.lat}}}"},
+            "responseTopic": "{{PARTICLE_DEVICE_ID}}/hook-response/{{PARTICLE_EVENT_NAME}}",
+            "errorResponseTopic": "save_failed_for_{{PARTICLE_DEVICE_ID}}",
+            "mydevices": True,
+            "unchunked": False,
+            "disabled": True,
+            "deviceID": "",
+        }
+    )
+    assert (s.event, s.method, s.no_defaults, s.reject_unauthorized, s.enabled) == (
+        "sensor/",
+        "PUT",
+        True,
+        False,
+        False,
+    )
+    assert s.to_json() == {
+        "name": "notify",
+        "event": "sensor/",
+        "url": "https://api.example.com/v1",
+        "method": "PUT",
+        "noDefaults": True,
+        "responseTemplate": {"lat": "{{{results.0.location.lat}}}"},
+        "responseTopic": "{{PARTICLE_DEVICE_ID}}/hook-response/{{PARTICLE_EVENT_NAME}}",
+        "errorResponseTopic": "save_failed_for_{{PARTICLE_DEVICE_ID}}",
+        "rejectUnauthorized": False,
+        "secrets": [],
+        "enabled": False,
+    }
+    assert parse_spec(s.to_json()) == s
+    assert spec(method="POST", requestType="Post").method == "POST"  # the same method, spelt two ways
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"method": "GET", "requestType": "POST"}, "requestType and method name the same field: give one"),
+        ({"event": "a", "eventName": "b"}, "eventName and event name the same field"),
+        ({"disabled": True, "enabled": True}, "disabled and enabled say different things"),
+        ({"disabled": "no"}, "disabled: must be true or false"),
+        ({"deviceID": "3f002b000000000000000000"}, "deviceID: a webhook here fires for the owner's events"),
+        ({"dataUrlResponseEvent": True}, "dataUrlResponseEvent: responses are published as text"),
+        ({"noDefaults": "maybe"}, "noDefaults: Input should be a valid boolean"),
+        ({"responseTemplate": 5}, "responseTemplate"),
+        ({"productIdOrSlug": "x"}, "productIdOrSlug: Extra inputs are not permitted"),
+        ({"responseTopic": "{{{K}}}", "secrets": ["K"]}, "responseTopic: {{{K}}}: secrets cannot be used here"),
+        ({"responseTemplate": {"k": "{{{K}}}"}, "secrets": ["K"]}, "responseTemplate.k: {{{K}}}: secrets cannot"),
+        ({"errorResponseTopic": "{{#x}}"}, "errorResponseTopic: invalid template: {{#x}} is not closed"),
+        ({"rejectUnauthorized": False, "secrets": ["K"]}, "rejectUnauthorized: false is refused in an integration"),
+    ],
+)
+def test_particle_fields_get_clear_errors(fields, message):
+    assert message in refused(**fields)
+
+
+def test_particles_descriptive_name_becomes_an_identifier():
+    assert spec(name="Record my metric").name == "Record-my-metric"
+    assert spec(name="  Temp → cloud (v2)!").name == "Temp-cloud-v2"
+    data = {"event": "sensor/", "url": "https://api.example.com/v1"}
+    assert parse_spec(data).name == "sensor"  # no name: the event prefix's
+    assert "name must be 1-64" in refused(name="→")
 
 
 def test_undeclared_secret_reference_is_refused_but_data_fields_are_not():
@@ -144,13 +239,21 @@ def test_secret_host_cannot_be_chosen_by_the_publisher():
         "https://{{{host}}}",
         "https://api.{{EVENT_DATA}}.com/",
         "https://user@{{{EVENT_DATA}}}/",
-        "https://{{=<% %>=}}<%& EVENT_DATA %>/x",
+        "https://api.example.com{{{path}}}",
+        "https://api.example.com:{{port}}/",
+        "https://{{#h}}api.example.com{{/h}}/x",
+        "https://{{^h}}api.example.com{{/h}}/x",
+        "https://{{{TENANT.x}}}.example.com/",
     ):
-        assert "scheme and host may not use event variables" in refused(url=url, secrets=["K"], body="{{{K}}}"), url
-    # Without secrets there is nothing to steal; after the host anything goes.
+        message = refused(url=url, secrets=["K", "TENANT"], body="{{{K}}}")
+        assert "scheme and host may not use event variables" in message or "TENANT is a secret" in message, url
+    assert "set-delimiter tags" in refused(url="https://{{=<% %>=}}<%& EVENT_DATA %>/x", secrets=["K"])
+    # Without secrets there is nothing to steal; after the host anything goes; a secret is the owner's.
     spec(url="https://{{{EVENT_SOURCE}}}.example.com/x")
-    spec(url="https://api.example.com/{{{EVENT_DATA}}}?k={{{K}}}", secrets=["K"])
+    spec(url="https://api.example.com/{{{EVENT_DATA}}}?k={{{K}}}#{{x}}", secrets=["K"])
+    spec(url="https://api.example.com?{{#q}}{{q}}{{/q}}", secrets=["K"])
     spec(url="https://{{{TENANT}}}.example.com/x", secrets=["TENANT"])
+    spec(url="https://{{! the host: }}api.example.com/x", secrets=["K"])  # a comment writes nothing
 
 
 def test_load_spec_reads_the_example_files(tmp_path):
@@ -158,6 +261,13 @@ def test_load_spec_reads_the_example_files(tmp_path):
     assert examples
     for path in examples:
         assert parse_spec(load_spec(path), filename=path.name).name == path.name.removesuffix(".webhook.json")
+    particle = parse_spec(load_spec(EXAMPLES.parent / "particle_webhook.webhook.json"))
+    assert (particle.name, particle.event, particle.method, particle.no_defaults) == (
+        "Record-my-metric",
+        "metric/",
+        "POST",
+        True,
+    )
     bad = tmp_path / "bad.webhook.json"
     bad.write_text('{"name": "x",\n "event": }')
     with pytest.raises(DeployError, match="bad.webhook.json:2: invalid JSON"):

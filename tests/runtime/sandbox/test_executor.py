@@ -80,10 +80,20 @@ def test_context_parts_by_name_and_missing_parts_are_none(sandbox_run):
 
 def test_scheduled_context(sandbox_run):
     ran = sandbox_run(
-        "def main(scheduled, event):\n    return [scheduled.scheduled_at, scheduled.cron, event]\n",
+        "def main(scheduled, event):\n"
+        "    return [scheduled.scheduled_at, scheduled.cron, scheduled.start_at, scheduled.end_at, event]\n",
         context={"scheduled": {"scheduled_at": "2024-01-01T00:05:00Z", "cron": "*/5 * * * *"}},
     )
-    assert ran.result == ["2024-01-01T00:05:00Z", "*/5 * * * *", None]
+    assert ran.result == ["2024-01-01T00:05:00Z", "*/5 * * * *", None, None, None]
+
+
+def test_scheduled_context_carries_the_window(sandbox_run):
+    window = {"start_at": "2024-01-01T00:00:00.000000Z", "end_at": "2024-02-01T00:00:00.000000Z"}
+    ran = sandbox_run(
+        "def main(scheduled):\n    return [scheduled.start_at, scheduled.end_at]\n",
+        context={"scheduled": {"scheduled_at": "2024-01-01T00:05:00Z", "cron": "*/5 * * * *", **window}},
+    )
+    assert ran.result == [window["start_at"], window["end_at"]]
 
 
 def test_context_is_read_only(sandbox_run):

@@ -36,7 +36,7 @@ def test_every_problem_is_collected_with_its_line():
     )
     assert found == [
         "reformat.py:1: module 'os' is not available in Logic functions; allowed modules: base64, binascii, "
-        "collections, datetime, decimal, fractions, functools, hashlib, hmac, itertools, json, logic, math, "
+        "cbor, collections, datetime, decimal, fractions, functools, hashlib, hmac, itertools, json, logic, math, "
         "random, re, statistics, string, struct, time, uuid, zlib",
         "reformat.py:2: parameter 'foo' of main() is not a context part; choose from event, scheduled, "
         "trigger, function_info, secrets",
