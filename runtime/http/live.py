@@ -35,18 +35,18 @@ STREAM_DOC = {
 }
 
 
-def _frame(event: str, body: dict[str, Any]) -> bytes:
+def frame(event: str, body: dict[str, Any]) -> bytes:
     # One `data:` line: json.dumps escapes every newline, so no field can end the frame early.
     return f"event: {event}\ndata: {json.dumps(body, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
 
 
 def event_frame(item: Item) -> bytes:
     """Particle's frame: `event: NAME` + `{"data", "ttl", "published_at", "coreid"}` (+ our id, source)."""
-    return _frame(item.key, {k: v for k, v in item.body.items() if k != "name"})
+    return frame(item.key, {k: v for k, v in item.body.items() if k != "name"})
 
 
 def record_frame(event: str) -> Callable[[Item], bytes]:
-    return lambda item: _frame(event, item.body)
+    return lambda item: frame(event, item.body)
 
 
 async def _sse(service: Service, reader: Reader, render: Callable[[Item], bytes]) -> AsyncIterator[bytes]:
@@ -90,7 +90,8 @@ class LiveStreamResponse(StreamingResponse):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _stream(service: Service, owner: str, topic: str, match: Callable[[str], bool], render: Callable) -> Any:
+def open_stream(service: Service, owner: str, topic: str, match: Callable[[str], bool], render: Callable) -> Any:
+    """The SSE response for the owner's `topic` items whose key `match`es (the console's too)."""
     reader = service.streams.open(owner, topic, match)  # 429 past the owner's share, before any byte is sent
     return LiveStreamResponse(
         _sse(service, reader, render),
@@ -112,25 +113,25 @@ _EVENTS = {"tags": ["events"], "response_class": StreamingResponse, "responses":
 @route("GET", "/events", **_EVENTS)
 async def stream_events(service: Svc, actor: Actor, org: Org) -> Any:
     """The owner's events as they are published (Particle's `GET /v1/events`)."""
-    return _stream(service, service.owner_for(actor, org), EVENTS, _by_prefix(None), event_frame)
+    return open_stream(service, service.owner_for(actor, org), EVENTS, _by_prefix(None), event_frame)
 
 
 @route("GET", "/events/{prefix:path}", **_EVENTS)
 async def stream_events_prefix(prefix: Prefix, service: Svc, actor: Actor, org: Org) -> Any:
     """The owner's events whose name starts with `prefix` (`particle subscribe --all PREFIX`)."""
-    return _stream(service, service.owner_for(actor, org), EVENTS, _by_prefix(prefix), event_frame)
+    return open_stream(service, service.owner_for(actor, org), EVENTS, _by_prefix(prefix), event_frame)
 
 
 @route("GET", "/devices/events", **_EVENTS)
 async def stream_device_events(service: Svc, actor: Actor, org: Org) -> Any:
     """The same stream at Particle's "my devices" path (`particle subscribe`)."""
-    return _stream(service, service.owner_for(actor, org), EVENTS, _by_prefix(None), event_frame)
+    return open_stream(service, service.owner_for(actor, org), EVENTS, _by_prefix(None), event_frame)
 
 
 @route("GET", "/devices/events/{prefix:path}", **_EVENTS)
 async def stream_device_events_prefix(prefix: Prefix, service: Svc, actor: Actor, org: Org) -> Any:
     """`particle subscribe PREFIX`."""
-    return _stream(service, service.owner_for(actor, org), EVENTS, _by_prefix(prefix), event_frame)
+    return open_stream(service, service.owner_for(actor, org), EVENTS, _by_prefix(prefix), event_frame)
 
 
 # runs and webhook logs ---------------------------------------------------------------
@@ -146,7 +147,7 @@ async def stream_device_events_prefix(prefix: Prefix, service: Svc, actor: Actor
 async def stream_runs(function_id: Ref, service: Svc, actor: Actor, org: Org) -> Any:
     """Each new run record of the function as it is stored (`event: run`), redacted as stored."""
     fn = service.get_function(actor, function_id, org)  # 404 for another owner's
-    return _stream(service, fn.owner, RUNS, fn.id.__eq__, record_frame("run"))
+    return open_stream(service, fn.owner, RUNS, fn.id.__eq__, record_frame("run"))
 
 
 @route(
@@ -159,7 +160,7 @@ async def stream_runs(function_id: Ref, service: Svc, actor: Actor, org: Org) ->
 async def stream_webhook_logs(integration_id: Ref, service: Svc, actor: Actor, org: Org) -> Any:
     """Each new request log of the integration (`event: log`), secrets as [[SENSITIVE]]."""
     integration = service.get_integration(actor, integration_id, org)
-    return _stream(service, integration.owner, WEBHOOK_LOGS, integration.id.__eq__, record_frame("log"))
+    return open_stream(service, integration.owner, WEBHOOK_LOGS, integration.id.__eq__, record_frame("log"))
 
 
 @route("GET", "/devices/{device_id}/events", tags=["events"], include_in_schema=False)

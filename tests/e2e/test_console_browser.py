@@ -674,9 +674,13 @@ def test_no_secret_value_in_any_response_and_security_headers(make_server, open_
     seen: list[tuple[str, int, dict[str, str], bytes]] = []
     unread: list[str] = []
 
+    streams: list[str] = []
+
     def record(response) -> None:
         body = b""
-        if not 300 <= response.status < 400:
+        if response.headers.get("content-type", "").startswith("text/event-stream"):
+            streams.append(response.url)  # never ends while its page is open: read below
+        elif not 300 <= response.status < 400:
             try:
                 body = response.body()
             except PlaywrightError:  # gone with its page: a static file or an htmx poll cut short by a navigation
@@ -730,7 +734,7 @@ def test_no_secret_value_in_any_response_and_security_headers(make_server, open_
         "/logic",
         "/logic/define",
         "/logic/leaker",
-        "/logic/leaker/runs",  # the fragment the function page polls (htmx)
+        "/logic/leaker/runs",  # the fragment the function page fetches for each new run (htmx)
         "/integrations",
         "/integrations/hook",
         "/integrations/new",
@@ -755,6 +759,23 @@ def test_no_secret_value_in_any_response_and_security_headers(make_server, open_
     for url in unread:
         again = page.request.get(url)
         seen.append((url, again.status, again.headers, again.body()))
+    # The function page's live run stream, read with the browser's own session while a run
+    # that prints, returns and publishes the value happens.
+    assert any(urlparse(url).path == "/logic/leaker/runs/stream" for url in streams)
+    cookie = {c["name"]: c["value"] for c in page.context.cookies()}
+    with (
+        httpx.Client(base_url=server.url, cookies=cookie, timeout=httpx.Timeout(10, read=20)) as browser_session,
+        browser_session.stream("GET", "/logic/leaker/runs/stream") as live,
+    ):
+        assert live.headers["content-type"].startswith("text/event-stream")
+        chunks = live.iter_bytes()
+        opened = next(chunks)
+        with server.client() as api:
+            publish(api, "leak", "again")
+        body = opened
+        while b"event: run" not in body:
+            body += next(chunks)
+    seen.append((server.url + "/logic/leaker/runs/stream", 200, dict(live.headers), body))
     bodies = [(url, body) for url, status, _, body in seen if body]
     assert len(bodies) > 30
     for url, body in bodies:

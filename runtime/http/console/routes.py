@@ -25,8 +25,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
+from runtime.events.streams import RUNS
 from runtime.http.auth_throttle import client_address
 from runtime.http.console.security import COOKIE, PAGE_HEADERS, check_csrf, check_origin, cookie_options
+from runtime.http.live import frame, open_stream
 from runtime.manifest import files_from_json
 from runtime.service import Service
 from store.errors import Conflict, DeployError, InvalidInput, LogicError, NotFound, PermissionDenied, Unauthorized
@@ -324,11 +326,22 @@ async def function_page(request: Request, session: Session) -> Response:
 
 @page("/logic/{ref}/runs")
 async def function_runs(request: Request, session: Session) -> Response:
-    """The run log table alone: the function page polls it (htmx) to follow new runs live."""
+    """The run log table alone: the function page fetches it again (htmx) for each new run."""
     service, org = _service(request), _org(request)
     fn = service.get_function(session.user, request.path_params["ref"], org)
     runs = service.function_runs(session.user, fn.id, org, limit=20)
     return _page(request, "_runs.html", session, fn=fn, runs=runs)
+
+
+@page("/logic/{ref}/runs/stream")
+async def function_runs_stream(request: Request, session: Session) -> Response:
+    """A ping per new run (`event: run`, its id and status only): console.js then has htmx
+    fetch the run table again, so what the page shows is always the rendered fragment."""
+    service, org = _service(request), _org(request)
+    fn = service.get_function(session.user, request.path_params["ref"], org)
+    ping = lambda item: frame("run", {"id": item.body["id"], "status": item.body["status"]})  # noqa: E731
+    response: Response = open_stream(service, fn.owner, RUNS, fn.id.__eq__, ping)
+    return response
 
 
 @page("/logic/{ref}/enabled", methods=("POST",))

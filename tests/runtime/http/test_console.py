@@ -412,3 +412,14 @@ def test_a_reposted_token_form_creates_nothing(world):
     fresh = dict(re.findall(r'name="(csrf|once)" value="([^"]+)"', again.text))
     assert client.post("/tokens", data={**fresh, "label": "two"}, headers=SAME).status_code == 200
     assert len(service.list_tokens(service.actor())) == before + 2
+
+
+def test_the_live_run_stream_needs_a_session_and_the_owners_function(world, store):
+    service, client, token = world
+    signed_out = client.get("/logic/anything/runs/stream", follow_redirects=False)
+    assert signed_out.status_code == 303 and signed_out.headers["location"].startswith("/sign-in")
+    sign_in(client, token)
+    bob = service.create_user(service.actor(), "bob")
+    service.deploy_function(bob, files_from_json({"name": "bobs", "source": "def main():\n  return 1\n"}))
+    theirs = client.get("/logic/bobs/runs/stream")
+    assert theirs.status_code == 404 and "text/html" in theirs.headers["content-type"]

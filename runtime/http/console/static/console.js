@@ -39,6 +39,17 @@
       });
     });
   }
-  document.addEventListener("DOMContentLoaded", function () { localTimes(document); autoSwitch(); secretPicker(); });
+  // Live run logs: the server's run stream (Server-Sent Events) pings for each new run and
+  // htmx fetches the run table again ("logic-run"); a slow poll stays behind it.
+  function liveRuns() {
+    var runs = document.querySelector("[data-stream]");
+    if (!runs || !window.EventSource) { return; }
+    var stream = new EventSource(runs.getAttribute("data-stream"));
+    stream.addEventListener("run", function () { document.body.dispatchEvent(new Event("logic-run")); });
+    window.addEventListener("pagehide", function () { stream.close(); });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    localTimes(document); autoSwitch(); secretPicker(); liveRuns();
+  });
   document.addEventListener("htmx:afterSwap", function (event) { localTimes(event.target); });
 })();
