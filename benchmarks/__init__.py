@@ -44,6 +44,7 @@ WORKLOADS: dict[str, Callable] = {
     "ingest": _plain("ingest"),  # also reports the "memory" section, measured on the same server
     "noisy": _plain("noisy"),
     "console": _plain("console"),
+    "streams": _plain("streams"),
 }
 
 __all__ = ["WORKLOADS"]
