@@ -110,27 +110,17 @@ def _by_prefix(prefix: str | None) -> Callable[[str], bool]:
 _EVENTS = {"tags": ["events"], "response_class": StreamingResponse, "responses": {200: STREAM_DOC}}
 
 
+@route("GET", "/devices/events", **_EVENTS)  # Particle's "my devices" path (`particle subscribe`)
 @route("GET", "/events", **_EVENTS)
 async def stream_events(service: Svc, actor: Actor, org: Org) -> Any:
     """The owner's events as they are published (Particle's `GET /v1/events`)."""
     return open_stream(service, service.owner_for(actor, org), EVENTS, _by_prefix(None), event_frame)
 
 
+@route("GET", "/devices/events/{prefix:path}", **_EVENTS)  # `particle subscribe PREFIX`
 @route("GET", "/events/{prefix:path}", **_EVENTS)
 async def stream_events_prefix(prefix: Prefix, service: Svc, actor: Actor, org: Org) -> Any:
     """The owner's events whose name starts with `prefix` (`particle subscribe --all PREFIX`)."""
-    return open_stream(service, service.owner_for(actor, org), EVENTS, _by_prefix(prefix), event_frame)
-
-
-@route("GET", "/devices/events", **_EVENTS)
-async def stream_device_events(service: Svc, actor: Actor, org: Org) -> Any:
-    """The same stream at Particle's "my devices" path (`particle subscribe`)."""
-    return open_stream(service, service.owner_for(actor, org), EVENTS, _by_prefix(None), event_frame)
-
-
-@route("GET", "/devices/events/{prefix:path}", **_EVENTS)
-async def stream_device_events_prefix(prefix: Prefix, service: Svc, actor: Actor, org: Org) -> Any:
-    """`particle subscribe PREFIX`."""
     return open_stream(service, service.owner_for(actor, org), EVENTS, _by_prefix(prefix), event_frame)
 
 
