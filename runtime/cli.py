@@ -20,8 +20,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from runtime import paging
 from runtime.service import Service
-from store.errors import Conflict, InvalidInput, LogicError
+from store.errors import Conflict, InvalidInput, LogicError, TooLarge
 from store.settings import Settings
 
 
@@ -105,6 +106,16 @@ def org_option(f):
     )(f)
 
 
+def cursor_option(f):
+    return click.option("--cursor", default=None, metavar="CURSOR", help="Start after the page before (its hint).")(f)
+
+
+def more_pages(cursor: str | None) -> None:
+    """On stderr (so --json output stays one document): how to get the next page."""
+    if cursor is not None:
+        click.echo(f"More: repeat with --cursor {cursor}", err=True)
+
+
 def url_option(f):
     return click.option(
         "--url", default=None, metavar="URL", help="The server to follow (default: http://LOGIC_HOST:LOGIC_PORT)."
@@ -175,7 +186,7 @@ def init(app: App, as_json: bool) -> None:
 # secrets -----------------------------------------------------------------------
 
 
-def read_secret_value(value_file: Path | None, max_bytes: int) -> bytes | str:
+def read_secret_value(value_file: Path | None, max_bytes: int, *, secret: bool = True) -> bytes | str:
     """The value from --value-file, piped stdin, or a hidden prompt; never from argv.
 
     One trailing newline is dropped (what `echo` and editors add). Reads at
@@ -192,7 +203,9 @@ def read_secret_value(value_file: Path | None, max_bytes: int) -> bytes | str:
         stream = getattr(sys.stdin, "buffer", None)
         raw = stream.read(cap) if stream is not None else sys.stdin.read(cap).encode()
     else:
-        raw = click.prompt("Secret value", hide_input=True, confirmation_prompt=True).encode("utf-8")
+        # A secret is typed hidden, twice; an environment variable (shown anyway) once, visibly.
+        prompt = "Secret value" if secret else "Value"
+        raw = click.prompt(prompt, hide_input=secret, confirmation_prompt=secret).encode("utf-8")
     if raw.endswith(b"\r\n"):
         raw = raw[:-2]
     elif raw.endswith(b"\n"):
@@ -311,18 +324,227 @@ def secrets_delete(app: App, name: str, org: str | None, as_json: bool) -> None:
     emit({"deleted": name}, as_json, lambda: click.echo(f"Deleted secret {name}."))
 
 
+# environment variables -------------------------------------------------------------
+
+
+@cli.group()
+def env() -> None:
+    """Environment variables: plain-text configuration functions and integrations read."""
+
+
+@env.command("list")
+@org_option
+@json_option
+@pass_app
+def env_list(app: App, org: str | None, as_json: bool) -> None:
+    """List environment variables with their values."""
+    found = app.service.list_env(app.actor, org)
+    emit(
+        [v.to_json() for v in found],
+        as_json,
+        lambda: (
+            table(["name", "value", "updated"], [[v.name, v.value, when(v.updated_at)] for v in found])
+            if found
+            else click.echo("No environment variables.")
+        ),
+    )
+
+
+@env.command("get")
+@click.argument("name")
+@org_option
+@json_option
+@pass_app
+def env_get(app: App, name: str, org: str | None, as_json: bool) -> None:
+    """Print one variable's value."""
+    var = app.service.get_env(app.actor, name, org)
+    emit(var.to_json(), as_json, lambda: click.echo(var.value))
+
+
+@env.command("set")
+@click.argument("name")
+@click.argument("value", required=False)
+@click.option(
+    "--value-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Read the value from this file (else the argument, else stdin).",
+)
+@org_option
+@json_option
+@pass_app
+def env_set(app: App, name: str, value: str | None, value_file: Path | None, org: str | None, as_json: bool) -> None:
+    """Create or replace a variable; VALUE, --value-file or stdin (not secret: an argument is fine)."""
+    service = app.service
+    service.store.environment.check_name(name)  # before reading stdin
+    if value is not None and value_file is not None:
+        raise InvalidInput("give the value or --value-file, not both")
+    if value is None:
+        raw = read_secret_value(value_file, app.settings.env_bytes_max, secret=False)
+        try:
+            value = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            raise InvalidInput("environment variable value is not valid UTF-8 text") from None
+    var = service.set_env(app.actor, name, value, org)
+    emit(var.to_json(), as_json, lambda: click.echo(f"Set {var.name}."))
+
+
+@env.command("delete")
+@click.argument("name")
+@org_option
+@json_option
+@pass_app
+def env_delete(app: App, name: str, org: str | None, as_json: bool) -> None:
+    """Delete a variable; runs that start from now on no longer see it."""
+    app.service.delete_env(app.actor, name, org)
+    emit({"deleted": name}, as_json, lambda: click.echo(f"Deleted {name}."))
+
+
+# ledgers -----------------------------------------------------------------------------
+
+
+@cli.group()
+def ledgers() -> None:
+    """Ledgers: JSON state that functions keep between runs."""
+
+
+def _ledger_json(path: Path | None, max_bytes: int) -> Any:
+    """JSON from --file or stdin, read up to a little over the limit."""
+    cap = 4 * max_bytes + 1024  # whitespace and escapes: the store checks the compact size
+    try:
+        if path is not None:
+            with path.open("rb") as fh:
+                raw = fh.read(cap + 1)
+        else:
+            raw = sys.stdin.buffer.read(cap + 1)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    if len(raw) > cap:
+        raise TooLarge(f"ledger data is over {max_bytes} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise InvalidInput("ledger data is not valid JSON") from None
+
+
+@ledgers.command("create")
+@click.argument("name")
+@click.option("--description", default="", help="What the ledger holds.")
+@org_option
+@json_option
+@pass_app
+def ledgers_create(app: App, name: str, description: str, org: str | None, as_json: bool) -> None:
+    """Create an empty ledger."""
+    record = app.service.create_ledger(app.actor, name, description, org)
+    emit(record.to_json(), as_json, lambda: click.echo(f"Created ledger {record.name}."))
+
+
+@ledgers.command("list")
+@org_option
+@json_option
+@pass_app
+def ledgers_list(app: App, org: str | None, as_json: bool) -> None:
+    """List ledgers: name, size, last update."""
+    found = app.service.list_ledgers(app.actor, org)
+    emit(
+        [r.to_json() for r in found],
+        as_json,
+        lambda: (
+            table(
+                ["name", "description", "bytes", "updated"],
+                [[r.name, r.description or None, r.size_bytes, when(r.updated_at)] for r in found],
+            )
+            if found
+            else click.echo("No ledgers.")
+        ),
+    )
+
+
+@ledgers.command("get")
+@click.argument("name")
+@org_option
+@json_option
+@pass_app
+def ledgers_get(app: App, name: str, org: str | None, as_json: bool) -> None:
+    """Print a ledger's data (JSON)."""
+    record = app.service.get_ledger(app.actor, name, org)
+    emit(record.to_json(), as_json, lambda: click.echo(json.dumps(record.data, indent=2)))
+
+
+@ledgers.command("set")
+@click.argument("name")
+@click.option(
+    "--file", "path", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Read the JSON here."
+)
+@click.option("--merge", is_flag=True, help="Replace only the top-level keys given.")
+@org_option
+@json_option
+@pass_app
+def ledgers_set(app: App, name: str, path: Path | None, merge: bool, org: str | None, as_json: bool) -> None:
+    """Set a ledger's data from stdin or --file (a JSON object); the old data becomes a version."""
+    data = _ledger_json(path, app.settings.ledger_max_bytes)
+    record = app.service.write_ledger(app.actor, name, "merge" if merge else "replace", data, org)
+    emit(record.to_json(), as_json, lambda: click.echo(f"Set ledger {name} ({record.size_bytes} bytes)."))
+
+
+@ledgers.command("delete")
+@click.argument("name")
+@org_option
+@json_option
+@pass_app
+def ledgers_delete(app: App, name: str, org: str | None, as_json: bool) -> None:
+    """Empty a ledger's data (kept as a version); the ledger stays."""
+    record = app.service.write_ledger(app.actor, name, "delete", None, org)
+    emit(record.to_json(), as_json, lambda: click.echo(f"Emptied ledger {name}."))
+
+
+@ledgers.command("versions")
+@click.argument("name")
+@org_option
+@json_option
+@pass_app
+def ledgers_versions(app: App, name: str, org: str | None, as_json: bool) -> None:
+    """The replaced data's versions, newest first."""
+    found = app.service.ledger_versions(app.actor, name, org)
+    emit(
+        found,
+        as_json,
+        lambda: (
+            table(
+                ["version", "replaced", "bytes"],
+                [[v["version"], when(v["replaced_at"]), v["size_bytes"]] for v in found],
+            )
+            if found
+            else click.echo("No versions.")
+        ),
+    )
+
+
+@ledgers.command("archive")
+@click.argument("name")
+@org_option
+@json_option
+@pass_app
+def ledgers_archive(app: App, name: str, org: str | None, as_json: bool) -> None:
+    """Delete a ledger with its data and versions."""
+    app.service.archive_ledger(app.actor, name, org)
+    emit({"archived": name}, as_json, lambda: click.echo(f"Archived ledger {name}."))
+
+
 # audit -------------------------------------------------------------------------
 
 
 @cli.command()
 @click.option("--secret", default=None, metavar="NAME", help="Only accesses of this secret.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@cursor_option
 @org_option
 @json_option
 @pass_app
-def audit(app: App, secret: str | None, limit: int, org: str | None, as_json: bool) -> None:
-    """Show who read which secret, when, in which run."""
-    rows = app.service.audit(app.actor, secret, org, limit)
+def audit(app: App, secret: str | None, limit: int, cursor: str | None, org: str | None, as_json: bool) -> None:
+    """Show who read which secret, when, in which run (newest first, a page at a time)."""
+    rows = app.service.audit(app.actor, secret, org, limit, cursor)
+    more_pages(paging.next_cursor(rows, limit, lambda a: (a.at, a.id or 0)))
     data = [
         {
             "secret": a.secret_name,
@@ -596,13 +818,14 @@ def functions_execute(
 @functions.command("logs")
 @click.argument("name")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@cursor_option
 @click.option("--follow", "-f", is_flag=True, help="Then print each new run as it ends (from `logic serve`).")
 @url_option
 @org_option
 @json_option
 @pass_app
 def functions_logs(
-    app: App, name: str, limit: int, follow: bool, url: str | None, org: str | None, as_json: bool
+    app: App, name: str, limit: int, cursor: str | None, follow: bool, url: str | None, org: str | None, as_json: bool
 ) -> None:
     """Show the latest runs of a function, newest first (with --follow: oldest first, then live;
     --json then prints one run per line)."""
@@ -613,7 +836,8 @@ def functions_logs(
             app, url, path, lambda: app.service.function_runs(app.actor, fn.id, org, limit), print_run, as_json
         )
         return
-    runs = app.service.function_runs(app.actor, name, org, limit)
+    runs = app.service.function_runs(app.actor, name, org, limit, cursor)
+    more_pages(paging.next_cursor(runs, limit, paging.run_key))
 
     def human() -> None:
         if not runs:
@@ -845,13 +1069,14 @@ def integrations_delete(app: App, name: str, org: str | None, as_json: bool) -> 
 @integrations.command("logs")
 @click.argument("name")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 100))
+@cursor_option
 @click.option("--follow", "-f", is_flag=True, help="Then print each new request as it is logged (from `logic serve`).")
 @url_option
 @org_option
 @json_option
 @pass_app
 def integrations_logs(
-    app: App, name: str, limit: int, follow: bool, url: str | None, org: str | None, as_json: bool
+    app: App, name: str, limit: int, cursor: str | None, follow: bool, url: str | None, org: str | None, as_json: bool
 ) -> None:
     """Show the latest webhook requests and responses (secret values masked)."""
     if follow:
@@ -860,7 +1085,8 @@ def integrations_logs(
         history = lambda: app.service.integration_logs(app.actor, integration.id, org, limit)  # noqa: E731
         _follow_records(app, url, path, history, lambda entry: click.echo(json.dumps(entry, indent=2)), as_json)
         return
-    logs = app.service.integration_logs(app.actor, name, org, limit)
+    logs = app.service.integration_logs(app.actor, name, org, limit, cursor)
+    more_pages(paging.next_cursor(logs, limit, paging.log_key))
     emit(logs, as_json, lambda: click.echo(json.dumps(logs, indent=2)) if logs else click.echo("No requests yet."))
 
 

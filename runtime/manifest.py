@@ -27,8 +27,9 @@ from pydantic import (
 
 from runtime.events.cron import check_timezone, next_fire_within, normalize_cron, parse_moment
 from store.clock import iso, parse_iso
-from store.errors import DeployError
+from store.errors import DeployError, InvalidInput
 from store.functions import TriggerRow
+from store.ledgers import check_ledger_name
 from store.secrets import check_declared
 
 RESOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # functions and integrations
@@ -109,7 +110,25 @@ class ScheduleTrigger(_TriggerBase):
         return value
 
 
-Trigger = Annotated[EventTrigger | ScheduleTrigger, Field(discriminator="type")]
+class LedgerChangeTrigger(_TriggerBase):
+    """Runs the function when the owner's ledger `ledger` changes (by a run, the API or the
+    CLI); `change_type` narrows it to "set" or "delete" (default: both)."""
+
+    type: Literal["ledger_change"]
+    ledger: str
+    change_type: Literal["set", "delete"] | None = None
+    enabled: StrictBool = True
+
+    @field_validator("ledger")
+    @classmethod
+    def _ledger(cls, value: str) -> str:
+        try:
+            return check_ledger_name(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+
+
+Trigger = Annotated[EventTrigger | ScheduleTrigger | LedgerChangeTrigger, Field(discriminator="type")]
 
 
 class Limits(BaseModel):
@@ -146,6 +165,9 @@ def trigger_rows(manifest: Manifest, now: datetime) -> list[TriggerRow]:
     for t in manifest.triggers:
         if isinstance(t, EventTrigger):
             rows.append(TriggerRow("event", event_name=t.event_name, enabled=t.enabled))
+            continue
+        if isinstance(t, LedgerChangeTrigger):
+            rows.append(TriggerRow("ledger_change", ledger_name=t.ledger, change_type=t.change_type, enabled=t.enabled))
             continue
         start = parse_iso(t.start_at) if t.start_at else None
         end = parse_iso(t.end_at) if t.end_at else None

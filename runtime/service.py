@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runtime import paging
 from runtime.events.bus import EventBus
 from runtime.events.rules import check_event, event_name_problem
 from runtime.events.streams import Streams
@@ -23,10 +24,12 @@ from runtime.integrations.runner import IntegrationRunner
 from runtime.manifest import FunctionFiles, load_files, trigger_rows
 from store import InitResult, Store
 from store.clock import iso, now_iso, utcnow
+from store.environment import EnvVar
 from store.errors import DeployError, InvalidInput, NotFound, PermissionDenied
 from store.functions import FunctionRecord, TriggerRow
 from store.identity import User, owner_label
 from store.integrations import IntegrationRecord
+from store.ledgers import LedgerRecord, WriteMode
 from store.secrets import Access, SecretInfo, check_name
 from store.sessions import Session
 from store.settings import Settings
@@ -47,7 +50,7 @@ class Service:
         self.clock = clock
         settings = self.settings
         set_cache_bytes(settings.redactor_cache_mb * 1024 * 1024)
-        self.integration_runner = IntegrationRunner(store.secrets, settings)
+        self.integration_runner = IntegrationRunner(store.secrets, settings, env=store.environment)
         # This process's live streams (the API's server-sent events and the CLI's tails).
         self.streams = Streams(per_owner=settings.streams_per_owner, buffer_items=settings.stream_buffer_events)
         self.bus = EventBus(store, self.streams)
@@ -86,7 +89,12 @@ class Service:
             from runtime.execution.engine import Engine
 
             self._engine = Engine(
-                self.store, self.pool, event_sink=self.bus.publish_from_run, streams=self.streams, clock=self.clock
+                self.store,
+                self.pool,
+                event_sink=self.bus.publish_from_run,
+                ledger_sink=self.bus.ledger_changes_from_run,
+                streams=self.streams,
+                clock=self.clock,
             )
         return self._engine
 
@@ -174,12 +182,69 @@ class Service:
     def list_secrets(self, actor: User, org: str | None = None) -> list[SecretInfo]:
         return self.store.secrets.list(self.owner_for(actor, org))
 
-    def audit(self, actor: User, secret: str | None = None, org: str | None = None, limit: int = 1000) -> list[Access]:
+    def audit(
+        self,
+        actor: User,
+        secret: str | None = None,
+        org: str | None = None,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> list[Access]:
         owner = self.owner_for(actor, org)
-        rows = self.store.secrets.audit(owner, secret, limit=limit)
+        before = paging.decode(cursor, str, int) if cursor else None
+        rows = self.store.secrets.audit(owner, secret, limit=limit, before=before)
         if secret is not None and not rows:
             self.store.secrets.info(owner, secret)  # 404 for a name that never existed
         return rows  # a deleted secret's trail stays readable
+
+    # environment variables (plain text: shown, never masked, never a secret) -------
+
+    def list_env(self, actor: User, org: str | None = None) -> list[EnvVar]:
+        return self.store.environment.list(self.owner_for(actor, org))
+
+    def get_env(self, actor: User, name: str, org: str | None = None) -> EnvVar:
+        return self.store.environment.get(self.owner_for(actor, org), name)
+
+    def set_env(self, actor: User, name: str, value: object, org: str | None = None) -> EnvVar:
+        """Create or replace a variable; runs that start from now on see it."""
+        return self.store.environment.set(self.owner_for(actor, org), name, value)
+
+    def delete_env(self, actor: User, name: str, org: str | None = None) -> None:
+        self.store.environment.delete(self.owner_for(actor, org), name)
+
+    # ledgers -------------------------------------------------------------------
+
+    def create_ledger(self, actor: User, name: str, description: str = "", org: str | None = None) -> LedgerRecord:
+        return self.store.ledgers.create(self.owner_for(actor, org), name, description)
+
+    def describe_ledger(self, actor: User, name: str, description: str, org: str | None = None) -> LedgerRecord:
+        return self.store.ledgers.describe(self.owner_for(actor, org), name, description)
+
+    def get_ledger(self, actor: User, name: str, org: str | None = None) -> LedgerRecord:
+        return self.store.ledgers.get(self.owner_for(actor, org), name)
+
+    def list_ledgers(self, actor: User, org: str | None = None) -> list[LedgerRecord]:
+        return self.store.ledgers.list(self.owner_for(actor, org))
+
+    def archive_ledger(self, actor: User, name: str, org: str | None = None) -> None:
+        self.store.ledgers.archive(self.owner_for(actor, org), name)
+
+    def write_ledger(
+        self, actor: User, name: str, mode: WriteMode, data: dict[str, Any] | None = None, org: str | None = None
+    ) -> LedgerRecord:
+        """Set (replace or merge) or delete a ledger's data; the functions the change
+        triggers get a delivery in the same transaction (QueueFull: nothing is written)."""
+        owner = self.owner_for(actor, org)
+        with self.store.transaction():
+            record, change = self.store.ledgers.write(owner, name, mode, data)
+            self.bus.ledger_changed(change, depth=0)
+        return record
+
+    def ledger_versions(self, actor: User, name: str, org: str | None = None) -> list[dict[str, Any]]:
+        return self.store.ledgers.versions(self.owner_for(actor, org), name)
+
+    def ledger_version(self, actor: User, name: str, version: int, org: str | None = None) -> dict[str, Any]:
+        return self.store.ledgers.version(self.owner_for(actor, org), name, version)
 
     # users, organizations, tokens --------------------------------------------
 
@@ -262,6 +327,11 @@ class Service:
             problem = event_name_problem(trigger.event_name, settings) if trigger.type == "event" else None
             if problem is not None:
                 problems.append(f"{at('triggers', i, 'event_name')}: triggers.{i}.event_name: {problem}")
+            if trigger.type == "ledger_change" and not self.store.ledgers.exists(owner, trigger.ledger):
+                problems.append(
+                    f"{at('triggers', i, 'ledger')}: triggers.{i}.ledger: ledger {trigger.ledger} does not exist in "
+                    f"{owner_label(owner)}; create it first with `logic ledgers create {trigger.ledger}`"
+                )
         for i, name in enumerate(manifest.secrets):
             try:
                 check_name(name, max_chars=settings.secret_name_max_chars)
@@ -330,8 +400,12 @@ class Service:
     def delete_function(self, actor: User, ref: str, org: str | None = None) -> None:
         self.store.functions.delete(self._function(actor, ref, org).id)
 
-    def function_runs(self, actor: User, ref: str, org: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        return self.store.functions.runs(self._function(actor, ref, org).id, limit)
+    def function_runs(
+        self, actor: User, ref: str, org: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Newest first; `cursor` (paging.next_cursor of the page before) starts after it."""
+        before = paging.decode(cursor, str, str) if cursor else None
+        return self.store.functions.runs(self._function(actor, ref, org).id, limit, before=before)
 
     def get_run(self, actor: User, run_id: str, ref: str | None = None, org: str | None = None) -> dict[str, Any]:
         owner = self.owner_for(actor, org)
@@ -427,8 +501,11 @@ class Service:
     def delete_integration(self, actor: User, ref: str, org: str | None = None) -> None:
         self.store.integrations.delete(self._integration(actor, ref, org).id)
 
-    def integration_logs(self, actor: User, ref: str, org: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        return self.store.integrations.logs(self._integration(actor, ref, org).id, limit)
+    def integration_logs(
+        self, actor: User, ref: str, org: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> list[dict[str, Any]]:
+        before_id = paging.decode(cursor, int)[0] if cursor else None
+        return self.store.integrations.logs(self._integration(actor, ref, org).id, limit, before_id=before_id)
 
 
 __all__ = ["Service"]

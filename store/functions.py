@@ -75,6 +75,8 @@ class TriggerRow:
     enabled: bool = True
     start_at: str | None = None
     end_at: str | None = None
+    ledger_name: str | None = None  # kind "ledger_change": the ledger, and "set"/"delete" or None for both
+    change_type: str | None = None
 
 
 _SELECT = (
@@ -148,7 +150,7 @@ class FunctionStore:
             conn.execute("DELETE FROM triggers WHERE function_id = ?", (fid,))
             conn.executemany(
                 "INSERT INTO triggers (function_id, kind, event_name, cron, timezone, next_fire_at, "
-                "enabled, start_at, end_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "enabled, start_at, end_at, ledger_name, change_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         fid,
@@ -160,6 +162,8 @@ class FunctionStore:
                         int(t.enabled),
                         t.start_at,
                         t.end_at,
+                        t.ledger_name,
+                        t.change_type,
                     )
                     for t in triggers
                 ],
@@ -207,10 +211,10 @@ class FunctionStore:
     def triggers(self, function_id: str) -> builtins.list[TriggerRow]:
         """The current version's triggers, schedule ones with their next fire time."""
         return [
-            TriggerRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7])
+            TriggerRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6], r[7], r[8], r[9])
             for r in self.db.all(
-                "SELECT kind, event_name, cron, timezone, next_fire_at, enabled, start_at, end_at "
-                "FROM triggers WHERE function_id = ? ORDER BY id",
+                "SELECT kind, event_name, cron, timezone, next_fire_at, enabled, start_at, end_at, ledger_name, "
+                "change_type FROM triggers WHERE function_id = ? ORDER BY id",
                 (function_id,),
             )
         ]
@@ -238,6 +242,19 @@ class FunctionStore:
                 "SELECT DISTINCT f.id FROM triggers t JOIN functions f ON f.id = t.function_id "
                 "WHERE t.kind = 'event' AND t.event_name = ? AND t.enabled = 1 AND f.owner = ? AND f.enabled = 1",
                 (event_name, owner),
+            )
+        ]
+
+    def for_ledger(self, owner: str, ledger_name: str, change_type: str) -> builtins.list[str]:
+        """Ids of the owner's enabled functions with an enabled ledger_change trigger on this
+        ledger, for this kind of change (a trigger without change_type takes both)."""
+        return [
+            r[0]
+            for r in self.db.all(
+                "SELECT DISTINCT f.id FROM triggers t JOIN functions f ON f.id = t.function_id "
+                "WHERE t.kind = 'ledger_change' AND t.ledger_name = ? AND (t.change_type IS NULL OR "
+                "t.change_type = ?) AND t.enabled = 1 AND f.owner = ? AND f.enabled = 1",
+                (ledger_name, change_type, owner),
             )
         ]
 
@@ -284,15 +301,17 @@ class FunctionStore:
                 (function_id, self.runs_kept),
             ).rowcount
 
-    def runs(self, function_id: str, limit: int = 100) -> builtins.list[dict[str, Any]]:
-        """The newest runs, at most `runs_kept` (older ones may wait for their prune)."""
-        return [
-            json.loads(r[0])
-            for r in self.db.all(
-                "SELECT record FROM runs WHERE function_id = ? ORDER BY started_at DESC, rowid DESC LIMIT ?",
-                (function_id, min(limit, self.runs_kept)),
-            )
-        ]
+    def runs(
+        self, function_id: str, limit: int = 100, *, before: tuple[str, str] | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """The newest runs, at most `runs_kept` (older ones may wait for their prune); with
+        `before` (started_at, id), the ones after that run in this order (the next page)."""
+        sql, params = "SELECT record FROM runs WHERE function_id = ?", [function_id]
+        if before is not None:
+            sql += " AND (started_at, id) < (?, ?)"
+            params += list(before)
+        sql += " ORDER BY started_at DESC, id DESC LIMIT ?"
+        return [json.loads(r[0]) for r in self.db.all(sql, (*params, min(limit, self.runs_kept)))]
 
     def run(self, run_id: str) -> dict[str, Any]:
         row = self.db.one("SELECT record FROM runs WHERE id = ?", (run_id,))

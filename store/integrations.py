@@ -188,11 +188,15 @@ class IntegrationStore:
             )
         return cast(int, log_id)  # an INSERT's lastrowid is set
 
-    def logs(self, integration_id: str, limit: int = 100) -> builtins.list[dict[str, Any]]:
-        """Newest first; each record with its `id`, `event_id` and `at`."""
+    def logs(
+        self, integration_id: str, limit: int = 100, *, before_id: int | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """Newest first; each record with its `id`, `event_id` and `at`; with `before_id`,
+        the ones older than that log (the next page)."""
         rows = self.db.all(
-            "SELECT id, event_id, at, record FROM integration_logs WHERE integration_id = ? ORDER BY id DESC LIMIT ?",
-            (integration_id, limit),
+            "SELECT id, event_id, at, record FROM integration_logs WHERE integration_id = ? AND id < ? "
+            "ORDER BY id DESC LIMIT ?",
+            (integration_id, before_id if before_id is not None else 2**63 - 1, limit),
         )
         return [{**json.loads(r[3]), "id": r[0], "event_id": r[1], "at": r[2]} for r in rows]
 

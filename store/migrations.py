@@ -233,6 +233,60 @@ def _v9_trigger_windows(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE triggers ADD COLUMN end_at TEXT")
 
 
+def _v10_environment_and_ledgers(db: sqlite_utils.Database) -> None:
+    # Plain-text configuration per owner (environment.py); shown, never secret.
+    db.execute("""CREATE TABLE env_vars (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (owner, name)) WITHOUT ROWID""")
+    # One JSON object per ledger (ledgers.py); `updated_at` NULL while it holds no data.
+    db.execute("""CREATE TABLE ledgers (
+        id INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        data TEXT NOT NULL DEFAULT '{}',
+        created_at TEXT NOT NULL,
+        updated_at TEXT,
+        UNIQUE (owner, name))""")
+    # The data each write replaced, newest last; the last `ledger_versions_kept` are kept.
+    db.execute("""CREATE TABLE ledger_versions (
+        id INTEGER PRIMARY KEY,
+        ledger_id INTEGER NOT NULL REFERENCES ledgers(id) ON DELETE CASCADE,
+        data TEXT NOT NULL,
+        updated_at TEXT,
+        replaced_at TEXT NOT NULL,
+        size_bytes INTEGER NOT NULL)""")
+    db.execute("CREATE INDEX ledger_versions_by_ledger ON ledger_versions (ledger_id, id)")
+    # Triggers gain the kind 'ledger_change' (a CHECK cannot be altered: rebuild the table).
+    db.execute("""CREATE TABLE triggers_v10 (
+        id INTEGER PRIMARY KEY,
+        function_id TEXT NOT NULL REFERENCES functions(id) ON DELETE CASCADE,
+        kind TEXT NOT NULL CHECK (kind IN ('event', 'schedule', 'ledger_change')),
+        event_name TEXT,
+        cron TEXT,
+        timezone TEXT,
+        next_fire_at TEXT,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        start_at TEXT,
+        end_at TEXT,
+        ledger_name TEXT,
+        change_type TEXT)""")
+    db.execute(
+        "INSERT INTO triggers_v10 (id, function_id, kind, event_name, cron, timezone, next_fire_at, enabled, "
+        "start_at, end_at) SELECT id, function_id, kind, event_name, cron, timezone, next_fire_at, enabled, "
+        "start_at, end_at FROM triggers"
+    )
+    db.execute("DROP TABLE triggers")
+    db.execute("ALTER TABLE triggers_v10 RENAME TO triggers")
+    db.execute("CREATE INDEX triggers_by_event ON triggers (event_name) WHERE kind = 'event'")
+    db.execute("CREATE INDEX triggers_by_next_fire ON triggers (next_fire_at) WHERE kind = 'schedule'")
+    db.execute("CREATE INDEX triggers_by_ledger ON triggers (ledger_name) WHERE kind = 'ledger_change'")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_identity,
     _v2_secrets,
@@ -243,4 +297,5 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v7_fair_queue,
     _v8_console_sessions,
     _v9_trigger_windows,
+    _v10_environment_and_ledgers,
 ]

@@ -65,6 +65,7 @@ class Access:
     consumer_name: str
     run_id: str | None
     at: str
+    id: int | None = field(default=None, compare=False)  # the audit row's id once stored (the paging key)
 
 
 def check_name(name: object, *, max_chars: int) -> str:
@@ -262,12 +263,18 @@ class SecretStore:
                 [(at, owner, name, at) for (owner, name), at in latest.items()],
             )
 
-    def audit(self, owner: str, name: str | None = None, *, limit: int = 1000) -> builtins.list[Access]:
+    def audit(
+        self, owner: str, name: str | None = None, *, limit: int = 1000, before: tuple[str, int] | None = None
+    ) -> builtins.list[Access]:
+        """Newest first; with `before` (at, id) of an access, the ones after it (the next page)."""
         sql = "SELECT * FROM secret_access WHERE owner = ?"
         params: builtins.list[str | int] = [owner]
         if name is not None:
             sql += " AND secret_name = ?"
             params.append(name)
+        if before is not None:
+            sql += " AND (at, id) < (?, ?)"
+            params += list(before)
         sql += " ORDER BY at DESC, id DESC LIMIT ?"
         params.append(limit)
         return [
@@ -279,6 +286,7 @@ class SecretStore:
                 consumer_name=r["consumer_name"],
                 run_id=r["run_id"],
                 at=r["at"],
+                id=r["id"],
             )
             for r in self.db.all(sql, params)
         ]

@@ -31,6 +31,13 @@ class Settings(BaseSettings):
     secret_value_max_bytes: int = 64 * 1024
     secret_name_max_chars: int = 64
 
+    # environment variables (plain text, per owner) and ledgers (JSON state, per owner)
+    env_vars_max: int = 100
+    env_bytes_max: int = 16 * 1024  # all of one owner's values together
+    ledger_max_bytes: int = 16 * 1024  # one ledger's data as compact JSON
+    ledger_versions_kept: int = 20
+    ledger_calls_per_run_max: int = 1_000  # each is a round trip to the parent (and a write buffered)
+
     # functions and runs
     source_max_bytes: int = 256 * 1024
     ast_max_depth: int = 100

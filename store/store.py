@@ -19,17 +19,21 @@ from dataclasses import dataclass, field
 
 from . import masterkey
 from .database import Database, space_on_disk
+from .environment import EnvStore
 from .errors import MasterKeyError
 from .events import EventStore
 from .functions import FunctionStore
 from .identity import Identity, User
 from .integrations import IntegrationStore
 from .keyring import KeyRing
+from .ledgers import LedgerStore
 from .repositories import (
+    EnvRepository,
     EventQueue,
     FunctionRepository,
     IdentityRepository,
     IntegrationRepository,
+    LedgerRepository,
     SecretRepository,
     SessionRepository,
     TriggerRepository,
@@ -71,6 +75,15 @@ class Store:
         )
         self.integrations: IntegrationRepository = IntegrationStore(
             db, secrets, logs_kept=settings.integration_logs_kept
+        )
+        self.environment: EnvRepository = EnvStore(
+            db,
+            max_vars=settings.env_vars_max,
+            max_bytes=settings.env_bytes_max,
+            max_name_chars=settings.secret_name_max_chars,
+        )
+        self.ledgers: LedgerRepository = LedgerStore(
+            db, max_bytes=settings.ledger_max_bytes, versions_kept=settings.ledger_versions_kept
         )
         self.sessions: SessionRepository = SessionStore(db, idle_s=settings.console_session_idle_s)
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = {"warm", "cold", "compute", "secrets", "redaction", "ingest", "memory", "noisy", "console"}
+WORKLOADS = {"warm", "cold", "compute", "secrets", "redaction", "ingest", "memory", "noisy", "console", "streams"}
 
 
 def test_quick_benchmarks_write_every_figure(tmp_path):

@@ -6,12 +6,14 @@ within the publisher's owner (a user's events never reach another tenant).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from runtime.events.doorbell import Doorbell
-from runtime.events.rules import check_event, fires_webhooks, undelivered
+from runtime.events.rules import LEDGER_SOURCE, check_event, fires_webhooks, undelivered
 from runtime.events.streams import EVENTS, Item, Streams
 from store.errors import QueueFull
+from store.ledgers import LedgerChange
 from store.store import Store
 
 
@@ -69,6 +71,49 @@ class EventBus:
                 store.after_commit(lambda: streams.publish(owner, item))
         self.wake.ring(accepted["deliveries"])
         return accepted
+
+    def ledger_changed(self, change: LedgerChange, *, depth: int, check_capacity: bool = True) -> int:
+        """Deliver a committed ledger change to the functions it triggers, as a synthetic
+        event (name `ledger/<name>`, source LEDGER_SOURCE, data the `ledger_change` context
+        part) through the same durable queue; joins the caller's transaction. Not streamed
+        and never fires a webhook. Returns how many deliveries were made."""
+        store = self.store
+        targets = [
+            ("function", fid) for fid in store.functions.for_ledger(change.owner, change.name, change.change_type)
+        ]
+        if not targets:
+            return 0
+        data = json.dumps(
+            {
+                "changed_at": change.changed_at,
+                "change_type": change.change_type,
+                "name": change.name,
+                "data": change.data,
+            }
+        )
+        with store.transaction():
+            store.events.add_event(
+                change.owner,
+                f"ledger/{change.name}",
+                data,
+                LEDGER_SOURCE,
+                depth,
+                targets,
+                check_capacity=check_capacity,
+            )
+        self.wake.ring(len(targets))
+        return len(targets)
+
+    def ledger_changes_from_run(self, changes: list[LedgerChange], depth: int) -> list[str]:
+        """The engine's ledger sink, inside the run's transaction (the engine checked the
+        chain depth): a full queue is noted on the run, as for its events."""
+        refused = []
+        for change in changes:
+            try:
+                self.ledger_changed(change, depth=depth)
+            except QueueFull as exc:
+                refused.append(f"the change of ledger {change.name} triggers no function: {exc.message}")
+        return refused
 
 
 def stream_item(accepted: dict[str, Any], data: str | None, source: str) -> Item:

@@ -1,14 +1,18 @@
 """The dispatcher: threads that claim deliveries and carry them out.
 
 A function delivery becomes a run whose record, secret accesses, published
-events and the delivery's completion commit in one transaction. A webhook
-delivery sends, then commits its log, accesses, the `hook-response/...`
-event and the completion together. A crash anywhere before that commit
+events and the delivery's completion commit in one transaction; a delivery
+of a ledger change (its synthetic event has source LEDGER_SOURCE, see
+bus.ledger_changed) runs with the `ledger_change` context part. A webhook
+delivery sends, then commits its log, accesses, its events (`hook-sent/...`,
+then `hook-response/...` or `hook-error/...`, or its custom topics) and the
+completion together; the log reaches the live streams once committed. A crash anywhere before that commit
 leaves the delivery claimed; its lease runs out and it is claimed again.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -17,7 +21,8 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from runtime.events.bus import EventBus
-from runtime.events.rules import check_event, within_chain
+from runtime.events.rules import LEDGER_SOURCE, check_event, within_chain
+from runtime.events.streams import WEBHOOK_LOGS, Item
 from runtime.execution.engine import Engine
 from runtime.execution.secrets_broker import audited
 from runtime.integrations.runner import IntegrationRunner
@@ -157,6 +162,16 @@ class Dispatcher:
 
         if delivery.event_id is not None:
             event = queue.event(delivery.event_id)
+            if event["source"] == LEDGER_SOURCE:
+                self.engine.run(
+                    fn,
+                    {"type": "ledger_change", "event_id": event["id"]},
+                    ledger_change=json.loads(event["data"]),
+                    depth=delivery.depth,
+                    on_commit=finish,
+                    on_start=renew,
+                )
+                return
             context = {k: event[k] for k in ("id", "name", "data", "published_at", "source")}
             self.engine.run(
                 fn,
@@ -179,26 +194,31 @@ class Dispatcher:
             return
         event = queue.event(cast(str, delivery.event_id))  # integrations get events, never ticks
         result = self.integrations.fire(record, event, run_id=f"delivery-{delivery.id}")
-        response_name, response_data = result.response_event
         # Webhook -> response -> webhook could loop forever: the chain depth limit ends it;
-        # a response whose name or data the bus would refuse is noted, never fatal.
+        # an event whose name or data the bus would refuse is noted, never fatal.
         respond = within_chain(delivery.depth + 1, self.settings)
-        if respond:
+        accepted: list[tuple[str, str | None]] = []
+        for name, data in result.events if respond else []:
             try:
-                check_event(response_name, response_data, self.settings, from_hook=True)
+                check_event(name, data, self.settings, from_hook=True)
+                accepted.append((name, data))
             except LogicError as exc:
-                respond = False
                 note = f"response event not published: {exc.message}"
                 result.log["error"] = f"{result.log['error']} ({note})" if result.log.get("error") else note
+        response_data = result.response_event[1] if result.response_event else None
+        streams = self.bus.streams
         # The secrets did go out: they are audited even when the commit fails.
         with audited(store.secrets, result.accesses), store.transaction():
-            store.integrations.add_log(record.id, event["id"], result.log)
+            log_id = store.integrations.add_log(record.id, event["id"], result.log)
+            if streams is not None:
+                item = Item(WEBHOOK_LOGS, record.id, {**result.log, "id": log_id, "event_id": event["id"]})
+                store.after_commit(lambda: streams.publish(record.owner, item))
             store.secrets.record_access(result.accesses)
-            if respond:
+            for name, data in accepted:
                 self.bus.publish_checked(
                     record.owner,
-                    response_name,
-                    response_data,
+                    name,
+                    data,
                     source=f"integration:{record.name}",
                     depth=delivery.depth + 1,
                     check_capacity=False,
@@ -206,7 +226,7 @@ class Dispatcher:
             queue.finish(
                 delivery.id,
                 status="done" if result.ok else "failed",
-                error=None if result.ok else (response_data or "")[:FAILURE_TEXT_MAX],
+                error=None if result.ok else (response_data or result.log.get("error") or "")[:FAILURE_TEXT_MAX],
             )
 
 

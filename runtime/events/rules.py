@@ -18,6 +18,9 @@ HOOK_ERROR_PREFIX = "hook-error/"
 HOOK_SENT_PREFIX = "hook-sent/"
 HOOK_PREFIXES = (HOOK_RESPONSE_PREFIX, HOOK_ERROR_PREFIX, HOOK_SENT_PREFIX)
 HOOK_SOURCE_PREFIX = "integration:"  # the source of every event a webhook publishes: integration:<name>
+# The source of the synthetic event a ledger change is delivered as (bus.ledger_changed):
+# no publisher can choose a source, so no published event passes for a ledger change.
+LEDGER_SOURCE = "ledger"
 
 
 def fires_webhooks(name: str, source: str) -> bool:
@@ -64,6 +67,13 @@ def chain_limit_problem(count: int, settings: Settings) -> str:
     return (
         f"event chain depth limit of {settings.chain_depth_max} reached: "
         f"the {count} event(s) this run published were not delivered"
+    )
+
+
+def ledger_chain_problem(names: list[str], settings: Settings) -> str:
+    return (
+        f"event chain depth limit of {settings.chain_depth_max} reached: the change of ledger(s) "
+        f"{', '.join(names)} was saved but triggers no function"
     )
 
 

@@ -1,9 +1,11 @@
 """The engine: turns a trigger into a run and a stored, redacted run record.
 
-One run: build the context, hand the job to a worker of the function's
-owner, answer its secret reads through the broker, then -- in the parent --
-redact everything that came back and commit the record, the secret accesses
-and any published events in one transaction.
+One run: build the context (the owner's environment variables read now: a
+change takes effect on the next run), hand the job to a worker of the
+function's owner, answer its secret reads and ledger calls through the
+brokers, then -- in the parent -- redact everything that came back and
+commit the record, the secret accesses, any published events and, for a run
+that succeeded, its ledger writes in one transaction.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any
 
-from runtime.events.rules import chain_limit_problem, check_event, undelivered, within_chain
+from runtime.events.rules import chain_limit_problem, check_event, ledger_chain_problem, undelivered, within_chain
 from runtime.events.streams import RUNS, Item, Streams
+from runtime.execution.ledger_broker import LedgerBroker
 from runtime.execution.redactor import Redactor
 from runtime.execution.secrets_broker import SecretsBroker, audited
 from runtime.sandbox.executor import RunLimits
@@ -28,6 +31,7 @@ from store import Store
 from store.clock import iso, utcnow
 from store.errors import LogicError, NotFound
 from store.functions import FunctionRecord
+from store.ledgers import LedgerChange
 from store.sensitive import MASK
 
 _NOTHING_READ = Redactor(())  # a run that read no secret has nothing to mask
@@ -35,6 +39,9 @@ _NOTHING_READ = Redactor(())  # a run that read no secret has nothing to mask
 # Called inside the run's transaction: (owner, redacted events, their chain depth, run id);
 # returns a problem for each event it refused (a full queue).
 EventSink = Callable[[str, list[dict[str, Any]], int, str], list[str]]
+# Called inside the run's transaction with its committed ledger changes and their chain
+# depth; returns a problem for each change whose deliveries it refused (a full queue).
+LedgerSink = Callable[[list[LedgerChange], int], list[str]]
 
 
 class Engine:
@@ -46,6 +53,7 @@ class Engine:
         pool: Pool,
         *,
         event_sink: EventSink | None = None,
+        ledger_sink: LedgerSink | None = None,
         streams: Streams | None = None,
         clock: Callable[[], datetime] = utcnow,
     ):
@@ -54,6 +62,7 @@ class Engine:
         self.pool = pool
         self.clock = clock
         self.event_sink = event_sink  # the event bus's publish_from_run; None: events are not delivered
+        self.ledger_sink = ledger_sink  # the bus's ledger_changes_from_run; None: ledger changes trigger nothing
         self.streams = streams  # stored run records go to the owner's live run streams
         self._limits = RunLimits.from_settings(store.settings)
 
@@ -64,6 +73,7 @@ class Engine:
         *,
         event: dict[str, Any] | None = None,
         scheduled: dict[str, Any] | None = None,
+        ledger_change: dict[str, Any] | None = None,
         depth: int = 0,
         persist: bool = True,
         on_commit: Callable[[str], None] | None = None,
@@ -90,12 +100,15 @@ class Engine:
             bytes_max=self.settings.secret_bytes_per_run_max,
             masking_max=self.settings.masking_bytes_per_run_max,
         )
+        ledgers = LedgerBroker(self.store.ledgers, owner=fn.owner)
         triggered_at = iso(self.clock())
         context = {
             "event": event,
             "scheduled": scheduled,
             "trigger": {"type": trigger["type"], "triggered_at": triggered_at, "event_id": trigger.get("event_id")},
             "function_info": {"id": fn.id, "name": fn.name, "version": fn.version, "owner": fn.owner},
+            "env": self.store.environment.values(fn.owner),
+            "ledger_change": ledger_change,
         }
         limits = manifest.get("limits") or {}
         job = Job(
@@ -112,7 +125,7 @@ class Engine:
         )
         started = self.clock()
         with audited(self.store.secrets, broker.accesses):  # even when the run cannot finish
-            outcome = self.pool.run(job, broker.read, on_start)
+            outcome = self.pool.run(job, broker.read, on_start, ledgers.call)
         finished = self.clock()
         values = broker.plain_values()
         redactor = Redactor.for_values(values) if values else _NOTHING_READ
@@ -140,6 +153,8 @@ class Engine:
         # Every secret handed out is audited, even when the run's record cannot be stored.
         with audited(self.store.secrets, broker.accesses), self.store.transaction():
             if persist:
+                if record["status"] == "success" and ledgers.pending:
+                    self._commit_ledgers(record, ledgers, redactor, depth)
                 if self.event_sink is not None and deliverable:
                     _note_problems(record, self.event_sink(fn.owner, deliverable, depth + 1, run_id))
                 try:
@@ -153,6 +168,24 @@ class Engine:
             if on_commit is not None:
                 on_commit(run_id)
         return record
+
+    def _commit_ledgers(self, record: dict[str, Any], ledgers: LedgerBroker, redactor: Redactor, depth: int) -> None:
+        """The run's ledger writes, masked, then the functions their changes trigger (one
+        deeper in the chain than this run, like its events)."""
+        changes, problems = ledgers.commit(redactor)
+        _note_problems(record, problems)
+        if not changes or self.ledger_sink is None:
+            return
+        if not within_chain(depth + 1, self.settings):
+            record["logs"].append(
+                {
+                    "at": record["finished_at"],
+                    "level": "warning",
+                    "message": ledger_chain_problem([c.name for c in changes], self.settings),
+                }
+            )
+            return
+        _note_problems(record, self.ledger_sink(changes, depth + 1))
 
     def _check_events(self, record: dict[str, Any], depth: int) -> list[dict[str, Any]]:
         """The published events that may be delivered; the others turn the run into an error."""

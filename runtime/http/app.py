@@ -19,13 +19,18 @@ a lock held elsewhere) and 200 again once it can, without a restart.
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, FastAPI, Response
+from fastapi import Body, FastAPI, Query, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import Field
 from starlette.exceptions import HTTPException
 
-from runtime.http import live  # noqa: F401  (its routes first: /runs/stream before /runs/{run_id})
+from runtime import paging
+from runtime.http import (  # noqa: F401  (their routes: /v1/env, /v1/ledgers)
+    environment,
+    ledgers,
+    live,  # noqa: F401  (its routes first: /runs/stream before /runs/{run_id})
+)
 from runtime.http.auth_throttle import AuthThrottle
 from runtime.http.console import mount_console
 from runtime.http.console.security import SecurityHeaders
@@ -33,6 +38,7 @@ from runtime.http.errors import http_error_handler, logic_error_handler, validat
 from runtime.http.middleware import BodyLimit, CountRequests, InFlight, InternalErrors
 from runtime.http.models import (
     INTEGRATION_EXAMPLE,
+    AccessList,
     EventAccepted,
     EventIn,
     ExecuteSpec,
@@ -63,7 +69,7 @@ from runtime.http.particle import (
 )
 from runtime.http.particle import function_files as particle_files
 from runtime.http.publish_fast_path import PublishFastPath
-from runtime.http.routing import ROUTES, Actor, Limit, Org, Ref, Svc, route
+from runtime.http.routing import ROUTES, Actor, Cursor, Limit, Org, Ref, Svc, route
 from runtime.integrations.spec import WebhookSpec
 from runtime.manifest import files_from_json
 from runtime.service import Service
@@ -209,7 +215,7 @@ def list_functions(service: Svc, actor: Actor, org: Org) -> dict:
 @route(
     "POST",
     "/logic/functions",
-    response_model=FunctionOut,
+    response_model=FunctionOut | ParticleFunctionOut,
     status_code=201,
     tags=["functions"],
     responses={200: {"model": FunctionOut, "description": "A new version of the owner's function of that name"}},
@@ -258,9 +264,12 @@ def delete_function(function_id: Ref, service: Svc, actor: Actor, org: Org) -> R
 
 
 @route("GET", "/logic/functions/{function_id}/runs", response_model=RunList, tags=["functions"])
-def function_runs(function_id: Ref, service: Svc, actor: Actor, org: Org, limit: Limit = 100) -> dict:
-    """The function's run records, newest first (the newest 100 are kept)."""
-    return {"logic_runs": service.function_runs(actor, function_id, org, limit)}
+def function_runs(
+    function_id: Ref, service: Svc, actor: Actor, org: Org, limit: Limit = 100, cursor: Cursor = None
+) -> dict:
+    """The function's run records, newest first (the newest `LOGIC_RUNS_KEPT` are kept), a page at a time."""
+    runs = service.function_runs(actor, function_id, org, limit, cursor)
+    return {"logic_runs": runs, "next_cursor": paging.next_cursor(runs, limit, paging.run_key)}
 
 
 @route("GET", "/logic/functions/{function_id}/runs/{run_id}", response_model=RunOut, tags=["functions"])
@@ -318,9 +327,40 @@ def delete_integration(integration_id: Ref, service: Svc, actor: Actor, org: Org
 
 
 @route("GET", "/integrations/{integration_id}/logs", response_model=LogList, tags=["integrations"])
-def integration_logs(integration_id: Ref, service: Svc, actor: Actor, org: Org, limit: Limit = 100) -> dict:
+def integration_logs(
+    integration_id: Ref, service: Svc, actor: Actor, org: Org, limit: Limit = 100, cursor: Cursor = None
+) -> dict:
     """Request and response of recent deliveries, with [[SENSITIVE]] in place of every secret."""
-    return {"logs": service.integration_logs(actor, integration_id, org, limit)}
+    logs = service.integration_logs(actor, integration_id, org, limit, cursor)
+    return {"logs": logs, "next_cursor": paging.next_cursor(logs, limit, paging.log_key)}
+
+
+# the access audit ------------------------------------------------------------
+
+
+@route("GET", "/audit", response_model=AccessList, tags=["audit"])
+def audit(
+    service: Svc,
+    actor: Actor,
+    org: Org,
+    secret: Annotated[str | None, Query(description="Only accesses of this secret")] = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+) -> dict:
+    """Who read which secret, when, in which run: newest first, a page at a time (`logic audit`)."""
+    rows = service.audit(actor, secret, org, limit, cursor)
+    accesses = [
+        {
+            "secret": a.secret_name,
+            "consumer_kind": a.consumer_kind,
+            "consumer": a.consumer_name,
+            "consumer_id": a.consumer_id,
+            "run_id": a.run_id,
+            "at": a.at,
+        }
+        for a in rows
+    ]
+    return {"accesses": accesses, "next_cursor": paging.next_cursor(rows, limit, lambda a: (a.at, a.id or 0))}
 
 
 __all__ = ["create_app"]

@@ -127,6 +127,7 @@ class RunOut(Open):
 
 class RunList(BaseModel):
     logic_runs: list[RunOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last one")
 
 
 # events ----------------------------------------------------------------------
@@ -167,6 +168,21 @@ class IntegrationList(BaseModel):
 
 class LogList(BaseModel):
     logs: list[dict[str, Any]]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last one")
+
+
+class AccessOut(BaseModel):
+    secret: str
+    consumer_kind: str = Field(description="logic_function | integration")
+    consumer: str
+    consumer_id: str
+    run_id: str | None
+    at: str
+
+
+class AccessList(BaseModel):
+    accesses: list[AccessOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null on the last one")
 
 
 class ErrorOut(BaseModel):

@@ -85,7 +85,7 @@ def put_particle_secret(
 
 # logic functions ---------------------------------------------------------------------
 
-_TRIGGER_TYPES = {"event": "Event", "schedule": "Scheduled"}
+_TRIGGER_TYPES = {"event": "Event", "schedule": "Scheduled", "ledger_change": "LedgerChange"}
 
 
 class ParticleSource(Strict):
@@ -94,9 +94,11 @@ class ParticleSource(Strict):
 
 
 class ParticleTrigger(BaseModel):
-    type: Literal["Event", "Scheduled"]
+    type: Literal["Event", "Scheduled", "LedgerChange"]
     event_name: str | None = None
     cron: str | None = None
+    ledger_name: str | None = None  # LedgerChange: the ledger, and "set" / "delete" (default both)
+    change_type: Literal["set", "delete"] | None = None
     start_at: str | None = None
     end_at: str | None = None
     enabled: bool = True
@@ -131,6 +133,8 @@ def particle_triggers(fn: FunctionRecord) -> list[dict[str, Any]]:
         }
         if kind == "event":
             entry["event_name"] = trigger.get("event_name")
+        elif kind == "ledger_change":
+            entry.update(ledger_name=trigger.get("ledger"), change_type=trigger.get("change_type"))
         else:
             entry.update(cron=trigger.get("cron"), start_at=trigger.get("start_at"), end_at=trigger.get("end_at"))
         triggers.append(entry)
@@ -166,6 +170,12 @@ def function_files(body: ParticleFunctionIn, current: FunctionRecord | None = No
     for index, trigger in enumerate(fields.logic_triggers):
         if trigger.type == "Event":
             entry: dict[str, Any] = {"type": "event", "event_name": trigger.event_name}
+        elif trigger.type == "LedgerChange":
+            if trigger.ledger_name is None:
+                raise InvalidInput(f"logic_triggers.{index}: a LedgerChange trigger needs ledger_name")
+            entry = {"type": "ledger_change", "ledger": trigger.ledger_name}
+            if trigger.change_type is not None:
+                entry["change_type"] = trigger.change_type
         else:
             entry = {"type": "schedule", "cron": trigger.cron}
             entry.update({k: v for k, v in (("start_at", trigger.start_at), ("end_at", trigger.end_at)) if v})

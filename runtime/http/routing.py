@@ -62,6 +62,7 @@ Actor = Annotated[User, Depends(get_actor)]
 Org = Annotated[str, Path(description="Organization name")]
 Ref = Annotated[str, Path(description="Id or name")]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Newest first, at most this many")]
+Cursor = Annotated[str | None, Query(max_length=512, description="The next_cursor of the page before: the next page")]
 
 ROUTES: list[tuple[str, Callable, dict[str, Any]]] = []  # (path, endpoint, add_api_route arguments)
 

@@ -40,7 +40,7 @@ def is_hook_event(event: dict[str, Any]) -> bool:
 def topics(spec: WebhookSpec, namespace: Namespace, budget: Budget) -> tuple[str, str]:
     """(the response's event name, the error's event name) for the event `namespace` describes."""
     name = namespace.variables.get("EVENT_NAME", "")
-    published = Namespace(data=namespace.data, variables=namespace.variables)  # no secrets, ever
+    published = Namespace(data=namespace.data, variables=namespace.variables, env=namespace.env)  # no secrets, ever
     response = HOOK_RESPONSE_PREFIX + name
     error = HOOK_ERROR_PREFIX + name
     if spec.response_topic is not None:

@@ -42,7 +42,7 @@ from runtime.integrations.variables import event_namespace
 from store.clock import now_iso
 from store.errors import DeployError, InvalidInput, TooLarge
 from store.integrations import IntegrationRecord
-from store.repositories import SecretRepository
+from store.repositories import EnvRepository, SecretRepository
 from store.secrets import Access, check_name
 from store.settings import Settings
 
@@ -82,11 +82,13 @@ class IntegrationRunner:
         secrets: SecretRepository,
         settings: Settings,
         *,
+        env: EnvRepository | None = None,
         transport: httpx.BaseTransport | None = None,
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.secrets = secrets
+        self.env = env  # the owners' environment variables, for specs with `use_env`
         self.settings = settings
         self.sender = WebhookSender(
             timeout_s=settings.webhook_timeout_s,
@@ -122,6 +124,10 @@ class IntegrationRunner:
                     problems.append(f"webhook: {where}: {problem}")
         if problems:
             raise DeployError(problems)
+        if spec.use_env:
+            problem = self._env_problem(owner, spec)[0]
+            if problem is not None:
+                raise InvalidInput(problem)
         missing = [name for name in spec.secrets if not self.secrets.exists(owner, name)]
         if missing:
             raise InvalidInput(
@@ -130,6 +136,29 @@ class IntegrationRunner:
                 f"{'them' if len(missing) > 1 else 'it'} first"
             )
         return spec
+
+    def _env_problem(self, owner: str, spec: WebhookSpec) -> tuple[str | None, dict[str, str]]:
+        """(why the spec cannot use the owner's environment now, or None; the variables it uses).
+
+        A name both a declared secret and an environment variable is refused: which value
+        `{{{NAME}}}` means must never be a guess (the env value is shown, the secret is not)."""
+        values = self.env.values(owner) if self.env is not None else {}
+        clash = [name for name in spec.secrets if name in values]
+        if clash:
+            return (
+                f"{', '.join(clash)}: both a declared secret and an environment variable; "
+                "rename one (an integration with use_env cannot tell them apart)",
+                {},
+            )
+        names = spec.env_names()
+        missing = [name for name in names if name not in values]
+        if missing:
+            return (
+                f"environment variable{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                f"do{'' if len(missing) > 1 else 'es'} not exist for {owner}: set it with `logic env set`",
+                {},
+            )
+        return None, {name: values[name] for name in names}
 
     # firing --------------------------------------------------------------------
 
@@ -153,6 +182,11 @@ class IntegrationRunner:
             bytes_max=self.settings.secret_bytes_per_run_max,
             masking_max=self.settings.masking_bytes_per_run_max,
         )
+        env: dict[str, str] = {}
+        if spec.use_env:  # env can change after the integration was checked: again now
+            problem, env = self._env_problem(record.owner, spec)
+            if problem is not None:
+                return self._failed(at, event, [], problem)
         secrets: dict[str, str] = {}
         try:
             for secret in spec.used_secrets():
@@ -160,7 +194,7 @@ class IntegrationRunner:
         except SecretAccessError as exc:
             return self._failed(at, event, broker.accesses, str(exc), _redactor(broker.plain_values()))
         redactor = _redactor(broker.plain_values())
-        namespace = event_namespace(event, secrets)
+        namespace = event_namespace(event, secrets, env)
         del secrets
         try:
             rendered = render_request(spec, namespace, self._budget())

@@ -31,7 +31,7 @@ from runtime.integrations.templates import Tag, compile_template, problems, temp
 from runtime.integrations.variables import PREDEFINED
 from runtime.manifest import check_resource_name, read_json_file
 from store.errors import DeployError
-from store.secrets import check_declared
+from store.secrets import NAME_PATTERN, check_declared
 
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _ORIGIN_END = re.compile(r"[^/?#]*//[^/?#]*[/?#]")  # scheme://host[:port] and the character after it
@@ -68,6 +68,8 @@ class WebhookSpec(BaseModel):
     error_response_topic: str | None = Field(default=None, alias="errorResponseTopic")
     reject_unauthorized: bool = Field(default=True, alias="rejectUnauthorized")
     secrets: list[str] = Field(default_factory=list)
+    # The owner's environment variables as `{{{NAME}}}` (plain text, not masked).
+    use_env: bool = False
     enabled: bool = True
 
     @model_validator(mode="before")
@@ -156,6 +158,7 @@ class WebhookSpec(BaseModel):
                     predefined=PREDEFINED,
                     secrets_allowed=not published,
                     reserved_from_data=where.startswith("responseTemplate"),
+                    env=self.use_env,
                 )
             ]
         if declared and not found:
@@ -176,13 +179,14 @@ class WebhookSpec(BaseModel):
         text, or a declared secret as a plain variable (the owner's value, not the
         publisher's). A tag before that point, whatever it is, is refused."""
         literal = ""
+        env = set(self.env_names())
         for part in compile_template(self.url).parts:
             if _ORIGIN_END.match(literal):
                 return []
             if isinstance(part, str):
                 literal += part
-            elif isinstance(part, Tag) and part.kind in ("variable", "raw") and part.name in declared:
-                literal += "x"  # opaque host text
+            elif isinstance(part, Tag) and part.kind in ("variable", "raw") and part.name in declared | env:
+                literal += "x"  # opaque host text: the owner's value, not the publisher's
             else:
                 return [
                     f"url: the scheme and host may not use event variables ({part}) in an integration that "
@@ -221,6 +225,20 @@ class WebhookSpec(BaseModel):
         used = {name for _, t, _ in self.templates() for name in template_names(t)}
         return [name for name in self.secrets if name in used]
 
+    def env_names(self) -> list[str]:
+        """With `use_env`: the names in secret-name syntax that the templates use and that are
+        neither a declared secret nor an event variable (environment variables), sorted."""
+        if not self.use_env:
+            return []
+        used = {
+            name
+            for where, t, _ in self.templates()
+            if not where.startswith("responseTemplate")
+            for name in template_names(t)
+        }
+        declared = set(self.secrets)
+        return sorted(n for n in used if NAME_PATTERN.fullmatch(n) and n not in declared and n not in PREDEFINED)
+
     def to_json(self) -> dict[str, Any]:
         """The NAME.webhook.json form, in our names: optional fields only when given."""
         data = self.model_dump(by_alias=True, exclude_none=True)
@@ -231,6 +249,8 @@ class WebhookSpec(BaseModel):
             del data["noDefaults"]
         if data["rejectUnauthorized"]:
             del data["rejectUnauthorized"]
+        if not data["use_env"]:
+            del data["use_env"]
         return data
 
 

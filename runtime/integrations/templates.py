@@ -179,6 +179,7 @@ def problems(
     predefined: Collection[str],
     secrets_allowed: bool = True,
     reserved_from_data: bool = False,
+    env: bool = False,
 ) -> list[str]:
     """What `template` may not do with these declared secrets and predefined variables.
 
@@ -187,7 +188,9 @@ def problems(
     part of one (`{{x.K}}` would read event data under the secret's name). Unless
     `reserved_from_data` (a response template, where no secret is allowed), a name in
     secret-name syntax must be a declared secret or a predefined variable: a typo'd
-    secret would otherwise send an empty credential, or one the publisher chose."""
+    secret would otherwise send an empty credential, or one the publisher chose. With
+    `env` (the spec's `use_env`), such a name is an environment variable instead: a
+    plain variable too (the service checks that it exists)."""
     found = []
     for tag in template.tags:
         parts = tag.parts
@@ -208,6 +211,9 @@ def problems(
         elif parts[0] in predefined:
             if len(parts) > 1:
                 found.append(f"{tag}: {parts[0]} is text: it has no fields or items")
+        elif env and NAME_PATTERN.fullmatch(parts[0]) and not reserved_from_data:
+            if tag.kind in ("section", "inverted") or len(parts) > 1:
+                found.append(f"{tag}: {parts[0]} is an environment variable: a plain variable only")
         elif NAME_PATTERN.fullmatch(parts[0]) and not reserved_from_data:
             name = parts[0]
             found.append(
@@ -230,6 +236,7 @@ class Namespace:
     data: Any = field(default_factory=dict)  # decoded JSON: the root the other names are looked up in
     variables: Mapping[str, str] = field(default_factory=dict)
     secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+    env: Mapping[str, str] = field(default_factory=dict)  # the environment variables the spec uses
     reserved_from_data: bool = False  # response templates: an all-caps name may be a response field
 
 
@@ -304,6 +311,8 @@ def _lookup(name: str, stack: list[Any], ns: Namespace, *, section: bool = False
         return ns.secrets[first] if not rest and not section else None
     if first in ns.variables:
         return ns.variables[first] if not rest else None
+    if first in ns.env:
+        return ns.env[first] if not rest and not section else None
     if NAME_PATTERN.fullmatch(first) and not ns.reserved_from_data:
         return None  # reserved for secrets and predefined variables: data never answers it
     for item in reversed(stack):

@@ -61,9 +61,17 @@ def event_variables(event: dict[str, Any]) -> dict[str, str]:
     return variables
 
 
-def event_namespace(event: dict[str, Any], secrets: dict[str, str] | None = None) -> Namespace:
-    """The names of a request's templates: the event's data and variables, and the secrets read."""
-    return Namespace(data=json_data(event.get("data")), variables=event_variables(event), secrets=dict(secrets or {}))
+def event_namespace(
+    event: dict[str, Any], secrets: dict[str, str] | None = None, env: dict[str, str] | None = None
+) -> Namespace:
+    """The names of a request's templates: the event's data and variables, the secrets read
+    and the environment variables used."""
+    return Namespace(
+        data=json_data(event.get("data")),
+        variables=event_variables(event),
+        secrets=dict(secrets or {}),
+        env=dict(env or {}),
+    )
 
 
 def default_fields(variables: dict[str, str]) -> dict[str, str]:

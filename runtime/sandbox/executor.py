@@ -25,6 +25,7 @@ from .cbor_module import build_cbor_module
 from .compiler import CompiledFunction, compile_function
 from .context import Context, SecretAccessError, SecretNotDeclared, Secrets, build_context
 from .guards import SHARED_BUILTINS, SHARED_GUARDS, class_factory, make_setattr, make_write_guard
+from .ledger import LedgerError, ledger_opener
 from .logic_module import build_logic_module
 from .modules import make_importer
 from .output import OutputClosed, RunOutput
@@ -37,6 +38,7 @@ if TYPE_CHECKING:  # the worker side never imports the store's settings: only th
 __all__ = [
     "CompiledFunction",
     "Host",
+    "LedgerError",
     "RunLimits",
     "RunOutcome",
     "SecretAccessError",
@@ -55,6 +57,9 @@ class Host(Protocol):
 
     def publish(self, name: str, data: str | None) -> None: ...
 
+    # action "get" | "set" | "delete"; raises LedgerError(msg), msg safe to show
+    def ledger(self, action: str, name: str, data_json: str | None, mode: str | None) -> dict: ...
+
 
 @dataclass(frozen=True)
 class RunLimits:
@@ -66,6 +71,7 @@ class RunLimits:
     events_max: int
     event_data_max_bytes: int
     event_name_max_chars: int
+    ledger_max_bytes: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunLimits:
@@ -77,6 +83,7 @@ class RunLimits:
             events_max=settings.events_per_run_max,
             event_data_max_bytes=settings.event_data_max_bytes,
             event_name_max_chars=settings.event_name_max_chars,
+            ledger_max_bytes=settings.ledger_max_bytes,
         )
 
 
@@ -105,7 +112,7 @@ def run_function(
     env: dict[str, Any] = {}
     try:
         parts = build_context(context or {}, Secrets(tuple(declared_secrets), _secret_reader(host, output)))
-        env = _new_globals(output, parts, limits)
+        env = _new_globals(output, parts, limits, host)
         exec(fn.code, env)
         entry = env.get(fn.entry)
         if not callable(entry):
@@ -137,12 +144,14 @@ def run_function(
         decimal.setcontext(decimal.Context())  # whatever the run (or its finalizers) left current
 
 
-def _new_globals(output: RunOutput, parts: Context, limits: RunLimits) -> dict[str, Any]:
+def _new_globals(output: RunOutput, parts: Context, limits: RunLimits, host: Host) -> dict[str, Any]:
     run_classes: set[type] = set()
     write_guard = make_write_guard(run_classes)
     builtins = SHARED_BUILTINS.copy()
     run_modules = {
-        "logic": lambda: build_logic_module(output, parts),
+        "logic": lambda: build_logic_module(
+            output, parts, ledger_opener(host, lambda: not output.closed, limits.ledger_max_bytes)
+        ),
         "cbor": lambda: build_cbor_module(limits.event_data_max_bytes),  # a payload is at most one event
     }
     builtins["__import__"] = make_importer(run_modules, alive=lambda: not output.closed)

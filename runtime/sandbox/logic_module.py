@@ -16,6 +16,12 @@
         "[log truncated: limit of N bytes reached]" is written and the rest
         is dropped.
 
+    logic.ledger(name) -> Ledger
+        One of the owner's ledgers (see ledger.py): `.get()`, `.set(data,
+        mode=logic.REPLACE | logic.MERGE)`, `.delete()`; a refused call raises
+        `logic.LedgerError`. Writes are saved with the run: a run that fails
+        writes nothing.
+
     logic.get_context() -> Context
         The whole context of the run (Particle's getContext()): `.event`,
         `.scheduled`, `.trigger`, `.function_info` and `.secrets`, the very
@@ -69,6 +75,7 @@ from collections import namedtuple
 from typing import Any
 
 from .context import Context
+from .ledger import MERGE, REPLACE, LedgerError
 from .modules import ModuleFacade
 from .output import PublishLimitError, RunOutput, exact_str
 
@@ -302,7 +309,7 @@ ENCODING = ModuleFacade(
 )
 
 
-def build_logic_module(output: RunOutput, context: Context) -> ModuleFacade:
+def build_logic_module(output: RunOutput, context: Context, ledger: Any = None) -> ModuleFacade:
     """The `logic` facade of one run; every function writes through `output`."""
     log = ModuleFacade(
         "logic.log",
@@ -326,5 +333,9 @@ def build_logic_module(output: RunOutput, context: Context) -> ModuleFacade:
             "get_context": get_context,
             "data_url_encode": data_url_encode,
             "data_url_decode": data_url_decode,
+            "ledger": ledger,
+            "LedgerError": LedgerError,
+            "REPLACE": REPLACE,
+            "MERGE": MERGE,
         },
     )

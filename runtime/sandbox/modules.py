@@ -312,7 +312,19 @@ def module_exports(name: str) -> frozenset[str] | None:
 
 
 LOGIC_EXPORTS = frozenset(
-    {"publish", "log", "encoding", "PublishLimitError", "get_context", "data_url_encode", "data_url_decode"}
+    {
+        "publish",
+        "log",
+        "encoding",
+        "PublishLimitError",
+        "get_context",
+        "data_url_encode",
+        "data_url_decode",
+        "ledger",
+        "LedgerError",
+        "REPLACE",
+        "MERGE",
+    }
 )
 CBOR_EXPORTS = frozenset({"decode", "encode", "Tag"})
 _RUN_EXPORTS = {"logic": LOGIC_EXPORTS, "cbor": CBOR_EXPORTS}  # modules the executor builds per run

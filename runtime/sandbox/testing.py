@@ -12,6 +12,7 @@ from typing import Any
 from .compiler import CompiledFunction, compile_function
 from .context import SecretAccessError
 from .executor import RunLimits, RunOutcome, run_function
+from .ledger import LedgerError
 
 
 class RecordingHost:
@@ -22,6 +23,9 @@ class RecordingHost:
         self.logs: list[tuple[str, str]] = []
         self.events: list[tuple[str, str | None]] = []
         self.reads: list[str] = []
+        # ledgers: name -> {"updated_at", "data"}; a missing name is an unknown ledger
+        self.ledgers: dict[str, dict] = {}
+        self.ledger_calls: list[tuple[str, str, str | None, str | None]] = []
 
     def read_secret(self, name: str) -> str:
         self.reads.append(name)
@@ -34,6 +38,19 @@ class RecordingHost:
 
     def publish(self, name: str, data: str | None) -> None:
         self.events.append((name, data))
+
+    def ledger(self, action: str, name: str, data_json: str | None, mode: str | None) -> dict:
+        self.ledger_calls.append((action, name, data_json, mode))
+        if name not in self.ledgers:
+            raise LedgerError(f"ledger {name} does not exist")
+        current = self.ledgers[name]
+        if action == "set":
+            data = json.loads(data_json or "{}")
+            new = {**current["data"], **data} if mode == "merge" else data
+            self.ledgers[name] = {"updated_at": "2024-01-01T00:00:00Z", "data": new}
+        elif action == "delete":
+            self.ledgers[name] = {"updated_at": None, "data": {}}
+        return self.ledgers[name] if action == "get" else {}
 
     @property
     def messages(self) -> list[str]:

@@ -33,7 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
-from runtime.sandbox.executor import SecretAccessError
+from runtime.sandbox.executor import LedgerError, SecretAccessError
 from runtime.sandbox.output import LogBudget, line_bytes
 from runtime.sandbox.results import MAX_NESTING
 from runtime.workers import protocol
@@ -64,10 +64,19 @@ class Pool(Protocol):
     others_busy: Callable[[], bool]  # set by the HTTP app: whether requests wait for the CPU
 
     def run(
-        self, job: Job, on_secret: Callable[[str], str], on_start: Callable[[], None] | None = None
+        self,
+        job: Job,
+        on_secret: Callable[[str], str],
+        on_start: Callable[[], None] | None = None,
+        on_ledger: OnLedger | None = None,
     ) -> WorkerResult: ...
 
     def close(self) -> None: ...
+
+
+# A run's ledger call, answered by the parent: (action, name, data_json, mode) -> answer;
+# raises LedgerError or LogicError with a message safe to show (the LedgerBroker).
+OnLedger = Callable[[str, str, "str | None", "str | None"], dict]
 
 
 class _Flood(Exception):
@@ -180,10 +189,15 @@ class WorkerPool:
     # -- public ---------------------------------------------------------------
 
     def run(
-        self, job: Job, on_secret: Callable[[str], str], on_start: Callable[[], None] | None = None
+        self,
+        job: Job,
+        on_secret: Callable[[str], str],
+        on_start: Callable[[], None] | None = None,
+        on_ledger: OnLedger | None = None,
     ) -> WorkerResult:
         """Run `job` on a worker of its owner; `on_start` is called once a worker is
-        reserved, right before the job is sent (waiting for a worker may take long)."""
+        reserved, right before the job is sent (waiting for a worker may take long);
+        `on_ledger` answers the run's ledger calls (None: every call is refused)."""
         for _attempt in range(3):
             worker = self._reserve(job.owner)
             if worker.looks_dead():  # exited between runs: never charge the run for it
@@ -197,7 +211,7 @@ class WorkerPool:
                     self._release(worker, keep=True)
                     raise
             try:
-                result, keep = self._execute(worker, job, on_secret)
+                result, keep = self._execute(worker, job, on_secret, on_ledger)
             finally:
                 self._release(worker, keep)
             return result
@@ -366,7 +380,9 @@ class WorkerPool:
 
     # -- one run ------------------------------------------------------------------
 
-    def _execute(self, worker: _Worker, job: Job, on_secret: Callable[[str], str]) -> tuple[WorkerResult, bool]:
+    def _execute(
+        self, worker: _Worker, job: Job, on_secret: Callable[[str], str], on_ledger: OnLedger | None
+    ) -> tuple[WorkerResult, bool]:
         settings = self._settings
         limits = job.limits
         # The one place the manifest's limits meet the operator's: the lower wins.
@@ -393,11 +409,16 @@ class WorkerPool:
             message["source"] = job.source
         logs: list[dict] = []
         events: list[dict] = []
-        secret_reads = 0
+        secret_reads = ledger_calls = 0
         reads_cap = int(settings.secret_reads_per_run_max)
+        ledger_cap = int(settings.ledger_calls_per_run_max)
         # Threat: frames whose fields are not capped (padding beside a short log message):
         # what an honest run can send at most (JSON escaping grows text up to 6x), twice.
-        frames_budget = 2 * (6 * (budget.cap + result_cap + events_cap * data_cap) + 256 * reads_cap + 65536)
+        frames_budget = 2 * (
+            6 * (budget.cap + result_cap + events_cap * data_cap + ledger_cap * int(settings.ledger_max_bytes))
+            + 256 * (reads_cap + ledger_cap)
+            + 65536
+        )
         frames_start = worker.reader.received
         dropped = 0  # bytes (+ per-frame overhead) refused past the caps
         status: RunStatus
@@ -476,6 +497,19 @@ class WorkerPool:
                             raise _Flood("secret requests")
                     else:  # on_secret (the secrets broker) checks the name against the manifest
                         reply = _answer_secret(on_secret, name)
+                    protocol.send_until(sock, protocol.encode(reply), deadline)
+                elif op == "ledger":
+                    ledger_calls += 1
+                    if ledger_calls > ledger_cap:  # each call is a buffered write or a read
+                        reply = {
+                            "op": "ledger_error",
+                            "message": f"this run used ledgers {ledger_cap:,} times, the limit",
+                        }
+                        dropped += _FRAME_OVERHEAD
+                        if dropped > _FLOOD_FACTOR * log_cap:
+                            raise _Flood("ledger requests")
+                    else:
+                        reply = answer_ledger(on_ledger, frame)
                     protocol.send_until(sock, protocol.encode(reply), deadline)
                 elif op == "done":
                     status, result, error = self._finish(frame, worker, job, result_cap)
@@ -590,6 +624,28 @@ def _answer_secret(on_secret: Callable[[str], str], name: str) -> dict:
     if not isinstance(value, str):
         return {"op": "secret_error", "message": f"secret {name} could not be read"}
     return {"op": "secret", "value": value}
+
+
+def answer_ledger(on_ledger: OnLedger | None, frame: dict) -> dict:
+    """The parent's answer to a worker's ledger frame (the fields are checked here, the
+    owner, name and size by `on_ledger`)."""
+    action, name, data_json, mode = (frame.get(k) for k in ("action", "name", "data_json", "mode"))
+    if action not in ("get", "set", "delete") or not isinstance(name, str):
+        raise protocol.ProtocolError("ledger request without an action and a name")
+    if not (data_json is None or isinstance(data_json, str)) or not (mode is None or isinstance(mode, str)):
+        raise protocol.ProtocolError("ledger data is not JSON text")
+    if on_ledger is None:
+        return {"op": "ledger_error", "message": "ledgers cannot be used in this run"}
+    try:
+        value = on_ledger(action, name, data_json, mode)
+    except LogicError as exc:
+        return {"op": "ledger_error", "message": exc.message}
+    except LedgerError as exc:  # its message is safe to show, by contract
+        return {"op": "ledger_error", "message": str(exc)}
+    except Exception as exc:
+        log.error("on_ledger failed for %s: %s", name[:40], type(exc).__name__)
+        return {"op": "ledger_error", "message": f"ledger {name[:40]} could not be used"}
+    return {"op": "ledger", "value": value}
 
 
 def _now() -> str:

@@ -12,6 +12,7 @@ Messages (parent -> worker):
     {"op": "run", "version_key", "source"?, "filename", "entry",
      "declared_secrets", "context", "timeout_s", "memory_mb", "limits", "spin_s"}
     {"op": "secret", "value"} | {"op": "secret_error", "message"}
+    {"op": "ledger", "value"} | {"op": "ledger_error", "message"}
     {"op": "diagnose", ...}                  test-only, see worker.py
 Messages (worker -> parent):
     {"op": "ready", "pid", "uid", "netns"}   once, after isolation is in place
@@ -19,6 +20,8 @@ Messages (worker -> parent):
                                              stamps the time: its clock is trusted)
     {"op": "publish", "name", "data"}        one-way, while running
     {"op": "secret", "name"}                 request; the parent answers
+    {"op": "ledger", "action", "name", "data_json", "mode"}
+                                             request (get / set / delete); the parent answers
     {"op": "done", "status", "result_json", "error", "cached"}
 """
 

@@ -33,10 +33,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, cast
 
-from runtime.sandbox.executor import SecretAccessError, compile_function, run_function
+from runtime.sandbox.executor import LedgerError, SecretAccessError, compile_function, run_function
 from runtime.sandbox.output import LogBudget
 from runtime.workers.job import Job, WorkerResult
-from runtime.workers.pool import _clean, _error, _log  # the pool's record shapes: the double cannot drift
+from runtime.workers.pool import OnLedger, _clean, _error, _log, answer_ledger  # the pool's shapes: no drift
 from store.errors import LogicError, WorkerUnavailable
 
 if TYPE_CHECKING:
@@ -65,14 +65,18 @@ class InProcessPool:
         self.others_busy: Callable[[], bool] = lambda: False  # read by nothing here; set by the server
 
     def run(
-        self, job: Job, on_secret: Callable[[str], str], on_start: Callable[[], None] | None = None
+        self,
+        job: Job,
+        on_secret: Callable[[str], str],
+        on_start: Callable[[], None] | None = None,
+        on_ledger: OnLedger | None = None,
     ) -> WorkerResult:
         """Run `job` here; `on_start` is called once the run has its slot, right before it starts."""
         self._reserve(job.owner)
         try:
             if on_start is not None:
                 on_start()
-            return self._execute(job, on_secret)
+            return self._execute(job, on_secret, on_ledger)
         finally:
             self._release(job.owner)
 
@@ -106,13 +110,13 @@ class InProcessPool:
                 del self._busy_of[owner]
             self._cond.notify_all()
 
-    def _execute(self, job: Job, on_secret: Callable[[str], str]) -> WorkerResult:
+    def _execute(self, job: Job, on_secret: Callable[[str], str], on_ledger: OnLedger | None) -> WorkerResult:
         settings = self._settings
         limits = job.limits
         timeout_s = min(float(job.timeout_s or settings.run_timeout_s), float(settings.run_timeout_s))
         result_cap = min(limits.result_max_bytes, settings.result_max_bytes)
         t0 = time.monotonic()
-        host = _Host(job, on_secret, settings, deadline=t0 + timeout_s)
+        host = _Host(job, on_secret, settings, deadline=t0 + timeout_s, on_ledger=on_ledger)
         status, result, error = self._outcome(job, host, result_cap)
         if host.timed_out or time.monotonic() - t0 > timeout_s:
             status, result = "timeout", None
@@ -165,9 +169,20 @@ class InProcessPool:
 class _Host:
     """The sandbox's Host, doing in this process what WorkerPool does with each frame."""
 
-    def __init__(self, job: Job, on_secret: Callable[[str], str], settings: Settings, *, deadline: float):
+    def __init__(
+        self,
+        job: Job,
+        on_secret: Callable[[str], str],
+        settings: Settings,
+        *,
+        deadline: float,
+        on_ledger: OnLedger | None = None,
+    ):
         self._job = job
         self._on_secret = on_secret
+        self._on_ledger = on_ledger
+        self._ledger_calls = 0
+        self._ledger_cap = int(settings.ledger_calls_per_run_max)
         self._deadline = deadline
         self._budget = LogBudget(min(job.limits.log_max_bytes, settings.log_max_bytes))
         self._events_cap = min(job.limits.events_max, settings.events_per_run_max)
@@ -201,6 +216,18 @@ class _Host:
         self._in_time()
         if len(self.events) < self._events_cap:
             self.events.append({"name": _clean(name), "data": None if data is None else _clean(data)})
+
+    def ledger(self, action: str, name: str, data_json: str | None, mode: str | None) -> dict:
+        """As the pool answers a worker's ledger frame (the same function)."""
+        self._in_time()
+        self._ledger_calls += 1
+        if self._ledger_calls > self._ledger_cap:
+            raise LedgerError(f"this run used ledgers {self._ledger_cap:,} times, the limit")
+        frame = {"action": action, "name": name, "data_json": data_json, "mode": mode}
+        reply = json.loads(json.dumps(answer_ledger(self._on_ledger, frame)))  # what crosses the socket
+        if reply["op"] == "ledger":
+            return cast(dict, reply["value"])
+        raise LedgerError(reply["message"])
 
     def read_secret(self, name: str) -> str:
         self._in_time()

@@ -27,12 +27,13 @@ _PARENT_MAX_FRAME = 64 * 1024 * 1024  # the parent is trusted; this only stops g
 class WorkerHost:
     """The sandbox's Host: every call is one frame to the parent."""
 
-    __slots__ = ("_sock", "_reader", "_secret_error", "spin_s")
+    __slots__ = ("_sock", "_reader", "_secret_error", "_ledger_error", "spin_s")
 
-    def __init__(self, sock: socket.socket, reader: protocol.FrameReader, secret_error: type):
+    def __init__(self, sock: socket.socket, reader: protocol.FrameReader, secret_error: type, ledger_error: type):
         self._sock = sock
         self._reader = reader
         self._secret_error = secret_error
+        self._ledger_error = ledger_error
         self.spin_s = 0.0  # set per run by the parent, which knows how busy the CPUs are
 
     def read_secret(self, name: str) -> str:
@@ -43,6 +44,17 @@ class WorkerHost:
         if reply["op"] == "secret" and isinstance(reply.get("value"), str):
             return reply["value"]
         raise self._secret_error(str(reply.get("message") or f"secret {name} could not be read"))
+
+    def ledger(self, action: str, name: str, data_json: str | None, mode: str | None) -> dict:
+        protocol.send(
+            self._sock, {"op": "ledger", "action": action, "name": name, "data_json": data_json, "mode": mode}
+        )
+        reply = self._reader.read(spin_s=self.spin_s)
+        if reply is None:
+            os._exit(EXIT_EOF)
+        if reply["op"] == "ledger" and isinstance(reply.get("value"), dict):
+            return reply["value"]
+        raise self._ledger_error(str(reply.get("message") or f"ledger {name} could not be used"))
 
     def log(self, level: str, message: str) -> None:
         # No timestamp: the parent stamps each line as it arrives (a worker's clock is not trusted).
@@ -58,7 +70,9 @@ class Worker:
         self.config = config
         self.executor = executor
         self.reader = protocol.FrameReader(sock, _PARENT_MAX_FRAME)
-        self.host = WorkerHost(sock, self.reader, executor.SecretAccessError)
+        # An executor without ledgers (the test executors) gets its secret error for them.
+        ledger_error = getattr(executor, "LedgerError", executor.SecretAccessError)
+        self.host = WorkerHost(sock, self.reader, executor.SecretAccessError, ledger_error)
         self.cache: dict[str, object] = {}
 
     def serve(self) -> None:

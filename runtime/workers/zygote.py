@@ -220,7 +220,12 @@ def warm(executor) -> None:
             "function_info": {"id": "warm", "name": "warm", "version": 1, "owner": "zygote"},
         }
         limits = executor.RunLimits(
-            log_max_bytes=4096, result_max_bytes=4096, events_max=1, event_data_max_bytes=4096, event_name_max_chars=64
+            log_max_bytes=4096,
+            result_max_bytes=4096,
+            events_max=1,
+            event_data_max_bytes=4096,
+            event_name_max_chars=64,
+            ledger_max_bytes=4096,
         )  # a warm-up only
         executor.run_function(fn, context, _NullHost(), declared_secrets=(), limits=limits)
     except Exception:

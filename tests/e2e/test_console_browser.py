@@ -748,8 +748,11 @@ def test_no_secret_value_in_any_response_and_security_headers(make_server, open_
         response = page.goto(path)
         assert response is not None
         seen.append((response.url, response.status, response.headers, response.body()))
-    page.goto("/docs")
-    expect(page.locator(".swagger-ui .info .title")).to_contain_text("logic-runtime")  # openapi.json fetched
+    # /docs fetches openapi.json itself: wait for that answer (the listener may still be reading it).
+    with page.expect_response(lambda r: urlparse(r.url).path == "/openapi.json") as spec:
+        page.goto("/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("logic-runtime")
+    seen.append((spec.value.url, spec.value.status, spec.value.headers, spec.value.body()))
 
     # 7a: nothing the browser received carries either value.
     paths = {urlparse(url).path for url, *_ in seen}

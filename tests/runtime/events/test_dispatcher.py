@@ -227,12 +227,12 @@ def test_a_function_deleted_while_it_runs_still_audits_its_secret_reads(world, m
     )
     real_run = service.pool.run
 
-    def delete_at_the_read(job, on_secret, on_start=None):  # the run is surely under way then
+    def delete_at_the_read(job, on_secret, on_start=None, on_ledger=None):  # the run is surely under way then
         def read(name):
             service.delete_function(actor, fn.id)
             return on_secret(name)
 
-        return real_run(job, read, on_start)
+        return real_run(job, read, on_start, on_ledger)
 
     monkeypatch.setattr(service.pool, "run", delete_at_the_read)
     with pytest.raises(NotFound, match="deleted while it ran"):

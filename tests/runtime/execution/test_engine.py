@@ -81,7 +81,7 @@ def test_other_runs_carry_on_beside_a_looping_one(env, monkeypatch):
     looping_has_a_worker = threading.Event()
     real_run = service.pool.run
 
-    def run_and_tell(job, on_secret, on_start=None):
+    def run_and_tell(job, on_secret, on_start=None, on_ledger=None):
         name = job.context["function_info"]["name"]
 
         def started():
@@ -92,7 +92,7 @@ def test_other_runs_carry_on_beside_a_looping_one(env, monkeypatch):
 
         in_flight.append(name)
         try:
-            return real_run(job, on_secret, started)
+            return real_run(job, on_secret, started, on_ledger)
         finally:
             in_flight.remove(name)
 

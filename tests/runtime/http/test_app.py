@@ -396,8 +396,8 @@ def test_runs(with_key: Api) -> None:
     api.service.store.functions.add_run(fake_run(other["id"], "other-run"))
 
     listed = api("GET", f"/v1/logic/functions/{fn['id']}/runs")
-    assert listed.status_code == 200 and listed.json() == {"logic_runs": runs[::-1]}
-    assert api("GET", "/v1/logic/functions/reformat/runs?limit=1").json() == {"logic_runs": [runs[2]]}
+    assert listed.status_code == 200 and listed.json() == {"logic_runs": runs[::-1], "next_cursor": None}
+    assert api("GET", "/v1/logic/functions/reformat/runs?limit=1").json()["logic_runs"] == [runs[2]]
     assert api("GET", f"/v1/logic/functions/{fn['id']}/runs/run1").json() == runs[1]
     assert api("GET", "/v1/logic/functions/reformat/runs/run1").json() == runs[1]
     error_of(api("GET", f"/v1/logic/functions/{fn['id']}/runs/other-run"), 404)  # another function's run
@@ -416,7 +416,8 @@ def test_org_functions(with_key: Api) -> None:
     assert fn["owner"] == "org:acme"
     assert [f["id"] for f in api("GET", "/v1/orgs/acme/logic/functions").json()["logic_functions"]] == [fn["id"]]
     assert api("GET", "/v1/logic/functions").json() == {"logic_functions": []}
-    assert api("GET", f"/v1/orgs/acme/logic/functions/{fn['id']}/runs").json() == {"logic_runs": []}
+    runs = api("GET", f"/v1/orgs/acme/logic/functions/{fn['id']}/runs").json()
+    assert runs == {"logic_runs": [], "next_cursor": None}
     assert api("PUT", f"/v1/orgs/acme/logic/functions/{fn['id']}", json=function_body()).json()["version"] == 2
     assert api("DELETE", "/v1/orgs/acme/logic/functions/reformat").status_code == 204
 
@@ -479,7 +480,7 @@ def test_integration_lifecycle(with_key: Api) -> None:
     updated = api("PUT", f"/v1/integrations/{hook['id']}", json=webhook_body(event="other/", enabled=False))
     assert updated.status_code == 200, updated.text
     assert updated.json()["event"] == "other/" and updated.json()["enabled"] is False
-    assert api("GET", f"/v1/integrations/{hook['id']}/logs").json() == {"logs": []}
+    assert api("GET", f"/v1/integrations/{hook['id']}/logs").json() == {"logs": [], "next_cursor": None}
     error_of(api("GET", f"/v1/integrations/{hook['id']}/logs?limit=0"), 422)
 
     assert api("DELETE", f"/v1/integrations/{hook['id']}").status_code == 204

@@ -43,6 +43,10 @@ BODIES = {  # a valid body for every route that takes one, so that only the call
     "publish_device_event": {"name": "sensor-test", "data": "1"},
     "create_integration": WEBHOOK,
     "update_integration": WEBHOOK,
+    "set_env": {"value": "plain"},
+    "create_ledger": {"ledger": {"name": "counters"}},
+    "update_ledger": {"ledger": {"description": "d"}},
+    "set_ledger_instance": {"instance": {"data": {"a": 1}}},
 }
 
 
@@ -94,6 +98,7 @@ def test_the_route_surface_is_the_designed_one() -> None:
         ("PUT", "/v1/integrations/{integration_id}"),
         ("DELETE", "/v1/integrations/{integration_id}"),
         ("GET", "/v1/integrations/{integration_id}/logs"),
+        ("GET", "/v1/audit"),
         # Particle's shapes and the live streams
         ("GET", "/v1/logic/functions/{function_id}/runs/{run_id}/logs"),
         ("POST", "/v1/devices/events"),
@@ -104,6 +109,22 @@ def test_the_route_surface_is_the_designed_one() -> None:
         ("GET", "/v1/devices/{device_id}/events"),
         ("GET", "/v1/logic/functions/{function_id}/runs/stream"),
         ("GET", "/v1/integrations/{integration_id}/logs/stream"),
+        # environment variables and ledgers (particle-api-js's ledger paths)
+        ("GET", "/v1/env"),
+        ("GET", "/v1/env/{name}"),
+        ("PUT", "/v1/env/{name}"),
+        ("DELETE", "/v1/env/{name}"),
+        ("GET", "/v1/ledgers"),
+        ("POST", "/v1/ledgers"),
+        ("GET", "/v1/ledgers/{name}"),
+        ("PUT", "/v1/ledgers/{name}"),
+        ("DELETE", "/v1/ledgers/{name}"),
+        ("GET", "/v1/ledgers/{name}/instances"),
+        ("GET", "/v1/ledgers/{name}/instances/{scope_value}"),
+        ("PUT", "/v1/ledgers/{name}/instances/{scope_value}"),
+        ("DELETE", "/v1/ledgers/{name}/instances/{scope_value}"),
+        ("GET", "/v1/ledgers/{name}/instances/{scope_value}/versions"),
+        ("GET", "/v1/ledgers/{name}/instances/{scope_value}/versions/{version}"),
     }
     assert {(m, p.replace("/v1/orgs/{org}", "/v1")) for m, p, _ in ORG_ROUTES} == sandbox
 
@@ -238,7 +259,10 @@ def test_another_users_run_is_404_through_ones_own_function(world: World) -> Non
     assert mine.status_code == 201, mine.text
     response = world.bob("GET", f"/v1/logic/functions/{mine.json()['id']}/runs/{world.run_id}")
     assert response.status_code == 404
-    assert world.bob("GET", f"/v1/logic/functions/{mine.json()['id']}/runs").json() == {"logic_runs": []}
+    assert world.bob("GET", f"/v1/logic/functions/{mine.json()['id']}/runs").json() == {
+        "logic_runs": [],
+        "next_cursor": None,
+    }
 
 
 def test_another_users_integration_is_404(world: World) -> None:

@@ -20,7 +20,19 @@ SCHEDULED = {
 
 
 def test_context_fields_are_the_parameter_names():
-    assert Context._fields == CONTEXT_PARTS == ("event", "scheduled", "trigger", "function_info", "secrets")
+    assert (
+        Context._fields
+        == CONTEXT_PARTS
+        == (
+            "event",
+            "scheduled",
+            "trigger",
+            "function_info",
+            "secrets",
+            "env",
+            "ledger_change",
+        )
+    )
 
 
 def test_get_context_holds_every_part(sandbox_run):

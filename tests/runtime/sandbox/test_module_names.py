@@ -68,7 +68,8 @@ PINNED = {
     "random": "Random betavariate choice choices expovariate gammavariate gauss getrandbits lognormvariate "
     "normalvariate paretovariate randbytes randint random randrange sample seed shuffle triangular "
     "uniform vonmisesvariate weibullvariate",
-    "logic": "PublishLimitError data_url_decode data_url_encode encoding get_context log publish",
+    "logic": "LedgerError MERGE PublishLimitError REPLACE data_url_decode data_url_encode encoding get_context "
+    "ledger log publish",
     "cbor": "Tag decode encode",
 }
 LISTED = {"math": (math, MATH_NAMES), "zlib": (zlib, ZLIB_NAMES), "itertools": (itertools, ITERTOOLS_NAMES)}

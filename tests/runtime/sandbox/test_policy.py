@@ -39,7 +39,7 @@ def test_every_problem_is_collected_with_its_line():
         "cbor, collections, datetime, decimal, fractions, functools, hashlib, hmac, itertools, json, logic, math, "
         "random, re, statistics, string, struct, time, uuid, zlib",
         "reformat.py:2: parameter 'foo' of main() is not a context part; choose from event, scheduled, "
-        "trigger, function_info, secrets",
+        "trigger, function_info, secrets, env, ledger_change",
         'reformat.py:3: "__class__" is an invalid attribute name because it starts with "_".',
         "reformat.py:4: secret 'NOPE' is not declared in the manifest (declared: none)",
         'reformat.py:5: "_x" is an invalid variable name because it starts with "_"',
