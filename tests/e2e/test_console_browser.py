@@ -651,6 +651,47 @@ def test_the_owner_switcher_shows_each_owners_own_things(make_server, open_page)
     assert "ORG_KEY" not in page.content()
 
 
+def test_environment_and_a_ledger_from_the_console_reach_a_run(make_server, open_page):
+    """Set a variable and a ledger's data in the browser; a test run reads both (its ledger write is not saved)."""
+    server = make_server()
+    server.start()
+    page = open_page(server)
+    sign_in(page, server.token)
+    page.get_by_role("link", name="Environment").click()
+    expect(page).to_have_url(path_is("/environment"))
+    page.get_by_label("Name").fill("GREETING")
+    page.get_by_label("Value").fill("hello")
+    page.get_by_role("button", name="Set variable").click()
+    expect(page.get_by_role("row").filter(has_text="GREETING")).to_contain_text("hello")
+    screenshot(page, "environment")
+
+    page.get_by_role("link", name="Ledgers").click()
+    page.get_by_label("Name").fill("counters")
+    page.get_by_label("Description").fill("per room")
+    page.get_by_role("button", name="Create ledger").click()
+    expect(page).to_have_url(path_is("/ledgers/counters"))
+    page.get_by_text("Advanced: edit the raw JSON").click()
+    page.get_by_label("Data (one JSON object; replaces what is there)").fill('{"lab": 1}')
+    page.get_by_role("button", name="Save data").click()
+    expect(page.get_by_role("row").filter(has_text="lab")).to_contain_text("1")
+
+    source = (
+        "import logic\n\n\ndef main(env):\n"
+        "    ledger = logic.ledger('counters')\n"
+        "    ledger.set({'hall': len(env.GREETING)}, mode=logic.MERGE)\n"
+        "    return env.GREETING\n"
+    )
+    with server.client() as api:
+        run = api.post("/v1/logic/execute", json={"source": source}).json()
+        assert run["status"] == "success" and run["result"] == "hello", run
+        deploy(api, name="counter", source=source)
+    # A test run saves no ledger writes; the data is what the browser saved.
+    page.reload()
+    expect(page.get_by_role("row").filter(has_text="lab")).to_contain_text("1")
+    expect(page.get_by_role("row").filter(has_text="hall")).to_have_count(0)
+    screenshot(page, "ledger")
+
+
 # 7. security --------------------------------------------------------------------------
 
 LEAKER = """import logic

@@ -31,7 +31,17 @@ from runtime.http.console.security import COOKIE, PAGE_HEADERS, check_csrf, chec
 from runtime.http.live import frame, open_stream
 from runtime.manifest import files_from_json
 from runtime.service import Service
-from store.errors import Conflict, DeployError, InvalidInput, LogicError, NotFound, PermissionDenied, Unauthorized
+from store.errors import (
+    Conflict,
+    DeployError,
+    InvalidInput,
+    LogicError,
+    NotFound,
+    PermissionDenied,
+    TooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
 from store.sessions import Session
 
 HERE = Path(__file__).parent
@@ -519,3 +529,93 @@ async def integration_page(request: Request, session: Session) -> Response:
     record = service.get_integration(session.user, request.path_params["ref"], org)
     logs = service.integration_logs(session.user, record.id, org, limit=20)
     return _page(request, "integration.html", session, integration=record, logs=logs)
+
+
+# environment and ledgers ------------------------------------------------------------
+
+
+@page("/environment", methods=("GET", "POST"))
+async def environment_page(request: Request, session: Session) -> Response:
+    """Variables as a table (their values are shown: they are not secrets), set and delete."""
+    service, org = _service(request), _org(request)
+    error, name, value = None, "", ""
+    if request.method == "POST":
+        form = await _form(request, session)
+        name, value = form.get("name", ""), form.get("value", "")
+        try:
+            service.set_env(session.user, name, value, org)
+        except (InvalidInput, TooLarge) as exc:
+            error = exc.message
+        else:
+            return _redirect(_with_org("/environment", org))
+    variables = service.list_env(session.user, org)
+    status = 422 if error else 200
+    return _page(
+        request, "environment.html", session, status=status, variables=variables, error=error, name=name, value=value
+    )
+
+
+@page("/environment/{name}/delete", methods=("POST",))
+async def environment_delete(request: Request, session: Session) -> Response:
+    await _form(request, session)
+    service, org = _service(request), _org(request)
+    service.delete_env(session.user, request.path_params["name"], org)
+    return _redirect(_with_org("/environment", org))
+
+
+@page("/ledgers", methods=("GET", "POST"))
+async def ledgers_page(request: Request, session: Session) -> Response:
+    service, org = _service(request), _org(request)
+    error, name, description = None, "", ""
+    if request.method == "POST":
+        form = await _form(request, session)
+        name, description = form.get("name", ""), form.get("description", "")
+        try:
+            created = service.create_ledger(session.user, name, description, org)
+        except (InvalidInput, Conflict) as exc:
+            error = exc.message
+        else:
+            return _redirect(_with_org(f"/ledgers/{created.name}", org))
+    ledgers = service.list_ledgers(session.user, org)
+    status = 422 if error else 200
+    return _page(
+        request,
+        "ledgers.html",
+        session,
+        status=status,
+        ledgers=ledgers,
+        error=error,
+        name=name,
+        description=description,
+    )
+
+
+@page("/ledgers/{name}", methods=("GET", "POST"))
+async def ledger_page(request: Request, session: Session) -> Response:
+    """A ledger's data as a table, its versions, and an "Advanced" raw JSON edit (replace)."""
+    service, org = _service(request), _org(request)
+    name = request.path_params["name"]
+    ledger = service.get_ledger(session.user, name, org)  # 404 for another owner's
+    error, text = None, json.dumps(ledger.data, indent=2, ensure_ascii=False, sort_keys=True)
+    if request.method == "POST":
+        form = await _form(request, session)
+        text = form.get("data", "")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            error = f"data: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); nothing was saved"
+        else:
+            if not isinstance(data, dict):
+                error = "data: a ledger holds one JSON object ({...}); nothing was saved"
+            else:
+                try:
+                    service.write_ledger(session.user, name, "replace", data, org)
+                except (InvalidInput, TooLarge, TooManyRequests) as exc:
+                    error = f"{exc.message}; nothing was saved"
+                else:
+                    return _redirect(_with_org(f"/ledgers/{name}", org))
+    versions = service.ledger_versions(session.user, name, org)
+    status = 422 if error else 200
+    return _page(
+        request, "ledger.html", session, status=status, ledger=ledger, versions=versions, error=error, text=text
+    )
