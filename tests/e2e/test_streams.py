@@ -235,3 +235,33 @@ def test_a_tail_without_a_server_says_what_to_do(make_server, tmp_path):
     assert done.returncode == 1 and "no server at http://127.0.0.1:9: start `logic serve`" in done.stderr
     foreign = subprocess.run([*LOGIC, "subscribe", "--org", "nope"], env=env, capture_output=True, text=True)
     assert foreign.returncode == 1 and "nope" in foreign.stderr
+
+
+def test_integrations_logs_follow_prints_each_new_request_masked(make_server, receiver):
+    server = make_server()
+    server.start()
+    with server.client() as api:
+        assert api.post("/v1/secrets", json={"name": "API_KEY", "value": SECRET}).status_code == 201
+        hook = {"name": "hook", "event": "tap", "url": receiver.url + "/in", "secrets": ["API_KEY"]}
+        hook["headers"] = {"X-Key": "{{{API_KEY}}}"}
+        assert api.post("/v1/integrations", json=hook).status_code == 201
+    env = {**server.env, "LOGIC_PORT": str(server.port)}
+    cmd = [*LOGIC, "integrations", "logs", "hook", "--follow", "--json"]
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as tail:
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: [lines.append(x) for x in tail.stdout], daemon=True)
+        reader.start()
+        with server.client() as api:
+
+            def logged() -> bool:  # the tail starts at connection: publish until one request shows
+                publish(api, "tap", "knock")
+                return bool(lines)
+
+            poll(logged, timeout=30, interval=1.0)
+        tail.send_signal(signal.SIGINT)
+        tail.wait(timeout=20)
+        reader.join(timeout=10)
+    assert tail.returncode == 0
+    entry = json.loads(lines[0])
+    assert entry["ok"] and receiver.requests[0].headers.get("X-Key") == SECRET
+    assert SECRET not in "".join(lines) and "[[SENSITIVE]]" in "".join(lines)
