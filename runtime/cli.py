@@ -241,12 +241,17 @@ def secrets() -> None:
 
 
 @secrets.command("list")
+@click.option("--names", "names_only", is_flag=True, help="Only the names, one per line (for scripts).")
 @org_option
 @json_option
 @pass_app
-def secrets_list(app: App, org: str | None, as_json: bool) -> None:
+def secrets_list(app: App, names_only: bool, org: str | None, as_json: bool) -> None:
     """List secrets: names, times and usage, never values."""
     infos = app.service.list_secrets(app.actor, org)
+    if names_only:
+        for info in infos:
+            click.echo(info.name)
+        return
     emit(
         [i.to_json() for i in infos],
         as_json,

@@ -159,6 +159,18 @@ def test_secrets_list_get_json_shapes(ready):
     assert detail == rows[0]
 
 
+def test_secrets_list_names_prints_one_name_per_line_and_nothing_else(ready, settings):
+    store = _open(settings.home)
+    try:
+        store.secrets.create(_admin_owner(settings.home), "B_KEY", VALUE + "b")
+    finally:
+        store.close()
+    names = ready("secrets", "list", "--names")
+    assert names.exit_code == 0 and names.stdout == "API_KEY\nB_KEY\n"
+    empty = ready("secrets", "list", "--names", "--org", "acme")
+    assert empty.exit_code == 0 and empty.stdout == ""
+
+
 def test_secrets_human_output(ready):
     listing = ready("secrets", "list")
     assert listing.exit_code == 0 and "API_KEY" in listing.stdout and VALUE not in listing.stdout
