@@ -549,18 +549,8 @@ def ledgers_archive(app: App, name: str, org: str | None, as_json: bool) -> None
 def audit(app: App, secret: str | None, limit: int, cursor: str | None, org: str | None, as_json: bool) -> None:
     """Show who read which secret, when, in which run (newest first, a page at a time)."""
     rows = app.service.audit(app.actor, secret, org, limit, cursor)
-    more_pages(paging.next_cursor(rows, limit, lambda a: (a.at, a.id or 0)))
-    data = [
-        {
-            "secret": a.secret_name,
-            "consumer_kind": a.consumer_kind,
-            "consumer": a.consumer_name,
-            "consumer_id": a.consumer_id,
-            "run_id": a.run_id,
-            "at": a.at,
-        }
-        for a in rows
-    ]
+    more_pages(paging.next_cursor(rows, limit, paging.access_key))
+    data = [a.to_json() for a in rows]
     emit(
         data,
         as_json,

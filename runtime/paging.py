@@ -49,3 +49,8 @@ def run_key(record: dict[str, Any]) -> tuple[str, str]:
 
 def log_key(entry: dict[str, Any]) -> tuple[int]:
     return (entry["id"],)
+
+
+def access_key(access: Any) -> tuple[str, int]:
+    """An audit row's key (store.secrets.Access as listed: its id is set)."""
+    return access.at, access.id

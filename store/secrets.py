@@ -67,6 +67,17 @@ class Access:
     at: str
     id: int | None = field(default=None, compare=False)  # the audit row's id once stored (the paging key)
 
+    def to_json(self) -> dict[str, str | None]:
+        """What the audit listings show of one access (CLI and API alike)."""
+        return {
+            "secret": self.secret_name,
+            "consumer_kind": self.consumer_kind,
+            "consumer": self.consumer_name,
+            "consumer_id": self.consumer_id,
+            "run_id": self.run_id,
+            "at": self.at,
+        }
+
 
 def check_name(name: object, *, max_chars: int) -> str:
     """The secret-name rule (syntax and `secret_name_max_chars`); InvalidInput names the problem."""

@@ -349,18 +349,8 @@ def audit(
 ) -> dict:
     """Who read which secret, when, in which run: newest first, a page at a time (`logic audit`)."""
     rows = service.audit(actor, secret, org, limit, cursor)
-    accesses = [
-        {
-            "secret": a.secret_name,
-            "consumer_kind": a.consumer_kind,
-            "consumer": a.consumer_name,
-            "consumer_id": a.consumer_id,
-            "run_id": a.run_id,
-            "at": a.at,
-        }
-        for a in rows
-    ]
-    return {"accesses": accesses, "next_cursor": paging.next_cursor(rows, limit, lambda a: (a.at, a.id or 0))}
+    accesses = [a.to_json() for a in rows]
+    return {"accesses": accesses, "next_cursor": paging.next_cursor(rows, limit, paging.access_key)}
 
 
 __all__ = ["create_app"]

