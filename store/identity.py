@@ -13,7 +13,7 @@ import hmac
 import re
 import secrets as _random
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from .clock import now_iso
@@ -29,6 +29,9 @@ class User:
     id: int
     name: str
     is_admin: bool
+    # From where this user acts, for the change audit: "cli" (a local command), "token:ID"
+    # (an API token), "console:TOKEN_ID" (a console session signed in with that token).
+    via: str = field(default="cli", compare=False)
 
     @property
     def owner(self) -> str:
@@ -187,4 +190,4 @@ class Identity:
         # The lookup is by hash (an index), and the final check is constant-time.
         if row is None or not hmac.compare_digest(row[0], digest):
             raise Unauthorized("invalid API token")
-        return row[1], User(row[2], row[3], bool(row[4]))
+        return row[1], User(row[2], row[3], bool(row[4]), via=f"token:{row[1]}")

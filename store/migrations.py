@@ -287,6 +287,46 @@ def _v10_environment_and_ledgers(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX triggers_by_ledger ON triggers (ledger_name) WHERE kind = 'ledger_change'")
 
 
+def _v11_secret_versions(db: sqlite_utils.Database) -> None:
+    # The values an update or restore replaced, newest last; each ciphertext's associated
+    # data binds it to owner, name and version number (keyring.py), so a row moved to
+    # another secret or number fails to decrypt. The last `secret_versions_kept` are kept.
+    db.execute("ALTER TABLE secrets ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
+    db.execute("ALTER TABLE secrets ADD COLUMN updated_by TEXT")
+    db.execute("""CREATE TABLE secret_versions (
+        id INTEGER PRIMARY KEY,
+        secret_id INTEGER NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        ciphertext BLOB NOT NULL,
+        created_at TEXT NOT NULL,
+        created_by TEXT,
+        UNIQUE (secret_id, version))""")
+
+
+def _v12_change_audit(db: sqlite_utils.Database) -> None:
+    # Who changed what, when and from where (names and ids, never values). Append-only:
+    # each row's `mac` is an HMAC over its content and the previous row's mac (changes.py).
+    db.execute("""CREATE TABLE changes (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        via TEXT NOT NULL,
+        owner TEXT,
+        action TEXT NOT NULL,
+        target_kind TEXT NOT NULL,
+        target TEXT NOT NULL,
+        details TEXT NOT NULL DEFAULT '{}',
+        mac TEXT NOT NULL)""")
+    db.execute("CREATE INDEX changes_by_target ON changes (owner, target_kind, target, id)")
+
+
+def _v13_run_inputs(db: sqlite_utils.Database) -> None:
+    # A run's trigger input for replay, sealed under the key ring (event data may hold
+    # anything); the record keeps only a redacted copy for display.
+    db.execute("ALTER TABLE runs ADD COLUMN input BLOB")
+    db.execute("ALTER TABLE runs ADD COLUMN replay_of TEXT")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v1_identity,
     _v2_secrets,
@@ -298,4 +338,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _v8_console_sessions,
     _v9_trigger_windows,
     _v10_environment_and_ledgers,
+    _v11_secret_versions,
+    _v12_change_audit,
+    _v13_run_inputs,
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets as _random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from .clock import iso, parse_iso
@@ -52,7 +52,7 @@ class SessionStore:
                 "VALUES (?, ?, ?, ?, ?)",
                 (_digest(session_id), token_id, csrf, iso(now), iso(now)),
             )
-        return session_id, Session(user, csrf, token_id)
+        return session_id, Session(replace(user, via=f"console:{token_id}"), csrf, token_id)
 
     def get(self, session_id: str | None, now: datetime) -> Session:
         """The live session with this id; Unauthorized if unknown, expired or its token revoked."""
@@ -74,7 +74,7 @@ class SessionStore:
         if (now - seen).total_seconds() >= TOUCH_EVERY_S:
             with self.db.transaction() as conn:
                 conn.execute("UPDATE console_sessions SET last_seen_at = ? WHERE id_hash = ?", (iso(now), digest))
-        return Session(User(row[4], row[5], bool(row[6])), row[1], row[2])
+        return Session(User(row[4], row[5], bool(row[6]), via=f"console:{row[2]}"), row[1], row[2])
 
     def delete(self, session_id: str) -> None:
         with self.db.transaction() as conn:
