@@ -307,6 +307,7 @@ def test_waiting_for_a_worker_does_not_use_up_the_lease(tmp_path):
         delivery_lease_margin_s=0,
         webhook_timeout_s=0.1,
         webhook_retries=0,
+        runs_in_flight_per_owner=2,  # both threads claim at once: one delivery then waits for the worker
     )
     Store.initialize(settings)[0].close()
     service = Service.open(settings, runtime=True)
@@ -326,7 +327,9 @@ def test_waiting_for_a_worker_does_not_use_up_the_lease(tmp_path):
         deadline = time.monotonic() + 10
         while service.store.events.open_deliveries() and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(1.2)  # long enough for a wrongly expired lease to be claimed and run again
+        # A wrongly expired lease is claimed again while its first run is still going (about
+        # 1.0 s in, before that run ends at 1.4 s); stop() lets every run in flight finish, so
+        # such a second run would be recorded below.
         dispatcher.stop()
         runs = service.function_runs(actor, "slow")
         assert sorted(r["result"] for r in runs) == ["0", "1"]
