@@ -1,10 +1,13 @@
 """The HTTP request a webhook spec renders to for one event.
 
 The body is `json` (an object whose strings are rendered, or one template
-sent as is with Content-Type application/json), `form`, or `body`. With none
-of them, a POST, PUT or PATCH sends Particle's default body, form-encoded:
-`event`, `data`, `published_at`, `coreid` (empty: no devices here), unless
-`noDefaults` is true. GET and DELETE send no body.
+sent as is with Content-Type application/json), `form`, or `body`. Particle's
+default fields `event`, `data`, `published_at`, `coreid` (empty: no devices
+here) go with every request unless `noDefaults` is true, as its console's
+"include default data" does: a POST, PUT or PATCH with none of the three sends
+them as a form; a `json` object or a `form` gets them beside its own fields
+(its own win); a GET or DELETE, which sends no body, gets them in the query
+string beside `query`'s own. A `body` or a one-template `json` is sent as is.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ def render_request(spec: WebhookSpec, namespace: Namespace, budget: Budget) -> R
         return render(template, namespace, budget)
 
     headers = {r(k): r(v) for k, v in spec.headers.items()}
+    defaults = {} if spec.no_defaults else default_fields(dict(namespace.variables))
+    query = {r(k): r(v) for k, v in spec.query.items()}
     json_ = form = body = None
     if isinstance(spec.json_, str):
         # Particle's json as one template: what it renders need not be JSON until then (`{"t": {{t}}}`).
@@ -90,17 +95,21 @@ def render_request(spec: WebhookSpec, namespace: Namespace, budget: Budget) -> R
             headers["Content-Type"] = "application/json"
     elif spec.json_ is not None:
         json_ = render_json(spec.json_, namespace, budget)
+        if isinstance(json_, dict):
+            json_ = {**defaults, **json_}
     elif spec.form is not None:
-        form = {r(k): r(v) for k, v in spec.form.items()}
+        form = {**defaults, **{r(k): r(v) for k, v in spec.form.items()}}
     elif spec.body is not None:
         body = r(spec.body)
-    elif spec.method in _BODY_METHODS and not spec.no_defaults:
-        form = default_fields(dict(namespace.variables))
+    elif spec.method in _BODY_METHODS:
+        form = defaults or None
+    else:
+        query = {**defaults, **query}
     return RenderedRequest(
         method=spec.method,
         url=r(spec.url),
         headers=headers,
-        query={r(k): r(v) for k, v in spec.query.items()},
+        query=query,
         json_=json_,
         form=form,
         body=body,

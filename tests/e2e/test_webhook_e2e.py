@@ -50,7 +50,9 @@ def test_webhook_gets_secret_log_is_masked_response_triggers_function(make_serve
         request = receiver.requests[0]
         assert request.headers["Authorization"] == f"Bearer {SECRET}"
         assert parse_qs(urlparse(request.path).query) == {"key": [SECRET]}
-        assert json.loads(request.text) == {"name": "sensor/temp", "value": "21.5"}
+        body = json.loads(request.text)  # the template's fields beside Particle's default ones
+        assert body.pop("published_at").endswith("Z")
+        assert body == {"name": "sensor/temp", "value": "21.5", "event": "sensor/temp", "data": "21.5", "coreid": ""}
 
         logs = wait_for(lambda: api.get(f"/v1/integrations/{hook.json()['id']}/logs").json()["logs"])
         text = json.dumps(logs)

@@ -58,7 +58,8 @@ EVENT = {"id": "ev-1", "name": "sensor/x", "data": '{"t": 1}', "published_at": "
 
 
 def fire(service, **spec):
-    data = {"name": "leak", "event": "sensor/", "secrets": ["URL_SECRET", "BODY_SECRET"], **spec}
+    # noDefaults: each test checks the exact request its templates make (the defaults hold no secret).
+    data = {"name": "leak", "event": "sensor/", "secrets": ["URL_SECRET", "BODY_SECRET"], "noDefaults": True, **spec}
     try:
         record = service.get(OWNER, "leak")
         record = service.update(OWNER, record.id, data)

@@ -27,6 +27,7 @@ def test_every_field_is_rendered():
         json={"{{{room}}}": {"deep": ["{{{K}}}", 3, True, None, "{{{nested}}}"]}, "d": "{{{EVENT_DATA}}}"},
         auth={"username": "u-{{{room}}}", "password": "{{{K}}}"},
         secrets=["K"],
+        noDefaults=True,
     )
     r = rendered(s, secrets={"K": "s3cret"})
     assert r.method == "PATCH"
@@ -36,13 +37,13 @@ def test_every_field_is_rendered():
     assert r.json_ == {"lab": {"deep": ["s3cret", 3, True, None, '{"a":[1,2]}']}, "d": EVENT["data"]}
     assert r.auth == ("u-lab", "s3cret")
     assert r.verify is True
-    f = rendered(spec(form={"{{room}}": "{{{t}}}"}))
+    f = rendered(spec(form={"{{room}}": "{{{t}}}"}, noDefaults=True))
     assert f.form == {"lab": "21.5"} and f.json_ is None
     b = rendered(spec(body="n={{{EVENT_NAME}}}"))
     assert b.body == "n=sensor/temp"
 
 
-def test_default_body_is_particles_form_for_post_put_patch_only():
+def test_particles_default_fields_go_with_every_request_unless_no_defaults():
     defaults = {
         "event": "sensor/temp",
         "data": EVENT["data"],
@@ -51,13 +52,21 @@ def test_default_body_is_particles_form_for_post_put_patch_only():
     }
     for method in ("POST", "PUT", "PATCH"):
         r = rendered(spec(method=method))
-        assert (r.form, r.json_, r.body) == (defaults, None, None)
-    for method in ("GET", "DELETE"):
-        r = rendered(spec(method=method))
-        assert (r.form, r.json_, r.body, r.query) == (None, None, None, {})
-    for fields in ({"noDefaults": True}, {"json": {"a": "1"}}, {"form": {"a": "1"}}, {"body": "x"}):
-        r = rendered(spec(**fields))
-        assert defaults not in (r.form, r.json_), fields
+        assert (r.form, r.json_, r.body, r.query) == (defaults, None, None, {})
+    for method in ("GET", "DELETE"):  # no body: the query string carries them
+        r = rendered(spec(method=method, query={"k": "v", "event": "mine"}))
+        assert (r.form, r.json_, r.body, r.query) == (None, None, None, {**defaults, "k": "v", "event": "mine"})
+    # Beside a json object's or a form's own fields, which win over a default of the same name.
+    r = rendered(spec(json={"a": "1", "data": "{{{room}}}"}))
+    assert (r.json_, r.form) == ({**defaults, "a": "1", "data": "lab"}, None)
+    r = rendered(spec(form={"a": "{{{room}}}"}))
+    assert (r.form, r.json_) == ({**defaults, "a": "lab"}, None)
+    # A raw body, a json template and noDefaults send exactly what was written.
+    assert rendered(spec(body="x")).body == "x" and rendered(spec(body="x")).form is None
+    assert rendered(spec(json="[{{t}}]")).body == "[21.5]"
+    for fields in ({}, {"json": {"a": "1"}}, {"form": {"a": "1"}}, {"method": "GET", "query": {"a": "1"}}):
+        r = rendered(spec(noDefaults=True, **fields))
+        assert not {"event", "published_at", "coreid"} & {*(r.form or {}), *(r.json_ or {}), *r.query}, fields
 
 
 def test_particle_json_as_one_template_is_sent_as_is():

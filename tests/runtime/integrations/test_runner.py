@@ -217,6 +217,7 @@ def test_fire_sends_real_secret_and_logs_it_masked(service, repo, store, receive
             headers={"Authorization": "Bearer {{{API_KEY}}}"},
             json={"name": "{{{EVENT_NAME}}}", "t": "{{{t}}}"},
             secrets=["API_KEY"],
+            noDefaults=True,
         ),
     )
     ev = event()
@@ -326,6 +327,7 @@ def test_every_method_and_body_kind_reaches_the_receiver(service, receiver):
             method="PUT",
             form={"room": "{{{room}}}", "n": "{{{EVENT_NAME}}}"},
             query={"src": "{{{EVENT_SOURCE}}}"},
+            noDefaults=True,
         ),
     )
     assert service.fire(record, event(data='{"room": "lab 1"}')).ok
