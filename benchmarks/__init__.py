@@ -45,6 +45,7 @@ WORKLOADS: dict[str, Callable] = {
     "noisy": _plain("noisy"),
     "console": _plain("console"),
     "streams": _plain("streams"),
+    "jail": _plain("jail"),  # the worker jail against the layers before it, side by side
 }
 
 __all__ = ["WORKLOADS"]

@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from runtime import paging
-from runtime.service import Service
+from runtime.secrets_import import FORMATS
+from runtime.service import Service, no_runs
 from store.errors import Conflict, InvalidInput, LogicError, TooLarge
 from store.settings import Settings
 
@@ -311,7 +312,7 @@ def secrets_create(app: App, name: str, value_file: Path | None, org: str | None
 @json_option
 @pass_app
 def secrets_update(app: App, name: str, value_file: Path | None, org: str | None, as_json: bool) -> None:
-    """Replace a secret's value; the old value is gone."""
+    """Replace a secret's value; the old one is kept as a version (never shown)."""
     service, actor = app.service, app.actor
     service.get_secret(actor, name, org)  # say "does not exist" before asking for a value
     info = service.update_secret(actor, name, read_secret_value(value_file, app.settings.secret_value_max_bytes), org)
@@ -327,6 +328,87 @@ def secrets_delete(app: App, name: str, org: str | None, as_json: bool) -> None:
     """Delete a secret that no function or integration uses."""
     app.service.delete_secret(app.actor, name, org)
     emit({"deleted": name}, as_json, lambda: click.echo(f"Deleted secret {name}."))
+
+
+# secret versions and bulk import (issue 13) ------------------------------------------
+
+
+VERSION_COLUMNS = ["version", "created", "by", "current", "restored from"]
+
+
+@secrets.command("versions")
+@click.argument("name")
+@org_option
+@json_option
+@pass_app
+def secrets_versions(app: App, name: str, org: str | None, as_json: bool) -> None:
+    """List a secret's versions: number, when, by whom, which is current; never a value."""
+    versions = app.service.secret_versions(app.actor, name, org)
+    rows = [[v.number, when(v.created_at), v.created_by, "yes" if v.current else "", v.restored_from] for v in versions]
+    emit([v.to_json() for v in versions], as_json, lambda: table(VERSION_COLUMNS, rows))
+
+
+@secrets.command("restore")
+@click.argument("name")
+@click.option("--version", "version", type=int, required=True, metavar="N", help="The kept version to make current.")
+@org_option
+@json_option
+@pass_app
+def secrets_restore(app: App, name: str, version: int, org: str | None, as_json: bool) -> None:
+    """Make a kept version current again, as a new version; the value is never shown."""
+    info = app.service.restore_secret(app.actor, name, version, org)
+    emit(
+        {**info.to_json(), "version": info.version, "restored_from": version},
+        as_json,
+        lambda: click.echo(f"Restored secret {name}: version {version} is current again, as version {info.version}."),
+    )
+
+
+def read_import(path: Path, max_bytes: int) -> bytes:
+    """An import file's bytes, or stdin's for `-`; at most one byte past the limit, so a huge
+    input is refused, not buffered."""
+    if str(path) == "-":
+        if sys.stdin.isatty():  # values typed into a terminal are shown as they are typed
+            raise InvalidInput("- reads the import from a pipe, e.g. `logic secrets import - < .env`")
+        stream = getattr(sys.stdin, "buffer", None)
+        return stream.read(max_bytes + 1) if stream is not None else sys.stdin.read(max_bytes + 1).encode()
+    try:
+        with path.open("rb") as fh:
+            return fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+
+
+@secrets.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, allow_dash=True))
+@click.option("--update", is_flag=True, help="Replace existing secrets' values (each keeps the old one as a version).")
+@click.option(
+    "--format",
+    "import_format",
+    type=click.Choice(FORMATS),
+    default="auto",
+    show_default=True,
+    help="dotenv (NAME=value lines) or json (one object); auto: by the file's suffix, else its first character.",
+)
+@org_option
+@json_option
+@pass_app
+def secrets_import(app: App, file: Path, update: bool, import_format: str, org: str | None, as_json: bool) -> None:
+    """Import secrets from a .env or JSON file (or - for stdin): all or nothing; prints names only."""
+    if import_format == "auto" and file.suffix.lower() == ".json":
+        import_format = "json"
+    elif import_format == "auto" and (file.suffix.lower() == ".env" or file.name.startswith(".env")):
+        import_format = "dotenv"
+    content = read_import(file, app.settings.secret_import_max_bytes)
+    result = app.service.import_secrets(app.actor, content, format=import_format, update=update, org=org)
+
+    def human() -> None:
+        if result.created:
+            click.echo(f"Created {len(result.created)}: {', '.join(result.created)}")
+        if result.updated:
+            click.echo(f"Updated {len(result.updated)}: {', '.join(result.updated)}")
+
+    emit(result.to_json(), as_json, human)
 
 
 # environment variables -------------------------------------------------------------
@@ -539,15 +621,37 @@ def ledgers_archive(app: App, name: str, org: str | None, as_json: bool) -> None
 # audit -------------------------------------------------------------------------
 
 
-@cli.command()
-@click.option("--secret", default=None, metavar="NAME", help="Only accesses of this secret.")
+@cli.group(invoke_without_command=True)
+@click.option("--changes", is_flag=True, help="Who changed what instead (secrets, functions, tokens, keys...).")
+@click.option("--secret", default=None, metavar="NAME", help="Only accesses (or changes) of this secret.")
+@click.option("--function", default=None, metavar="NAME", help="With --changes: only changes of this function.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
 @cursor_option
 @org_option
 @json_option
-@pass_app
-def audit(app: App, secret: str | None, limit: int, cursor: str | None, org: str | None, as_json: bool) -> None:
-    """Show who read which secret, when, in which run (newest first, a page at a time)."""
+@click.pass_context
+def audit(
+    ctx: click.Context,
+    changes: bool,
+    secret: str | None,
+    function: str | None,
+    limit: int,
+    cursor: str | None,
+    org: str | None,
+    as_json: bool,
+) -> None:
+    """Show who read which secret, when, in which run (newest first, a page at a time);
+    with --changes, who changed what, when and from where. `logic audit verify` checks
+    the change audit's chain."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app = ctx.find_object(App)
+    assert app is not None  # the root command put it there
+    if changes:
+        audit_changes(app, secret, function, limit, cursor, org, as_json)
+        return
+    if function is not None:
+        raise click.UsageError("--function lists changes: add --changes")
     rows = app.service.audit(app.actor, secret, org, limit, cursor)
     more_pages(paging.next_cursor(rows, limit, paging.access_key))
     data = [a.to_json() for a in rows]
@@ -563,6 +667,58 @@ def audit(app: App, secret: str | None, limit: int, cursor: str | None, org: str
             else click.echo("No accesses recorded.")
         ),
     )
+
+
+def audit_changes(
+    app: App, secret: str | None, function: str | None, limit: int, cursor: str | None, org: str | None, as_json: bool
+) -> None:
+    rows = app.service.list_changes(app.actor, org, secret=secret, function=function, limit=limit, cursor=cursor)
+    more_pages(paging.next_cursor(rows, limit, lambda c: (c.id,)))
+    data = [c.to_json() for c in rows]
+
+    def detail(d: dict[str, Any]) -> str | None:
+        return ", ".join(f"{k}={v}" for k, v in sorted(d["details"].items())) or None
+
+    emit(
+        data,
+        as_json,
+        lambda: (
+            table(
+                ["id", "at", "by", "from", "action", "target", "details"],
+                [[d["id"], when(d["at"]), d["actor"], d["via"], d["action"], d["target"], detail(d)] for d in data],
+            )
+            if data
+            else click.echo("No changes recorded.")
+        ),
+    )
+
+
+@audit.command("verify")
+@click.option(
+    "--head",
+    default=None,
+    metavar="ID:MAC",
+    help="A head an earlier verify printed, kept elsewhere: fail unless the chain still holds it.",
+)
+@json_option
+@pass_app
+def audit_verify(app: App, head: str | None, as_json: bool) -> None:
+    """Check the change audit's HMAC chain: exit 1 naming the first row that was edited,
+    removed, reordered or inserted; else print how many rows hold and the head to keep."""
+    result = app.service.verify_changes(app.actor, head)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        if not result.ok:
+            click.get_current_context().exit(1)  # the report is on stdout; the status says broken
+        return
+    if not result.ok:
+        raise click.ClickException(f"the change audit does not verify: {result.problem}")
+    since = f" (after the checkpoint at row {result.checkpoint_id})" if result.checkpoint_id is not None else ""
+    click.echo(f"OK: {result.rows} change(s) verified{since}.")
+    if result.anchored is False:
+        click.echo("The kept head was pruned since: only the rows after the checkpoint were compared.")
+    click.echo(f"Head: {result.head_id}:{result.head_mac}")
+    click.echo("Keep the head elsewhere: `logic audit verify --head ID:MAC` then proves the chain still holds it.")
 
 
 # users, organizations, tokens, keys --------------------------------------------
@@ -685,19 +841,46 @@ def keys_rotate(app: App, master: bool, as_json: bool) -> None:
 # functions ---------------------------------------------------------------------
 
 
-def function_rows(fns) -> list[list[Any]]:
-    return [
-        [
-            f.name,
-            f.id,
-            f.version,
-            "yes" if f.enabled else "no",
-            ", ".join(t.get("event_name") or t.get("cron", "") for t in f.manifest.get("triggers", [])) or None,
-            ", ".join(f.manifest.get("secrets", [])) or None,
-            when(f.updated_at),
-        ]
-        for f in fns
-    ]
+def function_rows(fns, today: dict[str, dict[str, int]]) -> list[list[Any]]:
+    rows = []
+    for f in fns:
+        counts = today.get(f.id) or no_runs()
+        rows.append(
+            [
+                f.name,
+                f.id,
+                f.version,
+                "yes" if f.enabled else "no",
+                ", ".join(t.get("event_name") or t.get("cron", "") for t in f.manifest.get("triggers", [])) or None,
+                ", ".join(f.manifest.get("secrets", [])) or None,
+                f"{counts['success']}/{counts['error']}/{counts['timeout']}",
+                when(f.updated_at),
+            ]
+        )
+    return rows
+
+
+def trigger_details(fn, rows) -> list[dict[str, Any]]:
+    """The manifest's triggers with what the store knows of each: enabled, and a schedule's
+    next fire time (None once its window is over)."""
+    details = []
+    for index, row in enumerate(rows):
+        declared = fn.manifest.get("triggers", [])
+        entry = dict(declared[index]) if index < len(declared) else {"type": row.kind}
+        entry["enabled"] = row.enabled
+        if row.kind == "schedule":
+            entry["next_fire_at"] = row.next_fire_at
+        details.append(entry)
+    return details
+
+
+def trigger_line(trigger: dict[str, Any]) -> str:
+    kind = str(trigger.get("type"))
+    what = {"event": trigger.get("event_name"), "schedule": trigger.get("cron"), "ledger_change": trigger.get("ledger")}
+    line = f"{kind} {what.get(kind) or ''}".rstrip() + ("" if trigger.get("enabled", True) else "  (disabled)")
+    if kind == "schedule":
+        line += f"  next: {when(trigger.get('next_fire_at')) or 'none (its window is over)'}"
+    return line
 
 
 def print_run(record: dict) -> None:
@@ -707,6 +890,13 @@ def print_run(record: dict) -> None:
         f"run {record['id']}  {record['status'].upper()}  {record['duration_ms']} ms  "
         f"({trig['type']}{' ' + trig['event_id'] if trig.get('event_id') else ''}, {when(record['started_at'])})"
     )
+    if record.get("replay_of"):
+        click.echo(f"  replay of run {record['replay_of']}")
+    event = trig.get("event")
+    if event:
+        click.echo(f"  event {event.get('name')}: {event.get('data')}  (from {event.get('source')})")
+    if trig.get("scheduled_at"):
+        click.echo(f"  scheduled at {when(trig['scheduled_at'])}  cron {trig.get('cron')}")
     for line in record["logs"]:
         click.echo(f"  [{line['level']}] {line['message']}")
     if record["secrets_accessed"]:
@@ -733,13 +923,17 @@ def functions() -> None:
 @json_option
 @pass_app
 def functions_list(app: App, org: str | None, as_json: bool) -> None:
-    """List deployed functions."""
+    """List deployed functions, with today's (UTC) success/error/timeout run counts."""
     fns = app.service.list_functions(app.actor, org)
+    today = app.service.runs_today(app.actor, org)
     emit(
-        [f.to_json() for f in fns],
+        [{**f.to_json(), "runs_today": today.get(f.id) or no_runs()} for f in fns],
         as_json,
         lambda: (
-            table(["name", "id", "version", "enabled", "triggers", "secrets", "updated"], function_rows(fns))
+            table(
+                ["name", "id", "version", "enabled", "triggers", "secrets", "today ok/err/timeout", "updated"],
+                function_rows(fns, today),
+            )
             if fns
             else click.echo("No functions.")
         ),
@@ -753,9 +947,11 @@ def functions_list(app: App, org: str | None, as_json: bool) -> None:
 @json_option
 @pass_app
 def functions_get(app: App, name: str, with_source: bool, org: str | None, as_json: bool) -> None:
-    """Show a function (by name or id)."""
+    """Show a function (by name or id): each trigger with whether it is enabled, and each
+    schedule's next fire time."""
     fn = app.service.get_function(app.actor, name, org)
     data = fn.to_json(with_source=with_source)
+    data["triggers"] = trigger_details(fn, app.service.function_triggers(app.actor, fn.id, org))
 
     def human() -> None:
         for key in (
@@ -767,10 +963,12 @@ def functions_get(app: App, name: str, with_source: bool, org: str | None, as_js
             "entry",
             "description",
             "secrets",
-            "triggers",
             "limits",
         ):
             click.echo(f"{key + ':':13} {json.dumps(data[key]) if isinstance(data[key], (list, dict)) else data[key]}")
+        click.echo(f"{'triggers:':13} {'' if data['triggers'] else 'none'}")
+        for trigger in data["triggers"]:
+            click.echo(f"  {trigger_line(trigger)}")
         if with_source:
             click.echo("\n" + fn.source)
 
@@ -779,13 +977,36 @@ def functions_get(app: App, name: str, with_source: bool, org: str | None, as_js
 
 @functions.command("deploy")
 @click.argument("path", type=click.Path(path_type=Path, exists=True))
+@click.option(
+    "--test-event", default=None, metavar="NAME", help="Test-run with this event first; deploy only if it succeeds."
+)
+@click.option("--test-data", default=None, metavar="DATA", help="The test event's data (needs --test-event).")
 @org_option
 @json_option
 @pass_app
-def functions_deploy(app: App, path: Path, org: str | None, as_json: bool) -> None:
-    """Deploy DIR (holding one NAME.logic.json and NAME.py) or a NAME.logic.json; each deploy is a new version."""
-    fn = app.service.deploy_function(app.actor, path, org)
-    emit(fn.to_json(), as_json, lambda: click.echo(f"Deployed {fn.name} version {fn.version} ({fn.id})."))
+def functions_deploy(
+    app: App, path: Path, test_event: str | None, test_data: str | None, org: str | None, as_json: bool
+) -> None:
+    """Deploy DIR (holding one NAME.logic.json and NAME.py) or a NAME.logic.json; each deploy is a new version.
+
+    With --test-event the files are test-run first (nothing stored but the access audit):
+    a run that does not succeed is printed, nothing is deployed, and the exit code is 1.
+    """
+    if test_event is None:
+        if test_data is not None:
+            raise click.UsageError("--test-data needs --test-event")
+        fn = app.service.deploy_function(app.actor, path, org)
+        emit(fn.to_json(), as_json, lambda: click.echo(f"Deployed {fn.name} version {fn.version} ({fn.id})."))
+        return
+    record, deployed = app.runtime().deploy_tested(app.actor, path, event_name=test_event, data=test_data, org=org)
+    if as_json:
+        emit({"test_run": record, "deployed": deployed.to_json() if deployed else None}, True, lambda: None)
+    else:
+        print_run(record)
+    if deployed is None:
+        raise click.ClickException(f"the test run ended {record['status']}: nothing was deployed")
+    if not as_json:
+        click.echo(f"Deployed {deployed.name} version {deployed.version} ({deployed.id}).")
 
 
 @functions.command("execute")
@@ -883,6 +1104,19 @@ def runs() -> None:
 def runs_show(app: App, run_id: str, org: str | None, as_json: bool) -> None:
     """Show one run record."""
     record = app.service.get_run(app.actor, run_id, org=org)
+    emit(record, as_json, lambda: print_run(record))
+
+
+@runs.command("replay")
+@click.argument("run_id")
+@org_option
+@json_option
+@pass_app
+def runs_replay(app: App, run_id: str, org: str | None, as_json: bool) -> None:
+    """Run the function's current version again with the input of RUN_ID (its event,
+    schedule time or ledger change); prints the new run, marked replay_of. Exits 0
+    whatever the new run's status."""
+    record = app.runtime().replay_run(app.actor, run_id, org=org)
     emit(record, as_json, lambda: print_run(record))
 
 

@@ -47,6 +47,14 @@ class StreamsEndFirst(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def isolation_line(service: Service) -> str:
+    """Which of the worker's layers are in effect, and why any is missing (issue 15)."""
+    layers = getattr(service.pool, "layers", None)
+    if layers is None:
+        return "isolation: none (runs execute in this process)"
+    return layers.summary()
+
+
 def serve(settings: Settings, host: str, port: int) -> None:
     configure_logging()
     service = Service.open(settings, runtime=True)
@@ -69,6 +77,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
         print(
             f"data: {settings.home}  database: {settings.db_path}  master key: {service.store.key_source}", flush=True
         )
+        print(isolation_line(service), flush=True)
         log.info(
             "event=started host=%s port=%d workers=%d delivery_threads=%d",
             host,

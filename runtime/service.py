@@ -10,27 +10,29 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runtime import paging
+from runtime import paging, secrets_import
 from runtime.events.bus import EventBus
 from runtime.events.rules import check_event, event_name_problem
 from runtime.events.streams import Streams
 from runtime.execution.owner_gate import OwnerGate
 from runtime.execution.redactor import set_cache_bytes
+from runtime.execution.trigger_input import TriggerInput
 from runtime.integrations.runner import IntegrationRunner
 from runtime.manifest import FunctionFiles, load_files, trigger_rows
 from store import InitResult, Store
+from store.changes import Change, Verification
 from store.clock import iso, now_iso, utcnow
 from store.environment import EnvVar
-from store.errors import DeployError, InvalidInput, NotFound, PermissionDenied
+from store.errors import Conflict, DeployError, InvalidInput, NotFound, PermissionDenied
 from store.functions import FunctionRecord, TriggerRow
-from store.identity import User, owner_label
+from store.identity import User, org_owner, owner_label
 from store.integrations import IntegrationRecord
 from store.ledgers import LedgerRecord, WriteMode
-from store.secrets import Access, SecretInfo, check_name
+from store.secrets import Access, ImportResult, SecretInfo, SecretVersion, check_name
 from store.sessions import Session
 from store.settings import Settings
 
@@ -39,6 +41,11 @@ if TYPE_CHECKING:
     from runtime.events.scheduler import Scheduler
     from runtime.execution.engine import Engine
     from runtime.workers.pool import Pool
+
+
+def changed_by(actor: User) -> str:
+    """Who made a secret's version, and from where, as its listing shows it: "alice (cli)"."""
+    return f"{actor.name} ({actor.via})"
 
 
 class Service:
@@ -158,6 +165,63 @@ class Service:
             return actor.owner
         return self.store.identity.require_member(org, actor)
 
+    # the change audit (store/changes.py) -------------------------------------------
+
+    def _changed(
+        self, actor: User, action: str, target_kind: str, target: str, owner: str | None, **details: Any
+    ) -> None:
+        """Record a change: call inside the store transaction that makes it, so both commit
+        or neither does. `details` are names, ids and numbers only, never a value."""
+        self.store.changes.record(
+            at=iso(self.clock()),
+            actor=actor.name,
+            via=actor.via,
+            owner=owner,
+            action=action,
+            target_kind=target_kind,
+            target=target,
+            details=details,
+        )
+
+    def list_changes(
+        self,
+        actor: User,
+        org: str | None = None,
+        *,
+        secret: str | None = None,
+        function: str | None = None,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> list[Change]:
+        """The owner's changes, newest first (an admin's sandbox listing adds the machine-wide
+        ones: users, keys); `secret`/`function` keep one target's rows."""
+        owner = self.owner_for(actor, org)
+        if secret is not None and function is not None:
+            raise InvalidInput("filter by a secret or by a function, not both")
+        kind, target = ("secret", secret) if secret is not None else ("function", function)
+        before_id = paging.decode(cursor, int)[0] if cursor else None
+        return self.store.changes.list(
+            owner,
+            machine_wide=org is None and actor.is_admin,
+            target_kind=kind if target is not None else None,
+            target=target,
+            limit=limit,
+            before_id=before_id,
+        )
+
+    def verify_changes(self, actor: User, head: str | None = None) -> Verification:
+        """Check the whole change audit chain (every owner's rows: admins only). `head`
+        ("ID:MAC", printed by an earlier verify) must still be in it."""
+        if not actor.is_admin:
+            raise PermissionDenied("only an admin can verify the change audit")
+        anchor = None
+        if head is not None:
+            row_id, _, mac = head.partition(":")
+            if not row_id.isdigit() or len(mac) != 64 or not all(c in "0123456789abcdefABCDEF" for c in mac):
+                raise InvalidInput("head: use ID:MAC as `logic audit verify` printed it")
+            anchor = (int(row_id), mac)
+        return self.store.changes.verify(anchor)
+
     # secrets -----------------------------------------------------------------
 
     def check_secret_name(self, name: str) -> str:
@@ -165,13 +229,68 @@ class Service:
         return check_name(name, max_chars=self.settings.secret_name_max_chars)
 
     def create_secret(self, actor: User, name: str, value: object, org: str | None = None) -> SecretInfo:
-        return self.store.secrets.create(self.owner_for(actor, org), name, value)
+        owner = self.owner_for(actor, org)
+        with self.store.transaction():
+            info = self.store.secrets.create(owner, name, value, by=changed_by(actor))
+            self._changed(actor, "secret.create", "secret", name, owner, version=info.version)
+        return info
 
     def update_secret(self, actor: User, name: str, value: object, org: str | None = None) -> SecretInfo:
-        return self.store.secrets.update(self.owner_for(actor, org), name, value)
+        """Replace the value; the replaced one is kept as a version (`secret_versions_kept`)."""
+        owner = self.owner_for(actor, org)
+        with self.store.transaction():
+            info = self.store.secrets.update(owner, name, value, by=changed_by(actor))
+            self._changed(actor, "secret.update", "secret", name, owner, version=info.version)
+        return info
+
+    # secret versions and bulk import (issue 13) ----------------------------------
+
+    def secret_versions(self, actor: User, name: str, org: str | None = None) -> list[SecretVersion]:
+        """The current version and the kept ones, newest first: number, time, who; never a value."""
+        return self.store.secrets.versions(self.owner_for(actor, org), name)
+
+    def restore_secret(self, actor: User, name: str, version: int, org: str | None = None) -> SecretInfo:
+        """Make a kept version current again, as a new version (the next run reads it)."""
+        owner = self.owner_for(actor, org)
+        with self.store.transaction():
+            info = self.store.secrets.restore(owner, name, version, by=changed_by(actor))
+            self._changed(actor, "secret.restore", "secret", name, owner, restored=version, version=info.version)
+        return info
+
+    def import_secrets(
+        self,
+        actor: User,
+        content: bytes | str,
+        *,
+        format: str = "auto",
+        update: bool = False,
+        org: str | None = None,
+    ) -> ImportResult:
+        """A `.env` or JSON import: every entry checked first, then all written in one
+        transaction or none (ImportRefused lists every problem by line, never a value)."""
+        owner = self.owner_for(actor, org)
+        parsed = secrets_import.parse(
+            content,
+            format=format,
+            max_bytes=self.settings.secret_import_max_bytes,
+            max_count=self.settings.secret_import_max_count,
+        )
+        with self.store.transaction():
+            result = self.store.secrets.import_values(
+                owner, parsed.entries, update=update, by=changed_by(actor), problems=parsed.problems
+            )
+            # One row per secret, so `audit --changes --secret NAME` finds its import.
+            for name in result.created:
+                self._changed(actor, "secret.create", "secret", name, owner, imported=True)
+            for name in result.updated:
+                self._changed(actor, "secret.update", "secret", name, owner, imported=True)
+        return result
 
     def delete_secret(self, actor: User, name: str, org: str | None = None) -> None:
-        self.store.secrets.delete(self.owner_for(actor, org), name)
+        owner = self.owner_for(actor, org)
+        with self.store.transaction():
+            self.store.secrets.delete(owner, name)
+            self._changed(actor, "secret.delete", "secret", name, owner)
 
     def secret_exists(self, actor: User, name: str, org: str | None = None) -> bool:
         return self.store.secrets.exists(self.owner_for(actor, org), name)
@@ -207,18 +326,33 @@ class Service:
 
     def set_env(self, actor: User, name: str, value: object, org: str | None = None) -> EnvVar:
         """Create or replace a variable; runs that start from now on see it."""
-        return self.store.environment.set(self.owner_for(actor, org), name, value)
+        owner = self.owner_for(actor, org)
+        with self.store.transaction():
+            var = self.store.environment.set(owner, name, value)
+            self._changed(actor, "env.set", "env", name, owner)  # the name only: values stay out
+        return var
 
     def delete_env(self, actor: User, name: str, org: str | None = None) -> None:
-        self.store.environment.delete(self.owner_for(actor, org), name)
+        owner = self.owner_for(actor, org)
+        with self.store.transaction():
+            self.store.environment.delete(owner, name)
+            self._changed(actor, "env.delete", "env", name, owner)
 
     # ledgers -------------------------------------------------------------------
 
     def create_ledger(self, actor: User, name: str, description: str = "", org: str | None = None) -> LedgerRecord:
-        return self.store.ledgers.create(self.owner_for(actor, org), name, description)
+        owner = self.owner_for(actor, org)
+        with self.store.transaction():
+            record = self.store.ledgers.create(owner, name, description)
+            self._changed(actor, "ledger.create", "ledger", name, owner)
+        return record
 
     def describe_ledger(self, actor: User, name: str, description: str, org: str | None = None) -> LedgerRecord:
-        return self.store.ledgers.describe(self.owner_for(actor, org), name, description)
+        owner = self.owner_for(actor, org)
+        with self.store.transaction():
+            record = self.store.ledgers.describe(owner, name, description)
+            self._changed(actor, "ledger.describe", "ledger", name, owner)
+        return record
 
     def get_ledger(self, actor: User, name: str, org: str | None = None) -> LedgerRecord:
         return self.store.ledgers.get(self.owner_for(actor, org), name)
@@ -227,7 +361,10 @@ class Service:
         return self.store.ledgers.list(self.owner_for(actor, org))
 
     def archive_ledger(self, actor: User, name: str, org: str | None = None) -> None:
-        self.store.ledgers.archive(self.owner_for(actor, org), name)
+        owner = self.owner_for(actor, org)
+        with self.store.transaction():
+            self.store.ledgers.archive(owner, name)
+            self._changed(actor, "ledger.archive", "ledger", name, owner)
 
     def write_ledger(
         self, actor: User, name: str, mode: WriteMode, data: dict[str, Any] | None = None, org: str | None = None
@@ -238,6 +375,8 @@ class Service:
         with self.store.transaction():
             record, change = self.store.ledgers.write(owner, name, mode, data)
             self.bus.ledger_changed(change, depth=0)
+            # A person's write is a change (its mode, never the data); runs' writes are not.
+            self._changed(actor, "ledger.write", "ledger", name, owner, mode=mode)
         return record
 
     def ledger_versions(self, actor: User, name: str, org: str | None = None) -> list[dict[str, Any]]:
@@ -251,16 +390,31 @@ class Service:
     def create_user(self, actor: User, name: str, *, admin: bool = False) -> User:
         if not actor.is_admin:
             raise PermissionDenied("only an admin can create users")
-        return self.store.identity.create_user(name, is_admin=admin)
+        with self.store.transaction():
+            user = self.store.identity.create_user(name, is_admin=admin)
+            self._changed(actor, "user.create", "user", name, None, admin=admin)
+        return user
 
     def create_org(self, actor: User, name: str) -> None:
-        self.store.identity.create_org(name, actor)
+        with self.store.transaction():
+            self.store.identity.create_org(name, actor)
+            self._changed(actor, "org.create", "org", name, org_owner(name))
 
     def add_member(self, actor: User, org: str, user: str) -> None:
-        self.store.identity.add_member(org, user, actor)
+        with self.store.transaction():
+            self.store.identity.add_member(org, user, actor)
+            self._changed(actor, "org.add_member", "org", org, org_owner(org), user=user)
 
     def create_token(self, actor: User, for_user: str | None = None, label: str | None = None) -> str:
-        return self.store.identity.create_token(self._token_owner(actor, for_user), label)
+        holder = self._token_owner(actor, for_user)
+        with self.store.transaction():
+            token = self.store.identity.create_token(holder, label)
+            self._token_changed(actor, "token.create", holder, self.store.identity.token_holder(token)[0])
+        return token
+
+    def _token_changed(self, actor: User, action: str, holder: User, token_id: int, **details: Any) -> None:
+        # The holder's sandbox owns the row, so they see who made or revoked their tokens.
+        self._changed(actor, action, "token", str(token_id), holder.owner, user=holder.name, **details)
 
     def _token_owner(self, actor: User, for_user: str | None) -> User:
         if for_user and for_user != actor.name:
@@ -272,18 +426,25 @@ class Service:
     @contextmanager
     def temporary_token(self, actor: User, label: str) -> Iterator[str]:
         """A token for the actor that is revoked when the block ends (the CLI's live tails)."""
-        token = self.store.identity.create_token(actor, label)
-        token_id, _user = self.store.identity.token_holder(token)
+        with self.store.transaction():
+            token = self.store.identity.create_token(actor, label)
+            token_id, _user = self.store.identity.token_holder(token)
+            self._token_changed(actor, "token.create", actor, token_id, temporary=True)
         try:
             yield token
         finally:
-            self.store.identity.revoke_token(actor, token_id)
+            with self.store.transaction():
+                self.store.identity.revoke_token(actor, token_id)
+                self._token_changed(actor, "token.revoke", actor, token_id, temporary=True)
 
     def list_tokens(self, actor: User, for_user: str | None = None) -> list[dict[str, Any]]:
         return self.store.identity.tokens(self._token_owner(actor, for_user))
 
     def revoke_token(self, actor: User, token_id: int, for_user: str | None = None) -> None:
-        self.store.identity.revoke_token(self._token_owner(actor, for_user), token_id)
+        holder = self._token_owner(actor, for_user)
+        with self.store.transaction():
+            self.store.identity.revoke_token(holder, token_id)
+            self._token_changed(actor, "token.revoke", holder, token_id)
 
     # keys --------------------------------------------------------------------
 
@@ -291,8 +452,13 @@ class Service:
         if not actor.is_admin:
             raise PermissionDenied("only an admin can rotate keys")
         if master:
-            return {"master_key": self.store.rotate_master_key()}
-        key_id, count = self.store.rotate_data_key()
+            changed = lambda: self._changed(actor, "keys.rotate_master", "key", "master", None)  # noqa: E731
+            return {"master_key": self.store.rotate_master_key(record_change=changed)}
+        key_id, count = self.store.rotate_data_key(
+            record_change=lambda key_id, count: self._changed(
+                actor, "keys.rotate", "key", "data", None, data_key_id=key_id, secrets_reencrypted=count
+            )
+        )
         return {"data_key_id": key_id, "secrets_reencrypted": count}
 
     # functions -----------------------------------------------------------------
@@ -360,9 +526,12 @@ class Service:
         self.check_function(owner, files)
         triggers = trigger_rows(files.manifest, self.clock())
         manifest = files.manifest.model_dump(mode="json", exclude_none=True)
-        return self.store.functions.deploy(
-            owner, files.manifest.name, manifest, files.source, triggers, files.manifest.secrets
-        )
+        with self.store.transaction():
+            fn = self.store.functions.deploy(
+                owner, files.manifest.name, manifest, files.source, triggers, files.manifest.secrets
+            )
+            self._changed(actor, "function.deploy", "function", fn.name, owner, id=fn.id, version=fn.version)
+        return fn
 
     def _function(self, actor: User, ref: str, org: str | None = None) -> FunctionRecord:
         """A function by name or id, only within the scope asked for (sandbox or `org`)."""
@@ -394,11 +563,17 @@ class Service:
 
     def set_function_enabled(self, actor: User, ref: str, enabled: bool, org: str | None = None) -> FunctionRecord:
         fn = self._function(actor, ref, org)
-        self.store.functions.set_enabled(fn.id, enabled)
+        with self.store.transaction():
+            self.store.functions.set_enabled(fn.id, enabled)
+            action = "function.enable" if enabled else "function.disable"
+            self._changed(actor, action, "function", fn.name, fn.owner, id=fn.id)
         return self.store.functions.get_by_id(fn.id)
 
     def delete_function(self, actor: User, ref: str, org: str | None = None) -> None:
-        self.store.functions.delete(self._function(actor, ref, org).id)
+        fn = self._function(actor, ref, org)
+        with self.store.transaction():
+            self.store.functions.delete(fn.id)
+            self._changed(actor, "function.delete", "function", fn.name, fn.owner, id=fn.id)
 
     def function_runs(
         self, actor: User, ref: str, org: str | None = None, limit: int = 100, cursor: str | None = None
@@ -461,6 +636,69 @@ class Service:
         with self._requested_runs.enter(owner):
             return self.engine.run(fn, trigger, event=event, persist=False)
 
+    # runs: replay, today's counts, the deploy guard (issue 13) ------------------------
+
+    def replay_run(self, actor: User, run_id: str, ref: str | None = None, org: str | None = None) -> dict[str, Any]:
+        """Run the function's current version again with the input run `run_id` had (its
+        event, schedule time or ledger change), as a new run marked `replay_of`; returns the
+        new run's record. Like a manual run it counts against the owner's requested runs."""
+        try:
+            record = self.get_run(actor, run_id, ref, org)
+        except NotFound:
+            raise NotFound(
+                f"run {run_id} does not exist, so it cannot be replayed (a function's runs are deleted with it)"
+            ) from None
+        fn = self.store.functions.get_by_id(record["function_id"])
+        raw = self.store.functions.run_input(run_id)
+        if raw is None:
+            raise Conflict(
+                f"run {run_id} has no recorded input (it ran before inputs were kept), so it cannot be replayed"
+            )
+        replayed = TriggerInput.from_json(raw)
+        with self._requested_runs.enter(fn.owner):
+            return self.engine.run(
+                fn,
+                replayed.trigger,
+                event=replayed.event,
+                scheduled=replayed.scheduled,
+                ledger_change=replayed.ledger_change,
+                replay_of=run_id,
+            )
+
+    def runs_today(self, actor: User, org: str | None = None) -> dict[str, dict[str, int]]:
+        """Per function id, today's (UTC) run counts among its kept runs: success, error
+        (every other failure but a timeout: error, memory_exceeded, crashed) and timeout.
+        A function without a run today is absent: see no_runs()."""
+        start = self.clock().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        owner = self.owner_for(actor, org)
+        counts = self.store.functions.run_counts(owner, iso(start), iso(start + timedelta(days=1)))
+        today = {}
+        for function_id, by_status in counts.items():
+            row = no_runs()
+            for status, n in by_status.items():
+                row[status if status in row else "error"] += n
+            today[function_id] = row
+        return today
+
+    def deploy_tested(
+        self,
+        actor: User,
+        files: FunctionFiles | Path,
+        *,
+        event_name: str,
+        data: str | None = None,
+        org: str | None = None,
+    ) -> tuple[dict[str, Any], FunctionRecord | None]:
+        """particle-cli's habit: test-run the files with this event first (nothing stored but
+        the access audit) and deploy them only if that run succeeds. Returns the test run's
+        record, and the function deployed (None: the run failed, nothing was deployed)."""
+        if not isinstance(files, FunctionFiles):
+            files = load_files(files)
+        record = self.execute_function(actor, files, event_name=event_name, data=data, org=org)
+        if record["status"] != "success":
+            return record, None
+        return record, self.deploy_function(actor, files, org)
+
     # events ----------------------------------------------------------------------
 
     def prune_history(self) -> dict[str, Any]:
@@ -469,7 +707,15 @@ class Service:
         events = self.store.events.prune(iso(now - timedelta(days=self.settings.event_retention_days)))
         audit = self.store.secrets.prune_audit(iso(now - timedelta(days=self.settings.audit_retention_days)))
         sessions = self.store.sessions.prune(now)
-        return {"events_and_deliveries": events, "audit_rows": audit, "console_sessions": sessions}
+        changes = self.store.changes.prune(
+            iso(now - timedelta(days=self.settings.change_audit_retention_days)), now=iso(now)
+        )
+        return {
+            "events_and_deliveries": events,
+            "audit_rows": audit,
+            "console_sessions": sessions,
+            "change_rows": changes,
+        }
 
     def publish_event(self, actor: User, name: str, data: str | None = None, org: str | None = None) -> dict[str, Any]:
         """Accept an event durably (with a delivery per matching target) and return its id."""
@@ -483,14 +729,20 @@ class Service:
     def create_integration(self, actor: User, spec: dict[str, Any], org: str | None = None) -> IntegrationRecord:
         owner = self.owner_for(actor, org)
         checked = self.integration_runner.validate(owner, spec)
-        return self.store.integrations.create(owner, checked.to_json())
+        with self.store.transaction():
+            record = self.store.integrations.create(owner, checked.to_json())
+            self._changed(actor, "integration.create", "integration", record.name, owner, id=record.id)
+        return record
 
     def update_integration(
         self, actor: User, ref: str, spec: dict[str, Any], org: str | None = None
     ) -> IntegrationRecord:
         current = self._integration(actor, ref, org)
         checked = self.integration_runner.validate(current.owner, spec)
-        return self.store.integrations.update(current.id, checked.to_json())
+        with self.store.transaction():
+            record = self.store.integrations.update(current.id, checked.to_json())
+            self._changed(actor, "integration.update", "integration", record.name, current.owner, id=record.id)
+        return record
 
     def get_integration(self, actor: User, ref: str, org: str | None = None) -> IntegrationRecord:
         return self._integration(actor, ref, org)
@@ -499,7 +751,10 @@ class Service:
         return self.store.integrations.list(self.owner_for(actor, org))
 
     def delete_integration(self, actor: User, ref: str, org: str | None = None) -> None:
-        self.store.integrations.delete(self._integration(actor, ref, org).id)
+        current = self._integration(actor, ref, org)
+        with self.store.transaction():
+            self.store.integrations.delete(current.id)
+            self._changed(actor, "integration.delete", "integration", current.name, current.owner, id=current.id)
 
     def integration_logs(
         self, actor: User, ref: str, org: str | None = None, limit: int = 100, cursor: str | None = None
@@ -508,4 +763,9 @@ class Service:
         return self.store.integrations.logs(self._integration(actor, ref, org).id, limit, before_id=before_id)
 
 
-__all__ = ["Service"]
+def no_runs() -> dict[str, int]:
+    """A function's counts on a day without runs (see Service.runs_today)."""
+    return {"success": 0, "error": 0, "timeout": 0}
+
+
+__all__ = ["Service", "no_runs"]

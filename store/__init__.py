@@ -8,6 +8,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the lazy names below, as the type checker should see them
+    from .changes import Change as Change
+    from .changes import Verification as Verification
     from .errors import LogicError as LogicError
     from .identity import User as User
     from .secrets import Access as Access
@@ -20,6 +22,8 @@ if TYPE_CHECKING:  # the lazy names below, as the type checker should see them
 
 _EXPORTS = {
     "Access": "secrets",
+    "Change": "changes",
+    "Verification": "changes",
     "SecretInfo": "secrets",
     "LogicError": "errors",
     "MASK": "sensitive",

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from .clock import now_iso
 from .database import Database
-from .errors import NotFound
+from .errors import DecryptionError, NotFound
 from .secrets import SecretStore
 
 
@@ -260,9 +260,17 @@ class FunctionStore:
 
     # runs --------------------------------------------------------------------
 
-    def add_run(self, record: dict[str, Any]) -> None:
-        """Store a redacted run record; on the function's first run in this process and every
+    def add_run(
+        self, record: dict[str, Any], *, owner: str | None = None, trigger_input: dict[str, Any] | None = None
+    ) -> None:
+        """Store a redacted run record, with its raw trigger input (for replay) sealed under
+        the key ring for `owner`; on the function's first run in this process and every
         _PRUNE_EVERY runs after it, drop the oldest beyond `runs_kept` (caller's transaction)."""
+        sealed = None
+        if trigger_input is not None:
+            if owner is None:
+                raise ValueError("a run's input is sealed for its owner: pass owner")
+            sealed = self.secrets.ring.seal(json.dumps(trigger_input), owner, _input_name(record["id"]))
         function_id = record["function_id"]
         with self._unpruned_lock:
             # The first run of a function in this process prunes too: a process that runs it
@@ -274,8 +282,8 @@ class FunctionStore:
         with self.db.transaction() as conn:
             try:
                 conn.execute(
-                    "INSERT INTO runs (id, function_id, function_version, status, started_at, record) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO runs (id, function_id, function_version, status, started_at, record, input, "
+                    "replay_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record["id"],
                         function_id,
@@ -283,6 +291,8 @@ class FunctionStore:
                         record["status"],
                         record["started_at"],
                         json.dumps(record),
+                        sealed,
+                        record.get("replay_of"),
                     ),
                 )
             except sqlite3.IntegrityError:  # the foreign key: the function was deleted meanwhile
@@ -318,3 +328,68 @@ class FunctionStore:
         if row is None:
             raise NotFound(f"run {run_id} does not exist")
         return cast("dict[str, Any]", json.loads(row[0]))  # a run record, stored by add_run
+
+    # run inputs (replay) and counts ----------------------------------------------
+    # A run's raw trigger input is sealed like a secret value, its associated data naming
+    # the owner and "run-input:<run id>" (never a secret's name: those have no ":"), so an
+    # input copied to another run or owner fails to decrypt.
+
+    def run_input(self, run_id: str) -> dict[str, Any] | None:
+        """The raw trigger input of a run; None for a run stored without one (before
+        migration 13, or a record added without it). DecryptionError if it was altered."""
+        row = self.db.one(
+            "SELECT CAST(r.input AS BLOB), f.owner FROM runs r JOIN functions f ON f.id = r.function_id WHERE r.id = ?",
+            (run_id,),
+        )
+        if row is None:
+            raise NotFound(f"run {run_id} does not exist")
+        if row[0] is None:
+            return None
+        try:
+            plain = self.secrets.ring.unseal(row[0], row[1], _input_name(run_id))
+        except DecryptionError:
+            raise DecryptionError(
+                f"the input of run {run_id} cannot be decrypted: it was altered, moved from another run, "
+                "or its data key is gone"
+            ) from None
+        return cast("dict[str, Any]", json.loads(plain.reveal()))
+
+    def reencrypt_run_inputs(self, key_id: int) -> int:
+        """Re-seal every run's input under `key_id` (inside the caller's transaction, with the
+        secrets: key rotation drops the old data keys right after); how many were re-sealed.
+
+        An input that no longer decrypts (altered, or moved from another run) is dropped, not
+        a reason to refuse the rotation: it could never be replayed anyway, and its run then
+        says it has no recorded input."""
+        ring, count = self.secrets.ring, 0
+        with self.db.transaction() as conn:
+            for run_id, blob, owner in conn.execute(
+                "SELECT r.id, CAST(r.input AS BLOB), f.owner FROM runs r JOIN functions f ON f.id = r.function_id "
+                "WHERE r.input IS NOT NULL"
+            ).fetchall():
+                try:
+                    plain = ring.unseal(blob, owner, _input_name(run_id))
+                except DecryptionError:
+                    conn.execute("UPDATE runs SET input = NULL WHERE id = ?", (run_id,))
+                    continue
+                conn.execute(
+                    "UPDATE runs SET input = ? WHERE id = ?",
+                    (ring.seal(plain.reveal(), owner, _input_name(run_id), key_id=key_id), run_id),
+                )
+                count += 1
+        return count
+
+    def run_counts(self, owner: str, start: str, end: str) -> dict[str, dict[str, int]]:
+        """Per function of `owner`: how many of its kept runs started in [start, end), by status."""
+        counts: dict[str, dict[str, int]] = {}
+        for function_id, status, n in self.db.all(
+            "SELECT r.function_id, r.status, COUNT(*) FROM functions f JOIN runs r ON r.function_id = f.id "
+            "WHERE f.owner = ? AND r.started_at >= ? AND r.started_at < ? GROUP BY r.function_id, r.status",
+            (owner, start, end),
+        ):
+            counts.setdefault(function_id, {})[status] = n
+        return counts
+
+
+def _input_name(run_id: str) -> str:
+    return f"run-input:{run_id}"

@@ -293,6 +293,7 @@ def _v11_secret_versions(db: sqlite_utils.Database) -> None:
     # another secret or number fails to decrypt. The last `secret_versions_kept` are kept.
     db.execute("ALTER TABLE secrets ADD COLUMN version INTEGER NOT NULL DEFAULT 1")
     db.execute("ALTER TABLE secrets ADD COLUMN updated_by TEXT")
+    db.execute("ALTER TABLE secrets ADD COLUMN restored_from INTEGER")  # the version a restore copied
     db.execute("""CREATE TABLE secret_versions (
         id INTEGER PRIMARY KEY,
         secret_id INTEGER NOT NULL REFERENCES secrets(id) ON DELETE CASCADE,
@@ -300,6 +301,7 @@ def _v11_secret_versions(db: sqlite_utils.Database) -> None:
         ciphertext BLOB NOT NULL,
         created_at TEXT NOT NULL,
         created_by TEXT,
+        restored_from INTEGER,
         UNIQUE (secret_id, version))""")
 
 
@@ -318,6 +320,32 @@ def _v12_change_audit(db: sqlite_utils.Database) -> None:
         details TEXT NOT NULL DEFAULT '{}',
         mac TEXT NOT NULL)""")
     db.execute("CREATE INDEX changes_by_target ON changes (owner, target_kind, target, id)")
+    db.execute("CREATE INDEX changes_by_owner ON changes (owner, id)")
+    # Our own code never edits a row (a guard against our bugs; whoever holds the file can
+    # drop it, which is what the MACs are for). Pruning deletes the oldest rows only.
+    db.execute("""CREATE TRIGGER changes_append_only BEFORE UPDATE ON changes
+        BEGIN SELECT RAISE(ABORT, 'the change audit is append-only'); END""")
+    # The chain's key: random, made once, wrapped by the master key like the data keys (and
+    # re-wrapped with them), never rotated away, so old rows verify after any rotation.
+    db.execute("""CREATE TABLE change_audit_key (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        wrapped BLOB NOT NULL,
+        created_at TEXT NOT NULL)""")
+    # Where verify starts after pruning: the last pruned row's id and mac, itself MACed.
+    db.execute("""CREATE TABLE change_checkpoints (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        last_id INTEGER NOT NULL,
+        last_mac TEXT NOT NULL,
+        rows_pruned INTEGER NOT NULL,
+        mac TEXT NOT NULL)""")
+    # The newest row's id and mac, MACed and rewritten with every row: removing the newest
+    # rows needs an older head too, which only an earlier copy of the database holds.
+    db.execute("""CREATE TABLE change_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        last_id INTEGER NOT NULL,
+        last_mac TEXT NOT NULL,
+        mac TEXT NOT NULL)""")
 
 
 def _v13_run_inputs(db: sqlite_utils.Database) -> None:

@@ -4,6 +4,13 @@ Names match `^[A-Z_][A-Z0-9_]*$` (at most 64 characters) and are unique per
 owner. Values are non-empty UTF-8 text, at most 64 KiB, write-only: nothing
 here returns a value except `reveal`, which hands a `Sensitive` to the runtime.
 A secret that any function or integration declares cannot be deleted.
+
+Versions: an update or a restore moves the value it replaces into
+`secret_versions`, re-sealed with its version number in the associated data
+(keyring.py), and keeps the newest `versions_kept` of them. A restore copies a
+kept version back as a new current version; nobody sees the value on the way.
+Bulk import (`import_values`) checks every entry first and writes all of them
+or none, in one transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from typing import Any
 
 from .clock import now_iso
 from .database import Database
-from .errors import Conflict, InvalidInput, NotFound, TooLarge
+from .errors import Conflict, DecryptionError, InvalidInput, NotFound, TooLarge
 from .keyring import KeyRing
 from .sensitive import Sensitive
 from .settings import DECLARED_SECRETS_MAX
@@ -37,6 +44,7 @@ class SecretInfo:
     last_accessed_at: str | None
     logic_functions: list[str] = field(default_factory=list)
     integrations: list[str] = field(default_factory=list)
+    version: int = 1  # the current version's number (not in to_json: DESIGN pins that shape)
 
     @property
     def usage_count(self) -> int:
@@ -52,6 +60,56 @@ class SecretInfo:
             "logic_functions": list(self.logic_functions),
             "integrations": list(self.integrations),
         }
+
+
+@dataclass(frozen=True)
+class SecretVersion:
+    """One version of a secret's value as a listing shows it: never the value."""
+
+    number: int
+    created_at: str  # when it became the current value
+    created_by: str | None  # "NAME (via)": who made it current, and from where
+    current: bool
+    restored_from: int | None = None  # the version a restore copied, if it was one
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": self.number,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+            "current": self.current,
+            "restored_from": self.restored_from,
+        }
+
+
+@dataclass(frozen=True)
+class ImportEntry:
+    """One NAME=value of a bulk import, with where it was found ("line 7") for the errors."""
+
+    where: str
+    name: str
+    value: Sensitive
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """The names a bulk import created and updated, in the order of the file: never a value."""
+
+    created: list[str]
+    updated: list[str]
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"created": list(self.created), "updated": list(self.updated)}
+
+
+class ImportRefused(InvalidInput):
+    """A bulk import that wrote nothing, with every problem found (each names its line)."""
+
+    def __init__(self, problems: list[str]):
+        self.issues = list(problems)  # not `problems`: that spelling reads as a refused deploy
+        count = len(self.issues)
+        head = f"nothing was imported ({count} problem{'s' if count != 1 else ''})"
+        super().__init__(head + ":\n  " + "\n  ".join(self.issues))
 
 
 @dataclass(frozen=True)
@@ -93,6 +151,18 @@ def check_name(name: object, *, max_chars: int) -> str:
     return name
 
 
+def name_problem(name: object, *, max_chars: int) -> str | None:
+    """What is wrong with a name, without repeating it (an import's "name" may be a piece of
+    a value that a broken quote split off), or None."""
+    if not isinstance(name, str) or not name:
+        return "secret name must not be empty"
+    if len(name) > max_chars:
+        return f"secret name must be at most {max_chars} characters, not {len(name)}"
+    if not NAME_PATTERN.fullmatch(name):
+        return "invalid secret name: use upper-case letters, digits and _, not starting with a digit (e.g. API_KEY)"
+    return None
+
+
 def check_declared(names: list[str]) -> list[str]:
     """A manifest's or webhook's list of secret names: in secret-name syntax, each once, at
     most DECLARED_SECRETS_MAX of them (ValueError for pydantic). Their length is a setting:
@@ -131,18 +201,30 @@ def check_value(value: object, *, max_bytes: int) -> str:
     return value
 
 
+_WHERE = re.compile(r"(?:line|entry) (\d+):")
+
+
+def _position(problem: str) -> int:
+    """Where a problem of an import is ("line 7: ..." is 7); 0 for the input as a whole."""
+    match = _WHERE.match(problem)
+    return int(match.group(1)) if match else 0
+
+
 class SecretStore:
     """SecretRepository on SQLite: values sealed by the key ring (keyring.py)."""
 
-    def __init__(self, db: Database, ring: KeyRing, *, max_value_bytes: int, max_name_chars: int):
+    def __init__(
+        self, db: Database, ring: KeyRing, *, max_value_bytes: int, max_name_chars: int, versions_kept: int = 10
+    ):
         self.db = db
         self.ring = ring
         self.max_value_bytes = max_value_bytes
         self.max_name_chars = max_name_chars
+        self.versions_kept = max(0, versions_kept)
 
     # writes ----------------------------------------------------------------
 
-    def create(self, owner: str, name: str, value: object) -> SecretInfo:
+    def create(self, owner: str, name: str, value: object, *, by: str | None = None) -> SecretInfo:
         check_name(name, max_chars=self.max_name_chars)
         text = check_value(value, max_bytes=self.max_value_bytes)
         now = now_iso()
@@ -150,25 +232,160 @@ class SecretStore:
             with self.db.transaction() as conn:
                 self.ring.refresh()
                 conn.execute(
-                    "INSERT INTO secrets (owner, name, ciphertext, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
-                    (owner, name, self.ring.seal(text, owner, name), now, now),
+                    "INSERT INTO secrets (owner, name, ciphertext, created_at, updated_at, version, updated_by) "
+                    "VALUES (?, ?, ?, ?, ?, 1, ?)",
+                    (owner, name, self.ring.seal(text, owner, name), now, now, by),
                 )
         except sqlite3.IntegrityError:
             raise Conflict(f"secret {name} already exists") from None
         return self.info(owner, name)
 
-    def update(self, owner: str, name: str, value: object) -> SecretInfo:
+    def update(self, owner: str, name: str, value: object, *, by: str | None = None) -> SecretInfo:
+        """Replace the value; the replaced one is kept as a version (the newest `versions_kept`)."""
         check_name(name, max_chars=self.max_name_chars)
         text = check_value(value, max_bytes=self.max_value_bytes)
+        with self.db.transaction():
+            self.ring.refresh()
+            self._replace(self._current(owner, name), text, by=by)
+        return self.info(owner, name)
+
+    def restore(self, owner: str, name: str, version: object, *, by: str | None = None) -> SecretInfo:
+        """Make kept version `version` current again, as a new version; last accessed and usages
+        stay as they are. The value goes from one ciphertext to the other, never out."""
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidInput(f"version must be a whole number from 1, not {version!r}")
         with self.db.transaction() as conn:
             self.ring.refresh()
-            cur = conn.execute(
-                "UPDATE secrets SET ciphertext = ?, updated_at = ? WHERE owner = ? AND name = ?",
-                (self.ring.seal(text, owner, name), now_iso(), owner, name),
-            )
-            if cur.rowcount == 0:
-                raise NotFound(f"secret {name} does not exist")
+            current = self._current(owner, name)
+            if version == current["version"]:
+                raise Conflict(f"version {version} is already the current value of secret {name}: nothing to restore")
+            if version > current["version"]:  # before SQL: a number past 2**63 is no SQLite integer
+                raise NotFound(self._no_version(conn, current, version))
+            row = conn.execute(
+                "SELECT CAST(ciphertext AS BLOB) FROM secret_versions WHERE secret_id = ? AND version = ?",
+                (current["id"], version),
+            ).fetchone()
+            if row is None:
+                raise NotFound(self._no_version(conn, current, version))
+            value = self.ring.unseal(row[0], owner, name, version=version)
+            self._replace(current, value.reveal(), by=by, restored_from=version)
         return self.info(owner, name)
+
+    def _current(self, owner: str, name: str) -> sqlite3.Row:
+        row = self.db.one(
+            "SELECT id, owner, name, version, CAST(ciphertext AS BLOB) AS ciphertext, updated_at, updated_by, "
+            "restored_from FROM secrets WHERE owner = ? AND name = ?",
+            (owner, name),
+        )
+        if row is None:
+            raise NotFound(f"secret {name} does not exist")
+        return row
+
+    def _no_version(self, conn: sqlite3.Connection, current: sqlite3.Row, version: int) -> str:
+        kept = [
+            r[0]
+            for r in conn.execute(
+                "SELECT version FROM secret_versions WHERE secret_id = ? ORDER BY version", (current["id"],)
+            )
+        ]
+        name = current["name"]
+        if version > current["version"]:
+            why = f"secret {name} has no version {version} (the current one is {current['version']})"
+        else:
+            why = f"version {version} of secret {name} is no longer kept (the last {self.versions_kept} are)"
+        listed = ", ".join(map(str, kept)) if kept else "none"
+        return f"{why}; versions that can be restored: {listed}"
+
+    def _replace(self, current: sqlite3.Row, text: str, *, by: str | None, restored_from: int | None = None) -> None:
+        """The current value becomes kept version N (sealed to N), `text` becomes N + 1.
+        Inside the caller's transaction, with the ring refreshed."""
+        owner, name = current["owner"], current["name"]
+        number = current["version"]
+        with self.db.transaction() as conn:
+            if self.versions_kept:
+                try:
+                    old = self.ring.unseal(current["ciphertext"], owner, name)
+                except DecryptionError:
+                    # Threat: a corrupted current value must not block setting a new one; what
+                    # cannot be decrypted cannot be restored either, so it is not kept.
+                    old = None
+                if old is not None:
+                    conn.execute(
+                        "INSERT INTO secret_versions (secret_id, version, ciphertext, created_at, created_by, "
+                        "restored_from) VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            current["id"],
+                            number,
+                            self.ring.seal(old.reveal(), owner, name, version=number),
+                            current["updated_at"],
+                            current["updated_by"],
+                            current["restored_from"],
+                        ),
+                    )
+            conn.execute(
+                "UPDATE secrets SET ciphertext = ?, version = ?, updated_at = ?, updated_by = ?, restored_from = ? "
+                "WHERE id = ?",
+                (self.ring.seal(text, owner, name), number + 1, now_iso(), by, restored_from, current["id"]),
+            )
+            # Only the newest `versions_kept` replaced values stay (none with 0).
+            conn.execute(
+                "DELETE FROM secret_versions WHERE secret_id = ? AND version NOT IN "
+                "(SELECT version FROM secret_versions WHERE secret_id = ? ORDER BY version DESC LIMIT ?)",
+                (current["id"], current["id"], self.versions_kept),
+            )
+
+    def import_values(
+        self,
+        owner: str,
+        entries: Iterable[ImportEntry],
+        *,
+        update: bool = False,
+        by: str | None = None,
+        problems: Iterable[str] = (),
+    ) -> ImportResult:
+        """Check every entry (name, value, duplicates, existing names unless `update`), then
+        write all of them in one transaction, or none: ImportRefused lists every problem,
+        `problems` (the parser's) first. Messages name lines and names, never a value."""
+        entries = builtins.list(entries)
+        found = builtins.list(problems)
+        with self.db.transaction():
+            self.ring.refresh()
+            existing = set(self.names(owner))
+            first_seen: dict[str, str] = {}
+            texts: builtins.list[tuple[ImportEntry, str]] = []
+            for entry in entries:
+                problem = name_problem(entry.name, max_chars=self.max_name_chars)
+                if problem is not None:
+                    found.append(f"{entry.where}: {problem}")
+                    continue
+                try:
+                    text = check_value(entry.value, max_bytes=self.max_value_bytes)
+                except (InvalidInput, TooLarge) as exc:  # their messages describe the value, never repeat it
+                    found.append(f"{entry.where}: {entry.name}: {exc.message}")
+                    continue
+                if entry.name in first_seen:
+                    found.append(f"{entry.where}: {entry.name} is given twice (first at {first_seen[entry.name]})")
+                    continue
+                first_seen[entry.name] = entry.where
+                if entry.name in existing and not update:
+                    found.append(
+                        f"{entry.where}: secret {entry.name} already exists (import with --update to replace it)"
+                    )
+                    continue
+                texts.append((entry, text))
+            if not found and not texts:
+                found.append("nothing to import: no NAME=value entries were found")
+            if found:
+                raise ImportRefused(sorted(found, key=_position))  # in the file's order
+            created, updated = [], []
+            for entry, text in texts:
+                if entry.name in existing:
+                    self._replace(self._current(owner, entry.name), text, by=by)
+                    updated.append(entry.name)
+                else:
+                    self.create(owner, entry.name, text, by=by)
+                    created.append(entry.name)
+        return ImportResult(created=created, updated=updated)
 
     def delete(self, owner: str, name: str) -> None:
         with self.db.transaction() as conn:
@@ -189,7 +406,8 @@ class SecretStore:
 
     def info(self, owner: str, name: str) -> SecretInfo:
         row = self.db.one(
-            "SELECT id, name, created_at, updated_at, last_accessed_at FROM secrets WHERE owner = ? AND name = ?",
+            "SELECT id, name, created_at, updated_at, last_accessed_at, version FROM secrets "
+            "WHERE owner = ? AND name = ?",
             (owner, name),
         )
         if row is None:
@@ -198,7 +416,8 @@ class SecretStore:
 
     def list(self, owner: str) -> list[SecretInfo]:
         rows = self.db.all(
-            "SELECT id, name, created_at, updated_at, last_accessed_at FROM secrets WHERE owner = ? ORDER BY name",
+            "SELECT id, name, created_at, updated_at, last_accessed_at, version FROM secrets "
+            "WHERE owner = ? ORDER BY name",
             (owner,),
         )
         return [self._info(owner, row) for row in rows]
@@ -216,7 +435,27 @@ class SecretStore:
             last_accessed_at=row["last_accessed_at"],
             logic_functions=[u[1] for u in users if u[0] == "logic_function"],
             integrations=[u[1] for u in users if u[0] == "integration"],
+            version=row["version"],
         )
+
+    def versions(self, owner: str, name: str) -> builtins.list[SecretVersion]:
+        """The current version, then the kept ones, newest first: numbers, times, who. No values."""
+        with self.db.transaction():  # one snapshot: an update in between must not show a version twice
+            current = self._current(owner, name)
+            kept = self.db.all(
+                "SELECT version, created_at, created_by, restored_from FROM secret_versions "
+                "WHERE secret_id = ? ORDER BY version DESC",
+                (current["id"],),
+            )
+        listing = [
+            SecretVersion(
+                current["version"], current["updated_at"], current["updated_by"], True, current["restored_from"]
+            )
+        ]
+        listing += [
+            SecretVersion(r["version"], r["created_at"], r["created_by"], False, r["restored_from"]) for r in kept
+        ]
+        return listing
 
     # the runtime's side ------------------------------------------------------
 
@@ -313,7 +552,8 @@ class SecretStore:
     # rotation ----------------------------------------------------------------
 
     def reencrypt_all(self, key_id: int) -> int:
-        """Re-seal every value under `key_id` (inside the caller's transaction)."""
+        """Re-seal every value, and every kept version, under `key_id` (inside the caller's
+        transaction); returns how many secrets (not versions) it re-sealed."""
         count = 0
         with self.db.transaction() as conn:
             for row in conn.execute(
@@ -325,4 +565,16 @@ class SecretStore:
                     (self.ring.seal(value.reveal(), row["owner"], row["name"], key_id=key_id), row["id"]),
                 )
                 count += 1
+            # Threat: a kept version left under the old data key would be lost when that key
+            # is dropped below, or readable by whoever still holds the old key.
+            for row in conn.execute(
+                "SELECT v.id, v.version, s.owner, s.name, CAST(v.ciphertext AS BLOB) AS ciphertext "
+                "FROM secret_versions v JOIN secrets s ON s.id = v.secret_id"
+            ).fetchall():
+                owner, name, number = row["owner"], row["name"], row["version"]
+                value = self.ring.unseal(row["ciphertext"], owner, name, version=number)
+                conn.execute(
+                    "UPDATE secret_versions SET ciphertext = ? WHERE id = ?",
+                    (self.ring.seal(value.reveal(), owner, name, key_id=key_id, version=number), row["id"]),
+                )
         return count

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,6 +31,11 @@ class Settings(BaseSettings):
     # secrets
     secret_value_max_bytes: int = 64 * 1024
     secret_name_max_chars: int = 64
+    # secret versions and bulk import (issue 13): the replaced values an update or restore
+    # keeps (besides the current one; 0 keeps none), and what one `secrets import` may hold
+    secret_versions_kept: int = Field(default=10, ge=0)
+    secret_import_max_bytes: int = 512 * 1024  # the API's body limit (http_body_max_bytes) wraps it
+    secret_import_max_count: int = 500
 
     # environment variables (plain text, per owner) and ledgers (JSON state, per owner)
     env_vars_max: int = 100
@@ -63,6 +69,15 @@ class Settings(BaseSettings):
     # with at most 2 x cores runs in flight: waking a sleeping process costs tens of
     # microseconds (more on a VM). Up to 10,000; 0 turns it off.
     worker_spin_us: int = 300
+    # The worker jail (README "Security model: the worker's layers"): the seccomp allowlist
+    # ("log" allows and has the kernel log what "on" refuses: how the list is maintained),
+    # and each worker's cgroup limits where a hierarchy is writable (as root): memory
+    # (0: worker_memory_mb + 32 MiB for the kernel's share), tasks, CPU in % of one core.
+    worker_seccomp: Literal["on", "log", "off"] = "on"
+    worker_cgroups: bool = True
+    worker_cgroup_memory_mb: int = Field(default=0, ge=0)
+    worker_pids_max: int = Field(default=8, ge=1)
+    worker_cpu_percent: int = Field(default=100, ge=1, le=100_000)
 
     # events and deliveries
     event_name_max_chars: int = 64
@@ -78,6 +93,7 @@ class Settings(BaseSettings):
     delivery_max_attempts: int = 3
     event_retention_days: float = 7.0  # finished events and deliveries are forgotten after this
     audit_retention_days: float = 365.0  # secret access records
+    change_audit_retention_days: float = 365.0  # change audit rows (pruned behind a checkpoint)
 
     # integrations
     webhook_timeout_s: float = 10.0

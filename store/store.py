@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import masterkey
+from .changes import ChangeStore
+from .clock import now_iso
 from .database import Database, space_on_disk
 from .environment import EnvStore
 from .errors import MasterKeyError
@@ -61,7 +63,11 @@ class Store:
         self.ring = ring
         self.key_source = key_source
         secrets = SecretStore(
-            db, ring, max_value_bytes=settings.secret_value_max_bytes, max_name_chars=settings.secret_name_max_chars
+            db,
+            ring,
+            max_value_bytes=settings.secret_value_max_bytes,
+            max_name_chars=settings.secret_name_max_chars,
+            versions_kept=settings.secret_versions_kept,
         )
         self.identity: IdentityRepository = Identity(db)
         self.secrets: SecretRepository = secrets
@@ -86,6 +92,7 @@ class Store:
             db, max_bytes=settings.ledger_max_bytes, versions_kept=settings.ledger_versions_kept
         )
         self.sessions: SessionRepository = SessionStore(db, idle_s=settings.console_session_idle_s)
+        self.changes = ChangeStore(db, ring)  # the change audit (changes.py)
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -149,6 +156,17 @@ class Store:
                     return store, InitResult(False, admin, None, store.key_source)
                 admin = store.identity.create_user(_admin_name(), is_admin=True)
                 token = store.identity.create_token(admin, "created by logic init")
+                # The change audit's first row (and its key, made with the ring).
+                store.changes.record(
+                    at=now_iso(),
+                    actor=admin.name,
+                    via="cli",
+                    owner=None,
+                    action="init",
+                    target_kind="user",
+                    target=admin.name,
+                    details={"admin": True},
+                )
         except BaseException:
             store.close()
             raise
@@ -163,20 +181,25 @@ class Store:
 
     # key rotation ------------------------------------------------------------
 
-    def rotate_data_key(self) -> tuple[int, int]:
-        """New data key; every value re-encrypted under it; old keys dropped. One transaction."""
+    def rotate_data_key(self, record_change: Callable[[int, int], None] | None = None) -> tuple[int, int]:
+        """New data key; every value and kept version re-encrypted under it; old keys dropped.
+        One transaction. Returns the new key's id and how many secrets were re-encrypted."""
         try:
             with self.transaction():
                 key_id = self.ring.add_key()
                 count = self.secrets.reencrypt_all(key_id)
+                self.functions.reencrypt_run_inputs(key_id)  # runs' sealed inputs (replay) too
                 self.ring.drop_keys_except(key_id)
+                if record_change is not None:  # the change audit's row, in the same transaction
+                    record_change(key_id, count)
         except BaseException:
             self.ring.reload()  # forget the in-memory key of the rolled-back transaction
             raise
         return key_id, count
 
-    def rotate_master_key(self) -> str:
-        """Re-wrap the ring under a fresh master key; returns where the new key now lives."""
+    def rotate_master_key(self, record_change: Callable[[], None] | None = None) -> str:
+        """Re-wrap the ring under a fresh master key; returns where the new key now lives.
+        `record_change` writes the change audit's row in the re-wrap's transaction."""
         new_key = masterkey.generate()
         pending = masterkey.pending_path(self.settings.key_path)
         if self.key_source == str(pending):
@@ -189,9 +212,13 @@ class Store:
         with space_on_disk(self.settings.home):
             masterkey.write_key_file(pending, new_key)  # 1. new key durable before the ring needs it
         try:
-            self.ring.rewrap(new_key)  # 2. one transaction
+            with self.transaction():  # 2. one transaction
+                if record_change is not None:
+                    record_change()  # first: nothing after the re-wrap may fail but the commit
+                self.ring.rewrap(new_key)
         except BaseException:
             pending.unlink(missing_ok=True)  # the ring is still under the old key
+            self.ring.reload()  # and so is this process's ring, if the commit failed after the re-wrap
             raise
         if _env_key(self.settings):
             self.key_source = str(pending)

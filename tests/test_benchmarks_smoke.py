@@ -9,7 +9,19 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKLOADS = {"warm", "cold", "compute", "secrets", "redaction", "ingest", "memory", "noisy", "console", "streams"}
+WORKLOADS = {
+    "warm",
+    "cold",
+    "compute",
+    "secrets",
+    "redaction",
+    "ingest",
+    "memory",
+    "noisy",
+    "console",
+    "streams",
+    "jail",
+}
 
 
 def test_quick_benchmarks_write_every_figure(tmp_path):
@@ -39,7 +51,7 @@ def test_quick_benchmarks_write_every_figure(tmp_path):
             assert {"unit", "p50", "p99", "n"} <= set(figure), (key, name)
         for name, ratio in workload["ratios"].items():
             assert {"value", "meaning"} <= set(ratio), (key, name)
-    assert {"warm", "cold", "compute", "secrets", "redaction", "ingest", "noisy", "console"} <= {
+    assert {"warm", "cold", "compute", "secrets", "redaction", "ingest", "noisy", "console", "jail"} <= {
         t["workload"] for t in data["targets"]
     }
     for target in data["targets"]:

@@ -10,6 +10,7 @@ that succeeded, its ledger writes in one transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -20,12 +21,13 @@ from typing import Any
 from runtime.events.rules import chain_limit_problem, check_event, ledger_chain_problem, undelivered, within_chain
 from runtime.events.streams import RUNS, Item, Streams
 from runtime.execution.ledger_broker import LedgerBroker
-from runtime.execution.redactor import Redactor
+from runtime.execution.redactor import Redactor, masking_cost
 from runtime.execution.secrets_broker import SecretsBroker, audited
+from runtime.execution.trigger_input import TriggerInput
 from runtime.sandbox.executor import RunLimits
 from runtime.sandbox.output import LOG_CUT_PREFIX
 from runtime.sandbox.tracebacks import MESSAGE_CUT
-from runtime.workers.job import Job
+from runtime.workers.job import Job, WorkerResult
 from runtime.workers.pool import Pool
 from store import Store
 from store.clock import iso, utcnow
@@ -78,12 +80,14 @@ class Engine:
         persist: bool = True,
         on_commit: Callable[[str], None] | None = None,
         on_start: Callable[[], None] | None = None,
+        replay_of: str | None = None,
     ) -> dict[str, Any]:
         """Run one version of a function; returns the redacted run record.
 
         `depth` is the event chain depth of the triggering event; `on_commit`
         runs inside the record's transaction (a delivery closes with its run);
-        `on_start` once a worker is reserved (a delivery renews its lease).
+        `on_start` once a worker is reserved (a delivery renews its lease);
+        `replay_of` the run whose input this one replays (see trigger_input.py).
         """
         run_id = uuid.uuid4().hex
         manifest = fn.manifest
@@ -128,16 +132,18 @@ class Engine:
             outcome = self.pool.run(job, broker.read, on_start, ledgers.call)
         finished = self.clock()
         values = broker.plain_values()
+        if outcome.masks and masking_cost([*values, *outcome.masks]) > self.settings.masking_bytes_per_run_max:
+            outcome = _withheld(outcome)  # fail closed: nothing the masks were to hide goes out
+        # logic.mask values join the secrets read: the parent masks them in the whole record,
+        # also in what the run wrote before it called mask (one redaction, after the run).
+        values += outcome.masks
         redactor = Redactor.for_values(values) if values else _NOTHING_READ
+        trigger_input = TriggerInput(trigger["type"], trigger.get("event_id"), event, scheduled, ledger_change)
         record = {
             "id": run_id,
             "function_id": fn.id,
             "function_version": fn.version,
-            "trigger": {
-                "type": trigger["type"],
-                "event_id": trigger.get("event_id"),
-                "scheduled_at": (scheduled or {}).get("scheduled_at"),
-            },
+            "trigger": redactor.redact_json(trigger_input.displayed()),
             "status": outcome.status,
             "started_at": iso(started),
             "finished_at": iso(finished),
@@ -147,6 +153,7 @@ class Engine:
             "error": redactor.redact_json(outcome.error),
             "secrets_accessed": broker.names_read,
             "events_published": redactor.redact_json(outcome.events),
+            "replay_of": replay_of,
         }
         _mask_cut_tails(record, redactor)
         deliverable = self._check_events(record, depth) if persist else []
@@ -158,7 +165,7 @@ class Engine:
                 if self.event_sink is not None and deliverable:
                     _note_problems(record, self.event_sink(fn.owner, deliverable, depth + 1, run_id))
                 try:
-                    self.store.functions.add_run(record)
+                    self.store.functions.add_run(record, owner=fn.owner, trigger_input=trigger_input.to_json())
                 except NotFound:
                     raise NotFound(f"function {fn.name} was deleted while it ran") from None
                 if self.streams is not None:
@@ -205,6 +212,25 @@ class Engine:
                 problems.append(undelivered(event.get("name"), exc.message))
         _note_problems(record, problems)
         return deliverable
+
+
+def _withheld(outcome: WorkerResult) -> WorkerResult:
+    """The outcome of a run whose masks cost too much to apply: an error, and nothing else
+    of what it wrote (threat: many long multi-line masks making the parent build a huge
+    redactor; the secrets broker refuses reads past the same budget)."""
+    message = (
+        "the values this run passed to logic.mask would take more memory to mask than one run may use; "
+        "its logs, result and events were withheld (mask fewer values, or values with fewer lines)"
+    )
+    return dataclasses.replace(
+        outcome,
+        status="error",
+        result=None,
+        error={"type": "MaskLimitExceeded", "message": message, "traceback": ""},
+        logs=[],
+        events=[],
+        masks=[],
+    )
 
 
 def _note_problems(record: dict[str, Any], problems: list[str]) -> None:

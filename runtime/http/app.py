@@ -27,9 +27,12 @@ from starlette.exceptions import HTTPException
 
 from runtime import paging
 from runtime.http import (  # noqa: F401  (their routes: /v1/env, /v1/ledgers)
+    changes,  # noqa: F401  (/v1/audit/changes, /v1/audit/verify)
     environment,
     ledgers,
     live,  # noqa: F401  (its routes first: /runs/stream before /runs/{run_id})
+    run_replay,  # noqa: F401  (/v1/logic/runs/{run_id}/replay)
+    secret_versions,  # noqa: F401  (/v1/secrets/{name}/versions, /v1/secrets:import)
 )
 from runtime.http.auth_throttle import AuthThrottle
 from runtime.http.console import mount_console

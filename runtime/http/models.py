@@ -45,7 +45,8 @@ class SecretCreate(Strict):
 
 class SecretUpdate(Strict):
     value: str = Field(
-        description="The new value; the previous one is gone.", json_schema_extra={"minLength": 1, "writeOnly": True}
+        description="The new value; the previous one is kept as a version, never shown.",
+        json_schema_extra={"minLength": 1, "writeOnly": True},
     )
 
 

@@ -27,6 +27,7 @@ from .context import Context, SecretAccessError, SecretNotDeclared, Secrets, bui
 from .guards import SHARED_BUILTINS, SHARED_GUARDS, class_factory, make_setattr, make_write_guard
 from .ledger import LedgerError, ledger_opener
 from .logic_module import build_logic_module
+from .masks import Masker
 from .modules import make_importer
 from .output import OutputClosed, RunOutput
 from .results import dumps_exact
@@ -59,6 +60,8 @@ class Host(Protocol):
 
     # action "get" | "set" | "delete"; raises LedgerError(msg), msg safe to show
     def ledger(self, action: str, name: str, data_json: str | None, mode: str | None) -> dict: ...
+
+    def mask(self, value: str) -> None: ...  # logic.mask: one-way; the parent masks it (masks.py)
 
 
 @dataclass(frozen=True)
@@ -148,9 +151,11 @@ def _new_globals(output: RunOutput, parts: Context, limits: RunLimits, host: Hos
     run_classes: set[type] = set()
     write_guard = make_write_guard(run_classes)
     builtins = SHARED_BUILTINS.copy()
+    # One per run (it counts the run's masks); host.mask is looked up only when called.
+    masker = Masker(lambda value: host.mask(value), alive=lambda: not output.closed)
     run_modules = {
         "logic": lambda: build_logic_module(
-            output, parts, ledger_opener(host, lambda: not output.closed, limits.ledger_max_bytes)
+            output, parts, ledger_opener(host, lambda: not output.closed, limits.ledger_max_bytes), masker
         ),
         "cbor": lambda: build_cbor_module(limits.event_data_max_bytes),  # a payload is at most one event
     }

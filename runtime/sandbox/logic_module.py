@@ -22,6 +22,14 @@
         `logic.LedgerError`. Writes are saved with the run: a run that fails
         writes nothing.
 
+    logic.mask(value)
+        Mask a value the function derived (a signature, a token it computed)
+        as `[[SENSITIVE]]`, with its encodings, in everything the run sends
+        back: logs, result, error, published events (see masks.py). `value`:
+        a str of 4 characters or more, at most 64 KiB; at most 50 values per
+        run. A refused value raises `logic.MaskError` (TypeError for a
+        non-str), saying why.
+
     logic.get_context() -> Context
         The whole context of the run (Particle's getContext()): `.event`,
         `.scheduled`, `.trigger`, `.function_info` and `.secrets`, the very
@@ -76,6 +84,7 @@ from typing import Any
 
 from .context import Context
 from .ledger import MERGE, REPLACE, LedgerError
+from .masks import MaskError
 from .modules import ModuleFacade
 from .output import PublishLimitError, RunOutput, exact_str
 
@@ -309,7 +318,7 @@ ENCODING = ModuleFacade(
 )
 
 
-def build_logic_module(output: RunOutput, context: Context, ledger: Any = None) -> ModuleFacade:
+def build_logic_module(output: RunOutput, context: Context, ledger: Any = None, mask: Any = None) -> ModuleFacade:
     """The `logic` facade of one run; every function writes through `output`."""
     log = ModuleFacade(
         "logic.log",
@@ -337,5 +346,7 @@ def build_logic_module(output: RunOutput, context: Context, ledger: Any = None) 
             "LedgerError": LedgerError,
             "REPLACE": REPLACE,
             "MERGE": MERGE,
+            "mask": mask,
+            "MaskError": MaskError,
         },
     )

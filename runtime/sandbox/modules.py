@@ -324,6 +324,8 @@ LOGIC_EXPORTS = frozenset(
         "LedgerError",
         "REPLACE",
         "MERGE",
+        "mask",
+        "MaskError",
     }
 )
 CBOR_EXPORTS = frozenset({"decode", "encode", "Tag"})

@@ -26,6 +26,7 @@ class RecordingHost:
         # ledgers: name -> {"updated_at", "data"}; a missing name is an unknown ledger
         self.ledgers: dict[str, dict] = {}
         self.ledger_calls: list[tuple[str, str, str | None, str | None]] = []
+        self.masks: list[str] = []
 
     def read_secret(self, name: str) -> str:
         self.reads.append(name)
@@ -38,6 +39,9 @@ class RecordingHost:
 
     def publish(self, name: str, data: str | None) -> None:
         self.events.append((name, data))
+
+    def mask(self, value: str) -> None:
+        self.masks.append(value)
 
     def ledger(self, action: str, name: str, data_json: str | None, mode: str | None) -> dict:
         self.ledger_calls.append((action, name, data_json, mode))

@@ -7,7 +7,12 @@
     zygote       the warm parent that forks workers (its own clean interpreter)
     worker       the worker's loop: one owner for life, one job at a time
     protocol     the IPC frames (JSON, never pickle), each message listed
-    limits       rlimits, no_new_privs, namespaces and the uid of a worker
+    limits       confine(): what a worker applies to itself after fork, in order
+    jail         the zygote's side of the jail: which layers apply here, prepared once
+    seccomp      the system-call allowlist (a BPF program built by hand)
+    namespaces   the read-only mount tree, pid namespaces, ipc/uts/net namespaces
+    cgroups      per-worker memory, pids and CPU limits where a hierarchy is writable
+    layers       Layers: which layers are in effect and why any is missing
     diagnostics  facts from inside a worker, for the isolation tests only
 
 Worker side (zygote, worker) imports only `runtime.workers` and the executor.

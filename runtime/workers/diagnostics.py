@@ -14,6 +14,7 @@ import os
 import resource
 import signal
 import socket
+import stat
 
 _RLIMITS = ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC", "RLIMIT_CORE")
 
@@ -34,6 +35,7 @@ def diagnose(request: dict) -> dict:
         "environ": dict(os.environ),
         "rlimits": {name: list(resource.getrlimit(getattr(resource, name))) for name in _RLIMITS},
         "fds": _open_fds(),
+        "hostname": _hostname(),
     }
     port = request.get("connect_port")
     if port is not None:
@@ -48,17 +50,31 @@ def diagnose(request: dict) -> dict:
 
 
 def _open_fds() -> dict:
+    """What each open descriptor is, from fstat alone (no /proc in the jail, no readlink
+    through the seccomp filter; under the filter fstat is refused too: {}, and the tests
+    look from outside, at /proc/PID/fd)."""
     fds = {}
     for fd in range(256):
         try:
-            os.fstat(fd)
+            info = os.fstat(fd)
+        except PermissionError:  # the seccomp filter: nothing to learn from inside
+            return {}
         except OSError:
             continue
-        try:
-            fds[str(fd)] = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            fds[str(fd)] = "?"
+        if stat.S_ISSOCK(info.st_mode):
+            fds[str(fd)] = f"socket:{info.st_ino}"
+        elif stat.S_ISCHR(info.st_mode) and info.st_rdev == os.makedev(1, 3):
+            fds[str(fd)] = "/dev/null"
+        else:
+            fds[str(fd)] = f"other:{stat.filemode(info.st_mode)}"
     return fds
+
+
+def _hostname() -> str | None:
+    try:
+        return os.uname().nodename
+    except OSError:  # refused by the seccomp filter
+        return None
 
 
 def _fork_once() -> None:

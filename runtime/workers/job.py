@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -35,3 +35,4 @@ class WorkerResult:
     events: list[dict[str, Any]]  # {"name", "data"}
     duration_ms: float
     worker_pid: int = 0  # for diagnostics and tests; not part of a run record
+    masks: list[str] = field(default_factory=list)  # logic.mask values, checked by the parent; never stored

@@ -34,10 +34,13 @@ from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from runtime.sandbox.executor import LedgerError, SecretAccessError
+from runtime.sandbox.masks import mask_problem
 from runtime.sandbox.output import LogBudget, line_bytes
 from runtime.sandbox.results import MAX_NESTING
 from runtime.workers import protocol
 from runtime.workers.job import Job, RunStatus, WorkerResult
+from runtime.workers.layers import Layers
+from runtime.workers.limits import EXIT_CPU
 from runtime.workers.spawner import Spawned, Spawner, WorkerUnavailable
 from runtime.workers.worker import EXIT_ISOLATION, EXIT_MEMORY
 from store.clock import now_iso
@@ -55,6 +58,7 @@ _FRAME_OVERHEAD = 64  # bytes charged per dropped frame, so empty frames count t
 _READY_TIMEOUT_S = 10.0
 _DONE_FIELDS = frozenset({"success", "error", "memory_exceeded"})
 _ERROR_FIELDS = ("type", "message", "traceback")
+_KERNEL_MEMORY_MB = 32  # the memory cgroup's room above RLIMIT_AS: page tables, socket buffers, /tmp
 
 
 class Pool(Protocol):
@@ -100,8 +104,10 @@ class _Worker:
         self.facts: dict = {}
 
     def looks_dead(self) -> bool:
-        """An idle worker never speaks first: anything readable is EOF or abuse."""
-        return bool(self.poller.poll(0))
+        """An idle worker never speaks first: anything readable is EOF or abuse, and so is
+        anything left in the reader's buffer (frames a rogue sent in one write after its
+        "done" would otherwise be read as the next run's answers)."""
+        return self.reader.buffered or bool(self.poller.poll(0))
 
     def kill(self) -> None:
         try:
@@ -122,14 +128,18 @@ class WorkerPool:
     Create it early, before the store is opened (the zygote is a fresh exec
     that inherits no memory, descriptor or environment anyway).
 
-    isolate: None (auto) = as root, give each worker a private network
-        namespace and its own uid if the host allows it (a root container
-        without CAP_SYS_ADMIN does not: then a warning, and rlimits only);
-        not root, rlimits only. True demands them (workers that cannot
-        confine themselves fail to start). False turns them off (tests of
-        the non-root path). `pool.isolated` tells what is in effect.
+    isolate: None (auto) = as root, jail each worker in namespaces of its own
+        (mount, pid, ipc, uts, net), its own uid and its slot's cgroups where
+        the host allows each (a root container without CAP_SYS_ADMIN does not:
+        then a warning naming what is missing); not root, the seccomp filter
+        and rlimits only. True demands the namespaces and the uid (workers that
+        cannot confine themselves fail to start). False turns them off (tests
+        of the non-root path). `pool.isolated` tells whether they are in
+        effect, `pool.layers` every layer (runtime/workers/layers.py).
     diagnostics: TEST ONLY. Lets `diagnose()` inspect a worker from inside.
     prefork: keep one confined, un-owned worker forked ahead.
+    jail: False keeps only the layers before the worker jail (rlimits, and as root a
+        network namespace and the uid): the benchmarks' baseline, never production.
     """
 
     def __init__(
@@ -141,9 +151,10 @@ class WorkerPool:
         prefork: bool = True,
         uid_base: int = WORKER_UID_BASE,
         executor: str = "runtime.sandbox.executor",
+        jail: bool = True,
     ):
         if isolate and os.geteuid() != 0:
-            raise ValueError("worker isolation (network namespace, own uid) needs root")
+            raise ValueError("worker isolation (namespaces, own uid, cgroups) needs root")
         self._settings = settings
         self._diagnostics = diagnostics
         self._capacity = max(1, int(settings.workers))
@@ -161,8 +172,18 @@ class WorkerPool:
             "uid_base": uid_base,
             "diagnostics": diagnostics,
             "prefork": prefork,
+            "jail": jail,
             "source_max_bytes": int(settings.source_max_bytes),
             "ast_max_depth": int(settings.ast_max_depth),
+            # The jail (runtime/workers/jail.py): seccomp applies on every path, cgroups as root.
+            "seccomp": settings.worker_seccomp,
+            "cgroups": bool(settings.worker_cgroups),
+            "cgroup_limits": {
+                "memory_mb": int(settings.worker_cgroup_memory_mb)
+                or int(settings.worker_memory_mb) + _KERNEL_MEMORY_MB,
+                "pids_max": int(settings.worker_pids_max),
+                "cpu_percent": int(settings.worker_cpu_percent),
+            },
         }
         self._spin_s = min(max(0, int(settings.worker_spin_us)), 10_000) / 1e6
         self._spin_max = 2 * (os.cpu_count() or 1)
@@ -180,11 +201,10 @@ class WorkerPool:
         self.spawns = 0  # workers started so far (tests check the warm path does not fork)
         self._spawner = Spawner(self._config)
         self.isolated = bool(self._spawner.hello.get("isolate"))
-        if isolate is None and os.geteuid() == 0 and not self.isolated:
-            log.warning(
-                "running as root but workers cannot get a network namespace and their own uid "
-                "(no CAP_SYS_ADMIN?): workers are confined by rlimits and the sandbox only"
-            )
+        self.layers = Layers.from_json(self._spawner.hello.get("layers") or {})
+        if self.layers.missing:
+            # Said plainly at every start: which of the worker's layers are not in effect, and why.
+            log.warning("worker jail incomplete: %s", self.layers.summary())
 
     # -- public ---------------------------------------------------------------
 
@@ -227,7 +247,8 @@ class WorkerPool:
             protocol.send(worker.sock, {"op": "diagnose", **request})
             reply = worker.reader.read(time.monotonic() + 5.0)
             keep = reply is not None
-            return reply if reply is not None else {"op": "eof", "pid": worker.pid}
+            # The worker may be pid 1 of its own namespace: its pid as the host sees it, too.
+            return {**reply, "worker_pid": worker.pid} if reply is not None else {"op": "eof", "pid": worker.pid}
         except (OSError, protocol.ProtocolError):
             return {"op": "eof", "pid": worker.pid}
         finally:
@@ -355,7 +376,7 @@ class WorkerPool:
             status = spawner.wait_exit(worker.pid, 1.0)
             worker.discard()
             if status is not None and status.code == EXIT_ISOLATION:
-                raise WorkerUnavailable("a worker could not confine itself (network namespace, uid or rlimits)")
+                raise WorkerUnavailable("a worker could not confine itself (namespaces, uid, cgroups or seccomp)")
             last_error = status.describe() if status else "no exit status"
         raise WorkerUnavailable(f"no worker could be started ({last_error})")
 
@@ -409,6 +430,7 @@ class WorkerPool:
             message["source"] = job.source
         logs: list[dict] = []
         events: list[dict] = []
+        masks: list[str] = []
         secret_reads = ledger_calls = 0
         reads_cap = int(settings.secret_reads_per_run_max)
         ledger_cap = int(settings.ledger_calls_per_run_max)
@@ -511,6 +533,13 @@ class WorkerPool:
                     else:
                         reply = answer_ledger(on_ledger, frame)
                     protocol.send_until(sock, protocol.encode(reply), deadline)
+                elif op == "mask":  # logic.mask, one-way; checked again here (masks.py)
+                    value = frame.get("value")
+                    problem = mask_problem(value, masks)
+                    if problem is not None:  # the sandbox refuses these: only a compromised worker sends them
+                        raise protocol.ProtocolError(problem)
+                    if value not in masks:
+                        masks.append(cast(str, value))  # mask_problem found it a str
                 elif op == "done":
                     status, result, error = self._finish(frame, worker, job, result_cap)
                     keep = status in ("success", "error")
@@ -543,6 +572,7 @@ class WorkerPool:
                 events=events,
                 duration_ms=duration_ms,
                 worker_pid=worker.pid,
+                masks=masks,
             ),
             keep,
         )
@@ -587,8 +617,12 @@ class WorkerPool:
             status = worker.spawner.wait_exit(worker.pid, 1.0)
         if status is None:
             return "crashed", _error("WorkerCrashed", "the worker process ended without an answer")
-        if status.signal == signal.SIGXCPU:
+        if status.signal == signal.SIGXCPU or status.code == EXIT_CPU:  # limits.py: SIGXCPU -> _exit(24)
             return "timeout", _error("TimeoutError", f"the run exceeded its CPU time limit of {timeout_s:g} s")
+        if status.signal == signal.SIGSYS:  # the seccomp filter killed it (runtime/workers/seccomp.py)
+            return "crashed", _error(
+                "WorkerCrashed", "the worker made a forbidden system call and was killed (seccomp, SIGSYS)"
+            )
         if status.code == EXIT_MEMORY or (status.signal == signal.SIGKILL and not killed_by_us):
             return "memory_exceeded", _error("MemoryError", "the run exceeded its memory limit")
         return "crashed", _error("WorkerCrashed", f"the worker process crashed ({status.describe()})")

@@ -15,10 +15,13 @@ Messages (parent -> worker):
     {"op": "ledger", "value"} | {"op": "ledger_error", "message"}
     {"op": "diagnose", ...}                  test-only, see worker.py
 Messages (worker -> parent):
-    {"op": "ready", "pid", "uid", "netns"}   once, after isolation is in place
+    {"op": "ready", "pid", "uid", "gid", "netns", "seccomp"}
+                                             once, after the jail is in place (pid: 1 in
+                                             its own pid namespace; the zygote gives the real one)
     {"op": "log", "level", "message"}        one-way, while running (the parent
                                              stamps the time: its clock is trusted)
     {"op": "publish", "name", "data"}        one-way, while running
+    {"op": "mask", "value"}                  one-way, logic.mask: the parent masks the value
     {"op": "secret", "name"}                 request; the parent answers
     {"op": "ledger", "action", "name", "data_json", "mode"}
                                              request (get / set / delete); the parent answers
@@ -117,6 +120,11 @@ class FrameReader:
         self._max = max_frame
         self._poller: select.poll | None = None
         self.received = 0  # bytes of whole frames read so far (the parent budgets them per run)
+
+    @property
+    def buffered(self) -> bool:
+        """Bytes already read from the socket but not yet taken as a frame."""
+        return bool(self._buf)
 
     def read(self, deadline: float | None = None, spin_s: float = 0.0) -> dict | None:
         """Next frame; None on EOF. With a `deadline` (time.monotonic()), raise

@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, cast
 
 from runtime.sandbox.executor import LedgerError, SecretAccessError, compile_function, run_function
+from runtime.sandbox.masks import mask_problem
 from runtime.sandbox.output import LogBudget
 from runtime.workers.job import Job, WorkerResult
 from runtime.workers.pool import OnLedger, _clean, _error, _log, answer_ledger  # the pool's shapes: no drift
@@ -129,6 +130,7 @@ class InProcessPool:
             events=host.events,
             duration_ms=(time.monotonic() - t0) * 1000.0,
             worker_pid=os.getpid(),
+            masks=host.masks,
         )
 
     def _outcome(self, job: Job, host: _Host, result_cap: int) -> tuple[RunStatus, object, dict | None]:
@@ -190,6 +192,7 @@ class _Host:
         self._reads_cap = int(settings.secret_reads_per_run_max)
         self.logs: list[dict] = []
         self.events: list[dict] = []
+        self.masks: list[str] = []
         self.timed_out = False
 
     def _in_time(self) -> None:
@@ -216,6 +219,12 @@ class _Host:
         self._in_time()
         if len(self.events) < self._events_cap:
             self.events.append({"name": _clean(name), "data": None if data is None else _clean(data)})
+
+    def mask(self, value: str) -> None:
+        """As the pool takes a worker's mask frame (the same check)."""
+        self._in_time()
+        if mask_problem(value, self.masks) is None and value not in self.masks:
+            self.masks.append(value)
 
     def ledger(self, action: str, name: str, data_json: str | None, mode: str | None) -> dict:
         """As the pool answers a worker's ledger frame (the same function)."""

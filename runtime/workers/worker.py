@@ -45,6 +45,10 @@ class WorkerHost:
             return reply["value"]
         raise self._secret_error(str(reply.get("message") or f"secret {name} could not be read"))
 
+    def mask(self, value: str) -> None:
+        # One-way: the parent checks the value again and masks it (runtime/sandbox/masks.py).
+        protocol.send(self._sock, {"op": "mask", "value": value})
+
     def ledger(self, action: str, name: str, data_json: str | None, mode: str | None) -> dict:
         protocol.send(
             self._sock, {"op": "ledger", "action": action, "name": name, "data_json": data_json, "mode": mode}
@@ -149,8 +153,8 @@ def _memory_error() -> dict:
     return {"type": "MemoryError", "message": "the run exceeded its memory limit", "traceback": ""}
 
 
-def main(ipc_fd: int, config: dict, uid: int | None, executor) -> None:
-    """Entry point in the forked child; never returns."""
+def main(ipc_fd: int, config: dict, uid: int | None, executor, jail: oslimits.Confinement | None = None) -> None:
+    """Entry point in the forked child; never returns. `jail`: what the zygote prepared."""
     code = EXIT_EOF
     try:
         try:
@@ -162,6 +166,7 @@ def main(ipc_fd: int, config: dict, uid: int | None, executor) -> None:
                     isolate=config["isolate"],
                     uid=uid,
                 ),
+                jail,
             )
         except Exception:
             code = EXIT_ISOLATION

@@ -7,12 +7,16 @@ secret, so nothing of them is in the memory its children inherit.
 
 Control channel (SOCK_SEQPACKET, one JSON message per packet):
     pool -> zygote  {"op": "spawn", "id"}
-    zygote -> pool  {"op": "hello", "pid", "isolate"}    once, when warm
+    zygote -> pool  {"op": "hello", "pid", "isolate", "layers"}  once, when warm and jailed
                     {"op": "spawned", "id", "pid"}       + fds [worker socket, pidfd]
                     {"op": "spawn_failed", "id", "message"}
                     {"op": "exit", "pid", "code", "signal"}  each reaped worker
 EOF on the control socket (the pool closed, or its process died) makes the
 zygote SIGKILL every worker it forked, reap them and exit.
+
+Before it serves, the zygote prepares the worker jail once (jail.py: the seccomp
+filter, the pid namespaces, the cgroups, its pivot into the read-only tree) and reports
+in its hello which layers are in effect.
 
 With `prefork` on, the zygote keeps one confined, un-owned worker forked
 ahead and hands it out on the next spawn, so a new owner's first run does
@@ -32,8 +36,8 @@ import signal
 import socket
 import sys
 
-from runtime.workers import limits as oslimits
 from runtime.workers import worker as worker_main
+from runtime.workers.jail import Jail
 
 MAX_CONTROL_MESSAGE = 64 * 1024
 
@@ -82,10 +86,11 @@ class _NullHost:
 
 
 class Zygote:
-    def __init__(self, ctl: socket.socket, config: dict, executor):
+    def __init__(self, ctl: socket.socket, config: dict, executor, jail: Jail):
         self.ctl = ctl
         self.config = config
         self.executor = executor
+        self.jail = jail
         self.poller = select.poll()
         self.poller.register(ctl.fileno(), select.POLLIN)
         self.children: dict[int, tuple[int, int]] = {}  # pidfd -> (pid, uid slot)
@@ -94,7 +99,8 @@ class Zygote:
         self.spare: tuple[socket.socket, int, int] | None = None  # (socket, pid, pidfd)
 
     def serve(self) -> None:
-        self._send({"op": "hello", "pid": os.getpid(), "isolate": self.config["isolate"]})
+        layers = self.jail.layers.to_json()
+        self._send({"op": "hello", "pid": os.getpid(), "isolate": self.config["isolate"], "layers": layers})
         if self.config.get("prefork"):
             self.spare = self._fork()
         while True:
@@ -138,17 +144,35 @@ class Zygote:
         return True
 
     def _fork(self) -> tuple[socket.socket, int, int]:
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         slot = heapq.heappop(self.free_slots) if self.free_slots else self._new_slot()
         uid = self.config["uid_base"] + slot if self.config["isolate"] else None
-        pid = os.fork()
-        if pid == 0:  # the worker: never returns
-            worker_main.main(child_end.detach(), self.config, uid, self.executor)
-        child_end.close()
+        pid = 0
+        try:
+            confinement = self.jail.confinement(slot)
+            parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                with self.jail.forking():
+                    pid = os.fork()
+                    if pid == 0:  # the worker: never returns
+                        worker_main.main(child_end.detach(), self.config, uid, self.executor, confinement)
+            except BaseException:
+                parent_end.close()  # a worker forked all the same sees EOF and exits
+                raise
+            finally:
+                child_end.close()
+        except BaseException:
+            if pid:  # forked, then failed: the slot is free once it is reaped
+                self._track(pid, slot)
+            else:
+                heapq.heappush(self.free_slots, slot)  # no process holds it
+            raise
+        return parent_end, pid, self._track(pid, slot)
+
+    def _track(self, pid: int, slot: int) -> int:
         pidfd = os.pidfd_open(pid)
         self.children[pidfd] = (pid, slot)
         self.poller.register(pidfd, select.POLLIN)
-        return parent_end, pid, pidfd
+        return pidfd
 
     def _new_slot(self) -> int:
         self.next_slot += 1
@@ -187,6 +211,7 @@ class Zygote:
             os.waitpid(pid, 0)
             os.close(pidfd)
         self.children.clear()
+        self.jail.close()
 
 
 def warm(executor) -> None:
@@ -232,39 +257,18 @@ def warm(executor) -> None:
         pass  # warming is an optimisation; a real run reports real errors
 
 
-def probe_isolation(uid: int) -> bool:
-    """Can a worker get its own network namespace and uid here? (A root
-    container without CAP_SYS_ADMIN, or a user namespace that does not map
-    the uid, cannot.) Tried in a throwaway child, by the very code workers run."""
-    ours, theirs = socket.socketpair()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            limits = oslimits.WorkerLimits(memory_mb=1024, open_files=16, isolate=True, uid=uid)
-            oslimits.confine(theirs.detach(), limits)
-            code = 0
-        finally:
-            os._exit(code)
-    theirs.close()
-    ours.close()
-    _pid, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-
-
 def main(argv: list[str]) -> None:
     ctl = socket.socket(fileno=int(argv[1]))
     config = json.loads(argv[2])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if config["isolate"] == "auto":
-        config["isolate"] = os.geteuid() == 0 and probe_isolation(config["uid_base"])
     executor = importlib.import_module(config["executor"])
     warm(executor)
     if config.get("diagnostics"):
         importlib.import_module("runtime.workers.diagnostics")
+    jail = Jail.prepare(config)  # last: it may pivot into a tree that has only the import path
     gc.collect()
     gc.freeze()  # keep the warm heap shared copy-on-write with every worker
-    Zygote(ctl, config, executor).serve()
+    Zygote(ctl, config, executor, jail).serve()
 
 
 if __name__ == "__main__":

@@ -54,7 +54,8 @@ def test_secret_function_event_run_audit(make_server, wait_for):
         run = wait_for(lambda: runs_of(api, fid, 1))[0]
         seen.append(str(run))
         assert run["status"] == "success", run
-        assert run["trigger"] == {"type": "event", "event_id": event_id, "scheduled_at": None}
+        assert run["trigger"]["type"] == "event" and run["trigger"]["event_id"] == event_id
+        assert run["trigger"]["event"]["data"] == '{"t": 21}' and run["trigger"]["scheduled_at"] is None
         assert run["result"] == {"key_len": len(SECRET), "echo": "[[SENSITIVE]]", "data": {"t": 21}}
         assert run["logs"][0]["message"] == "using key [[SENSITIVE]]"
         assert run["events_published"] == [

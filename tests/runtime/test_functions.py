@@ -33,6 +33,7 @@ RUN_KEYS = [
     "error",
     "secrets_accessed",
     "events_published",
+    "replay_of",
 ]
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$")
 API_VALUE = "functions-test-api-key-4c1d9e"
@@ -427,7 +428,16 @@ def test_the_run_record_has_exactly_the_documented_shape(env):
     (record,) = service.function_runs(alice, "shape")
     assert list(record) == RUN_KEYS
     assert len(record["id"]) == 32 and record["function_id"] == fn.id and record["function_version"] == 1
-    assert record["trigger"] == {"type": "event", "event_id": accepted["id"], "scheduled_at": None}
+    event = service.store.events.event(accepted["id"])
+    assert record["trigger"] == {
+        "type": "event",
+        "event_id": accepted["id"],
+        "scheduled_at": None,
+        "cron": None,
+        "event": {"name": "shape-in", "data": "ok", "source": "user:alice", "published_at": event["published_at"]},
+        "ledger_change": None,
+    }
+    assert record["replay_of"] is None
     assert record["status"] == "success"
     for key in ("started_at", "finished_at"):
         assert ISO.match(record[key]), record[key]
@@ -553,7 +563,14 @@ def test_schedule_trigger_runs_carry_the_tick(env):
     at = datetime.fromisoformat(tick.replace("Z", "+00:00"))
     assert at.minute % 5 == 0 and at.second == 0
     record = service.engine.run(fn, {"type": "schedule"}, scheduled={"scheduled_at": tick, "cron": "*/5 * * * *"})
-    assert record["trigger"] == {"type": "schedule", "event_id": None, "scheduled_at": tick}
+    assert record["trigger"] == {
+        "type": "schedule",
+        "event_id": None,
+        "scheduled_at": tick,
+        "cron": "*/5 * * * *",
+        "event": None,
+        "ledger_change": None,
+    }
     assert record["result"] == [tick, "*/5 * * * *", "schedule"]
 
 

@@ -33,6 +33,7 @@ RUN_KEYS = [
     "error",
     "secrets_accessed",
     "events_published",
+    "replay_of",
 ]
 
 SOURCE = """\
@@ -112,8 +113,17 @@ def test_deploy_list_get(ready, tmp_path):
     human = ok(cli("functions", "list"))
     assert "reformat" in human and "sensor-test, */5 * * * *" in human and "API_KEY" in human
 
+    assert listing[0]["runs_today"] == {"success": 0, "error": 0, "timeout": 0}
     got = json.loads(ok(cli("functions", "get", "reformat", "--json")))
-    assert got == listing[0] and "source" not in got
+    assert "source" not in got
+    assert {k: v for k, v in got.items() if k != "triggers"} == {
+        k: v for k, v in listing[0].items() if k not in ("triggers", "runs_today")
+    }
+    # `get` adds what the store knows of each trigger: enabled, and a schedule's next tick
+    event_trigger, schedule = got["triggers"]
+    assert event_trigger == {**MANIFEST["triggers"][0], "enabled": True}
+    next_fire = schedule.pop("next_fire_at")
+    assert schedule == {**MANIFEST["triggers"][1], "enabled": True} and next_fire.endswith(":00.000000Z")
     assert json.loads(ok(cli("functions", "get", got["id"], "--json", "--source")))["source"] == SOURCE
     shown = ok(cli("functions", "get", "reformat", "--source"))
     assert "name:         reformat" in shown and 'secrets:      ["API_KEY"]' in shown and SOURCE in shown
@@ -190,7 +200,14 @@ def test_execute_a_name_then_logs_and_runs_show(ready, tmp_path):
     assert '    raise ValueError("refused reading " + str(data["i"]))' in second
     third = json.loads(ok(cli("functions", "execute", "reformat", "--json")))  # no event: manual, event None
     assert third["status"] == "success" and third["result"] == {"ok": True, "i": 0}
-    assert third["trigger"] == {"type": "manual", "event_id": None, "scheduled_at": None}
+    assert third["trigger"] == {
+        "type": "manual",
+        "event_id": None,
+        "scheduled_at": None,
+        "cron": None,
+        "event": None,
+        "ledger_change": None,
+    }
 
     runs = json.loads(ok(cli("functions", "logs", "reformat", "--json")))
     assert [r["status"] for r in runs] == ["success", "error", "success"]  # newest first

@@ -243,3 +243,60 @@ def test_wrong_key_never_decrypts_garbage(filled, settings):
     masterkey.write_key_file(settings.key_path, masterkey.generate())
     with pytest.raises(MasterKeyError, match="does not match"):
         Store.open(settings)
+
+
+# kept versions (issue 13) ------------------------------------------------------
+
+
+def _version_blobs(store):
+    return store.db.all("SELECT secret_id, version, CAST(ciphertext AS BLOB) AS blob FROM secret_versions ORDER BY id")
+
+
+@pytest.fixture
+def versioned(filled):
+    filled.secrets.update("user:alice", "API_KEY", "rotation-value-one-b")
+    filled.secrets.update("user:alice", "API_KEY", "rotation-value-one-c")
+    filled.secrets.update("org:acme", "API_KEY", "rotation-value-three-b")
+    return filled
+
+
+def test_rotation_reencrypts_every_kept_version(versioned, settings):
+    before = [bytes(r["blob"]) for r in _version_blobs(versioned)]
+    assert len(before) == 3
+    key_id, count = versioned.rotate_data_key()
+    assert count == len(VALUES)  # secrets, not versions
+    after = _version_blobs(versioned)
+    assert all(versioned.ring.key_id_of(r["blob"]) == key_id for r in after)
+    assert not set(before) & {bytes(r["blob"]) for r in after}
+    versioned.close()
+    reopened = Store.open(settings)  # the old data key is gone: the versions must open under the new one
+    reopened.secrets.restore("user:alice", "API_KEY", 1)
+    assert reopened.secrets.reveal("user:alice", "API_KEY").reveal() == "rotation-value-one"
+    reopened.secrets.restore("org:acme", "API_KEY", 1)
+    assert reopened.secrets.reveal("org:acme", "API_KEY").reveal() == "rotation-value-three"
+    reopened.close()
+
+
+def test_versions_restore_after_a_master_then_data_rotation(versioned, settings):
+    versioned.rotate_master_key()
+    versioned.rotate_data_key()
+    versioned.close()
+    reopened = Store.open(settings)
+    reopened.secrets.restore("user:alice", "API_KEY", 2)
+    assert reopened.secrets.reveal("user:alice", "API_KEY").reveal() == "rotation-value-one-b"
+    reopened.close()
+
+
+def test_rotation_stops_at_a_tampered_version_and_changes_nothing(versioned):
+    with versioned.db.transaction() as conn:
+        blob = bytearray(conn.execute("SELECT ciphertext FROM secret_versions WHERE version = 2").fetchone()[0])
+        blob[-2] ^= 0x01
+        conn.execute("UPDATE secret_versions SET ciphertext = ? WHERE version = 2", (bytes(blob),))
+    ring_before, texts_before = _ring_rows(versioned), _ciphertexts(versioned)
+    versions_before = [tuple(r) for r in _version_blobs(versioned)]
+    with pytest.raises(DecryptionError, match="version 2 of secret API_KEY of user:alice cannot be decrypted"):
+        versioned.rotate_data_key()
+    assert _ring_rows(versioned) == ring_before and _ciphertexts(versioned) == texts_before
+    assert [tuple(r) for r in _version_blobs(versioned)] == versions_before
+    versioned.secrets.restore("user:alice", "API_KEY", 1)  # the others still open under the kept key
+    assert versioned.secrets.reveal("user:alice", "API_KEY").reveal() == "rotation-value-one"

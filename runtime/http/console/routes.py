@@ -24,13 +24,15 @@ import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from runtime.events.streams import RUNS
 from runtime.http.auth_throttle import client_address
 from runtime.http.console.security import COOKIE, PAGE_HEADERS, check_csrf, check_origin, cookie_options
 from runtime.http.live import frame, open_stream
 from runtime.manifest import files_from_json
-from runtime.service import Service
+from runtime.service import Service, no_runs
 from store.errors import (
     Conflict,
     DeployError,
@@ -42,6 +44,7 @@ from store.errors import (
     TooManyRequests,
     Unauthorized,
 )
+from store.secrets import ImportRefused
 from store.sessions import Session
 
 HERE = Path(__file__).parent
@@ -212,13 +215,56 @@ async def secret_new(request: Request, session: Session) -> Response:
     return _page(request, "secret_new.html", session, status=422 if error else 200, error=error, name=name)
 
 
+# secret import and restore (issue 13) -------------------------------------------------
+# Before /secrets/{name}, which would take "import" for a name. The imported text goes one
+# way only, like a value: into Service.import_secrets. No template receives it, so a
+# refused import shows its problems (lines and names) over an empty form.
+
+
+@page("/secrets/import", methods=("GET", "POST"))
+async def secrets_import(request: Request, session: Session) -> Response:
+    """GET: the import form (a file or pasted text). POST: import all or nothing; the page
+    then names what was created and updated, or every problem by line."""
+    service, org = _service(request), _org(request)
+    if request.method == "GET":
+        return _page(request, "secrets_import.html", session, problems=[], result=None, update=False)
+    check_origin(request)
+    max_bytes = service.settings.secret_import_max_bytes
+    form = await request.form()
+    try:
+        check_csrf(session.csrf, form.get("csrf"))
+        update = form.get("update") == "1"
+        upload = form.get("file")
+        content: bytes | str = ""
+        if isinstance(upload, UploadFile) and upload.filename:
+            content = await upload.read(max_bytes + 1)  # one byte past the limit says "too big"
+        if not content:
+            text = form.get("content")
+            content = text if isinstance(text, str) else ""
+        problems: list[str] = []
+        result = None
+        try:
+            result = service.import_secrets(session.user, content, update=update, org=org)
+        except ImportRefused as exc:
+            problems = exc.issues
+        except (InvalidInput, TooLarge) as exc:
+            problems = [exc.message]
+    finally:
+        await form.close()
+    status = 422 if problems else 200
+    return _page(
+        request, "secrets_import.html", session, status=status, problems=problems, result=result, update=update
+    )
+
+
 @page("/secrets/{name}")
 async def secret_detail(request: Request, session: Session) -> Response:
     service, org = _service(request), _org(request)
     name = request.path_params["name"]
     info = service.get_secret(session.user, name, org)
     accesses = service.audit(session.user, name, org, limit=20)
-    return _page(request, "secret_detail.html", session, secret=info, accesses=accesses)
+    versions = service.secret_versions(session.user, name, org)
+    return _page(request, "secret_detail.html", session, secret=info, accesses=accesses, versions=versions)
 
 
 @page("/secrets/{name}/edit", methods=("GET", "POST"))
@@ -250,28 +296,40 @@ async def secret_delete(request: Request, session: Session) -> Response:
     return _redirect(_with_org("/secrets", org))
 
 
+@page("/secrets/{name}/versions/{version}/restore", methods=("GET", "POST"))
+async def secret_restore(request: Request, session: Session) -> Response:
+    """GET asks "restore version N?" (a page, so it works without JavaScript); POST restores."""
+    service, org = _service(request), _org(request)
+    name = request.path_params["name"]
+    try:
+        version = int(request.path_params["version"])
+    except ValueError:
+        raise NotFound(f"secret {name} has no such version") from None
+    if request.method == "GET":
+        info = service.get_secret(session.user, name, org)
+        versions = service.secret_versions(session.user, name, org)
+        chosen = next((v for v in versions if v.number == version), None)
+        if chosen is None:
+            raise NotFound(f"secret {name} has no kept version {version}")
+        return _page(request, "secret_restore.html", session, secret=info, version=chosen)
+    await _form(request, session)
+    service.restore_secret(session.user, name, version, org)  # NotFound, Conflict for the current one
+    return _redirect(_with_org(f"/secrets/{name}", org))
+
+
 # logic functions --------------------------------------------------------------------
 
 STARTER_SOURCE = 'import logic\n\n\ndef main(event):\n    logic.log.info("got", event.name)\n    return {"ok": True}\n'
-
-
-def _today_counts(runs: list[dict[str, Any]], now: datetime) -> dict[str, int]:
-    today = now.astimezone(UTC).strftime("%Y-%m-%d")
-    counts = {"success": 0, "error": 0, "timeout": 0}
-    for run in runs:
-        if str(run.get("started_at", "")).startswith(today) and run.get("status") in counts:
-            counts[run["status"]] += 1
-    return counts
 
 
 @page("/logic")
 async def logic_list(request: Request, session: Session) -> Response:
     service, org = _service(request), _org(request)
     rows = []
-    now = service.clock()
+    today = service.runs_today(session.user, org)  # the CLI's `functions list` counts, the same answer
     for fn in service.list_functions(session.user, org):
-        runs = service.function_runs(session.user, fn.id, org)
-        rows.append({"fn": fn, "last": runs[0] if runs else None, "today": _today_counts(runs, now)})
+        last = service.function_runs(session.user, fn.id, org, limit=1)
+        rows.append({"fn": fn, "last": last[0] if last else None, "today": today.get(fn.id) or no_runs()})
     return _page(request, "logic.html", session, functions=rows)
 
 
@@ -354,6 +412,18 @@ async def function_runs_stream(request: Request, session: Session) -> Response:
     return response
 
 
+@page("/logic/{ref}/runs/{run_id}/replay", methods=("POST",))
+async def function_run_replay(request: Request, session: Session) -> Response:
+    """The Replay button of a run: the current version runs again with that run's input;
+    back to the function page, where the new run (marked as a replay) leads the log."""
+    await _form(request, session)  # the origin and CSRF checks: what to replay is in the path
+    service, org = _service(request), _org(request)
+    ref, run_id = request.path_params["ref"], request.path_params["run_id"]
+    fn = service.get_function(session.user, ref, org)
+    record = await run_in_threadpool(service.replay_run, session.user, run_id, fn.id, org)  # a run takes a while
+    return _redirect(_with_org(f"/logic/{fn.name}", org) + f"#run-{record['id']}")
+
+
 @page("/logic/{ref}/enabled", methods=("POST",))
 async def function_enabled(request: Request, session: Session) -> Response:
     form = await _form(request, session)
@@ -373,9 +443,32 @@ async def integrations_list(request: Request, session: Session) -> Response:
 
 @page("/audit")
 async def audit_page(request: Request, session: Session) -> Response:
+    """Two views (links, so no JavaScript is needed): the accesses, and `?view=changes`."""
+    service, org = _service(request), _org(request)
     secret = request.query_params.get("secret") or None
-    rows = _service(request).audit(session.user, secret, _org(request), limit=200)
-    return _page(request, "audit.html", session, accesses=rows, secret=secret)
+    function = request.query_params.get("function") or None
+    view = "changes" if request.query_params.get("view") == "changes" else "accesses"
+    accesses, changes = [], []
+    if view == "changes":
+        changes = service.list_changes(session.user, org, secret=secret, function=function, limit=200)
+    else:
+        accesses = service.audit(session.user, secret, org, limit=200)
+    owner = {"org": org} if org else {}
+    tab_urls = {
+        "accesses": "/audit" + ("?" + urlencode(owner) if owner else ""),
+        "changes": "/audit?" + urlencode({**owner, "view": "changes"}),
+    }
+    return _page(
+        request,
+        "audit.html",
+        session,
+        view=view,
+        accesses=accesses,
+        changes=changes,
+        secret=secret,
+        function=function,
+        tab_urls=tab_urls,
+    )
 
 
 def _token_form_once(session: Session, tokens: list[dict[str, Any]]) -> str:

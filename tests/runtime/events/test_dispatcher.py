@@ -83,7 +83,14 @@ def test_cron_tick_runs_with_the_scheduled_context(world):
     service.dispatcher().drain()
     [run] = service.function_runs(actor, "every-minute")
     assert run["result"] == ["2026-03-01T12:01:00.000000Z", "* * * * *", "schedule"]
-    assert run["trigger"] == {"type": "schedule", "event_id": None, "scheduled_at": "2026-03-01T12:01:00.000000Z"}
+    assert run["trigger"] == {
+        "type": "schedule",
+        "event_id": None,
+        "scheduled_at": "2026-03-01T12:01:00.000000Z",
+        "cron": "* * * * *",
+        "event": None,
+        "ledger_change": None,
+    }
 
 
 def deploy_rows(service, actor, name, source, triggers):
@@ -374,9 +381,19 @@ def test_history_past_its_retention_is_pruned(tmp_path):
             [Access(actor.owner, "OLD_KEY", "logic_function", "f", "f", "r1", iso(clock.now - timedelta(days=4)))]
         )
         service.publish_event(actor, "nobody-listens", None)
-        assert service.prune_history() == {"events_and_deliveries": 0, "audit_rows": 0, "console_sessions": 0}
+        assert service.prune_history() == {
+            "events_and_deliveries": 0,
+            "audit_rows": 0,
+            "console_sessions": 0,
+            "change_rows": 0,
+        }
         clock.now += timedelta(days=8)
-        assert service.prune_history() == {"events_and_deliveries": 1, "audit_rows": 1, "console_sessions": 0}
+        assert service.prune_history() == {
+            "events_and_deliveries": 1,
+            "audit_rows": 1,
+            "console_sessions": 0,
+            "change_rows": 0,
+        }
         assert service.get_secret(actor, "OLD_KEY").last_accessed_at is not None  # kept
     finally:
         service.close()

@@ -201,6 +201,6 @@ def test_the_chain_depth_setting_ends_run_chains_and_hook_chains_alike(raised, r
     assert run["status"] == "error"
     assert "event chain depth limit of 1 reached" in run["error"]["message"]
     assert events_named(service, "chain-c") == 0
-    assert sorted(r.path for r in receiver.requests) == ["/b", "/d"]
+    assert sorted(r.path.partition("?")[0] for r in receiver.requests) == ["/b", "/d"]  # a GET: defaults in the query
     assert events_named(service, "hook-response/chain-b") == 0
     assert events_named(service, "hook-response/chain-direct") == 1  # depth 1 <= 1

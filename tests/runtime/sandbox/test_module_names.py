@@ -68,8 +68,8 @@ PINNED = {
     "random": "Random betavariate choice choices expovariate gammavariate gauss getrandbits lognormvariate "
     "normalvariate paretovariate randbytes randint random randrange sample seed shuffle triangular "
     "uniform vonmisesvariate weibullvariate",
-    "logic": "LedgerError MERGE PublishLimitError REPLACE data_url_decode data_url_encode encoding get_context "
-    "ledger log publish",
+    "logic": "LedgerError MERGE MaskError PublishLimitError REPLACE data_url_decode data_url_encode encoding "
+    "get_context ledger log mask publish",
     "cbor": "Tag decode encode",
 }
 LISTED = {"math": (math, MATH_NAMES), "zlib": (zlib, ZLIB_NAMES), "itertools": (itertools, ITERTOOLS_NAMES)}

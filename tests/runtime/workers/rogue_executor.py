@@ -6,8 +6,11 @@ worker forked by a real zygote (WorkerPool(executor="tests.runtime.workers.rogue
 """
 
 import ctypes
+import errno
+import json
 import os
 import resource
+import signal
 import socket
 import struct
 import time
@@ -105,7 +108,176 @@ def run_function(fn, context, host, *, declared_secrets, limits):
         return RunOutcome("success", "[" * 500 + "]" * 500, None)
     elif behaviour == "nested-error-fields":
         return RunOutcome("error", None, {"type": [[[[["x"]]]]], "message": "m", "traceback": ""})
+    elif behaviour == "done-twice-then-hang":  # its answer and a forged one for the next run, in one write
+        done = {"op": "done", "status": "success", "error": None, "cached": False}
+        host._sock.sendall(_encode({**done, "result_json": '"first"'}) + _encode({**done, "result_json": '"forged"'}))
+        time.sleep(100)  # stays quiet: nothing more on the socket to give it away
+    elif behaviour.startswith("jail:"):  # an escape from the language layer: what does the OS let it do?
+        _, action, arg = (behaviour.split(":", 2) + [""])[:3]
+        return RunOutcome("success", json.dumps(_attempt(JAIL_PROBES[action], arg)), None)
     return RunOutcome("success", "null", None)
+
+
+# -- escapes from the language layer (tests/security/test_worker_jail.py) -------------------------
+# Each probe is unrestricted Python; its answer is {"ok": what it got} or {"errno": "EPERM"}.
+# A probe the seccomp filter kills never answers: its run ends "crashed" (SIGSYS).
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+_libc.syscall.restype = ctypes.c_long
+PTRACE_ATTACH = 16
+
+
+def _attempt(probe, arg: str) -> dict:
+    try:
+        return {"ok": probe(arg)}
+    except OSError as exc:
+        return {"errno": errno.errorcode.get(exc.errno or 0, str(exc.errno))}
+    except ValueError as exc:  # resource.setrlimit above the hard limit
+        return {"refused": str(exc)}
+
+
+def _libc_result(rc: int):
+    if rc < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return rc
+
+
+def _read(path: str) -> str:
+    with open(path, "rb") as handle:
+        return handle.read(64).decode("latin-1")
+
+
+def _write(path: str) -> str:
+    with open(path, "w") as handle:
+        handle.write("x" * 10)
+    return "written"
+
+
+def _connect_unix(path: str) -> str:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(path)
+    return "connected"
+
+
+def _connect_tcp(port: str) -> str:
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=2):
+        return "connected"
+
+
+def _udp(_arg: str) -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(b"x", ("127.0.0.1", 9))
+    return "sent"
+
+
+def _fork(_arg: str) -> str:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return "forked"
+
+
+def _fork_bomb(_arg: str) -> str:
+    children = 0
+    try:
+        while children < 10_000:
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(5)
+                os._exit(0)
+            children += 1
+    finally:
+        for _ in range(children):
+            os.wait()
+    return f"{children} children"  # not reached while fork fails
+
+
+def _execve(path: str) -> str:
+    os.execv(path, [path, "-c", "true"])
+    return "exec'd"  # not reached
+
+
+def _ptrace(pid: str) -> int:
+    return _libc_result(_libc.ptrace(PTRACE_ATTACH, int(pid), None, None))
+
+
+def _mount(_arg: str) -> int:
+    return _libc_result(_libc.mount(b"none", b"/tmp", b"tmpfs", 0, None))
+
+
+def _kill(pid: str) -> str:
+    os.kill(int(pid), signal.SIGKILL)
+    return "killed"
+
+
+def _prlimit(pid: str) -> list:
+    return list(resource.prlimit(int(pid), resource.RLIMIT_NOFILE))
+
+
+def _raise_memory_limit(_arg: str) -> list:
+    resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    return list(resource.getrlimit(resource.RLIMIT_AS))
+
+
+def _allocate(mb: str) -> int:
+    return len(bytearray(int(mb) * 1024 * 1024))
+
+
+def _touch(mb: str) -> int:
+    """Memory the kernel charges (b"x" * n writes every page; bytearray(n) would not)."""
+    chunks = [b"x" * (8 << 20) for _ in range(int(mb) // 8)]
+    return len(chunks)
+
+
+def _x32_socket(_arg: str) -> int:
+    return _libc_result(_libc.syscall(ctypes.c_long(0x40000000 | 41), socket.AF_INET, socket.SOCK_STREAM, 0))
+
+
+# i386 `int 0x80` from a 64-bit process: eax = nr, ebx/ecx/edx = args (a MAP_32BIT page).
+_INT80 = bytes.fromhex("5389f889f34189c889d14489c2cd805bc3")
+
+
+def _i386_socket(_arg: str) -> int:
+    _libc.mmap.restype = ctypes.c_void_p
+    _libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    page = _libc.mmap(None, 4096, 7, 0x02 | 0x20 | 0x40, -1, 0)  # RWX, private, anonymous, 32-bit
+    if page in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "mmap")
+    ctypes.memmove(page, _INT80, len(_INT80))
+    call = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint, ctypes.c_uint)(page)
+    ctypes.memmove(page + 256, struct.pack("<III", socket.AF_INET, socket.SOCK_STREAM, 0), 12)
+    rc = call(102, 1, page + 256, 0)  # socketcall(SYS_SOCKET, [AF_INET, SOCK_STREAM, 0])
+    if rc < 0:
+        raise OSError(-rc, os.strerror(-rc))
+    return rc
+
+
+JAIL_PROBES = {
+    "read": _read,
+    "listdir": lambda path: sorted(os.listdir(path))[:20],
+    "stat": lambda path: os.stat(path).st_mode,
+    "write": _write,
+    "unix": _connect_unix,
+    "tcp": _connect_tcp,
+    "udp": _udp,
+    "fork": _fork,
+    "forkbomb": _fork_bomb,
+    "execve": _execve,
+    "ptrace": _ptrace,
+    "mount": _mount,
+    "kill": _kill,
+    "prlimit": _prlimit,
+    "unlimit-memory": _raise_memory_limit,
+    "allocate": _allocate,
+    "touch": _touch,
+    "x32": _x32_socket,
+    "i386": _i386_socket,
+    "facts": lambda _arg: {"pid": os.getpid(), "uid": os.getuid()},
+    "hostname": lambda _arg: os.uname().nodename,
+}
 
 
 def _send_raw(host, message: dict) -> None:

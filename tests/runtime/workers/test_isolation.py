@@ -43,8 +43,26 @@ def test_cpu_and_memory_limits_follow_the_run(pool):
     assert hard_cpu == resource.RLIM_INFINITY
 
 
+def _host_view_of_fds(pid: int) -> dict[str, str]:
+    """A worker's open descriptors as the host's /proc shows them (inside, the seccomp filter
+    refuses even fstat)."""
+    return {fd: os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+
+
 def test_only_the_ipc_socket_is_open(pool):
-    fds = pool.diagnose("user:fds")["fds"]
+    fds = _host_view_of_fds(pool.diagnose("user:fds")["worker_pid"])
+    assert fds["0"] == fds["1"] == fds["2"] == "/dev/null"
+    assert fds["3"].startswith("socket:")
+    assert set(fds) == {"0", "1", "2", "3"}
+
+
+def test_from_inside_the_filter_shows_nothing_of_the_descriptors(pool):
+    assert pool.diagnose("user:fds-inside")["fds"] == {}  # fstat: EPERM
+
+
+def test_without_the_filter_the_worker_sees_the_same_descriptors():
+    with WorkerPool(make_settings(worker_seccomp="off"), diagnostics=True, executor=EXECUTOR) as pool:
+        fds = pool.diagnose("user:fds")["fds"]
     assert fds["0"] == fds["1"] == fds["2"] == "/dev/null"
     assert fds["3"].startswith("socket:")
     assert set(fds) == {"0", "1", "2", "3"}
@@ -68,16 +86,71 @@ def test_root_isolates_when_the_host_allows(pool):
         pytest.skip("root, but this host refuses a network namespace or a uid change (no CAP_SYS_ADMIN?)")
 
 
+def _status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as handle:
+        return dict(line.split(":\t", 1) for line in handle.read().splitlines() if ":\t" in line)
+
+
+def test_every_worker_runs_under_the_seccomp_filter(pool):
+    # No root needed: seccomp applies on every path (only no_new_privs).
+    facts = pool.diagnose("user:seccomp")
+    status = _status(facts["worker_pid"])
+    assert status["Seccomp"].strip() == "2"  # filter mode
+    assert status["NoNewPrivs"].strip() == "1"
+    assert pool.layers.seccomp == "on"
+
+
 @pytest.mark.skipif(not IS_ROOT, reason="the root-only isolation path")
-def test_root_path_drops_uid_network_and_fork(pool, listener):
+def test_root_path_empties_every_capability_set(pool):
     if not pool.isolated:
         pytest.skip("this host refuses the isolation")
-    facts = pool.diagnose("user:root-path", connect_port=listener, try_fork=True, try_setuid0=True)
-    assert facts["uid"] != 0 and facts["euid"] != 0 and facts["gid"] != 0
-    assert facts["groups"] == []
-    assert facts["connect"].startswith("error")  # a private, empty network namespace
-    assert facts["fork"].startswith("error")  # RLIMIT_NPROC bites once not root
-    assert facts["setuid0"].startswith("error")
+    status = _status(pool.diagnose("user:caps")["worker_pid"])
+    for name in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert int(status[name], 16) == 0, (name, status[name])
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the root-only isolation path")
+def test_root_path_gives_each_worker_namespaces_of_its_own(pool):
+    if not pool.isolated:
+        pytest.skip("this host refuses the isolation")
+    first = pool.diagnose("user:ns-a")
+    second = pool.diagnose("user:ns-b")
+    spaces = ("mnt", "pid", "ipc", "uts", "net")
+    ours = {name: os.readlink(f"/proc/self/ns/{name}") for name in spaces}
+    for facts in (first, second):
+        theirs = {name: os.readlink(f"/proc/{facts['worker_pid']}/ns/{name}") for name in spaces}
+        for name in spaces:
+            assert theirs[name] != ours[name], name
+        assert facts["pid"] == 1  # alone in its pid namespace
+        assert facts["hostname"] is None  # uname: EPERM (the kernel's version is not given away)
+    for name in spaces:  # and not one shared by the workers
+        assert os.readlink(f"/proc/{first['worker_pid']}/ns/{name}") != os.readlink(
+            f"/proc/{second['worker_pid']}/ns/{name}"
+        ), name
+    assert pool.layers.namespaces == ("mount", "pid", "ipc", "uts", "net")
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="the root-only isolation path")
+def test_root_path_drops_uid_network_and_fork():
+    # The namespaces and the uid on their own, behind no seccomp filter (which would kill
+    # the worker at socket() before the network namespace is ever tried).
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    port = server.getsockname()[1]
+    settings = make_settings(worker_seccomp="off")
+    with server, WorkerPool(settings, diagnostics=True, executor=EXECUTOR) as pool:
+        if not pool.isolated:
+            pytest.skip("this host refuses the isolation")
+        facts = pool.diagnose("user:root-path", connect_port=port, try_fork=True, try_setuid0=True)
+        assert facts["uid"] != 0 and facts["euid"] != 0 and facts["gid"] != 0
+        assert facts["groups"] == []
+        assert facts["connect"] == "error: Network is unreachable"  # a private, empty network namespace
+        assert facts["fork"] == "error: Resource temporarily unavailable"  # RLIMIT_NPROC bites once not root
+        assert facts["setuid0"] == "error: Operation not permitted"
+        assert facts["hostname"] == "worker"  # its own uts namespace; the host's name is untouched
+        assert os.uname().nodename != "worker"
+        assert pool.layers.missing["seccomp"] == "turned off by LOGIC_WORKER_SECCOMP=off"
 
 
 @pytest.mark.skipif(not IS_ROOT, reason="the root-only isolation path")
@@ -99,19 +172,37 @@ def test_other_workers_cannot_be_signalled(pool):
     assert victim["uid"] != attacker["uid"]
 
 
-def test_non_root_path_works_with_isolation_off(listener):
-    """Without root there is no netns and no uid change: only rlimits and the sandbox."""
-    with WorkerPool(make_settings(), isolate=False, diagnostics=True, executor=EXECUTOR) as pool:
+def test_non_root_path_works_with_isolation_off(listener, caplog):
+    """Without root (here: isolation off) there is no namespace, uid change or cgroup: the
+    seccomp filter, the rlimits and the sandbox stand; the pool says so as a warning."""
+    with caplog.at_level("WARNING", logger="logic.workers"):
+        pool = WorkerPool(make_settings(), isolate=False, diagnostics=True, executor=EXECUTOR)
+    with pool:
         assert pool.isolated is False
+        why = "isolation is turned off"
+        assert pool.layers.missing == {"namespaces": why, "uid": why, "cgroups": why}
+        assert pool.layers.summary() == (
+            f"isolation: seccomp, rlimits; missing: namespaces ({why}); uid ({why}); cgroups ({why})"
+        )
+        assert f"worker jail incomplete: {pool.layers.summary()}" in caplog.text
         result = pool.run(make_job(OK_SOURCE), no_secrets)
         assert result.status == "success"
-        facts = pool.diagnose("user:alice", connect_port=listener)
+        facts = pool.diagnose("user:alice")
         assert facts["uid"] == os.getuid()
-        assert facts["connect"] == "ok"  # documented: the host network stays reachable
+        assert facts["pid"] == facts["worker_pid"]  # the host's pid namespace
+        assert _status(facts["worker_pid"])["Seccomp"].strip() == "2"
         assert facts["rlimits"]["RLIMIT_FSIZE"] == [0, 0]
         assert facts["rlimits"]["RLIMIT_NOFILE"] == [16, 16]
         assert facts["environ"] == {}
-        assert set(facts["fds"]) == {"0", "1", "2", "3"}
+        assert set(_host_view_of_fds(facts["worker_pid"])) == {"0", "1", "2", "3"}
+
+
+def test_with_every_layer_off_the_host_network_stays_reachable(listener):
+    """Documented: isolation and seccomp both off leave only the rlimits and the sandbox."""
+    settings = make_settings(worker_seccomp="off")
+    with WorkerPool(settings, isolate=False, diagnostics=True, executor=EXECUTOR) as pool:
+        assert pool.layers.summary().startswith("isolation: rlimits; missing: seccomp (turned off")
+        assert pool.diagnose("user:alice", connect_port=listener)["connect"] == "ok"
 
 
 def test_isolation_needs_root():

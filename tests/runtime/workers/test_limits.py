@@ -89,20 +89,23 @@ def signal_read(event: threading.Event):
 
 
 def test_worker_killed_by_sigsegv_mid_run_is_crashed(pool):
+    # The worker faults in the middle of a run, after a round trip to the parent. (A real
+    # fault: a worker that is pid 1 of its own namespace ignores a SIGSEGV sent from
+    # outside, as init does; only a fault of its own, or SIGKILL, ends it.)
     owner = "user:segv"
     pid = pool.run(make_job(OK_SOURCE, owner=owner), no_secrets).worker_pid
-    results = []
-    in_the_run = threading.Event()
-    thread = threading.Thread(
-        target=lambda: results.append(pool.run(loop_after_a_secret(owner), signal_read(in_the_run)))
+    source = (
+        "def main(secrets):\n    key = secrets.GO\n    x = iter([1])\n    for i in range(200000):\n"
+        "        x = map(abs, x)\n    return next(x)\n"
     )
-    thread.start()
-    assert in_the_run.wait(10)  # the worker asked for the secret: it is inside the run
-    os.kill(pid, signal.SIGSEGV)  # what a C-level crash looks like from outside
-    thread.join()
-    assert results[0].worker_pid == pid
-    assert results[0].status == "crashed"
-    assert "SIGSEGV" in results[0].error["message"]
+    in_the_run = threading.Event()
+    result = pool.run(make_job(source, owner=owner, secrets=("GO",), timeout_s=3.0), signal_read(in_the_run))
+    assert in_the_run.is_set()  # the worker asked for the secret: it was inside the run
+    if result.status == "memory_exceeded":  # a Python where the chain outgrows memory first
+        pytest.skip("this Python ran out of memory before the C stack")
+    assert result.worker_pid == pid
+    assert result.status == "crashed"
+    assert "SIGSEGV" in result.error["message"]
     assert_healthy(pool, owner)
 
 

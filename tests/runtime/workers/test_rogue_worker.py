@@ -194,3 +194,12 @@ def test_a_frame_of_huge_integers_is_a_protocol_crash_not_parent_cpu(rogue):
     assert result.status == "crashed"
     assert result.error["message"] == "the worker broke the protocol: frame is not valid JSON"
     assert result.duration_ms < 10_000  # refused at once, not at the 20 s deadline
+
+
+def test_frames_sent_past_done_do_not_answer_the_next_run():
+    """A worker that sends its answer and, in the same write, a forged answer for the next
+    run: the parent reads both in one recv, and the forged one must not reach the next job."""
+    with WorkerPool(make_settings(workers=1), executor=ROGUE) as pool:
+        assert run(pool, "done-twice-then-hang").result == "first"
+        nxt = run(pool, "fine")
+        assert (nxt.status, nxt.result) == ("success", None)
