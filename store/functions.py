@@ -266,11 +266,8 @@ class FunctionStore:
         """Store a redacted run record, with its raw trigger input (for replay) sealed under
         the key ring for `owner`; on the function's first run in this process and every
         _PRUNE_EVERY runs after it, drop the oldest beyond `runs_kept` (caller's transaction)."""
-        sealed = None
-        if trigger_input is not None:
-            if owner is None:
-                raise ValueError("a run's input is sealed for its owner: pass owner")
-            sealed = self.secrets.ring.seal(json.dumps(trigger_input), owner, _input_name(record["id"]))
+        if trigger_input is not None and owner is None:
+            raise ValueError("a run's input is sealed for its owner: pass owner")
         function_id = record["function_id"]
         with self._unpruned_lock:
             # The first run of a function in this process prunes too: a process that runs it
@@ -280,6 +277,13 @@ class FunctionStore:
             if prune:
                 self._unpruned[function_id] = 0
         with self.db.transaction() as conn:
+            sealed = None
+            if trigger_input is not None:
+                # Sealed inside the write transaction, after catching up with a rotation made by
+                # another process: a data key it dropped would leave this input undecryptable.
+                ring = self.secrets.ring
+                ring.refresh()
+                sealed = ring.seal(json.dumps(trigger_input), cast(str, owner), _input_name(record["id"]))
             try:
                 conn.execute(
                     "INSERT INTO runs (id, function_id, function_version, status, started_at, record, input, "

@@ -193,6 +193,39 @@ def test_key_rotation_reseals_run_inputs_and_drops_one_that_no_longer_decrypts(w
         service.replay_run(alice, broken["id"])
 
 
+def test_a_run_after_a_rotation_by_another_process_is_sealed_under_the_new_key(world):
+    """`logic keys rotate` in another process drops the data key this server still holds in
+    memory: an input sealed with it would never decrypt again (found by the PostgreSQL review)."""
+    from store import Store
+
+    service, alice, _ = world
+    # No secret read: a read would make the ring catch up on its own (the value's key is new).
+    service.deploy_function(
+        alice,
+        files_from_json(
+            {
+                "name": "plain",
+                "source": "def main(event):\n    return event.data\n",
+                "triggers": [{"type": "event", "event_name": "replay-plain"}],
+            }
+        ),
+    )
+    service.execute_function(alice, "plain", event_name="replay-plain", data="warm")  # the ring in use
+    other = Store.open(service.settings)
+    try:
+        new_key, _count = other.rotate_data_key()
+    finally:
+        other.close()
+    record = service.execute_function(alice, "plain", event_name="replay-plain", data="after rotation elsewhere")
+    blob = service.store.db.one("SELECT input FROM runs WHERE id = ?", (record["id"],))[0]
+    assert service.store.ring.key_id_of(blob) == new_key
+    fresh = Store.open(service.settings)
+    try:
+        assert "after rotation elsewhere" in json.dumps(fresh.functions.run_input(record["id"]))
+    finally:
+        fresh.close()
+
+
 def test_a_ledger_change_run_replays_the_change_it_saw(settings):
     from store import Store
     from tests.support import in_process_service
