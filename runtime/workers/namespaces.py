@@ -53,6 +53,11 @@ _TMP_TMPFS = "size=64k,mode=1777"
 # hide a source (a mount in our own namespace is invisible to the host).
 _STAGING = ("/mnt", "/media", "/srv", "/opt", "/var/tmp", "/tmp")
 
+# Whether a worker gets an empty /tmp of its own: not when the package or the interpreter
+# lives under /tmp (a checkout in /tmp), since a tmpfs there would hide it; set by build_root
+# in the zygote, inherited by every worker it forks.
+private_tmp = True
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
@@ -132,7 +137,9 @@ def build_root(sources: list[str]) -> None:
     for link, target_dir in (("lib", "usr/lib"), ("lib64", "usr/lib64")):
         if not os.path.lexists(f"{staging}/{link}") and os.path.isdir(f"{staging}/{target_dir}"):
             os.symlink(target_dir, f"{staging}/{link}")
-    os.mkdir(f"{staging}/tmp", 0o755)
+    global private_tmp
+    private_tmp = not any(s == "/tmp" or s.startswith("/tmp/") for s in sources)
+    os.makedirs(f"{staging}/tmp", 0o755, exist_ok=True)  # it exists when a source lives under /tmp
     os.chdir(staging)
     # pivot_root(".", "."): the old root ends up on top of the new one; detach it.
     _check(_libc.syscall(SYS_PIVOT_ROOT, b".", b"."), "pivot_root")
@@ -177,7 +184,7 @@ def enter_worker_namespaces(mount: bool, network_only: bool = False) -> None:
     if mount:
         flags |= CLONE_NEWNS
     unshare(flags, "mount, ipc, uts, net" if mount else "ipc, uts, net")
-    if mount:
+    if mount and private_tmp:
         _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, _TMP_TMPFS)
     _check(_libc.sethostname(WORKER_HOSTNAME, len(WORKER_HOSTNAME)), "sethostname")
 

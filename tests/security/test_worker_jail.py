@@ -339,7 +339,12 @@ def test_logic_serve_prints_its_layers(tmp_path):
         server = subprocess.Popen([*logic, "serve", "--port", str(free_port())], env=env, stdout=out, stderr=out)
     try:
         deadline = time.monotonic() + 30
-        while "isolation:" not in log.read_text() and server.poll() is None and time.monotonic() < deadline:
+
+        # The warning (which quotes the line) may come first: wait for the printed line itself.
+        def printed() -> bool:
+            return any(line.startswith("isolation:") for line in log.read_text().splitlines())
+
+        while not printed() and server.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         text = log.read_text()
     finally:
