@@ -189,12 +189,14 @@ def limit_run(timeout_s: float, memory_mb: int, hard_memory_mb: int) -> None:
     CPU: SIGXCPU one second past the run's own CPU budget (the parent's wall
     clock kills it sooner in most cases; this catches a worker that ignores
     its socket). The hard CPU limit stays unlimited so the next run can set
-    its own budget. Memory: the soft address-space limit is the job's
-    memory, never above the hard limit fixed at spawn.
+    its own budget. Memory: the job's memory, never above the limit fixed at
+    spawn, as both the soft and the hard address-space limit, so code that
+    escaped the language layer cannot raise it (the pool reuses a worker only
+    for jobs of the same memory limit: pool.Binding).
     """
     usage = resource.getrusage(resource.RUSAGE_SELF)
     soft_cpu = math.ceil(usage.ru_utime + usage.ru_stime) + math.ceil(timeout_s) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (soft_cpu, resource.RLIM_INFINITY))
     memory = min(memory_mb, hard_memory_mb) * 1024 * 1024
-    if resource.getrlimit(resource.RLIMIT_AS)[0] != memory:
-        resource.setrlimit(resource.RLIMIT_AS, (memory, hard_memory_mb * 1024 * 1024))
+    if resource.getrlimit(resource.RLIMIT_AS) != (memory, memory):
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))

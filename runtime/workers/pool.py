@@ -8,8 +8,8 @@ event, result and frame caps. No thread per run: the calling thread waits on
 the socket with a deadline.
 
 Worker lifecycle: spawned by the zygote on demand (or handed over pre-forked),
-owned by the first owner it runs for and by no one else for its life, reused
-for that owner while idle, and discarded after a timeout, a memory limit, a
+bound to the first job it runs for — its owner, its declared secrets and its memory
+limit (a `Binding`) — and reused only for jobs of that same binding, and discarded after a timeout, a memory limit, a
 crash, a protocol violation, an output flood, or `worker_max_runs` runs.
 At capacity (`settings.workers`) an idle worker of another owner is evicted;
 when every worker is busy, run() waits. One owner has at most
@@ -61,6 +61,23 @@ _ERROR_FIELDS = ("type", "message", "traceback")
 _KERNEL_MEMORY_MB = 32  # the memory cgroup's room above RLIMIT_AS: page tables, socket buffers, /tmp
 
 
+# What an idle worker may be reused for: (owner, declared secrets, memory limit in MiB).
+# Threat: code that escaped the language layer stays in its worker. Reused for another of
+# the owner's functions, it would ask the parent for that function's secrets (the parent
+# hands over what the job declares) and keep them for its own next run; and a run's memory
+# limit is the hard RLIMIT_AS, which a worker cannot raise again for a bigger job.
+Binding = tuple[str, frozenset[str], int]
+
+
+def binding_of(job: Job, memory_max_mb: int) -> Binding:
+    return job.owner, frozenset(job.declared_secrets), run_memory_mb(job, memory_max_mb)
+
+
+def run_memory_mb(job: Job, memory_max_mb: int) -> int:
+    """The job's memory limit: its manifest's, never above the operator's."""
+    return min(int(job.memory_mb or memory_max_mb), memory_max_mb)
+
+
 class Pool(Protocol):
     """What the engine needs of a worker pool. `WorkerPool` is the real one (processes);
     `runtime.workers.testing.InProcessPool` the test double that runs jobs in this process."""
@@ -88,7 +105,7 @@ class _Flood(Exception):
 
 
 class _Worker:
-    __slots__ = ("pid", "sock", "pidfd", "reader", "owner", "runs", "versions", "spawner", "poller", "facts")
+    __slots__ = ("pid", "sock", "pidfd", "reader", "owner", "binding", "runs", "versions", "spawner", "poller", "facts")
 
     def __init__(self, spawned: Spawned, spawner: Spawner, max_frame: int):
         self.pid = spawned.pid
@@ -96,6 +113,7 @@ class _Worker:
         self.pidfd = spawned.pidfd
         self.reader = protocol.FrameReader(self.sock, max_frame)
         self.owner: str | None = None
+        self.binding: Binding | None = None  # what it was reserved for first (see Binding)
         self.runs = 0
         self.versions: set[str] = set()
         self.spawner = spawner
@@ -193,7 +211,7 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._spawn_lock = threading.Lock()
-        self._idle: dict[str, list[_Worker]] = {}
+        self._idle: dict[Binding, list[_Worker]] = {}
         self._idle_order: OrderedDict[_Worker, None] = OrderedDict()  # oldest first: eviction order
         self._busy: set[_Worker] = set()
         self._count = 0  # idle + busy + being spawned
@@ -219,7 +237,7 @@ class WorkerPool:
         reserved, right before the job is sent (waiting for a worker may take long);
         `on_ledger` answers the run's ledger calls (None: every call is refused)."""
         for _attempt in range(3):
-            worker = self._reserve(job.owner)
+            worker = self._reserve(job.owner, binding_of(job, int(self._settings.worker_memory_mb)))
             if worker.looks_dead():  # exited between runs: never charge the run for it
                 self._release(worker, keep=False)
                 continue
@@ -241,7 +259,7 @@ class WorkerPool:
         """TEST ONLY (needs diagnostics=True): facts from inside a worker of `owner`."""
         if not self._diagnostics:
             raise RuntimeError("diagnostics are off: build the pool with diagnostics=True (tests only)")
-        worker = self._reserve(owner)
+        worker = self._reserve(owner, None)  # the owner's idle worker of any binding (what a run left)
         keep = False
         try:
             protocol.send(worker.sock, {"op": "diagnose", **request})
@@ -278,7 +296,9 @@ class WorkerPool:
 
     # -- reserving and releasing ------------------------------------------------
 
-    def _reserve(self, owner: str) -> _Worker:
+    def _reserve(self, owner: str, binding: Binding | None) -> _Worker:
+        """An idle worker of `binding` (None: of any binding of `owner`, for diagnose), else a
+        new one, evicting the oldest idle worker at capacity."""
         evicted = None
         with self._cond:
             while True:
@@ -287,11 +307,12 @@ class WorkerPool:
                 if self._busy_of.get(owner, 0) >= self._owner_cap:
                     self._cond.wait()
                     continue
-                stack = self._idle.get(owner)
+                key = binding if binding is not None else next((b for b in self._idle if b[0] == owner), None)
+                stack = self._idle.get(key) if key is not None else None
                 if stack:
                     worker = stack.pop()
                     if not stack:
-                        del self._idle[owner]
+                        del self._idle[cast(Binding, key)]
                     del self._idle_order[worker]
                     self._busy.add(worker)
                     self._busy_of[owner] = self._busy_of.get(owner, 0) + 1
@@ -316,16 +337,17 @@ class WorkerPool:
                 self._unbusy(owner)
                 self._cond.notify_all()
             raise
-        worker.owner = owner
+        worker.owner, worker.binding = owner, binding or (owner, frozenset(), 0)
         with self._cond:
             self._busy.add(worker)
         return worker
 
-    def _remove_idle(self, worker: _Worker) -> None:  # an idle worker has its owner (_reserve)
-        stack = self._idle[cast(str, worker.owner)]
+    def _remove_idle(self, worker: _Worker) -> None:  # an idle worker has its binding (_reserve)
+        binding = cast(Binding, worker.binding)
+        stack = self._idle[binding]
         stack.remove(worker)
         if not stack:
-            del self._idle[cast(str, worker.owner)]
+            del self._idle[binding]
         del self._idle_order[worker]
 
     def _unbusy(self, owner: str) -> None:
@@ -342,7 +364,7 @@ class WorkerPool:
             self._busy.discard(worker)
             keep = keep and not self._closed and worker.spawner is self._spawner and worker.runs < self._max_runs
             if keep:
-                self._idle.setdefault(cast(str, worker.owner), []).append(worker)
+                self._idle.setdefault(cast(Binding, worker.binding), []).append(worker)
                 self._idle_order[worker] = None
             else:
                 self._count -= 1
@@ -408,7 +430,7 @@ class WorkerPool:
         limits = job.limits
         # The one place the manifest's limits meet the operator's: the lower wins.
         timeout_s = min(float(job.timeout_s or settings.run_timeout_s), float(settings.run_timeout_s))
-        memory_mb = min(int(job.memory_mb or settings.worker_memory_mb), int(settings.worker_memory_mb))
+        memory_mb = run_memory_mb(job, int(settings.worker_memory_mb))
         budget = LogBudget(min(limits.log_max_bytes, settings.log_max_bytes))
         log_cap = budget.cap + 1  # what refused frames are measured against (never 0)
         events_cap = min(limits.events_max, settings.events_per_run_max)

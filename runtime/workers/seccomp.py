@@ -13,6 +13,8 @@ The program, evaluated for every system call the worker makes after `install`:
                                                           getuid here, so a number-only filter leaks)
     nr >= 0x40000000 (x32 ABI)    -> kill the process
     prlimit64(pid 0, ...)         -> allow (its own limits); another pid -> EPERM
+    sendto/recvfrom with MSG_OOB  -> kill the process   (AF_UNIX out-of-band data: kernel attack
+                                                          surface no honest worker uses)
     an ALLOW call                 -> allow
     a KILL call                   -> kill the process   (exec, ptrace, mount, namespaces, bpf...)
     socket(AF_UNIX, ...)          -> EPERM; socket(any other family) -> kill the process
@@ -158,7 +160,7 @@ NUMBERS = {
 # madvise when malloc trims). Left out on purpose: newfstatat (a stat of any host path,
 # where no mount namespace hides them), uname (the kernel's version), lseek.
 ALLOW = (
-    "recvfrom",
+    "recvfrom",  # these two: any flags but MSG_OOB (their own rule in program())
     "sendto",
     "poll",
     "ppoll",
@@ -266,10 +268,14 @@ RET_EPERM = RET_ERRNO | errno.EPERM
 
 # struct seccomp_data: int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]
 OFFSET_NR, OFFSET_ARCH, OFFSET_ARG0 = 0, 4, 16  # arg0's low word (little-endian)
+OFFSET_ARG3 = OFFSET_ARG0 + 3 * 8  # the flags of sendto/recvfrom (an int: the low word is all of it)
+MSG_OOB = 0x1
+_FLAG_CHECKED = ("sendto", "recvfrom")  # allowed by their flags (program()), not by number alone
 
 _LD_ABS = 0x20  # BPF_LD | BPF_W | BPF_ABS
 _JEQ = 0x15  # BPF_JMP | BPF_JEQ | BPF_K
 _JGE = 0x35  # BPF_JMP | BPF_JGE | BPF_K
+_JSET = 0x45  # BPF_JMP | BPF_JSET | BPF_K
 _RET = 0x06  # BPF_RET | BPF_K
 
 PR_SET_NO_NEW_PRIVS = 38
@@ -316,7 +322,22 @@ def program(mode: str = "on") -> list[Instruction]:
         (_RET, 0, 0, RET_ALLOW),
         (_RET, 0, 0, refuse),
     ]
+    # The IPC calls, the hottest: any flags but MSG_OOB. Out-of-band data on AF_UNIX stream
+    # sockets is a rarely used kernel path with a history of use-after-free bugs
+    # (CVE-2025-38236 was reached from Chrome's renderer sandbox, which then refused the
+    # flag); the IPC never sends it. Both calls share the check: sendto's and recvfrom's
+    # flags are their fourth argument.
+    prog += [
+        (_JEQ, 1, 0, NUMBERS["sendto"]),
+        (_JEQ, 0, 4, NUMBERS["recvfrom"]),
+        (_LD_ABS, 0, 0, OFFSET_ARG3),
+        (_JSET, 0, 1, MSG_OOB),
+        (_RET, 0, 0, RET_KILL_PROCESS),
+        (_RET, 0, 0, RET_ALLOW),
+    ]
     for name in ALLOW:  # constant answers: the kernel caches them per call number
+        if name in _FLAG_CHECKED:
+            continue
         prog += [(_JEQ, 0, 1, NUMBERS[name]), (_RET, 0, 0, RET_ALLOW)]
     for name in KILL:
         prog += [(_JEQ, 0, 1, NUMBERS[name]), (_RET, 0, 0, RET_KILL_PROCESS)]
@@ -369,6 +390,8 @@ def evaluate(prog: list[Instruction], nr: int, *, arch: int = AUDIT_ARCH_X86_64,
             pc += jt if acc == k else jf
         elif code == _JGE:
             pc += jt if acc >= k else jf
+        elif code == _JSET:
+            pc += jt if acc & k else jf
         elif code == _RET:
             return k
         else:

@@ -335,3 +335,52 @@ def _encode(message: dict) -> bytes:
     from runtime.workers import protocol
 
     return protocol.encode(message)
+
+
+# -- red team (tests/security/test_redteam_jail.py) ---------------------------------------------
+
+_planted: list = []  # what a planted hook took from later runs of this worker
+
+
+def _raise_memory_to_hard(mb: str) -> int:
+    """Lift the soft address-space limit (the job's memory) to the hard one, then allocate."""
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, (hard, hard))
+    return len(bytearray(int(mb) * 1024 * 1024))
+
+
+def _send_oob(_arg: str) -> int:
+    """One byte of AF_UNIX out-of-band data on the IPC socket."""
+    sock = socket.socket(fileno=3)
+    try:
+        return sock.send(b"!", socket.MSG_OOB)
+    finally:
+        sock.detach()
+
+
+def _plant(_arg: str) -> str:
+    """Stay in the worker: on every later run, ask the parent for that job's declared secrets."""
+    from runtime.workers import worker as worker_module
+
+    original = worker_module.Worker.run
+
+    def run(self, job):
+        for name in job.get("declared_secrets") or ():
+            try:
+                _planted.append([name, self.host.read_secret(name)])
+            except Exception as exc:
+                _planted.append([name, type(exc).__name__])
+        return original(self, job)
+
+    worker_module.Worker.run = run
+    return "planted"
+
+
+JAIL_PROBES.update(
+    {
+        "raise-memory-to-hard": _raise_memory_to_hard,
+        "oob": _send_oob,
+        "plant": _plant,
+        "loot": lambda _arg: list(_planted),
+    }
+)

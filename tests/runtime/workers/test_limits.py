@@ -93,7 +93,8 @@ def test_worker_killed_by_sigsegv_mid_run_is_crashed(pool):
     # fault: a worker that is pid 1 of its own namespace ignores a SIGSEGV sent from
     # outside, as init does; only a fault of its own, or SIGKILL, ends it.)
     owner = "user:segv"
-    pid = pool.run(make_job(OK_SOURCE, owner=owner), no_secrets).worker_pid
+    # Declaring the same secret: a worker is reused only for jobs of the same binding (pool.Binding).
+    pid = pool.run(make_job(OK_SOURCE, owner=owner, secrets=("GO",)), no_secrets).worker_pid
     source = (
         "def main(secrets):\n    key = secrets.GO\n    x = iter([1])\n    for i in range(200000):\n"
         "        x = map(abs, x)\n    return next(x)\n"
@@ -111,7 +112,7 @@ def test_worker_killed_by_sigsegv_mid_run_is_crashed(pool):
 
 def test_sigxcpu_is_a_timeout(pool):
     owner = "user:xcpu"
-    pid = pool.run(make_job(OK_SOURCE, owner=owner), no_secrets).worker_pid
+    pid = pool.run(make_job(OK_SOURCE, owner=owner, secrets=("GO",)), no_secrets).worker_pid
     results = []
     in_the_run = threading.Event()
     thread = threading.Thread(
