@@ -31,6 +31,9 @@ Format = Literal["auto", "dotenv", "json"]
 FORMATS: tuple[str, ...] = ("auto", "dotenv", "json")
 
 _NEWLINE = re.compile(r"\r\n|\n|\r")  # how python-dotenv counts lines
+# Problems listed at most; reading stops there. Threat: 512 KiB of broken lines is 262,144
+# problems -- seconds of parsing and a 14 MB answer (and console page) for one request.
+PROBLEMS_MAX = 100
 
 
 @dataclass
@@ -58,27 +61,43 @@ def parse(content: bytes | str, *, format: str = "auto", max_bytes: int, max_cou
         raise InvalidInput("the import is empty: nothing to import")
     if format == "auto":
         format = "json" if text.lstrip()[:1] in ("{", "[") else "dotenv"
-    parsed = _json(text) if format == "json" else _dotenv(text)
+    parsed = _json(text, max_count) if format == "json" else _dotenv(text, max_count)
     if len(parsed.entries) > max_count:
         raise TooLarge(f"the import has {len(parsed.entries)} entries; at most {max_count} are allowed at once")
     return parsed
 
 
-def _dotenv(text: str) -> Parsed:
+def _stop(parsed: Parsed, where: str) -> bool:
+    """Whether to stop reading: past max_count entries (the caller refuses the import as
+    too large) or at PROBLEMS_MAX problems (said as the last one)."""
+    if len(parsed.problems) >= PROBLEMS_MAX:
+        parsed.problems.append(f"{where}: stopped after {PROBLEMS_MAX} problems; the rest was not checked")
+        return True
+    return False
+
+
+def _dotenv(text: str, max_count: int) -> Parsed:
     parsed = Parsed()
-    for binding in parse_stream(io.StringIO(text)):
+    in_sync = True  # no unreadable line yet: after one, a "name" may be a line of a value
+    for binding in parse_stream(io.StringIO(text)):  # a generator: stopping early saves the rest
+        if len(parsed.entries) > max_count:
+            break
         original = binding.original
         # A binding's line is where the blank lines before it began: count them in.
         leading = original.string[: len(original.string) - len(original.string.lstrip())]
         line = original.line + len(_NEWLINE.findall(leading))
         if binding.error:
+            in_sync = False
             parsed.problems.append(f"line {line}: cannot be read as NAME=value (is a quote left open?)")
         elif binding.key is None:
             continue  # a blank line or a comment
         elif binding.value is None:
             parsed.problems.append(f"line {line}: no = after the name (write NAME=value)")
         else:
-            parsed.entries.append(ImportEntry(f"line {line}", binding.key, Sensitive(binding.value)))
+            parsed.entries.append(ImportEntry(f"line {line}", binding.key, Sensitive(binding.value), in_sync))
+            continue
+        if _stop(parsed, f"line {line}"):
+            break
     return parsed
 
 
@@ -86,7 +105,7 @@ class _Pairs(list[tuple[str, Any]]):
     """A JSON object as its pairs in order, so that a duplicate key is seen, not dropped."""
 
 
-def _json(text: str) -> Parsed:
+def _json(text: str, max_count: int) -> Parsed:
     try:
         document = json.loads(text, object_pairs_hook=_Pairs)
     except json.JSONDecodeError as exc:  # its msg names the problem, never the text
@@ -98,13 +117,17 @@ def _json(text: str) -> Parsed:
     parsed = Parsed()
     for number, (name, value) in enumerate(document, start=1):
         where = f"entry {number}"
+        if len(parsed.entries) > max_count:
+            break
         if isinstance(value, str):
             parsed.entries.append(ImportEntry(where, name, Sensitive(value)))
         else:
             kind = "an object" if isinstance(value, _Pairs) else type(value).__name__ if value is not None else "null"
             kind = {"list": "an array", "int": "a number", "float": "a number", "bool": "true/false"}.get(kind, kind)
             parsed.problems.append(f"{where}: the value must be a JSON string, not {kind}")
+            if _stop(parsed, where):
+                break
     return parsed
 
 
-__all__ = ["FORMATS", "Format", "Parsed", "parse"]
+__all__ = ["FORMATS", "PROBLEMS_MAX", "Format", "Parsed", "parse"]

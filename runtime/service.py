@@ -19,7 +19,7 @@ from runtime.events.bus import EventBus
 from runtime.events.rules import check_event, event_name_problem
 from runtime.events.streams import Streams
 from runtime.execution.owner_gate import OwnerGate
-from runtime.execution.redactor import set_cache_bytes
+from runtime.execution.redactor import masking_cost, set_cache_bytes
 from runtime.execution.trigger_input import TriggerInput
 from runtime.integrations.runner import IntegrationRunner
 from runtime.manifest import FunctionFiles, load_files, trigger_rows
@@ -199,7 +199,7 @@ class Service:
         if secret is not None and function is not None:
             raise InvalidInput("filter by a secret or by a function, not both")
         kind, target = ("secret", secret) if secret is not None else ("function", function)
-        before_id = paging.decode(cursor, int)[0] if cursor else None
+        before_id = _row_id(paging.decode(cursor, int)[0]) if cursor else None
         return self.store.changes.list(
             owner,
             machine_wide=org is None and actor.is_admin,
@@ -217,7 +217,11 @@ class Service:
         anchor = None
         if head is not None:
             row_id, _, mac = head.partition(":")
-            if not row_id.isdigit() or len(mac) != 64 or not all(c in "0123456789abcdefABCDEF" for c in mac):
+            if (
+                not (row_id.isascii() and row_id.isdigit())
+                or len(mac) != 64
+                or not all(c in "0123456789abcdefABCDEF" for c in mac)
+            ):
                 raise InvalidInput("head: use ID:MAC as `logic audit verify` printed it")
             anchor = (int(row_id), mac)
         return self.store.changes.verify(anchor)
@@ -311,6 +315,8 @@ class Service:
     ) -> list[Access]:
         owner = self.owner_for(actor, org)
         before = paging.decode(cursor, str, int) if cursor else None
+        if before is not None:
+            before = (before[0], _row_id(before[1]))
         rows = self.store.secrets.audit(owner, secret, limit=limit, before=before)
         if secret is not None and not rows:
             self.store.secrets.info(owner, secret)  # 404 for a name that never existed
@@ -655,6 +661,15 @@ class Service:
                 f"run {run_id} has no recorded input (it ran before inputs were kept), so it cannot be replayed"
             )
         replayed = TriggerInput.from_json(raw)
+        # Threat: the input may hold a value the first run masked (its event carried the
+        # secret it read), since updated or no longer declared: this run reads other values,
+        # so it masks those of the first run's secrets too -- current and kept versions.
+        earlier = self.store.secrets.every_value(fn.owner, record.get("secrets_accessed") or [])
+        if earlier and masking_cost(earlier) > self.settings.masking_bytes_per_run_max:
+            raise Conflict(
+                f"run {run_id} cannot be replayed: masking the values of the secrets it read "
+                "(with their kept versions) would take more memory than one run may use"
+            )
         with self._requested_runs.enter(fn.owner):
             return self.engine.run(
                 fn,
@@ -663,6 +678,7 @@ class Service:
                 scheduled=replayed.scheduled,
                 ledger_change=replayed.ledger_change,
                 replay_of=run_id,
+                mask_also=earlier,
             )
 
     def runs_today(self, actor: User, org: str | None = None) -> dict[str, dict[str, int]]:
@@ -759,8 +775,16 @@ class Service:
     def integration_logs(
         self, actor: User, ref: str, org: str | None = None, limit: int = 100, cursor: str | None = None
     ) -> list[dict[str, Any]]:
-        before_id = paging.decode(cursor, int)[0] if cursor else None
+        before_id = _row_id(paging.decode(cursor, int)[0]) if cursor else None
         return self.store.integrations.logs(self._integration(actor, ref, org).id, limit, before_id=before_id)
+
+
+def _row_id(value: int) -> int:
+    """A row id from a cursor: an SQLite integer (threat: a forged cursor holding 10**30
+    was an OverflowError in the driver, a 500), else InvalidInput like any bad cursor."""
+    if not -(2**63) <= value < 2**63:
+        raise InvalidInput("cursor: not a cursor from this listing (use the next_cursor of the page before)")
+    return value
 
 
 def no_runs() -> dict[str, int]:

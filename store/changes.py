@@ -351,8 +351,19 @@ class ChangeStore:
             except MasterKeyError:
                 raise _Broken("the change audit's key does not unwrap under the master key: it was edited") from None
             if key is None:
-                if self.db.one("SELECT 1 FROM changes UNION ALL SELECT 1 FROM change_head LIMIT 1"):
+                if self.db.one(
+                    "SELECT 1 FROM changes UNION ALL SELECT 1 FROM change_head "
+                    "UNION ALL SELECT 1 FROM change_checkpoints LIMIT 1"
+                ):
                     raise _Broken("the change audit's key is missing: no row can be verified")
+                if anchor is not None:
+                    # Threat: the key, the rows and the head all deleted look like a store that
+                    # never recorded a change; a head kept elsewhere says otherwise.
+                    raise _Broken(
+                        f"the change audit is empty (no key, no row), but row {anchor[0]} was kept as its head: "
+                        "it was removed or the database was replaced",
+                        1,
+                    )
                 return Verification(ok=True, rows=0)
             prev_id, prev_mac, checkpoint_id = self._start(conn, key)
             head_id, head_mac = prev_id, prev_mac
@@ -441,9 +452,10 @@ class ChangeStore:
     def _check_head(conn: sqlite3.Connection, key: bytes, last_id: int, last_mac: str) -> None:
         head = conn.execute("SELECT last_id, last_mac, mac FROM change_head WHERE id = 1").fetchone()
         if head is None:
-            if last_id:
-                raise _Broken("the head record is missing: rows may have been removed from the end")
-            return
+            # The key is made by the first row, in the transaction that also writes the head
+            # (record), so a key without a head means the head was deleted -- with every row
+            # too when last_id is 0 (threat: the whole chain wiped verified as empty).
+            raise _Broken("the head record is missing: rows may have been removed from the end")
         if not _same(head["mac"], _head_mac(key, head["last_id"], head["last_mac"])):
             raise _Broken("the head record is not genuine: its MAC does not match")
         if head["last_id"] > last_id:

@@ -89,6 +89,10 @@ class ImportEntry:
     where: str
     name: str
     value: Sensitive
+    # False for a name read after a line the parser could not read: a quote left open
+    # there splits a value into lines, and a line of it may look like NAME=... (threat:
+    # a piece of a certificate or token repeated in an error). Problems then omit it.
+    name_shown: bool = True
 
 
 @dataclass(frozen=True)
@@ -358,18 +362,22 @@ class SecretStore:
                 if problem is not None:
                     found.append(f"{entry.where}: {problem}")
                     continue
+                shown = entry.name if entry.name_shown else None
                 try:
                     text = check_value(entry.value, max_bytes=self.max_value_bytes)
                 except (InvalidInput, TooLarge) as exc:  # their messages describe the value, never repeat it
-                    found.append(f"{entry.where}: {entry.name}: {exc.message}")
+                    found.append(f"{entry.where}: {shown}: {exc.message}" if shown else f"{entry.where}: {exc.message}")
                     continue
                 if entry.name in first_seen:
-                    found.append(f"{entry.where}: {entry.name} is given twice (first at {first_seen[entry.name]})")
+                    found.append(
+                        f"{entry.where}: {shown or 'its name'} is given twice (first at {first_seen[entry.name]})"
+                    )
                     continue
                 first_seen[entry.name] = entry.where
                 if entry.name in existing and not update:
                     found.append(
-                        f"{entry.where}: secret {entry.name} already exists (import with --update to replace it)"
+                        f"{entry.where}: secret {shown or 'of that name'} already exists "
+                        "(import with --update to replace it)"
                     )
                     continue
                 texts.append((entry, text))
@@ -467,6 +475,30 @@ class SecretStore:
         if row is None:
             raise NotFound(f"secret {name} does not exist")
         return self.ring.unseal(row[0], owner, name)
+
+    def every_value(self, owner: str, names: Iterable[str]) -> builtins.list[Sensitive]:
+        """The current value and every kept version of each named secret that exists (one
+        that no longer decrypts is skipped). For the runtime to mask with, never for an
+        interface: a replayed run's input may hold a value its first run masked."""
+        found: builtins.list[Sensitive] = []
+        for name in dict.fromkeys(names):
+            row = self.db.one(
+                "SELECT id, CAST(ciphertext AS BLOB) FROM secrets WHERE owner = ? AND name = ?", (owner, name)
+            )
+            if row is None:
+                continue
+            sealed = [(None, row[1])] + [
+                (r[0], r[1])
+                for r in self.db.all(
+                    "SELECT version, CAST(ciphertext AS BLOB) FROM secret_versions WHERE secret_id = ?", (row[0],)
+                )
+            ]
+            for version, blob in sealed:
+                try:
+                    found.append(self.ring.unseal(blob, owner, name, version=version))
+                except DecryptionError:
+                    continue
+        return found
 
     def set_usages(
         self, owner: str, consumer_kind: str, consumer_id: str, consumer_name: str, names: Iterable[str]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from itertools import pairwise
 from typing import Any
@@ -34,7 +34,7 @@ from store.clock import iso, utcnow
 from store.errors import LogicError, NotFound
 from store.functions import FunctionRecord
 from store.ledgers import LedgerChange
-from store.sensitive import MASK
+from store.sensitive import MASK, Sensitive
 
 _NOTHING_READ = Redactor(())  # a run that read no secret has nothing to mask
 
@@ -81,13 +81,16 @@ class Engine:
         on_commit: Callable[[str], None] | None = None,
         on_start: Callable[[], None] | None = None,
         replay_of: str | None = None,
+        mask_also: Sequence[Sensitive] = (),
     ) -> dict[str, Any]:
         """Run one version of a function; returns the redacted run record.
 
         `depth` is the event chain depth of the triggering event; `on_commit`
         runs inside the record's transaction (a delivery closes with its run);
         `on_start` once a worker is reserved (a delivery renews its lease);
-        `replay_of` the run whose input this one replays (see trigger_input.py).
+        `replay_of` the run whose input this one replays (see trigger_input.py);
+        `mask_also` values to mask besides those the run reads (a replay: the values its
+        first run masked, which the input may hold though this run reads other ones).
         """
         run_id = uuid.uuid4().hex
         manifest = fn.manifest
@@ -131,7 +134,7 @@ class Engine:
         with audited(self.store.secrets, broker.accesses):  # even when the run cannot finish
             outcome = self.pool.run(job, broker.read, on_start, ledgers.call)
         finished = self.clock()
-        values = broker.plain_values()
+        values = broker.plain_values() + [v.reveal() for v in mask_also]
         if outcome.masks and masking_cost([*values, *outcome.masks]) > self.settings.masking_bytes_per_run_max:
             outcome = _withheld(outcome)  # fail closed: nothing the masks were to hide goes out
         # logic.mask values join the secrets read: the parent masks them in the whole record,

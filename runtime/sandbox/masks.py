@@ -35,6 +35,14 @@ MASKS_PER_RUN_MAX = 50
 MASK_MAX_BYTES = 64 * 1024
 
 
+def _has_lone_surrogate(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 class MaskError(ValueError):
     """`logic.mask` refused a value; the message says why (and never quotes the value)."""
 
@@ -50,7 +58,18 @@ def mask_problem(value: Any, masked: Collection[str]) -> str | None:
             f"logic.mask(): the value is {len(value)} characters; values shorter than {MASK_MIN_CHARS} "
             "characters are never masked (they would hide ordinary text and protect nothing)"
         )
-    size = len(value) if value.isascii() else len(value.encode("utf-8", "surrogatepass"))
+    if value.isascii():
+        size = len(value)
+    else:
+        size = len(value.encode("utf-8", "surrogatepass"))
+        if _has_lone_surrogate(value):
+            # Threat: the parent writes such text as "?" in logs, events and errors (it is
+            # no UTF-8), so the value as given would not match what is shown, and its URL
+            # and hex forms cannot even be built (the run's redaction would fail).
+            return (
+                "logic.mask(): the value is not valid Unicode text (it holds a lone surrogate "
+                "character, which no output can carry)"
+            )
     if size > MASK_MAX_BYTES:
         return f"logic.mask(): the value is {size:,} bytes; the limit is {MASK_MAX_BYTES:,} bytes"
     if len(masked) >= MASKS_PER_RUN_MAX:
