@@ -1092,6 +1092,29 @@ def functions_delete(app: App, name: str, org: str | None, as_json: bool) -> Non
 
 
 @cli.group()
+def db() -> None:
+    """The database itself (an operator's commands)."""
+
+
+@db.command("migrate")
+@json_option
+@click.pass_obj
+def db_migrate(app: App, as_json: bool) -> None:
+    """Bring the database's schema up to date (every command does it on open; run this when
+    upgrading, before the servers start). Needs no master key."""
+    before, after = Service.migrate_database(app.settings)
+    data = {"database": str(app.settings.db_path), "from_version": before, "to_version": after}
+
+    def human() -> None:
+        if before == after:
+            click.echo(f"The database is up to date (schema version {after}).")
+        else:
+            click.echo(f"Migrated the database from schema version {before} to {after}.")
+
+    emit(data, as_json, human)
+
+
+@cli.group()
 def runs() -> None:
     """Inspect run records."""
 

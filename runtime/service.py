@@ -72,6 +72,11 @@ class Service:
         store.close()
         return result
 
+    @staticmethod
+    def migrate_database(settings: Settings) -> tuple[int, int]:
+        """`logic db migrate`: the schema brought up to date; (version before, after)."""
+        return Store.migrate(settings)
+
     @classmethod
     def open(cls, settings: Settings, *, runtime: bool = False, clock: Callable[[], datetime] = utcnow) -> Service:
         """Open the store; with `runtime`, start the worker zygote first, before any key or handle exists."""

@@ -22,7 +22,7 @@ from .changes import ChangeStore
 from .clock import now_iso
 from .database import Database, space_on_disk
 from .environment import EnvStore
-from .errors import MasterKeyError
+from .errors import MasterKeyError, NotFound
 from .events import EventStore
 from .functions import FunctionStore
 from .identity import Identity, User
@@ -117,6 +117,19 @@ class Store:
             raise
         source = _finish_master_rotation(settings, source)
         return cls(settings, db, ring, source)
+
+    @staticmethod
+    def migrate(settings: Settings) -> tuple[int, int]:
+        """`logic db migrate`: bring an existing database's schema up to date, without the
+        master key (migrations never read a value); (version before, version after)."""
+        if not settings.db_path.exists():
+            raise NotFound(f"no database at {settings.db_path}: run `logic init` first")
+        db = Database(settings.db_path, busy_timeout_ms=settings.busy_timeout_ms)
+        try:
+            before = db.schema_version
+            return before, db.migrate()
+        finally:
+            db.close()
 
     @classmethod
     def initialize(cls, settings: Settings) -> tuple[Store, InitResult]:
