@@ -1345,15 +1345,34 @@ def integrations_logs(
 # serve -------------------------------------------------------------------------
 
 
+def _roles(_ctx: click.Context, _param: click.Parameter, value: str) -> frozenset[str]:
+    from runtime.server import ROLES
+
+    roles = frozenset(part.strip() for part in value.split(",") if part.strip())
+    unknown = sorted(roles - ROLES)
+    if unknown or not roles:
+        raise click.BadParameter(f"use any of {', '.join(sorted(ROLES))}, comma-separated (got {value!r})")
+    return roles
+
+
 @cli.command()
 @click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", default=None, type=click.IntRange(0, 65535), help="Port (default 8080).")
+@click.option(
+    "--role",
+    "roles",
+    default="api,worker,scheduler",
+    callback=_roles,
+    metavar="ROLES",
+    help="What this process does: api (HTTP API and console), worker (event delivery and webhooks), "
+    "scheduler (cron and housekeeping); any comma-separated subset (default all).",
+)
 @pass_app
-def serve(app: App, host: str | None, port: int | None) -> None:
+def serve(app: App, host: str | None, port: int | None, roles: frozenset[str]) -> None:
     """Run the HTTP API, event delivery, the cron scheduler and webhooks."""
     from runtime.server import serve as run_server
 
-    run_server(app.settings, host or app.settings.host, app.settings.port if port is None else port)
+    run_server(app.settings, host or app.settings.host, app.settings.port if port is None else port, roles=roles)
 
 
 def main() -> None:

@@ -23,6 +23,10 @@ from store.settings import Settings
 log = logging.getLogger("logic.server")
 
 STOP_SLACK_S = 5.0  # beyond the longest run, for deliveries in flight to commit at shutdown
+# What one `logic serve` process does (`--role`): the HTTP API and console; event delivery
+# and webhooks; cron ticks and housekeeping. Processes on one database share the work: a
+# delivery is claimed under a lease, a tick by a compare-and-set (both across processes).
+ROLES = frozenset({"api", "worker", "scheduler"})
 
 
 def configure_logging() -> None:
@@ -49,17 +53,20 @@ class StreamsEndFirst(uvicorn.Server):
 
 def isolation_line(service: Service) -> str:
     """Which of the worker's layers are in effect, and why any is missing (issue 15)."""
+    if service.pool is None:
+        return "isolation: no workers (this process runs no function)"
     layers = getattr(service.pool, "layers", None)
     if layers is None:
         return "isolation: none (runs execute in this process)"
     return layers.summary()
 
 
-def serve(settings: Settings, host: str, port: int) -> None:
+def serve(settings: Settings, host: str, port: int, *, roles: frozenset[str] = ROLES) -> None:
     configure_logging()
-    service = Service.open(settings, runtime=True)
-    dispatcher = service.dispatcher()
-    scheduler = service.scheduler()
+    # The API runs test and manual runs, a worker delivers: both need the worker pool.
+    service = Service.open(settings, runtime=bool(roles & {"api", "worker"}))
+    dispatcher = service.dispatcher() if "worker" in roles else None
+    scheduler = service.scheduler() if "scheduler" in roles else None
     server = StreamsEndFirst(
         uvicorn.Config(
             create_app(service), host=host, port=port, log_level="warning", access_log=False, lifespan="off"
@@ -70,25 +77,38 @@ def serve(settings: Settings, host: str, port: int) -> None:
     # so the finally below runs (stop the scheduler, finish deliveries, close the store).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        scheduler.start()
-        dispatcher.start()
-        print(f"logic-runtime listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
-        print(f"console: http://{host}:{port}/  (sign in with an API token: the one `logic init` printed)", flush=True)
+        if scheduler is not None:
+            scheduler.start()
+        if dispatcher is not None:
+            dispatcher.start()
+        print(f"roles: {', '.join(sorted(roles))}", flush=True)
+        if "api" in roles:
+            print(f"logic-runtime listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)", flush=True)
+            print(
+                f"console: http://{host}:{port}/  (sign in with an API token: the one `logic init` printed)", flush=True
+            )
         print(
             f"data: {settings.home}  database: {settings.db_path}  master key: {service.store.key_source}", flush=True
         )
         print(isolation_line(service), flush=True)
         log.info(
-            "event=started host=%s port=%d workers=%d delivery_threads=%d",
+            "event=started roles=%s host=%s port=%d workers=%d delivery_threads=%d",
+            ",".join(sorted(roles)),
             host,
             port,
             settings.workers,
             settings.delivery_threads,
         )
-        server.run()
+        if "api" in roles:
+            server.run()
+        else:
+            signal.signal(signal.SIGINT, lambda *_: sys.exit(0))
+            signal.pause()  # until SIGTERM or SIGINT: the threads do the work
     finally:
         log.info("event=stopping")
-        scheduler.stop()
-        dispatcher.stop(timeout=settings.run_timeout_s + STOP_SLACK_S)
+        if scheduler is not None:
+            scheduler.stop()
+        if dispatcher is not None:
+            dispatcher.stop(timeout=settings.run_timeout_s + STOP_SLACK_S)
         service.close()
         log.info("event=stopped")

@@ -43,12 +43,16 @@ class Server:
     def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([*LOGIC, *args], env=self.env, input=input, capture_output=True, text=True, timeout=60)
 
-    def start(self) -> None:
+    def start(self, *args: str) -> None:
+        """`logic serve` with `args` (e.g. "--role", "api"), once /healthz answers."""
         self.port = free_port()
         log = self.home / f"serve-{len(self.logs)}.log"
         self.logs.append(log)
         self.proc = subprocess.Popen(
-            [*LOGIC, "serve", "--port", str(self.port)], env=self.env, stdout=log.open("w"), stderr=subprocess.STDOUT
+            [*LOGIC, "serve", "--port", str(self.port), *args],
+            env=self.env,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
