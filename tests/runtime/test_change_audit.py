@@ -289,7 +289,8 @@ NOT_CHANGES: dict[str, Scenario] = {
     "verify_changes": lambda w: w.service.verify_changes(w.admin),
 }
 # The process's own machinery, not an action of a user.
-LIFECYCLE = {"open", "initialize", "close", "dispatcher", "scheduler", "engine"}
+# migrate_database: the schema, before any actor or key (it needs no master key, so no change row).
+LIFECYCLE = {"open", "initialize", "migrate_database", "close", "dispatcher", "scheduler", "engine"}
 
 
 def public_methods() -> set[str]:
