@@ -33,13 +33,11 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from .database import Database
+from .backend import Backend, Tx
 from .errors import MasterKeyError
 from .keyring import KeyRing
 
@@ -118,7 +116,7 @@ def _mac(key: bytes, *parts: object) -> str:
     return hmac.new(key, payload.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def _row_mac(key: bytes, row: sqlite3.Row | dict[str, Any], prev_mac: str) -> str:
+def _row_mac(key: bytes, row: Any | dict[str, Any], prev_mac: str) -> str:
     return _mac(
         key,
         "change",
@@ -135,7 +133,7 @@ def _row_mac(key: bytes, row: sqlite3.Row | dict[str, Any], prev_mac: str) -> st
     )
 
 
-def _checkpoint_mac(key: bytes, row: sqlite3.Row | dict[str, Any]) -> str:
+def _checkpoint_mac(key: bytes, row: Any | dict[str, Any]) -> str:
     return _mac(key, "checkpoint", row["id"], row["at"], row["last_id"], row["last_mac"], row["rows_pruned"])
 
 
@@ -161,7 +159,7 @@ def check_details(details: dict[str, Any]) -> str:
     return json.dumps(details, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _change(row: sqlite3.Row | dict[str, Any]) -> Change:
+def _change(row: Any | dict[str, Any]) -> Change:
     try:
         details = json.loads(row["details"])
     except ValueError:
@@ -182,7 +180,7 @@ def _change(row: sqlite3.Row | dict[str, Any]) -> Change:
 class ChangeStore:
     """ChangeRepository on SQLite: the chained rows, their checkpoints and head."""
 
-    def __init__(self, db: Database, ring: KeyRing):
+    def __init__(self, db: Backend, ring: KeyRing):
         self.db = db
         self.ring = ring
 
@@ -203,6 +201,7 @@ class ChangeStore:
         """Append one row (inside the caller's transaction: it commits with the change)."""
         text = check_details(details or {})
         with self.db.transaction() as conn:
+            self.db.lock("changes")  # one chain: concurrent writers (other nodes) append in turn
             key = self.ring.audit_mac_key(create=True)
             assert key is not None  # create=True always gives one
             prev_id, prev_mac = self._tip(conn, key)
@@ -221,13 +220,13 @@ class ChangeStore:
             mac = _row_mac(key, row, prev_mac)
             conn.execute(
                 "INSERT INTO changes (id, at, actor, via, owner, action, target_kind, target, details, mac) "
-                "VALUES (:id, :at, :actor, :via, :owner, :action, :target_kind, :target, :details, :mac)",
-                {**row, "mac": mac},
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row.values(), mac),
             )
             self._set_head(conn, key, row_id, mac)
         return _change(row)
 
-    def _tip(self, conn: sqlite3.Connection, key: bytes) -> tuple[int, str]:
+    def _tip(self, conn: Tx, key: bytes) -> tuple[int, str]:
         """Where the next row links: the furthest of the head, the newest row and the newest
         checkpoint. Following a genuine head (not just the newest row) keeps a gap where rows
         were cut off the end, so a later write does not hide the cut."""
@@ -247,7 +246,7 @@ class ChangeStore:
         return last_id, last_mac
 
     @staticmethod
-    def _set_head(conn: sqlite3.Connection, key: bytes, last_id: int, last_mac: str) -> None:
+    def _set_head(conn: Tx, key: bytes, last_id: int, last_mac: str) -> None:
         conn.execute(
             "INSERT INTO change_head (id, last_id, last_mac, mac) VALUES (1, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET "
@@ -260,6 +259,7 @@ class ChangeStore:
         `limit`), after checking them, and record a checkpoint; how many went. A chain that
         does not verify up to there is left as it is (pruning never erases the evidence)."""
         with self.db.transaction() as conn:
+            self.db.lock("changes")
             key = self.ring.audit_mac_key()
             if key is None:
                 return 0
@@ -278,9 +278,10 @@ class ChangeStore:
             last = doomed[-1]
             checkpoint = {"at": now, "last_id": last["id"], "last_mac": last["mac"], "rows_pruned": len(doomed)}
             checkpoint_id = conn.execute(
-                "INSERT INTO change_checkpoints (at, last_id, last_mac, rows_pruned, mac) VALUES (?, ?, ?, ?, '')",
+                "INSERT INTO change_checkpoints (at, last_id, last_mac, rows_pruned, mac) "
+                "VALUES (?, ?, ?, ?, '') RETURNING id",
                 (now, last["id"], last["mac"], len(doomed)),
-            ).lastrowid
+            ).fetchone()[0]
             conn.execute(
                 "UPDATE change_checkpoints SET mac = ? WHERE id = ?",
                 (_checkpoint_mac(key, {**checkpoint, "id": checkpoint_id}), checkpoint_id),
@@ -322,25 +323,13 @@ class ChangeStore:
         id), a forged checkpoint or head; else ok with the number of rows checked. With
         `anchor` (a head printed by an earlier verify, kept elsewhere), also that this row is
         still in the chain as it was: a rolled-back or truncated database fails here."""
-        with self._snapshot():
-            return self._verify(anchor)
+        # One read transaction (SQLite's WAL, PostgreSQL's REPEATABLE READ: a snapshot that
+        # writers do not disturb or wait for), so rows appended while we read cannot look
+        # like a head without its rows.
+        with self.db.snapshot() as conn:
+            return self._verify(conn, anchor)
 
-    @contextmanager
-    def _snapshot(self) -> Iterator[None]:
-        """One read transaction (WAL: a snapshot that writers do not disturb or wait for), so
-        rows appended while we read cannot look like a head without its rows."""
-        conn = self.db.conn
-        if conn.in_transaction:
-            yield
-            return
-        conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            conn.execute("COMMIT")
-
-    def _verify(self, anchor: tuple[int, str] | None) -> Verification:
-        conn = self.db.conn
+    def _verify(self, conn: Tx, anchor: tuple[int, str] | None) -> Verification:
         count = 0
         checkpoint_id: int | None = None
         head_id, head_mac = 0, GENESIS_MAC
@@ -404,7 +393,7 @@ class ChangeStore:
             raise _Broken(f"row {row_id} is not the row kept as the head: its MAC differs", row_id)
         return True
 
-    def _chunks(self, after_id: int) -> Iterator[builtins.list[sqlite3.Row]]:
+    def _chunks(self, after_id: int) -> Iterator[builtins.list[Any]]:
         while True:
             rows = self.db.all("SELECT * FROM changes WHERE id > ? ORDER BY id LIMIT ?", (after_id, _CHUNK))
             if not rows:
@@ -412,7 +401,7 @@ class ChangeStore:
             yield rows
             after_id = rows[-1]["id"]
 
-    def _start(self, conn: sqlite3.Connection, key: bytes) -> tuple[int, str, int | None]:
+    def _start(self, conn: Tx, key: bytes) -> tuple[int, str, int | None]:
         """(id, mac) the chain continues from: the newest checkpoint, else the genesis; every
         checkpoint must be genuine, and no row may lie at or before the one started from."""
         start_id, start_mac, checkpoint_id = 0, GENESIS_MAC, None
@@ -430,7 +419,7 @@ class ChangeStore:
         return start_id, start_mac, checkpoint_id
 
     @staticmethod
-    def _check(key: bytes, rows: Iterable[sqlite3.Row], prev_id: int, prev_mac: str) -> tuple[int, str]:
+    def _check(key: bytes, rows: Iterable[Any], prev_id: int, prev_mac: str) -> tuple[int, str]:
         for checked, row in enumerate(rows):
             expected = prev_id + 1
             broken = None
@@ -449,7 +438,7 @@ class ChangeStore:
         return prev_id, prev_mac
 
     @staticmethod
-    def _check_head(conn: sqlite3.Connection, key: bytes, last_id: int, last_mac: str) -> None:
+    def _check_head(conn: Tx, key: bytes, last_id: int, last_mac: str) -> None:
         head = conn.execute("SELECT last_id, last_mac, mac FROM change_head WHERE id = 1").fetchone()
         if head is None:
             # The key is made by the first row, in the transaction that also writes the head

@@ -34,8 +34,9 @@ from typing import Any, TypeVar, cast
 
 import sqlite_utils
 
+from .backend import Dialect
 from .errors import DiskFull, NotInitialized, SchemaTooNew, StoreBusy, StoreError
-from .migrations import MIGRATIONS
+from .migrations import MIGRATIONS, Migration
 
 # An I/O error while the disk holding the database has less than this free is a full
 # disk (SQLite reports ENOSPC on its shared-memory file as SQLITE_IOERR_SHMSIZE, and
@@ -49,6 +50,10 @@ _Error = TypeVar("_Error", bound=StoreError)
 
 
 class Database:
+    """The Backend (backend.py) on one SQLite file."""
+
+    dialect: Dialect = "sqlite"
+
     def __init__(self, path: Path | str, *, busy_timeout_ms: int, create: bool = False):
         self.path = Path(path)
         self.busy_timeout_ms = busy_timeout_ms
@@ -191,6 +196,37 @@ class Database:
             self._write_lock.release()
         for callback in callbacks:
             _run_quietly(callback)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A deferred read transaction: one consistent view, no write lock taken (inside a
+        transaction, that transaction's view)."""
+        conn = self.conn
+        if self._local.depth or conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def lock(self, name: str, *, shared: bool = False) -> None:
+        """Nothing to take: BEGIN IMMEDIATE already excludes every other writer."""
+
+    def try_lock(self, name: str) -> bool:
+        return True
+
+    def announce(self, deliveries: int) -> None:
+        """Other processes on one SQLite file find new work by their poll."""
+
+    def listen(self, on_ring: Callable[[int | None], None], stop: threading.Event) -> threading.Thread | None:
+        """No doorbell between processes on SQLite (the poll finds their work)."""
+        return None
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Call `callback` once this thread's transaction has committed (never if it rolls
@@ -339,7 +375,7 @@ class Database:
                 self._refuse_newer(now, latest)
                 if now >= version:
                     continue
-                MIGRATIONS[version - 1](sqlite_utils.Database(conn))
+                MIGRATIONS[version - 1](Migration("sqlite", conn))
                 conn.execute(f"PRAGMA user_version = {version}")
         return self.schema_version
 

@@ -15,8 +15,8 @@ import builtins
 from dataclasses import dataclass
 from typing import Any, cast
 
+from .backend import Backend
 from .clock import now_iso
-from .database import Database
 from .errors import InvalidInput, NotFound, TooLarge
 from .secrets import check_name
 
@@ -65,7 +65,7 @@ def _size(text: str) -> int:
 class EnvStore:
     """EnvRepository on SQLite."""
 
-    def __init__(self, db: Database, *, max_vars: int, max_bytes: int, max_name_chars: int):
+    def __init__(self, db: Backend, *, max_vars: int, max_bytes: int, max_name_chars: int):
         self.db = db
         self.max_vars = max_vars
         self.max_bytes = max_bytes

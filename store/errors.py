@@ -117,6 +117,13 @@ class NotInitialized(StoreError):
     pass
 
 
+class LeaseLost(StoreError):
+    """A delivery's lease ran out and another claim took it (this node was cut off or
+    stalled): whatever this claim wrote for it is rolled back, the new holder carries it out."""
+
+    status = 409
+
+
 class MasterKeyError(StoreError):
     pass
 

@@ -15,15 +15,14 @@ and past it only that owner's publishes are refused.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from .backend import Backend, Tx
 from .clock import now_iso
-from .database import Database
-from .errors import NotFound, QueueFull
+from .errors import LeaseLost, NotFound, QueueFull
 
 
 @dataclass(frozen=True)
@@ -37,9 +36,10 @@ class Delivery:
     cron: str | None
     depth: int
     attempts: int
+    token: int = 0  # the claim's lease token: finish and renew name it (the fence)
 
 
-_DELIVERY_COLUMNS = "id, owner, target_kind, target_id, event_id, scheduled_at, cron, depth, attempts"
+_DELIVERY_COLUMNS = "id, owner, target_kind, target_id, event_id, scheduled_at, cron, depth, attempts, lease_token"
 
 
 class Claimed(list[Delivery]):
@@ -53,15 +53,16 @@ class Claimed(list[Delivery]):
 class EventStore:
     """EventQueue on SQLite."""
 
-    def __init__(self, db: Database, *, max_pending: int, max_pending_per_owner: int, max_attempts: int):
+    def __init__(self, db: Backend, *, max_pending: int, max_pending_per_owner: int, max_attempts: int, node: str = ""):
         self.db = db
         self.max_pending = max_pending
         self.max_pending_per_owner = max_pending_per_owner
         self.max_attempts = max_attempts
+        self.node = node  # who claims: deliveries.claimed_by
 
     def open_deliveries(self) -> int:
         """Pending plus running deliveries (a counter the schema's triggers keep exact)."""
-        row = cast(sqlite3.Row, self.db.one("SELECT open FROM queue_stats WHERE id = 1"))  # its migration adds it
+        row = cast(Any, self.db.one("SELECT open FROM queue_stats WHERE id = 1"))  # its migration adds it
         return cast(int, row[0])
 
     def open_deliveries_of(self, owner: str) -> int:
@@ -102,16 +103,24 @@ class EventStore:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [(owner, kind, target_id, event_id, depth, published_at) for kind, target_id in targets],
             )
+            if targets:
+                self.db.announce(len(targets))
         return {"id": event_id, "name": name, "published_at": published_at, "deliveries": len(targets)}
 
-    def add_scheduled(self, owner: str, function_id: str, scheduled_at: str, cron: str) -> None:
-        """A cron tick's run (inside the caller's transaction, with the trigger's advance)."""
+    def add_scheduled(self, owner: str, function_id: str, scheduled_at: str, cron: str) -> bool:
+        """A cron tick's run (inside the caller's transaction, with the trigger's advance);
+        False if this tick of this function and cron was enqueued already (the unique key
+        behind the trigger's compare-and-set: any number of schedulers fire it once)."""
         with self.db.transaction() as conn:
-            conn.execute(
+            added = conn.execute(
                 "INSERT INTO deliveries (owner, target_kind, target_id, scheduled_at, cron, created_at) "
-                "VALUES (?, 'function', ?, ?, ?, ?)",
+                "VALUES (?, 'function', ?, ?, ?, ?) "
+                "ON CONFLICT (target_id, cron, scheduled_at) WHERE scheduled_at IS NOT NULL DO NOTHING",
                 (owner, function_id, scheduled_at, cron, now_iso()),
-            )
+            ).rowcount
+            if added:
+                self.db.announce(1)
+        return bool(added)
 
     def event(self, event_id: str) -> dict[str, Any]:
         row = self.db.one(
@@ -161,16 +170,14 @@ class EventStore:
                 return claimed
             marks = ",".join("?" * len(ids))
             rows = conn.execute(
-                f"UPDATE deliveries SET status = 'running', attempts = attempts + 1, lease_until = ? "
-                f"WHERE id IN ({marks}) RETURNING {_DELIVERY_COLUMNS}",
-                (lease_until, *ids),
+                f"UPDATE deliveries SET status = 'running', attempts = attempts + 1, lease_until = ?, "
+                f"lease_token = lease_token + 1, claimed_by = ? WHERE id IN ({marks}) RETURNING {_DELIVERY_COLUMNS}",
+                (lease_until, self.node, *ids),
             ).fetchall()
         claimed.extend(sorted((Delivery(*row) for row in rows), key=lambda d: d.id))
         return claimed
 
-    def _fair_pending(
-        self, conn: sqlite3.Connection, limit: int, per_owner: int | None
-    ) -> tuple[list[int], bool, bool]:
+    def _fair_pending(self, conn: Tx, limit: int, per_owner: int | None) -> tuple[list[int], bool, bool]:
         """Up to `limit` pending ids, one owner's turn at a time; whether more are claimable;
         whether more wait for owners at their cap.
 
@@ -218,37 +225,78 @@ class EventStore:
         return taken, bool(turns), waiting
 
     def finish(
-        self, delivery_id: int, *, status: str = "done", run_id: str | None = None, error: str | None = None
+        self,
+        delivery_id: int,
+        *,
+        status: str = "done",
+        run_id: str | None = None,
+        error: str | None = None,
+        token: int | None = None,
     ) -> None:
-        """Close a delivery (inside the caller's transaction, with what it produced)."""
+        """Close a delivery (inside the caller's transaction, with what it produced). With
+        the claim's `token`: LeaseLost if the lease ran out and another claim took it, so
+        the caller's transaction -- the run's record with it -- rolls back. A run is tied
+        to its delivery (runs.delivery_id, unique): never two runs for one delivery."""
+        fence, fenced = ("", ()) if token is None else (" AND status = 'running' AND lease_token = ?", (token,))
         with self.db.transaction() as conn:
-            conn.execute(
+            finished = conn.execute(
                 "UPDATE deliveries SET status = ?, run_id = ?, last_error = ?, finished_at = ?, "
-                "lease_until = NULL WHERE id = ?",
-                (status, run_id, error, now_iso(), delivery_id),
-            )
+                f"lease_until = NULL WHERE id = ?{fence}",
+                (status, run_id, error, now_iso(), delivery_id, *fenced),
+            ).rowcount
+            if not finished and token is not None:
+                raise LeaseLost(f"delivery {delivery_id} was taken over by another claim: its lease ran out")
+            if run_id is not None:
+                conn.execute("UPDATE runs SET delivery_id = ? WHERE id = ?", (delivery_id, run_id))
 
-    def renew(self, delivery_id: int, lease_until: str) -> None:
-        """Extend a claim: its run starts only now (it waited for a worker)."""
+    def renew(self, delivery_id: int, lease_until: str, *, token: int | None = None) -> bool:
+        """Extend a claim (its run starts only now: it waited for a worker); False if it is
+        no longer this claim's (with `token`) or no longer running."""
+        fence, fenced = ("", ()) if token is None else (" AND lease_token = ?", (token,))
         with self.db.transaction() as conn:
-            conn.execute(
-                "UPDATE deliveries SET lease_until = ? WHERE id = ? AND status = 'running'", (lease_until, delivery_id)
+            return bool(
+                conn.execute(
+                    f"UPDATE deliveries SET lease_until = ? WHERE id = ? AND status = 'running'{fence}",
+                    (lease_until, delivery_id, *fenced),
+                ).rowcount
             )
 
-    def release(self, delivery_id: int) -> None:
+    def heartbeat(self, held: Iterable[tuple[int, int]], lease_until: str) -> set[int]:
+        """Extend every lease this node holds, (delivery id, token) each, in one transaction;
+        the ids whose lease is no longer this node's (taken over: stop counting on them)."""
+        held = sorted(held)  # one lock order for every node: no deadlock between heartbeats
+        if not held:
+            return set()
+        lost = set()
+        with self.db.transaction() as conn:
+            for delivery_id, token in held:
+                renewed = conn.execute(
+                    "UPDATE deliveries SET lease_until = ? WHERE id = ? AND status = 'running' AND lease_token = ?",
+                    (lease_until, delivery_id, token),
+                ).rowcount
+                if not renewed:
+                    lost.add(delivery_id)
+        return lost
+
+    def release(self, delivery_id: int, *, token: int | None = None) -> None:
         """Put a claimed delivery back (graceful shutdown before it started)."""
+        fence, fenced = ("", ()) if token is None else (" AND lease_token = ?", (token,))
         with self.db.transaction() as conn:
             conn.execute(
-                "UPDATE deliveries SET status = 'pending', attempts = max(attempts - 1, 0), "
-                "lease_until = NULL WHERE id = ? AND status = 'running'",
-                (delivery_id,),
+                "UPDATE deliveries SET status = 'pending', lease_until = NULL, "
+                "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END "
+                f"WHERE id = ? AND status = 'running'{fence}",
+                (delivery_id, *fenced),
             )
 
     def prune(self, before: str, limit: int = 10_000) -> int:
         """Forget finished history older than `before`: events whose every delivery has
         finished (their deliveries go with them) and finished cron deliveries. Open work
-        is never touched. Returns how many rows went."""
+        is never touched. Returns how many rows went. One node at a time (the others find
+        the lock taken and skip this round)."""
         with self.db.transaction() as conn:
+            if not self.db.try_lock("housekeeping"):
+                return 0
             gone = conn.execute(
                 "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.published_at < ? "
                 "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id "
@@ -260,10 +308,19 @@ class EventStore:
                 "AND status IN ('done', 'failed') AND finished_at < ? LIMIT ?)",
                 (before, limit),
             ).rowcount
-        return gone
+        return int(gone)
 
     def deliveries_of(self, event_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.all("SELECT * FROM deliveries WHERE event_id = ? ORDER BY id", (event_id,))]
 
     def counts(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self.db.all("SELECT status, count(*) FROM deliveries GROUP BY status")}
+
+
+def event_store(db: Backend, **options: Any) -> EventStore:
+    """The EventQueue for this backend (PostgreSQL's claims differ: events_pg.py)."""
+    if db.dialect == "postgresql":
+        from .events_pg import PostgresEventStore
+
+        return PostgresEventStore(db, **options)
+    return EventStore(db, **options)

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import builtins
 import json
-import sqlite3
 import threading
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from .backend import INTEGRITY_ERRORS, Backend, for_update
 from .clock import now_iso
-from .database import Database
-from .errors import DecryptionError, NotFound
+from .errors import Conflict, DecryptionError, NotFound
 from .secrets import SecretStore
 
 
@@ -85,7 +84,7 @@ _SELECT = (
 )
 
 
-def _record(row: sqlite3.Row) -> FunctionRecord:
+def _record(row: Any) -> FunctionRecord:
     return FunctionRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6], json.loads(row[7]), row[8])
 
 
@@ -95,7 +94,7 @@ _PRUNE_EVERY = 16
 class FunctionStore:
     """FunctionRepository on SQLite."""
 
-    def __init__(self, db: Database, secrets: SecretStore, *, runs_kept: int):
+    def __init__(self, db: Backend, secrets: SecretStore, *, runs_kept: int):
         self.db = db
         self.secrets = secrets
         self.runs_kept = max(1, runs_kept)
@@ -114,17 +113,23 @@ class FunctionStore:
         """Create the function or add a version; replace its triggers and declared secrets."""
         now = now_iso()
         enabled = int(manifest.get("enabled", True))
+        lock = for_update(self.db)  # concurrent deploys of one function (other nodes) go in turn
         with self.db.transaction() as conn:
             row = conn.execute(
-                "SELECT id, version FROM functions WHERE owner = ? AND name = ?", (owner, name)
+                "SELECT id, version FROM functions WHERE owner = ? AND name = ?" + lock, (owner, name)
             ).fetchone()
             if row is None:
                 fid, version = str(uuid.uuid4()), 1
-                conn.execute(
-                    "INSERT INTO functions (id, owner, name, enabled, version, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (fid, owner, name, enabled, version, now, now),
-                )
+                try:
+                    conn.execute(
+                        "INSERT INTO functions (id, owner, name, enabled, version, created_at, updated_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (fid, owner, name, enabled, version, now, now),
+                    )
+                except INTEGRITY_ERRORS:
+                    raise Conflict(
+                        f"function {name} was deployed at the same time by another request: try again"
+                    ) from None
             else:
                 fid, version = row[0], row[1] + 1
                 conn.execute(
@@ -142,8 +147,9 @@ class FunctionStore:
             kept = {
                 (r[0], r[1], r[2], r[3]): r[4]
                 for r in conn.execute(
+                    # Locked: a scheduler's tick in flight commits first, and its advance is kept.
                     "SELECT cron, timezone, start_at, end_at, next_fire_at FROM triggers "
-                    "WHERE function_id = ? AND kind = 'schedule'",
+                    "WHERE function_id = ? AND kind = 'schedule'" + lock,
                     (fid,),
                 )
             }
@@ -299,7 +305,7 @@ class FunctionStore:
                         record.get("replay_of"),
                     ),
                 )
-            except sqlite3.IntegrityError:  # the foreign key: the function was deleted meanwhile
+            except INTEGRITY_ERRORS:  # the foreign key: the function was deleted meanwhile
                 raise NotFound(f"function {function_id} does not exist") from None
             if prune:
                 self.prune_runs(function_id)
@@ -309,11 +315,15 @@ class FunctionStore:
         with self.db.transaction() as conn:
             # Everything past the Nth newest goes, in the order `runs()` lists them: runs that
             # share a start time (a coarse or frozen clock) are told apart by insertion order.
-            return conn.execute(
-                "DELETE FROM runs WHERE rowid IN (SELECT rowid FROM runs WHERE function_id = ? "
-                "ORDER BY started_at DESC, rowid DESC LIMIT -1 OFFSET ?)",
-                (function_id, self.runs_kept),
-            ).rowcount
+            order = "rowid" if self.db.dialect == "sqlite" else "seq"  # insertion order (v14)
+            return cast(
+                int,
+                conn.execute(
+                    f"DELETE FROM runs WHERE function_id = ? AND {order} NOT IN (SELECT {order} FROM runs "
+                    f"WHERE function_id = ? ORDER BY started_at DESC, {order} DESC LIMIT ?)",
+                    (function_id, function_id, self.runs_kept),
+                ).rowcount,
+            )
 
     def runs(
         self, function_id: str, limit: int = 100, *, before: tuple[str, str] | None = None

@@ -12,12 +12,11 @@ import hashlib
 import hmac
 import re
 import secrets as _random
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from .backend import INTEGRITY_ERRORS, Backend
 from .clock import now_iso
-from .database import Database
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthorized
 
 ACCOUNT_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,38}")
@@ -63,7 +62,7 @@ def hash_token(token: str) -> str:
 class Identity:
     """IdentityRepository on SQLite: users, organizations, hashed API tokens."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Backend):
         self.db = db
 
     # users -------------------------------------------------------------------
@@ -73,11 +72,12 @@ class Identity:
         try:
             with self.db.transaction() as conn:
                 uid = conn.execute(
-                    "INSERT INTO users (name, is_admin, created_at) VALUES (?, ?, ?)", (name, int(is_admin), now_iso())
-                ).lastrowid
-        except sqlite3.IntegrityError:
+                    "INSERT INTO users (name, is_admin, created_at) VALUES (?, ?, ?) RETURNING id",
+                    (name, int(is_admin), now_iso()),
+                ).fetchone()[0]
+        except INTEGRITY_ERRORS:
             raise Conflict(f"user {name} already exists") from None
-        return User(cast(int, uid), name, is_admin)  # an INSERT's lastrowid is set
+        return User(cast(int, uid), name, is_admin)
 
     def user(self, name: str) -> User:
         row = self.db.one("SELECT id, name, is_admin FROM users WHERE name = ?", (name,))
@@ -104,12 +104,14 @@ class Identity:
         check_account_name(name, "organization")
         try:
             with self.db.transaction() as conn:
-                oid = conn.execute("INSERT INTO orgs (name, created_at) VALUES (?, ?)", (name, now_iso())).lastrowid
+                oid = conn.execute(
+                    "INSERT INTO orgs (name, created_at) VALUES (?, ?) RETURNING id", (name, now_iso())
+                ).fetchone()[0]
                 conn.execute(
                     "INSERT INTO memberships (org_id, user_id, created_at) VALUES (?, ?, ?)",
                     (oid, founder.id, now_iso()),
                 )
-        except sqlite3.IntegrityError:
+        except INTEGRITY_ERRORS:
             raise Conflict(f"organization {name} already exists") from None
 
     def _org_id(self, name: str) -> int:
@@ -123,7 +125,7 @@ class Identity:
         user = self.user(user_name)
         with self.db.transaction() as conn:
             conn.execute(
-                "INSERT OR IGNORE INTO memberships (org_id, user_id, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO memberships (org_id, user_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (self._org_id(org), user.id, now_iso()),
             )
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import builtins
 import json
-import sqlite3
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from .backend import INTEGRITY_ERRORS, Backend
 from .clock import now_iso
-from .database import Database
 from .errors import Conflict, NotFound
 from .secrets import SecretStore
 
@@ -58,7 +57,7 @@ class IntegrationRecord:
 _SELECT = "SELECT id, owner, name, event_prefix, config, enabled, created_at, updated_at FROM integrations "
 
 
-def _record(row: sqlite3.Row) -> IntegrationRecord:
+def _record(row: Any) -> IntegrationRecord:
     return IntegrationRecord(row[0], row[1], row[2], row[3], json.loads(row[4]), bool(row[5]), row[6], row[7])
 
 
@@ -71,7 +70,7 @@ def _split(spec: dict[str, Any]) -> tuple[str, str, bool, dict[str, Any]]:
 class IntegrationStore:
     """IntegrationRepository on SQLite."""
 
-    def __init__(self, db: Database, secrets: SecretStore, *, logs_kept: int):
+    def __init__(self, db: Backend, secrets: SecretStore, *, logs_kept: int):
         self.db = db
         self.secrets = secrets
         self.logs_kept = logs_kept
@@ -90,7 +89,7 @@ class IntegrationStore:
                     (iid, owner, name, prefix, json.dumps(config), int(enabled), now, now),
                 )
                 self.secrets.set_usages(owner, CONSUMER_KIND, iid, name, config["secrets"])
-        except sqlite3.IntegrityError:
+        except INTEGRITY_ERRORS:
             raise Conflict(f"integration {name} already exists") from None
         return self.get_by_id(iid)
 
@@ -108,7 +107,7 @@ class IntegrationStore:
                     (name, prefix, json.dumps(config), int(enabled), now_iso(), integration_id),
                 )
                 self.secrets.set_usages(row[0], CONSUMER_KIND, integration_id, name, config["secrets"])
-        except sqlite3.IntegrityError:
+        except INTEGRITY_ERRORS:
             raise Conflict(f"integration {name} already exists") from None
         return self.get_by_id(integration_id)
 
@@ -178,15 +177,15 @@ class IntegrationStore:
         at = record.get("at") or now_iso()
         with self.db.transaction() as conn:
             log_id = conn.execute(
-                "INSERT INTO integration_logs (integration_id, event_id, at, record) VALUES (?, ?, ?, ?)",
+                "INSERT INTO integration_logs (integration_id, event_id, at, record) VALUES (?, ?, ?, ?) RETURNING id",
                 (integration_id, event_id, at, json.dumps(record)),
-            ).lastrowid
+            ).fetchone()[0]
             conn.execute(
                 "DELETE FROM integration_logs WHERE integration_id = ? AND id <= (SELECT id FROM integration_logs "
                 "WHERE integration_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
                 (integration_id, integration_id, max(self.logs_kept, 1)),
             )
-        return cast(int, log_id)  # an INSERT's lastrowid is set
+        return cast(int, log_id)
 
     def logs(
         self, integration_id: str, limit: int = 100, *, before_id: int | None = None

@@ -18,19 +18,18 @@ from __future__ import annotations
 
 import functools
 import os
-import sqlite3
 import struct
 import threading
 from collections.abc import Callable, Iterable
-from typing import cast
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from .backend import Backend, Tx
 from .clock import now_iso
-from .database import Database
 from .errors import DecryptionError, MasterKeyError
 from .sensitive import Sensitive
 
@@ -72,9 +71,7 @@ def _derive_audit_key(raw: bytes) -> bytes:
 class KeyRing:
     """Unwrapped data keys, in memory only, for one master key."""
 
-    def __init__(
-        self, db: Database, master_key: bytes, candidates: Callable[[], list[tuple[str, bytes]]] | None = None
-    ):
+    def __init__(self, db: Backend, master_key: bytes, candidates: Callable[[], list[tuple[str, bytes]]] | None = None):
         self._db = db
         self._master = AESGCM(master_key)
         self._candidates = candidates  # where to look again if another process re-wrapped the ring
@@ -86,7 +83,7 @@ class KeyRing:
     @classmethod
     def open(
         cls,
-        db: Database,
+        db: Backend,
         candidates: Callable[[], list[tuple[str, bytes]]] | list[tuple[str, bytes]],
     ) -> tuple[KeyRing, str]:
         """Open with the first candidate master key that unwraps the ring."""
@@ -124,7 +121,7 @@ class KeyRing:
             self._keys = keys
 
     @staticmethod
-    def _unwrap_all(master: AESGCM, rows: Iterable[sqlite3.Row]) -> dict[int, AESGCM]:
+    def _unwrap_all(master: AESGCM, rows: Iterable[Any]) -> dict[int, AESGCM]:
         keys = {}
         for row in rows:
             wrapped = bytes(row["wrapped"])
@@ -141,6 +138,9 @@ class KeyRing:
         Threat: a long-running server sealing new values under a data key that a
         `logic keys rotate` elsewhere has already dropped, leaving them undecryptable.
         """
+        # A rotation holds this lock exclusively until it commits: a value sealed under a key
+        # it is dropping would never decrypt again (another node's rotation included).
+        self._db.lock("keyring", shared=True)
         ids = [r[0] for r in self._db.all("SELECT id FROM keyring ORDER BY id")]
         if ids != self.key_ids:
             self.reload()
@@ -161,9 +161,9 @@ class KeyRing:
         with self._db.transaction() as conn:
             key_id = cast(
                 int,
-                conn.execute(  # an INSERT's lastrowid is set
-                    "INSERT INTO keyring (wrapped, created_at) VALUES (x'', ?)", (now_iso(),)
-                ).lastrowid,
+                conn.execute(
+                    "INSERT INTO keyring (wrapped, created_at) VALUES (?, ?) RETURNING id", (b"", now_iso())
+                ).fetchone()[0],
             )
             conn.execute("UPDATE keyring SET wrapped = ? WHERE id = ?", (self._wrap(raw, key_id), key_id))
         with self._lock:
@@ -235,7 +235,7 @@ class KeyRing:
         self._audit_key = _derive_audit_key(raw)
         return self._audit_key
 
-    def _rewrap_audit_key(self, conn: sqlite3.Connection, new_master: AESGCM) -> None:
+    def _rewrap_audit_key(self, conn: Tx, new_master: AESGCM) -> None:
         row = conn.execute("SELECT wrapped FROM change_audit_key WHERE id = 1").fetchone()
         if row is None:
             return

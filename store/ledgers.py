@@ -15,12 +15,11 @@ from __future__ import annotations
 import builtins
 import json
 import re
-import sqlite3
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .backend import INTEGRITY_ERRORS, Backend, for_update
 from .clock import now_iso
-from .database import Database
 from .errors import Conflict, InvalidInput, NotFound, TooLarge
 
 NAME_PATTERN = re.compile(r"[a-z0-9-]+")
@@ -118,7 +117,7 @@ _SELECT = "SELECT id, name, description, created_at, updated_at, data FROM ledge
 class LedgerStore:
     """LedgerRepository on SQLite."""
 
-    def __init__(self, db: Database, *, max_bytes: int, versions_kept: int):
+    def __init__(self, db: Backend, *, max_bytes: int, versions_kept: int):
         self.db = db
         self.max_bytes = max_bytes
         self.versions_kept = versions_kept
@@ -134,7 +133,7 @@ class LedgerStore:
                     "INSERT INTO ledgers (owner, name, description, created_at) VALUES (?, ?, ?, ?)",
                     (owner, name, description, now_iso()),
                 )
-        except sqlite3.IntegrityError:
+        except INTEGRITY_ERRORS:
             raise Conflict(f"ledger {name} already exists") from None
         return self.get(owner, name)
 
@@ -157,8 +156,11 @@ class LedgerStore:
     def exists(self, owner: str, name: str) -> bool:
         return self.db.one("SELECT 1 FROM ledgers WHERE owner = ? AND name = ?", (owner, name)) is not None
 
-    def get(self, owner: str, name: str) -> LedgerRecord:
-        row = self.db.one(_SELECT + "WHERE owner = ? AND name = ?", (owner, name))
+    def get(self, owner: str, name: str, *, for_write: bool = False) -> LedgerRecord:
+        """With `for_write` (inside a transaction), the row is locked until it commits: a
+        read-modify-write by another node waits instead of losing this one's update."""
+        lock = for_update(self.db) if for_write else ""
+        row = self.db.one(_SELECT + "WHERE owner = ? AND name = ?" + lock, (owner, name))
         if row is None:
             raise NotFound(f"ledger {name} does not exist")
         return _record(owner, row)
@@ -179,7 +181,7 @@ class LedgerStore:
             check_data(data, max_bytes=self.max_bytes)  # the patch alone; the result is checked below
         now = now_iso()
         with self.db.transaction() as conn:
-            row = conn.execute(_SELECT + "WHERE owner = ? AND name = ?", (owner, name)).fetchone()
+            row = conn.execute(_SELECT + "WHERE owner = ? AND name = ?" + for_update(self.db), (owner, name)).fetchone()
             if row is None:
                 raise NotFound(f"ledger {name} does not exist")
             current = json.loads(row["data"])
@@ -250,7 +252,7 @@ def _check_description(description: object) -> str:
     return description
 
 
-def _record(owner: str, row: sqlite3.Row) -> LedgerRecord:
+def _record(owner: str, row: Any) -> LedgerRecord:
     data = row["data"]
     return LedgerRecord(
         owner=owner,

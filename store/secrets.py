@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import builtins
 import re
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backend import INTEGRITY_ERRORS, Backend, Tx, for_update
 from .clock import now_iso
-from .database import Database
 from .errors import Conflict, DecryptionError, InvalidInput, NotFound, TooLarge
 from .keyring import KeyRing
 from .sensitive import Sensitive
@@ -214,11 +213,26 @@ def _position(problem: str) -> int:
     return int(match.group(1)) if match else 0
 
 
+# A secret's last access is the newer of the time kept on its row (folded in from the audit
+# before the audit is pruned) and its newest audit row since it was created (`audit_from`:
+# the newest audit row then, so a re-created name does not inherit the reads of the one
+# before): one index seek each, and no row that every run reading the secret updates.
+_SELECT_INFO = (
+    "SELECT s.id, s.name, s.created_at, s.updated_at, s.last_accessed_at, s.version, "
+    "(SELECT max(a.at) FROM secret_access a WHERE a.owner = s.owner AND a.secret_name = s.name "
+    "AND a.id > s.audit_from) AS last_read_at FROM secrets s "
+)
+
+
+def _later(a: str | None, b: str | None) -> str | None:
+    return max(a, b) if a and b else a or b
+
+
 class SecretStore:
     """SecretRepository on SQLite: values sealed by the key ring (keyring.py)."""
 
     def __init__(
-        self, db: Database, ring: KeyRing, *, max_value_bytes: int, max_name_chars: int, versions_kept: int = 10
+        self, db: Backend, ring: KeyRing, *, max_value_bytes: int, max_name_chars: int, versions_kept: int = 10
     ):
         self.db = db
         self.ring = ring
@@ -236,11 +250,11 @@ class SecretStore:
             with self.db.transaction() as conn:
                 self.ring.refresh()
                 conn.execute(
-                    "INSERT INTO secrets (owner, name, ciphertext, created_at, updated_at, version, updated_by) "
-                    "VALUES (?, ?, ?, ?, ?, 1, ?)",
+                    "INSERT INTO secrets (owner, name, ciphertext, created_at, updated_at, version, updated_by, "
+                    "audit_from) VALUES (?, ?, ?, ?, ?, 1, ?, (SELECT coalesce(max(id), 0) FROM secret_access))",
                     (owner, name, self.ring.seal(text, owner, name), now, now, by),
                 )
-        except sqlite3.IntegrityError:
+        except INTEGRITY_ERRORS:
             raise Conflict(f"secret {name} already exists") from None
         return self.info(owner, name)
 
@@ -275,17 +289,17 @@ class SecretStore:
             self._replace(current, value.reveal(), by=by, restored_from=version)
         return self.info(owner, name)
 
-    def _current(self, owner: str, name: str) -> sqlite3.Row:
+    def _current(self, owner: str, name: str) -> Any:
         row = self.db.one(
             "SELECT id, owner, name, version, CAST(ciphertext AS BLOB) AS ciphertext, updated_at, updated_by, "
-            "restored_from FROM secrets WHERE owner = ? AND name = ?",
+            "restored_from FROM secrets WHERE owner = ? AND name = ?" + for_update(self.db),
             (owner, name),
-        )
+        )  # locked: two updates of one secret (on two nodes) go one after the other
         if row is None:
             raise NotFound(f"secret {name} does not exist")
         return row
 
-    def _no_version(self, conn: sqlite3.Connection, current: sqlite3.Row, version: int) -> str:
+    def _no_version(self, conn: Tx, current: Any, version: int) -> str:
         kept = [
             r[0]
             for r in conn.execute(
@@ -300,7 +314,7 @@ class SecretStore:
         listed = ", ".join(map(str, kept)) if kept else "none"
         return f"{why}; versions that can be restored: {listed}"
 
-    def _replace(self, current: sqlite3.Row, text: str, *, by: str | None, restored_from: int | None = None) -> None:
+    def _replace(self, current: Any, text: str, *, by: str | None, restored_from: int | None = None) -> None:
         """The current value becomes kept version N (sealed to N), `text` becomes N + 1.
         Inside the caller's transaction, with the ring refreshed."""
         owner, name = current["owner"], current["name"]
@@ -397,12 +411,16 @@ class SecretStore:
 
     def delete(self, owner: str, name: str) -> None:
         with self.db.transaction() as conn:
+            self._current(owner, name)  # locked: a deploy declaring it now waits, then finds it gone
             info = self.info(owner, name)
             if info.usage_count:
                 users = [f"function {n}" for n in info.logic_functions]
                 users += [f"integration {n}" for n in info.integrations]
                 raise Conflict(f"secret {name} is in use by {', '.join(users)}: remove it from them first")
-            conn.execute("DELETE FROM secrets WHERE owner = ? AND name = ?", (owner, name))
+            try:
+                conn.execute("DELETE FROM secrets WHERE owner = ? AND name = ?", (owner, name))
+            except INTEGRITY_ERRORS:
+                raise Conflict(f"secret {name} was declared by a function or integration meanwhile") from None
 
     # reads -----------------------------------------------------------------
 
@@ -414,8 +432,7 @@ class SecretStore:
 
     def info(self, owner: str, name: str) -> SecretInfo:
         row = self.db.one(
-            "SELECT id, name, created_at, updated_at, last_accessed_at, version FROM secrets "
-            "WHERE owner = ? AND name = ?",
+            _SELECT_INFO + "WHERE s.owner = ? AND s.name = ?",
             (owner, name),
         )
         if row is None:
@@ -424,13 +441,12 @@ class SecretStore:
 
     def list(self, owner: str) -> list[SecretInfo]:
         rows = self.db.all(
-            "SELECT id, name, created_at, updated_at, last_accessed_at, version FROM secrets "
-            "WHERE owner = ? ORDER BY name",
+            _SELECT_INFO + "WHERE s.owner = ? ORDER BY s.name",
             (owner,),
         )
         return [self._info(owner, row) for row in rows]
 
-    def _info(self, owner: str, row: sqlite3.Row) -> SecretInfo:
+    def _info(self, owner: str, row: Any) -> SecretInfo:
         users = self.db.all(
             "SELECT consumer_kind, consumer_name FROM secret_usages WHERE secret_id = ? ORDER BY consumer_name",
             (row["id"],),
@@ -440,7 +456,7 @@ class SecretStore:
             name=row["name"],
             created_at=row["created_at"],
             updated_at=row["updated_at"],
-            last_accessed_at=row["last_accessed_at"],
+            last_accessed_at=_later(row["last_accessed_at"], row["last_read_at"]),
             logic_functions=[u[1] for u in users if u[0] == "logic_function"],
             integrations=[u[1] for u in users if u[0] == "integration"],
             version=row["version"],
@@ -512,7 +528,10 @@ class SecretStore:
                 "DELETE FROM secret_usages WHERE consumer_kind = ? AND consumer_id = ?", (consumer_kind, consumer_id)
             )
             for name in names:
-                row = conn.execute("SELECT id FROM secrets WHERE owner = ? AND name = ?", (owner, name)).fetchone()
+                row = conn.execute(  # a delete under way commits first: then it is gone
+                    "SELECT id FROM secrets WHERE owner = ? AND name = ?" + for_update(self.db, share=True),
+                    (owner, name),
+                ).fetchone()
                 if row is None:
                     raise InvalidInput(f"secret {name} does not exist for {owner}")
                 conn.execute(
@@ -535,15 +554,8 @@ class SecretStore:
                     for a in accesses
                 ],
             )
-            latest: dict[tuple[str, str], str] = {}
-            for a in accesses:
-                key = (a.owner, a.secret_name)
-                latest[key] = max(latest.get(key, a.at), a.at)
-            conn.executemany(
-                "UPDATE secrets SET last_accessed_at = ? WHERE owner = ? AND name = ? "
-                "AND (last_accessed_at IS NULL OR last_accessed_at < ?)",
-                [(at, owner, name, at) for (owner, name), at in latest.items()],
-            )
+            # No last-accessed time is written here: it is read from these rows (_SELECT_INFO),
+            # so runs on many nodes reading one secret do not all update its row.
 
     def audit(
         self, owner: str, name: str | None = None, *, limit: int = 1000, before: tuple[str, int] | None = None
@@ -574,12 +586,26 @@ class SecretStore:
         ]
 
     def prune_audit(self, before: str, limit: int = 10_000) -> int:
-        """Forget access records older than `before` (last-accessed times stay)."""
+        """Forget access records older than `before` (last-accessed times stay: folded into
+        the secrets' rows first). One node at a time (the others find the lock taken)."""
         with self.db.transaction() as conn:
-            return conn.execute(
-                "DELETE FROM secret_access WHERE id IN (SELECT id FROM secret_access WHERE at < ? LIMIT ?)",
-                (before, limit),
-            ).rowcount
+            if not self.db.try_lock("housekeeping"):
+                return 0
+            newest_gone = (
+                "SELECT max(a.at) FROM secret_access a WHERE a.owner = secrets.owner "
+                "AND a.secret_name = secrets.name AND a.id > secrets.audit_from AND a.at < ?"
+            )
+            conn.execute(
+                f"UPDATE secrets SET last_accessed_at = ({newest_gone}) WHERE ({newest_gone}) IS NOT NULL "
+                f"AND (last_accessed_at IS NULL OR last_accessed_at < ({newest_gone}))",
+                (before, before, before),
+            )
+            return int(
+                conn.execute(
+                    "DELETE FROM secret_access WHERE id IN (SELECT id FROM secret_access WHERE at < ? LIMIT ?)",
+                    (before, limit),
+                ).rowcount
+            )
 
     # rotation ----------------------------------------------------------------
 

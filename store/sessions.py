@@ -15,8 +15,8 @@ import secrets as _random
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from .backend import Backend
 from .clock import iso, parse_iso
-from .database import Database
 from .errors import Unauthorized
 from .identity import User
 
@@ -38,7 +38,7 @@ def _digest(session_id: str) -> str:
 class SessionStore:
     """SessionRepository on SQLite."""
 
-    def __init__(self, db: Database, *, idle_s: float):
+    def __init__(self, db: Backend, *, idle_s: float):
         self.db = db
         self.idle = timedelta(seconds=idle_s)
 

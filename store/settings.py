@@ -104,8 +104,13 @@ class Settings(BaseSettings):
     # sections over event data multiply it (threat: a loop in a loop over a big array)
     webhook_render_max_chars: int = 1_024_000
 
-    # storage
+    # storage: SQLite at <home>/logic.db unless a PostgreSQL URL is given (README "Running on
+    # several machines"); several nodes on one PostgreSQL each get a name for their claims
     busy_timeout_ms: int = 10_000
+    database_url: SecretStr | None = None  # postgresql://user:password@host:port/dbname
+    node_id: str | None = None  # default: hostname:pid
+    pg_pool_max: int = Field(default=0, ge=0)  # connections per node (0: delivery threads + 16)
+    delivery_lease_s: float = Field(default=30.0, gt=0)  # PostgreSQL: a claim's lease, renewed by heartbeat
 
     # server
     # Failed Bearer tokens per client address (threat: guessing tokens through the API):

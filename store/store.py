@@ -18,12 +18,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import masterkey
+from .backend import Backend, node_id, open_backend
 from .changes import ChangeStore
 from .clock import now_iso
-from .database import Database, space_on_disk
+from .database import space_on_disk
 from .environment import EnvStore
 from .errors import MasterKeyError, NotFound
-from .events import EventStore
+from .events import event_store
 from .functions import FunctionStore
 from .identity import Identity, User
 from .integrations import IntegrationStore
@@ -57,7 +58,7 @@ class InitResult:
 class Store:
     """Every repository of one data home, built from its settings, and `transaction()`."""
 
-    def __init__(self, settings: Settings, db: Database, ring: KeyRing, key_source: str):
+    def __init__(self, settings: Settings, db: Backend, ring: KeyRing, key_source: str):
         self.settings = settings
         self.db = db
         self.ring = ring
@@ -73,11 +74,12 @@ class Store:
         self.secrets: SecretRepository = secrets
         self.functions: FunctionRepository = FunctionStore(db, secrets, runs_kept=settings.runs_kept)
         self.triggers: TriggerRepository = TriggerStore(db)
-        self.events: EventQueue = EventStore(
+        self.events: EventQueue = event_store(
             db,
             max_pending=settings.queue_max_pending,
             max_pending_per_owner=settings.queue_max_pending_per_owner,
             max_attempts=settings.delivery_max_attempts,
+            node=node_id(settings),
         )
         self.integrations: IntegrationRepository = IntegrationStore(
             db, secrets, logs_kept=settings.integration_logs_kept
@@ -108,7 +110,7 @@ class Store:
 
     @classmethod
     def open(cls, settings: Settings) -> Store:
-        db = Database(settings.db_path, busy_timeout_ms=settings.busy_timeout_ms)
+        db = open_backend(settings)
         try:
             db.check_schema()
             ring, source = KeyRing.open(db, lambda: masterkey.candidates(_env_key(settings), settings.key_path))
@@ -122,9 +124,9 @@ class Store:
     def migrate(settings: Settings) -> tuple[int, int]:
         """`logic db migrate`: bring an existing database's schema up to date, without the
         master key (migrations never read a value); (version before, version after)."""
-        if not settings.db_path.exists():
+        if settings.database_url is None and not settings.db_path.exists():
             raise NotFound(f"no database at {settings.db_path}: run `logic init` first")
-        db = Database(settings.db_path, busy_timeout_ms=settings.busy_timeout_ms)
+        db = open_backend(settings, create=True)
         try:
             before = db.schema_version
             return before, db.migrate()
@@ -144,14 +146,14 @@ class Store:
             with space_on_disk(home):
                 home.mkdir(parents=True, mode=0o700)
             os.chmod(home, 0o700)  # mkdir's mode is filtered by the umask
-        if settings.db_path.exists():
+        if _database_exists(settings):
             store = cls.open(settings)
         else:
             if not _env_key(settings) and not settings.key_path.exists():
                 with space_on_disk(home):
                     masterkey.write_key_file(settings.key_path, masterkey.generate())
             candidates = masterkey.candidates(_env_key(settings), settings.key_path)
-            db = Database(settings.db_path, busy_timeout_ms=settings.busy_timeout_ms, create=True)
+            db = open_backend(settings, create=True)
             try:
                 db.migrate()
                 source, key = candidates[0]
@@ -199,6 +201,7 @@ class Store:
         One transaction. Returns the new key's id and how many secrets were re-encrypted."""
         try:
             with self.transaction():
+                self.db.lock("keyring")  # no value is sealed meanwhile (KeyRing.refresh)
                 key_id = self.ring.add_key()
                 count = self.secrets.reencrypt_all(key_id)
                 self.functions.reencrypt_run_inputs(key_id)  # runs' sealed inputs (replay) too
@@ -226,6 +229,7 @@ class Store:
             masterkey.write_key_file(pending, new_key)  # 1. new key durable before the ring needs it
         try:
             with self.transaction():  # 2. one transaction
+                self.db.lock("keyring")
                 if record_change is not None:
                     record_change()  # first: nothing after the re-wrap may fail but the commit
                 self.ring.rewrap(new_key)
@@ -239,6 +243,17 @@ class Store:
         os.replace(pending, self.settings.key_path)  # 3. the new key takes the usual place
         self.key_source = str(self.settings.key_path)
         return self.key_source
+
+
+def _database_exists(settings: Settings) -> bool:
+    """SQLite: the file is there. PostgreSQL: the database holds our schema."""
+    if settings.database_url is None:
+        return settings.db_path.exists()
+    db = open_backend(settings, create=True)
+    try:
+        return db.schema_version > 0
+    finally:
+        db.close()
 
 
 def _env_key(settings: Settings) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .database import Database
+from .backend import Backend
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class DueTick:
 class TriggerStore:
     """Schedule ticks (SQLite); see the module docstring for the contract."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: Backend):
         self.db = db
 
     def due(self, now: str) -> list[DueTick]:
@@ -38,8 +38,8 @@ class TriggerStore:
         return [
             DueTick(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7], r[8])
             for r in self.db.all(
-                "SELECT t.id, t.function_id, f.owner, f.enabled AND t.enabled, t.cron, t.timezone, t.next_fire_at, "
-                "t.start_at, t.end_at FROM triggers t JOIN functions f ON f.id = t.function_id "
+                "SELECT t.id, t.function_id, f.owner, (f.enabled = 1 AND t.enabled = 1), t.cron, t.timezone, "
+                "t.next_fire_at, t.start_at, t.end_at FROM triggers t JOIN functions f ON f.id = t.function_id "
                 "WHERE t.kind = 'schedule' AND t.next_fire_at <= ? ORDER BY t.next_fire_at",
                 (now,),
             )
@@ -50,7 +50,7 @@ class TriggerStore:
         its window, it is never due again); False if another scheduler (or a redeploy) moved
         it first. Call inside the transaction that enqueues."""
         with self.db.transaction() as conn:
-            return (
+            return bool(
                 conn.execute(
                     "UPDATE triggers SET next_fire_at = ? WHERE id = ? AND next_fire_at = ?",
                     (following, trigger_id, expected),

@@ -15,7 +15,7 @@ from runtime.workers.testing import InProcessPool
 from store import Settings, Store
 from store.clock import utcnow
 from store.errors import NotFound
-from store.events import EventStore
+from store.events import EventStore, event_store
 from store.identity import User
 
 
@@ -59,7 +59,7 @@ def event_queue(store: Store, **limits: int) -> EventStore:
         "max_attempts": settings.delivery_max_attempts,
         **limits,
     }
-    return EventStore(store.db, **options)
+    return event_store(store.db, node=store.events.node, **options)
 
 
 class OwnerIntegrations:

@@ -77,7 +77,8 @@ class LedgerBroker:
         problems = []
         for name in dict.fromkeys(n for n, _, _ in self.pending):
             try:
-                data = self._ledgers.get(self.owner, name).data  # the row now, not what the run read
+                # The row now, not what the run read, locked until the run's record commits.
+                data = self._ledgers.get(self.owner, name, for_write=True).data
             except NotFound:
                 problems.append(f"ledger {name} was archived while the run wrote to it: nothing was saved")
                 continue

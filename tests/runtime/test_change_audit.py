@@ -25,7 +25,15 @@ from runtime.service import Service
 from store import Store
 from store.errors import Conflict, DeployError, InvalidInput, NotFound, PermissionDenied
 from store.identity import User
+from tests.conftest import BACKENDS
 from tests.support import in_process_service
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """This module's tests run on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 SECRET_VALUE = "change-audit-secret-V4lue-93kq"
 ENV_VALUE = "change-audit-env-V4lue-51zp"

@@ -13,8 +13,16 @@ import pytest
 from runtime.manifest import files_from_json
 from runtime.service import Service
 from store import Store
+from tests.conftest import BACKENDS
 from tests.runtime.test_functions_cli import MANIFEST, ok, one_error, write_function
 from tests.support import in_process_service
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """This module's tests run on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 VALUE = "deploy-guard-secret-5c7e9a1b"
 GUARDED = """\

@@ -16,7 +16,15 @@ import pytest
 from runtime.manifest import files_from_json
 from runtime.service import Service
 from store.errors import Conflict, DeployError, NotFound, PermissionDenied
+from tests.conftest import BACKENDS
 from tests.support import runtime_service
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """This module's tests run on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 RUNS_KEPT = 5
 RUN_KEYS = [

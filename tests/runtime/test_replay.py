@@ -15,7 +15,15 @@ import pytest
 from runtime.manifest import files_from_json
 from store.errors import Conflict, DecryptionError, NotFound
 from store.sensitive import MASK
+from tests.conftest import BACKENDS
 from tests.support import runtime_service
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """This module's tests run on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 SECRET = "replay-secret-value-3b9d1f7e"
 ECHO = """import logic

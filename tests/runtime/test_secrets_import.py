@@ -11,6 +11,14 @@ from runtime.secrets_import import parse
 from runtime.service import Service
 from store.errors import InvalidInput, TooLarge
 from store.secrets import ImportRefused
+from tests.conftest import BACKENDS
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """This module's tests run on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 LIMITS = {"max_bytes": 512 * 1024, "max_count": 500}
 MARK = "imp0rt-v4lue-"  # every value in this file starts with it, so a leak is easy to find

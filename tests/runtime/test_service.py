@@ -7,6 +7,14 @@ import pytest
 from runtime.service import Service
 from store.errors import Conflict, NotFound, PermissionDenied, Unauthorized
 from store.secrets import Access
+from tests.conftest import BACKENDS
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """This module's tests run on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 VALUE = "service-test-value-5e2b"
 

@@ -21,7 +21,15 @@ from runtime.manifest import files_from_json
 from store.clock import iso, utcnow
 from store.errors import QueueFull, TooManyRequests
 from store.events import EventStore
+from tests.conftest import BACKENDS
 from tests.support import event_queue, runtime_service
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """This module's tests run on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 SLOW = "def main(event):\n    while True:\n        pass\n"  # ends at its 2 s time limit
 QUICK = "def main(event):\n    return 'quick'\n"
@@ -178,6 +186,7 @@ def test_the_api_answers_429_with_retry_after_to_the_flooding_owner_only(world):
     assert ok.status_code == 202
 
 
+@pytest.mark.sqlite_only  # SQLite's query plans; PostgreSQL's: tests/store/test_postgres.py
 def test_a_claim_seeks_indexes_and_never_walks_the_backlog(store):
     """Threat: a flooding owner making every claim (everyone's) slower. Each statement a
     claim runs is looked up by an index; none scans the deliveries table."""

@@ -3,12 +3,12 @@ at all, listings by owner and target, and a chain whose key survives every key r
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 
 import pytest
 
 from store import Store
+from store.backend import INTEGRITY_ERRORS
 from store.masterkey import encode, generate
 
 AT = "2026-06-01T00:00:00.000000Z"
@@ -82,7 +82,7 @@ def test_details_take_names_ids_and_numbers_only(store):
 
 
 def test_our_own_code_cannot_update_a_row(store):
-    with pytest.raises(sqlite3.IntegrityError, match="append-only"), store.transaction():
+    with pytest.raises(INTEGRITY_ERRORS, match="append-only"), store.transaction():
         store.db.execute("UPDATE changes SET actor = 'x'")
 
 
@@ -143,12 +143,11 @@ def test_a_server_that_missed_a_master_rotation_still_verifies_and_records(store
 
 def test_a_database_without_an_audit_key_makes_one_on_the_first_change(store):
     """A home upgraded from before the change audit: no key, no rows yet."""
-    conn = sqlite3.connect(store.settings.db_path)
-    conn.execute("DROP TRIGGER changes_append_only")
-    for table in ("changes", "change_head", "change_audit_key"):
-        conn.execute(f"DELETE FROM {table}")
-    conn.commit()
-    conn.close()
+    with store.transaction():
+        on = " ON changes" if store.db.dialect == "postgresql" else ""
+        store.db.execute(f"DROP TRIGGER changes_append_only{on}")
+        for table in ("changes", "change_head", "change_audit_key"):
+            store.db.execute(f"DELETE FROM {table}")
     store.ring._audit_key = None
     assert store.changes.verify().ok and store.changes.verify().rows == 0
     with pytest.raises(RuntimeError), store.transaction():

@@ -2,17 +2,8 @@
 
 import pytest
 
-from store import Settings, Store
 from store.errors import QueueFull
 from tests.support import event_queue
-
-
-@pytest.fixture
-def store(tmp_path):
-    store, _ = Store.initialize(Settings(home=tmp_path / "home"))
-    yield store
-    store.close()
-
 
 T0, T1, T2, T9 = ("2026-01-01T00:00:0%d.000000Z" % n for n in (0, 1, 2, 9))
 

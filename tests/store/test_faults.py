@@ -29,6 +29,8 @@ from store import Settings, Store, masterkey
 from store.database import Database
 from store.errors import DiskFull, StoreBusy, StoreError
 
+pytestmark = pytest.mark.sqlite_only  # SQLite's faults; PostgreSQL's: tests/store/test_postgres.py
+
 SECRET_VALUE = "fault-test-value-3e9c"
 _WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE|PRAGMA\s+user_version\s*=)", re.IGNORECASE)
 

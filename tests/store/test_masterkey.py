@@ -57,11 +57,12 @@ def test_init_makes_private_files(store, settings):
     assert settings.home.stat().st_mode & 0o777 == 0o700
     assert settings.key_path.stat().st_mode & 0o777 == 0o600
     store.secrets.create("user:x", "MODE_CHECK", VALUE)  # forces WAL/SHM files into being
-    for path in (
+    database_files = (
         settings.db_path,
         settings.db_path.with_name("logic.db-wal"),
         settings.db_path.with_name("logic.db-shm"),
-    ):
+    )
+    for path in database_files if settings.database_url is None else ():
         assert path.exists(), path
         assert path.stat().st_mode & 0o777 == 0o600, path
 
@@ -76,7 +77,9 @@ def test_init_makes_a_private_home_even_with_a_loose_umask(settings):
         os.umask(old)
     store.close()
     assert settings.home.stat().st_mode & 0o777 == 0o700
-    assert settings.db_path.stat().st_mode & 0o777 == 0o600
+    assert settings.key_path.stat().st_mode & 0o777 == 0o600
+    if settings.database_url is None:
+        assert settings.db_path.stat().st_mode & 0o777 == 0o600
 
 
 # LOGIC_MASTER_KEY ----------------------------------------------------------------

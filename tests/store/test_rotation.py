@@ -138,9 +138,11 @@ def test_rotate_master_key(filled, settings):
     filled.close()
     reopened = Store.open(settings)
     assert _readable(reopened)
-    reopened.close()
-    with pytest.raises(MasterKeyError):  # the old key no longer opens anything
-        KeyRing(reopened.db, masterkey.decode(old_file.decode(), source="old"))
+    try:
+        with pytest.raises(MasterKeyError):  # the old key no longer opens anything
+            KeyRing(reopened.db, masterkey.decode(old_file.decode(), source="old"))
+    finally:
+        reopened.close()
 
 
 def test_crash_after_writing_the_new_key_before_rewrap(filled, settings):
@@ -163,7 +165,7 @@ def test_failed_rewrap_leaves_the_old_key_in_charge(filled, settings, monkeypatc
 
     def broken_rewrap(self, new_key):
         with self._db.transaction() as conn:
-            conn.execute("UPDATE keyring SET wrapped = x'00'")
+            conn.execute("UPDATE keyring SET wrapped = ?", (b"\0",))
             raise OSError("crash inside the rewrap transaction")
 
     monkeypatch.setattr(KeyRing, "rewrap", broken_rewrap)

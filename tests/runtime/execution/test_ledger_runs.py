@@ -14,7 +14,15 @@ from runtime.manifest import files_from_json
 from runtime.service import Service
 from store import Settings, Store
 from store.errors import DeployError
+from tests.conftest import BACKENDS
 from tests.support import in_process_service
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """This module's tests run on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 SECRET = "s3cr3t-ledger-value-91f2"
 

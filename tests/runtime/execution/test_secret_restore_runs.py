@@ -9,7 +9,15 @@ import pytest
 
 from runtime.manifest import files_from_json
 from store import Settings, Store
+from tests.conftest import BACKENDS
 from tests.support import in_process_service
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """This module's tests run on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 SOURCE = (
     "import hashlib\n"

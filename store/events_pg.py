@@ -1,0 +1,136 @@
+"""The delivery queue's claim and counters on PostgreSQL, where many nodes claim at once.
+
+SQLite has one writer, so its claim (events.py) may read candidates and then take them.
+Here two nodes would read the same ones: candidates are locked as they are read, with
+`FOR UPDATE SKIP LOCKED`, so each claimer takes rows nobody else holds and never waits
+for another claimer (PostgreSQL's documented way to share a queue table).
+
+Fairness is the same rule across nodes: owners take turns by their running count over
+the whole cluster, fewest first; the cap of runs in flight (`per_owner`, half of one
+node's workers) counts this node's runs, since workers are per node. The owners waiting
+are found with a loose index scan (one seek per owner on the pending index), so a claim
+costs O(owners waiting), not O(backlog). Counters are the per-slot rows of queue_counts
+(migrations.py), summed on read: no row is updated by every publish on every node.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from .events import _DELIVERY_COLUMNS, Claimed, Delivery, EventStore
+
+_RETURNING = ", ".join(f"d.{column.strip()}" for column in _DELIVERY_COLUMNS.split(","))
+
+# Owners with pending deliveries, each with its running count (cluster-wide and this node's).
+_OWNERS_WAITING = """
+WITH RECURSIVE o(owner) AS (
+    (SELECT owner FROM deliveries WHERE status = 'pending' ORDER BY owner LIMIT 1)
+    UNION ALL
+    SELECT (SELECT d.owner FROM deliveries d WHERE d.status = 'pending' AND d.owner > o.owner
+            ORDER BY d.owner LIMIT 1)
+    FROM o WHERE o.owner IS NOT NULL)
+SELECT o.owner,
+       (SELECT count(*) FROM deliveries r WHERE r.status = 'running' AND r.owner = o.owner),
+       (SELECT count(*) FROM deliveries r WHERE r.status = 'running' AND r.owner = o.owner
+                                           AND r.claimed_by = ?)
+FROM o WHERE o.owner IS NOT NULL
+"""
+
+# Take the expired ids already locked, plus each owner's share of its oldest pending ones
+# that nobody else holds, in one statement.
+_TAKE = f"""
+WITH picked AS (
+    SELECT unnest(?::bigint[]) AS id
+    UNION ALL
+    SELECT c.id FROM unnest(?::text[], ?::int[]) AS w(owner, n)
+    CROSS JOIN LATERAL (
+        SELECT id FROM deliveries
+        WHERE status = 'pending' AND owner = w.owner ORDER BY id LIMIT w.n
+        FOR UPDATE SKIP LOCKED) AS c)
+UPDATE deliveries d SET status = 'running', attempts = d.attempts + 1, lease_token = d.lease_token + 1,
+       lease_until = ?, claimed_by = ?
+FROM picked WHERE d.id = picked.id
+RETURNING {_RETURNING}
+"""
+
+
+class PostgresEventStore(EventStore):
+    """EventQueue on PostgreSQL: events.py's, but for the claim and the counters."""
+
+    def open_deliveries(self) -> int:
+        row = self.db.one("SELECT coalesce(sum(open), 0) FROM queue_counts WHERE owner = '*'")
+        return int(row[0])
+
+    def open_deliveries_of(self, owner: str) -> int:
+        row = self.db.one("SELECT coalesce(sum(open), 0) FROM queue_counts WHERE owner = ?", (owner,))
+        return int(row[0])
+
+    def claim(self, now: str, lease_until: str, limit: int = 1, *, per_owner: int | None = None) -> Claimed:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE deliveries SET status = 'failed', finished_at = ?, "
+                "last_error = 'gave up: the run did not finish in ' || attempts || ' attempts' "
+                "WHERE id IN (SELECT id FROM deliveries WHERE status = 'running' AND lease_until < ? "
+                "AND attempts >= ? FOR UPDATE SKIP LOCKED)",
+                (now, now, self.max_attempts),
+            )
+            expired = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT id FROM deliveries WHERE status = 'running' AND lease_until < ? "
+                    "ORDER BY lease_until, id LIMIT ? FOR UPDATE SKIP LOCKED",
+                    (now, limit + 1),
+                )
+            ]
+            more = len(expired) > limit
+            expired = expired[:limit]
+            owners: list[str] = []
+            shares: list[int] = []
+            left: list[str] = []  # owners that could take another turn
+            waiting = False
+            if len(expired) < limit:
+                turns, waiting = self._turns(conn, per_owner)
+                owners, shares, left = _share(turns, limit - len(expired), per_owner)
+            claimed = Claimed()
+            claimed.waiting = waiting
+            rows = []
+            if expired or owners:
+                rows = conn.execute(_TAKE, (expired, owners, shares, lease_until, self.node)).fetchall()
+            if not more and left:  # pending work of an owner with a turn left (ours now run)
+                more = bool(
+                    conn.execute(
+                        "SELECT 1 FROM deliveries WHERE status = 'pending' AND owner = ANY(?::text[]) LIMIT 1",
+                        (left,),
+                    ).fetchone()
+                )
+        claimed.more = more
+        claimed.extend(sorted((Delivery(*row) for row in rows), key=lambda d: d.id))
+        return claimed
+
+    def _turns(self, conn: Any, per_owner: int | None) -> tuple[list[list[Any]], bool]:
+        """[running in the cluster, this node's running, owner] of each owner that may take
+        a turn; whether some owner waits only for its runs in flight."""
+        turns, waiting = [], False
+        for owner, running, mine in conn.execute(_OWNERS_WAITING, (self.node,)).fetchall():
+            if per_owner is None or mine < per_owner:
+                turns.append([running, mine, owner])
+            else:
+                waiting = True
+        return turns, waiting
+
+
+def _share(turns: list[list[Any]], limit: int, per_owner: int | None) -> tuple[list[str], list[int], list[str]]:
+    """Deal `limit` claims out in turns, fewest running first: (owners, how many each,
+    the owners left with a turn to take)."""
+    shares: dict[str, int] = {}
+    for _ in range(limit):
+        if not turns:
+            break
+        turn = min(turns)
+        owner = cast(str, turn[2])
+        shares[owner] = shares.get(owner, 0) + 1
+        turn[0] += 1
+        turn[1] += 1
+        if per_owner is not None and turn[1] >= per_owner:
+            turns.remove(turn)
+    return list(shares), list(shares.values()), [cast(str, turn[2]) for turn in turns]

@@ -1,0 +1,533 @@
+"""The Backend (backend.py) on PostgreSQL: a psycopg 3 connection pool, transactions,
+placeholders, rows, named locks and the translation of faults.
+
+Repositories write SQL once, with `?` placeholders; here each statement's `?` becomes
+psycopg's `%s` (and a literal `%` is doubled), once per statement text. Rows index by
+position and by name, like sqlite3.Row. A transaction is READ COMMITTED; what SQLite's
+single writer made safe is guarded where it matters by `lock(name)`, a transaction-level
+advisory lock (released at commit or rollback, so a node that dies frees it) or by a row
+lock in the repository's own SQL.
+
+Faults are translated where statements run, into errors that say what to do: a lock
+waited for past the busy timeout, a deadlock or a serialization failure is `StoreBusy`
+(the caller retries), a full disk `DiskFull`, a database that cannot be reached a
+`StoreError` naming host and database (never the password). A constraint that refuses a
+write is `ConstraintViolation`, which repositories turn into their own clear error.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
+
+import psycopg
+import psycopg.adapt
+import psycopg.errors
+from psycopg import sql as pgsql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from .backend import ConstraintViolation, Dialect
+from .errors import DiskFull, InvalidInput, NotInitialized, SchemaTooNew, StoreBusy, StoreError
+
+log = logging.getLogger("logic.store")
+
+PROBE_INTERVAL_S = 1.0  # the health probe, at most this often while writes fail
+# Advisory locks take two int4 keys: ours are (LOCK_SPACE, hashtext(name)), clear of any
+# other application's locks on the same database.
+LOCK_SPACE = 0x6C6F6763  # "logc"
+DOORBELL_CHANNEL = "logic_deliveries"
+DOORBELL_EVERY_S = 0.01  # one NOTIFY per node at most this often, whatever the publish rate
+
+_Error = TypeVar("_Error", bound=StoreError)
+
+
+# rows ---------------------------------------------------------------------
+
+
+class Row(tuple[Any, ...]):
+    """A result row: by position and by column name, with keys() (so dict(row) works)."""
+
+    _index: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@functools.lru_cache(maxsize=512)
+def _row_class(names: tuple[str, ...]) -> type[Row]:
+    return type("Row", (Row,), {"_index": {name: i for i, name in enumerate(names)}, "__slots__": ()})
+
+
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Any]:
+    description = cursor.description
+    if description is None:
+        return tuple
+    return _row_class(tuple(column.name for column in description))
+
+
+class _BoolAsInteger(psycopg.adapt.Dumper):
+    """Flags are INTEGER 0/1 on both backends (SQLite has no boolean)."""
+
+    oid = psycopg.postgres.types["int8"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"1" if obj else b"0"
+
+
+# placeholders -------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def to_pg(sql: str) -> str:
+    """`?` outside quotes becomes `%s`; every `%` becomes `%%` (psycopg's own escape)."""
+    out: list[str] = []
+    quote = ""
+    for ch in sql:
+        if quote:
+            if ch == quote:
+                quote = ""
+            out.append("%%" if ch == "%" else ch)
+        elif ch in "'\"":
+            quote = ch
+            out.append(ch)
+        elif ch == "?":
+            out.append("%s")
+        elif ch == "%":
+            out.append("%%")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class PgTx:
+    """A pooled connection inside a transaction, with the SQL and faults translated."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, db: PostgresDatabase, conn: psycopg.Connection[Any]):
+        self.db = db
+        self.conn = conn
+        self.wrote = False
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Any:
+        try:
+            cursor = self.conn.execute(to_pg(sql), tuple(params), prepare=None)
+        except psycopg.Error as exc:
+            raise self.db.translate(exc) from exc
+        if cursor.rowcount > 0 and cursor.statusmessage and not cursor.statusmessage.startswith("SELECT"):
+            self.wrote = True
+        return cursor
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> None:
+        rows = [tuple(row) for row in rows]
+        if not rows:
+            return
+        try:
+            with self.conn.cursor() as cursor:
+                cursor.executemany(to_pg(sql), rows)
+        except psycopg.Error as exc:
+            raise self.db.translate(exc) from exc
+        self.wrote = True
+
+
+# the database -------------------------------------------------------------
+
+
+class PostgresDatabase:
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, url: str, *, busy_timeout_ms: int, pool_max: int, node: str, create: bool = False):
+        self.url = url
+        self.busy_timeout_ms = busy_timeout_ms
+        self.node = node
+        info = conninfo_to_dict(url)
+        self._where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+        self._local = threading.local()
+        self._fault: tuple[str, int] | None = None
+        self._faults_seen = 0
+        self._probed_at = float("-inf")
+        self._doorbell = _Doorbell(self)
+        self.pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=max(2, pool_max),
+            kwargs={"autocommit": True, **_keepalives(info)},
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+            timeout=busy_timeout_ms / 1000,
+            max_idle=300,
+            open=False,
+            name=f"logic-{node}",
+        )
+        try:
+            self.pool.open(wait=True, timeout=max(1.0, busy_timeout_ms / 1000))
+        except PoolTimeout as exc:
+            self.pool.close()
+            raise StoreError(
+                f"the database at {self._where} cannot be reached: check LOGIC_DATABASE_URL and that "
+                "PostgreSQL is running"
+            ) from exc
+        try:
+            self._bootstrap()
+            if not create and self.schema_version == 0:
+                raise NotInitialized(
+                    f"no logic-runtime schema in the database at {self._where}: run `logic init` first"
+                )
+        except BaseException:
+            self.close()
+            raise
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        conn.row_factory = _row_factory
+        conn.adapters.register_dumper(bool, _BoolAsInteger)
+        timeout = int(self.busy_timeout_ms)
+        conn.execute(
+            pgsql.SQL("SET lock_timeout = {}; SET application_name = {}").format(
+                pgsql.Literal(f"{timeout}ms"), pgsql.Literal(f"logic-runtime {self.node}"[:63])
+            )
+        )
+
+    @property
+    def where(self) -> str:
+        return self._where
+
+    @property
+    def open_connections(self) -> int:
+        return int(self.pool.get_stats().get("pool_size", 0))
+
+    def close(self) -> None:
+        self._doorbell.close()
+        self.pool.close()
+
+    # transactions ----------------------------------------------------------
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        try:
+            return self.pool.getconn()
+        except PoolTimeout as exc:
+            raise self._noted(
+                StoreBusy(f"every connection to the database at {self._where} is busy: try again"),
+                "database busy",
+            ) from exc
+
+    @contextmanager
+    def _begin(self, statement: str) -> Iterator[PgTx]:
+        local = self._local
+        if getattr(local, "depth", 0):
+            local.depth += 1
+            try:
+                yield local.tx
+            finally:
+                local.depth -= 1
+            return
+        conn = self._connection()
+        tx = PgTx(self, conn)
+        try:
+            try:
+                conn.execute(statement)
+            except psycopg.Error as exc:
+                raise self.translate(exc) from exc
+            local.depth, local.tx, local.after_commit = 1, tx, []
+            try:
+                yield tx
+            except BaseException:
+                local.depth, local.tx, local.after_commit = 0, None, []
+                _rollback(conn)
+                raise
+            local.depth, local.tx = 0, None
+            callbacks, local.after_commit = local.after_commit, []
+            try:
+                conn.execute("COMMIT")
+            except psycopg.Error as exc:
+                _rollback(conn)
+                raise self.translate(exc) from exc
+        finally:
+            self.pool.putconn(conn)
+        if tx.wrote and self._fault is not None:
+            self._fault = None  # a commit that wrote proves writes work again
+        for callback in callbacks:
+            _run_quietly(callback)
+
+    @contextmanager
+    def transaction(self) -> Iterator[PgTx]:
+        with self._begin("BEGIN") as tx:
+            yield tx
+
+    @contextmanager
+    def snapshot(self) -> Iterator[PgTx]:
+        with self._begin("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") as tx:
+            yield tx
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        if getattr(self._local, "depth", 0):
+            self._local.after_commit.append(callback)
+        else:
+            _run_quietly(callback)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        with self.transaction() as tx:
+            return tx.execute(sql, params)
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        if getattr(self._local, "depth", 0):
+            return self._local.tx.execute(sql, params).fetchone()
+        with self._autocommit() as conn:
+            try:
+                return conn.execute(to_pg(sql), tuple(params)).fetchone()
+            except psycopg.Error as exc:
+                raise self.translate(exc) from exc
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        if getattr(self._local, "depth", 0):
+            return cast(list[Any], self._local.tx.execute(sql, params).fetchall())
+        with self._autocommit() as conn:
+            try:
+                return conn.execute(to_pg(sql), tuple(params)).fetchall()
+            except psycopg.Error as exc:
+                raise self.translate(exc) from exc
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[psycopg.Connection[Any]]:
+        conn = self._connection()
+        try:
+            yield conn
+        finally:
+            self.pool.putconn(conn)
+
+    # named locks -----------------------------------------------------------
+
+    def lock(self, name: str, *, shared: bool = False) -> None:
+        """Hold `name` until this transaction ends; shared holders exclude only exclusive ones."""
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        self._local.tx.execute(f"SELECT {function}({LOCK_SPACE}, hashtext(?))", (name,))
+
+    def try_lock(self, name: str) -> bool:
+        """Take `name` until this transaction ends if nobody holds it; False if someone does."""
+        row = self._local.tx.execute(f"SELECT pg_try_advisory_xact_lock({LOCK_SPACE}, hashtext(?))", (name,))
+        return bool(row.fetchone()[0])
+
+    # the doorbell ----------------------------------------------------------
+
+    def announce(self, deliveries: int) -> None:
+        """Tell worker nodes that `deliveries` new ones are committed (after commit only)."""
+        self.after_commit(lambda: self._doorbell.ring(deliveries))
+
+    def listen(self, on_ring: Callable[[int | None], None], stop: threading.Event) -> threading.Thread:
+        """A thread that calls on_ring(n) when another node announces n deliveries, and
+        on_ring(None) after (re)connecting, when announcements may have been missed."""
+        thread = threading.Thread(target=_listen, args=(self, on_ring, stop), name="doorbell-listen", daemon=True)
+        thread.start()
+        return thread
+
+    # faults ----------------------------------------------------------------
+
+    def translate(self, exc: psycopg.Error) -> Exception:
+        """The error to raise instead of `exc` (its message is ours, without the statement's
+        parameters), or `exc` itself for a bug (bad SQL)."""
+        if isinstance(exc, psycopg.errors.IntegrityError):
+            # The primary message names the constraint or our trigger's reason, never a value.
+            return ConstraintViolation(f"the write was refused: {exc.diag.message_primary or 'a constraint'}")
+        if isinstance(
+            exc, psycopg.errors.LockNotAvailable | psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure
+        ):
+            return self._noted(
+                StoreBusy(f"the database at {self._where} is busy with other writes: try again"), "database locked"
+            )
+        if isinstance(exc, psycopg.errors.DiskFull):
+            return self._noted(
+                DiskFull(f"the database server at {self._where} has no disk space left: free some and try again"),
+                "disk full",
+            )
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return self._noted(
+                StoreBusy(f"the database at {self._where} took too long to answer: try again"), "database busy"
+            )
+        if isinstance(exc, psycopg.DataError):
+            return InvalidInput("text with a NUL character (or another byte PostgreSQL cannot store) was refused")
+        if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return self._noted(
+                StoreError(f"the database at {self._where} cannot be reached: try again shortly"),
+                "database unreachable",
+            )
+        return exc
+
+    def _noted(self, error: _Error, reason: str) -> _Error:
+        self._faults_seen += 1
+        self._fault = (reason, self._faults_seen)
+        return error
+
+    def fault(self) -> str | None:
+        fault = self._fault
+        if fault is None:
+            return None
+        now = time.monotonic()
+        if now - self._probed_at < PROBE_INTERVAL_S:
+            return fault[0]
+        self._probed_at = now
+        if self._probe() and self._fault == fault:
+            self._fault = None
+        current = self._fault
+        return None if current is None else current[0]
+
+    def _probe(self) -> bool:
+        """Can a write commit now? The schema row rewritten as it is, waiting for no lock."""
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=2) as conn:
+                conn.execute("SET lock_timeout = '100ms'")
+                conn.execute("UPDATE logic_schema SET version = version WHERE id = 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    # schema ----------------------------------------------------------------
+
+    def _bootstrap(self) -> None:
+        """What every migration relies on: the schema version row and the `blob` domain (so
+        the store's CAST(... AS BLOB) guards read the same on both backends)."""
+        with self.transaction() as tx:
+            self.lock("migrate")
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS logic_schema "
+                "(id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
+            )
+            tx.execute("INSERT INTO logic_schema (id, version) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+            exists = tx.execute("SELECT 1 FROM pg_type WHERE typname = 'blob'").fetchone()
+            if exists is None:
+                tx.execute("CREATE DOMAIN blob AS bytea")
+
+    @property
+    def schema_version(self) -> int:
+        row = self.one("SELECT version FROM logic_schema WHERE id = 1")
+        return 0 if row is None else int(row[0])
+
+    def migrate(self, target: int | None = None) -> int:
+        from .migrations import MIGRATIONS, Migration
+
+        latest = len(MIGRATIONS)
+        target = latest if target is None else target
+        if not 0 <= target <= latest:
+            raise ValueError(f"no schema version {target}: versions are 0..{latest}")
+        self._refuse_newer(self.schema_version, latest)
+        for version in range(self.schema_version + 1, target + 1):
+            with self.transaction() as tx:
+                self.lock("migrate")  # another node may be migrating: one at a time
+                now = self.schema_version
+                self._refuse_newer(now, latest)
+                if now >= version:
+                    continue
+                MIGRATIONS[version - 1](Migration("postgresql", tx))
+                tx.execute("UPDATE logic_schema SET version = ? WHERE id = 1", (version,))
+        return self.schema_version
+
+    def _refuse_newer(self, current: int, latest: int) -> None:
+        if current > latest:
+            raise SchemaTooNew(
+                f"the database at {self._where} has schema version {current}, newer than this "
+                f"logic-runtime supports ({latest}): upgrade logic-runtime"
+            )
+
+    def check_schema(self) -> None:
+        self.migrate()
+
+
+def _keepalives(info: dict[str, Any]) -> dict[str, Any]:
+    """TCP keepalives unless the URL says otherwise: a partitioned node's sessions (and the
+    locks they hold) end in seconds, not after the kernel's two hours."""
+    defaults = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+    return {k: v for k, v in defaults.items() if k not in info}
+
+
+def _rollback(conn: psycopg.Connection[Any]) -> None:
+    if conn.closed:
+        return
+    try:
+        conn.execute("ROLLBACK")
+    except psycopg.Error:
+        conn.close()  # the pool discards a closed connection
+
+
+def _run_quietly(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:
+        log.exception("an after-commit callback failed")
+
+
+class _Doorbell:
+    """Debounced NOTIFY: rings add up, and one sender thread announces them at most every
+    DOORBELL_EVERY_S on a connection of its own (NOTIFY inside every publish transaction
+    would queue each commit on PostgreSQL's notification lock)."""
+
+    def __init__(self, db: PostgresDatabase):
+        self.db = db
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._rung = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def ring(self, deliveries: int) -> None:
+        if deliveries <= 0 or self._closed:
+            return
+        with self._lock:
+            self._pending += deliveries
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._send_loop, name="doorbell-notify", daemon=True)
+                self._thread.start()
+        self._rung.set()
+
+    def _send_loop(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        while not self._closed:
+            self._rung.wait()
+            self._rung.clear()
+            with self._lock:
+                count, self._pending = self._pending, 0
+            if not count or self._closed:
+                continue
+            try:
+                if conn is None or conn.closed:
+                    conn = psycopg.connect(self.db.url, autocommit=True, connect_timeout=5)
+                conn.execute("SELECT pg_notify(%s, %s)", (DOORBELL_CHANNEL, f"{self.db.node}\n{count}"))
+            except psycopg.Error:
+                log.warning("event=doorbell_failed (workers will find the work by their poll)")
+                if conn is not None:
+                    conn.close()
+                conn = None
+            time.sleep(DOORBELL_EVERY_S)
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._rung.set()
+
+
+def _listen(db: PostgresDatabase, on_ring: Callable[[int | None], None], stop: threading.Event) -> None:
+    backoff = 0.1
+    while not stop.is_set():
+        try:
+            with psycopg.connect(db.url, autocommit=True, connect_timeout=5, **_keepalives({})) as conn:
+                conn.execute(f"LISTEN {DOORBELL_CHANNEL}")
+                backoff = 0.1
+                on_ring(None)  # announcements sent while we were not listening are lost: look now
+                while not stop.is_set():
+                    for note in conn.notifies(timeout=1.0):
+                        node, _, count = note.payload.partition("\n")
+                        if node != db.node:
+                            on_ring(int(count) if count.isdigit() else None)
+        except psycopg.Error:
+            if stop.wait(backoff):
+                return
+            backoff = min(backoff * 2, 5.0)
