@@ -164,7 +164,7 @@ def init(app: App, as_json: bool) -> None:
     data = {
         "created": result.created,
         "home": str(app.settings.home),
-        "database": str(app.settings.db_path),
+        "database": str(app.settings.database_shown),
         "master_key": result.key_source,
         "admin": result.admin.name,
         "token": result.token,
@@ -175,7 +175,7 @@ def init(app: App, as_json: bool) -> None:
             click.echo(f"Already initialized: {app.settings.home} (admin user {result.admin.name}).")
             return
         click.echo(f"Initialized {app.settings.home}")
-        click.echo(f"  database:   {app.settings.db_path}")
+        click.echo(f"  database:   {app.settings.database_shown}")
         click.echo(f"  master key: {result.key_source}")
         click.echo(f"  admin user: {result.admin.name}")
         click.echo(f"  API token:  {result.token}")
@@ -1103,7 +1103,7 @@ def db_migrate(app: App, as_json: bool) -> None:
     """Bring the database's schema up to date (every command does it on open; run this when
     upgrading, before the servers start). Needs no master key."""
     before, after = Service.migrate_database(app.settings)
-    data = {"database": str(app.settings.db_path), "from_version": before, "to_version": after}
+    data = {"database": str(app.settings.database_shown), "from_version": before, "to_version": after}
 
     def human() -> None:
         if before == after:

@@ -88,7 +88,8 @@ def serve(settings: Settings, host: str, port: int, *, roles: frozenset[str] = R
                 f"console: http://{host}:{port}/  (sign in with an API token: the one `logic init` printed)", flush=True
             )
         print(
-            f"data: {settings.home}  database: {settings.db_path}  master key: {service.store.key_source}", flush=True
+            f"data: {settings.home}  database: {settings.database_shown}  master key: {service.store.key_source}",
+            flush=True,
         )
         print(isolation_line(service), flush=True)
         log.info(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -138,6 +139,18 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.home / "logic.db"
+
+    @property
+    def database_shown(self) -> str:
+        """Where the store lives, fit to print: the SQLite file, or the PostgreSQL URL
+        without its user and password."""
+        if self.database_url is None:
+            return str(self.db_path)
+        url = urlsplit(self.database_url.get_secret_value())
+        host = url.hostname or ""
+        if url.port is not None:
+            host = f"{host}:{url.port}"
+        return urlunsplit((url.scheme, host, url.path, "", ""))
 
     @property
     def key_path(self) -> Path:
