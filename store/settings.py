@@ -90,7 +90,6 @@ class Settings(BaseSettings):
     runs_in_flight_per_owner: int = 0
     delivery_threads: int = Field(default_factory=lambda: max(2, 2 * (os.cpu_count() or 1)))
     dispatcher_poll_s: float = 0.5
-    delivery_lease_margin_s: float = 30.0  # a claim lasts the longest run or webhook plus this
     delivery_max_attempts: int = 3
     event_retention_days: float = 7.0  # finished events and deliveries are forgotten after this
     audit_retention_days: float = 365.0  # secret access records
@@ -111,7 +110,7 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = None  # postgresql://user:password@host:port/dbname
     node_id: str | None = None  # default: hostname:pid
     pg_pool_max: int = Field(default=0, ge=0)  # connections per node (0: delivery threads + 16)
-    delivery_lease_s: float = Field(default=30.0, gt=0)  # PostgreSQL: a claim's lease, renewed by heartbeat
+    delivery_lease_s: float = Field(default=30.0, gt=0)  # a claim's lease, renewed by a heartbeat while it runs
 
     # server
     # Failed Bearer tokens per client address (threat: guessing tokens through the API):

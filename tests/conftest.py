@@ -46,12 +46,16 @@ def logic_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test marked sqlite_only keeps only its SQLite case (deselected, not skipped)."""
+    """A test marked sqlite_only keeps only its SQLite case, one marked postgresql_only its
+    PostgreSQL case (the other is deselected: it does not apply, so it is not a skip)."""
     kept, dropped = [], []
     for item in items:
         params = getattr(item, "callspec", None)
-        on_pg = params is not None and params.params.get("backend") == "postgresql"
-        (dropped if on_pg and item.get_closest_marker("sqlite_only") else kept).append(item)
+        backend = params.params.get("backend") if params is not None else None
+        wrong = (backend == "postgresql" and item.get_closest_marker("sqlite_only")) or (
+            backend == "sqlite" and item.get_closest_marker("postgresql_only")
+        )
+        (dropped if wrong else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

@@ -21,13 +21,14 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from runtime.events.bus import EventBus
+from runtime.events.leases import Leases
 from runtime.events.rules import LEDGER_SOURCE, check_event, within_chain
 from runtime.events.streams import WEBHOOK_LOGS, Item
 from runtime.execution.engine import Engine
 from runtime.execution.secrets_broker import audited
 from runtime.integrations.runner import IntegrationRunner
 from store.clock import iso, utcnow
-from store.errors import DiskFull, LogicError, StoreBusy, WorkerUnavailable
+from store.errors import DiskFull, LeaseLost, LogicError, StoreBusy, WorkerUnavailable
 from store.events import Delivery
 from store.store import Store
 
@@ -61,19 +62,28 @@ class Dispatcher:
         self.poll_s = poll_s
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
+        # What this node holds, renewed by a heartbeat while the threads run (leases.py).
+        self.leases = Leases(store.events, store.settings.delivery_lease_s, clock)
 
     @property
     def lease(self) -> timedelta:
-        s = self.settings
-        longest = max(s.run_timeout_s, s.webhook_timeout_s * (s.webhook_retries + 1))
-        return timedelta(seconds=longest + s.delivery_lease_margin_s)
+        return self.leases.lease
 
     def start(self) -> None:
         self.bus.wake.cap = self.threads
+        self.leases.start()
+        # Other nodes' publishes ring here (PostgreSQL's NOTIFY); the poll stays behind it.
+        self.store.db.listen(self._rung, self._stop)
         for n in range(self.threads):
             t = threading.Thread(target=self._loop, name=f"dispatcher-{n}", daemon=True)
             t.start()
             self._workers.append(t)
+
+    def _rung(self, deliveries: int | None) -> None:
+        if deliveries is None:  # (re)connected: announcements may have been missed
+            self.bus.wake.ring_all()
+        else:
+            self.bus.wake.ring(deliveries)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop claiming; deliveries in flight finish (each run is bounded by its timeout)."""
@@ -81,6 +91,7 @@ class Dispatcher:
         self.bus.wake.ring_all()
         for t in self._workers:
             t.join(timeout)
+        self.leases.stop()
 
     def _loop(self) -> None:
         wake = self.bus.wake
@@ -109,9 +120,13 @@ class Dispatcher:
         claimed = queue.claim(iso(now), iso(now + self.lease), limit, per_owner=self.settings.owner_runs_max)
         for delivery in claimed:
             if self._stop.is_set():
-                queue.release(delivery.id)
+                queue.release(delivery.id, token=delivery.token)
                 continue
-            self.deliver(delivery, claimed_at)
+            self.leases.hold(delivery)
+            try:
+                self.deliver(delivery, claimed_at)
+            finally:
+                self.leases.release(delivery)
         return len(claimed), claimed.more or (bool(claimed) and claimed.waiting)
 
     def drain(self, max_steps: int = 10_000) -> int:
@@ -129,36 +144,43 @@ class Dispatcher:
         starts right after its claim skip renewing the lease."""
         events = self.store.events
         try:
+            if not self.leases.fresh or self.leases.lost(delivery):
+                # This node may have been cut off past its lease: the delivery may be another
+                # node's by now. Start nothing; if it is still ours, the lease brings it back.
+                log.warning("event=delivery_skipped delivery=%d reason=lease_uncertain", delivery.id)
+                return
             if delivery.target_kind == "function":
                 self._run_function(delivery, claimed_at)
             else:
                 self._fire_integration(delivery)
+        except LeaseLost:  # its record rolled back; the node that took it over carries it out
+            log.warning("event=lease_lost delivery=%d (this run's record was discarded)", delivery.id)
         except WorkerUnavailable:  # passing (the pool is restarting or closing): try again later
-            events.release(delivery.id)
+            events.release(delivery.id, token=delivery.token)
         except (StoreBusy, DiskFull):
             raise  # the store's fault, not the delivery's: its lease brings it back
         except LogicError as exc:  # e.g. the target was deleted since the event was accepted
-            events.finish(delivery.id, status="failed", error=exc.message)
+            events.finish(delivery.id, status="failed", error=exc.message, token=delivery.token)
 
     def _run_function(self, delivery: Delivery, claimed_at: float | None) -> None:
         queue = self.store.events
         # A claim younger than this still has all but a sliver of its lease (the longest
         # run plus the margin): renewing it would be a write transaction for nothing.
-        fresh_s = min(1.0, self.settings.delivery_lease_margin_s / 4)
+        fresh_s = min(1.0, self.settings.delivery_lease_s / 4)
         fn = self.store.functions.get_by_id(delivery.target_id)
         if not fn.enabled:
-            queue.finish(delivery.id, status="failed", error=f"function {fn.name} is disabled")
+            queue.finish(delivery.id, status="failed", error=f"function {fn.name} is disabled", token=delivery.token)
             return
 
         def finish(run_id: str) -> None:
-            queue.finish(delivery.id, run_id=run_id)
+            queue.finish(delivery.id, run_id=run_id, token=delivery.token)
 
         def renew() -> None:
             # The lease counted from the claim; waiting for a free worker must not use it
             # up, or another thread claims the delivery again and it runs twice.
             if claimed_at is not None and time.monotonic() - claimed_at < fresh_s:
                 return
-            queue.renew(delivery.id, iso(self.clock() + self.lease))
+            queue.renew(delivery.id, iso(self.clock() + self.lease), token=delivery.token)
 
         if delivery.event_id is not None:
             event = queue.event(delivery.event_id)
@@ -190,7 +212,9 @@ class Dispatcher:
         store, queue = self.store, self.store.events
         record = store.integrations.get_by_id(delivery.target_id)
         if not record.enabled:
-            queue.finish(delivery.id, status="failed", error=f"integration {record.name} is disabled")
+            queue.finish(
+                delivery.id, status="failed", error=f"integration {record.name} is disabled", token=delivery.token
+            )
             return
         event = queue.event(cast(str, delivery.event_id))  # integrations get events, never ticks
         result = self.integrations.fire(record, event, run_id=f"delivery-{delivery.id}")
@@ -227,6 +251,7 @@ class Dispatcher:
                 delivery.id,
                 status="done" if result.ok else "failed",
                 error=None if result.ok else (response_data or result.log.get("error") or "")[:FAILURE_TEXT_MAX],
+                token=delivery.token,
             )
 
 

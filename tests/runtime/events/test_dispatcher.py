@@ -311,7 +311,7 @@ def test_waiting_for_a_worker_does_not_use_up_the_lease(tmp_path):
         home=tmp_path / "home",
         workers=1,
         run_timeout_s=1,
-        delivery_lease_margin_s=0,
+        delivery_lease_s=1,
         webhook_timeout_s=0.1,
         webhook_retries=0,
         runs_in_flight_per_owner=2,  # both threads claim at once: one delivery then waits for the worker
@@ -351,7 +351,9 @@ def test_a_run_right_after_its_claim_skips_the_lease_renewal(world, monkeypatch)
     deploy(service, actor, "renewal", "def main(event):\n    return 1\n", [{"type": "event", "event_name": "renew"}])
     renewed = []
     real_renew = service.store.events.renew
-    monkeypatch.setattr(service.store.events, "renew", lambda *args: (renewed.append(args[0]), real_renew(*args)))
+    monkeypatch.setattr(
+        service.store.events, "renew", lambda *args, **kw: (renewed.append(args[0]), real_renew(*args, **kw))
+    )
     dispatcher = service.dispatcher()
     service.publish_event(actor, "renew", "fresh")
     assert dispatcher.drain() == 1
