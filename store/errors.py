@@ -106,6 +106,11 @@ class StoreBusy(StoreError):
     retry_after = 1
 
 
+class StoreUnreachable(StoreBusy):
+    """The database server cannot be reached (PostgreSQL restarting, a network cut): nothing
+    was written; the caller retries, as for a busy store."""
+
+
 class DiskFull(StoreError):
     """The disk holding the database is full (SQLITE_FULL, or an I/O error with next to
     no space left): the transaction was rolled back, nothing was written."""

@@ -33,7 +33,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .backend import ConstraintViolation, Dialect
-from .errors import DiskFull, InvalidInput, NotInitialized, SchemaTooNew, StoreBusy, StoreError
+from .errors import DiskFull, InvalidInput, NotInitialized, SchemaTooNew, StoreBusy, StoreError, StoreUnreachable
 
 log = logging.getLogger("logic.store")
 
@@ -164,7 +164,6 @@ class PostgresDatabase:
             max_size=max(2, pool_max),
             kwargs={"autocommit": True, **_keepalives(info)},
             configure=self._configure,
-            check=ConnectionPool.check_connection,
             timeout=busy_timeout_ms / 1000,
             max_idle=300,
             open=False,
@@ -174,7 +173,7 @@ class PostgresDatabase:
             self.pool.open(wait=True, timeout=max(1.0, busy_timeout_ms / 1000))
         except PoolTimeout as exc:
             self.pool.close()
-            raise StoreError(
+            raise StoreUnreachable(
                 f"the database at {self._where} cannot be reached: check LOGIC_DATABASE_URL and that "
                 "PostgreSQL is running"
             ) from exc
@@ -231,13 +230,9 @@ class PostgresDatabase:
             finally:
                 local.depth -= 1
             return
-        conn = self._connection()
+        conn = self._begun(statement)
         tx = PgTx(self, conn)
         try:
-            try:
-                conn.execute(statement)
-            except psycopg.Error as exc:
-                raise self.translate(exc) from exc
             local.depth, local.tx, local.after_commit = 1, tx, []
             try:
                 yield tx
@@ -258,6 +253,25 @@ class PostgresDatabase:
             self._fault = None  # a commit that wrote proves writes work again
         for callback in callbacks:
             _run_quietly(callback)
+
+    def _begun(self, statement: str) -> psycopg.Connection[Any]:
+        """A pooled connection with `statement` (BEGIN ...) run on it. A pooled connection may
+        have died since it was last used (the server restarted): nothing ran on it yet, so
+        it is dropped and one fresh connection tried before giving up."""
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                conn.execute(statement)
+                return conn
+            except psycopg.OperationalError as exc:
+                conn.close()
+                self.pool.putconn(conn)  # a closed connection is discarded, not reused
+                if attempt == 2:
+                    raise self.translate(exc) from exc
+            except psycopg.Error as exc:
+                self.pool.putconn(conn)
+                raise self.translate(exc) from exc
+        raise AssertionError("unreachable")
 
     @contextmanager
     def transaction(self) -> Iterator[PgTx]:
@@ -282,28 +296,29 @@ class PostgresDatabase:
     def one(self, sql: str, params: Sequence[Any] = ()) -> Any:
         if getattr(self._local, "depth", 0):
             return self._local.tx.execute(sql, params).fetchone()
-        with self._autocommit() as conn:
-            try:
-                return conn.execute(to_pg(sql), tuple(params)).fetchone()
-            except psycopg.Error as exc:
-                raise self.translate(exc) from exc
+        return self._read(sql, params, lambda cursor: cursor.fetchone())
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         if getattr(self._local, "depth", 0):
             return cast(list[Any], self._local.tx.execute(sql, params).fetchall())
-        with self._autocommit() as conn:
+        return cast(list[Any], self._read(sql, params, lambda cursor: cursor.fetchall()))
+
+    def _read(self, sql: str, params: Sequence[Any], fetch: Callable[[Any], Any]) -> Any:
+        """One statement on its own (autocommit); a pooled connection that died since its
+        last use (a server restart) is dropped and the read tried once more on a fresh one."""
+        for attempt in (1, 2):
+            conn = self._connection()
             try:
-                return conn.execute(to_pg(sql), tuple(params)).fetchall()
+                return fetch(conn.execute(to_pg(sql), tuple(params)))
+            except psycopg.OperationalError as exc:
+                conn.close()  # discarded by the pool
+                if attempt == 2:
+                    raise self.translate(exc) from exc
             except psycopg.Error as exc:
                 raise self.translate(exc) from exc
-
-    @contextmanager
-    def _autocommit(self) -> Iterator[psycopg.Connection[Any]]:
-        conn = self._connection()
-        try:
-            yield conn
-        finally:
-            self.pool.putconn(conn)
+            finally:
+                self.pool.putconn(conn)
+        raise AssertionError("unreachable")
 
     # named locks -----------------------------------------------------------
 
@@ -357,7 +372,7 @@ class PostgresDatabase:
             return InvalidInput("text with a NUL character (or another byte PostgreSQL cannot store) was refused")
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
             return self._noted(
-                StoreError(f"the database at {self._where} cannot be reached: try again shortly"),
+                StoreUnreachable(f"the database at {self._where} cannot be reached: try again shortly"),
                 "database unreachable",
             )
         return exc

@@ -65,6 +65,23 @@ def test_runtime_speaks_no_sql_and_imports_no_driver(path):
     assert not found, f"{rel(path)} imports {found}"
 
 
+# Each driver behind its one module of the seam (store/backend.py): repositories speak SQL
+# through it, never to a driver.
+DRIVER_HOMES = {
+    "sqlite3": {"store/database.py", "store/backend.py"},  # backend.py: sqlite3.IntegrityError only
+    "sqlite_utils": {"store/database.py", "store/migrations.py"},
+    "psycopg": {"store/postgres.py"},
+    "psycopg_pool": {"store/postgres.py"},
+}
+
+
+@pytest.mark.parametrize("path", STORE, ids=rel)
+def test_each_database_driver_is_imported_by_its_backend_module_only(path):
+    found = {name.split(".")[0] for name in imports(path, with_type_checking=True)} & DRIVERS
+    strays = {driver for driver in found if rel(path) not in DRIVER_HOMES.get(driver, set())}
+    assert not strays, f"{rel(path)} imports {strays}: go through store/backend.py"
+
+
 @pytest.mark.parametrize("path", STORE, ids=rel)
 def test_store_imports_nothing_from_runtime(path):
     assert not {n for n in imports(path, with_type_checking=True) if n.split(".")[0] == "runtime"}

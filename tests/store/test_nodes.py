@@ -123,3 +123,33 @@ def test_reads_audited_on_two_nodes_give_the_secret_its_last_access(nodes):
     assert a.secrets.info(OWNER, "SHARED").last_accessed_at == "2030-01-01T00:00:02.000000Z"
     a.secrets.prune_audit("2031-01-01T00:00:00.000000Z")  # folded into the row first
     assert b.secrets.info(OWNER, "SHARED").last_accessed_at == "2030-01-01T00:00:02.000000Z"
+
+
+def test_owners_take_turns_across_nodes_by_the_whole_clusters_runs(nodes):
+    """Threat: one tenant's flood starving another's work because each node only counts its
+    own runs: turns follow what runs on every node, fewest first."""
+    a, b = nodes
+    for n in range(20):
+        a.events.add_event("user:flood", f"f{n}", None, "test", 0, [("function", "fa")])
+    for n in range(2):
+        a.events.add_event("user:quiet", f"q{n}", None, "test", 0, [("function", "fb")])
+    now, later = "2026-01-01T00:00:00.000000Z", "2026-01-01T01:00:00.000000Z"
+    first = a.events.claim(now, later, per_owner=5)
+    second = b.events.claim(now, later, per_owner=5)  # b runs nothing yet, but a runs a flood one
+    third = b.events.claim(now, later, per_owner=5)
+    assert [d.owner for d in (*first, *second, *third)] == ["user:flood", "user:quiet", "user:flood"]
+
+
+def test_the_cap_of_runs_in_flight_is_per_node(nodes):
+    a, b = nodes
+    for n in range(4):
+        a.events.add_event("user:flood", f"f{n}", None, "test", 0, [("function", "fa")])
+    now, later = "2026-01-01T00:00:00.000000Z", "2026-01-01T01:00:00.000000Z"
+    assert len(a.events.claim(now, later, per_owner=1)) == 1
+    capped = a.events.claim(now, later, per_owner=1)
+    assert capped == [] and capped.waiting  # a is at its cap for this owner
+    other = b.events.claim(now, later, per_owner=1)
+    if a.db.dialect == "postgresql":  # the cap is "half of this node's workers": b has its own
+        assert [d.owner for d in other] == ["user:flood"]
+    else:  # processes on one SQLite file share one machine's workers: one cap for all of them
+        assert other == [] and other.waiting
