@@ -90,7 +90,7 @@ def make_server(tmp_path):
                 "LOGIC_DISPATCHER_POLL_S": "0.1",
                 "LOGIC_WEBHOOK_TIMEOUT_S": "2",
                 "LOGIC_WEBHOOK_RETRIES": "0",
-                "LOGIC_DELIVERY_LEASE_MARGIN_S": "1",
+                "LOGIC_DELIVERY_LEASE_S": "6",  # a killed server's claims come back within seconds
                 "LOGIC_WEBHOOK_ALLOW_PRIVATE": "1",
             }
         )
