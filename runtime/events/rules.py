@@ -52,6 +52,8 @@ def check_event(name: object, data: object, settings: Settings, *, from_hook: bo
         return
     if not isinstance(data, str):
         raise InvalidInput("event data must be a string or null")
+    if "\x00" in data:  # PostgreSQL's text cannot hold it: refused on every backend alike
+        raise InvalidInput("event data must not contain NUL characters (\\u0000)")
     size = len(data.encode("utf-8", "surrogatepass"))
     if size > settings.event_data_max_bytes:
         raise TooLarge(f"event data is {size} bytes; the limit is {settings.event_data_max_bytes} bytes")

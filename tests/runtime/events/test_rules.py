@@ -204,3 +204,14 @@ def test_the_chain_depth_setting_ends_run_chains_and_hook_chains_alike(raised, r
     assert sorted(r.path.partition("?")[0] for r in receiver.requests) == ["/b", "/d"]  # a GET: defaults in the query
     assert events_named(service, "hook-response/chain-b") == 0
     assert events_named(service, "hook-response/chain-direct") == 1  # depth 1 <= 1
+
+
+def test_event_data_with_a_nul_character_is_refused_on_every_backend():
+    """PostgreSQL's text cannot store NUL: refused up front (one bad publish in a group commit
+    must not fail the others), the same on SQLite so both backends accept the same events."""
+    from runtime.events.rules import check_event
+    from store import Settings
+
+    with pytest.raises(InvalidInput, match="NUL"):
+        check_event("reading", "21\x00C", Settings())
+    check_event("reading", "21\u00b0C", Settings())  # other control-free text is fine
