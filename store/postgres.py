@@ -369,7 +369,7 @@ class PostgresDatabase:
                 StoreBusy(f"the database at {self._where} took too long to answer: try again"), "database busy"
             )
         if isinstance(exc, psycopg.DataError):
-            return InvalidInput("text with a NUL character (or another byte PostgreSQL cannot store) was refused")
+            return InvalidInput("a value cannot be stored: a number out of range, or text with a NUL character")
         if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
             return self._noted(
                 StoreUnreachable(f"the database at {self._where} cannot be reached: try again shortly"),
