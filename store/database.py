@@ -35,8 +35,8 @@ from typing import Any, TypeVar, cast
 import sqlite_utils
 
 from .backend import Dialect
-from .errors import DiskFull, NotInitialized, SchemaTooNew, StoreBusy, StoreError
-from .migrations import MIGRATIONS, Migration
+from .errors import DiskFull, NotInitialized, StoreBusy, StoreError
+from .migrations import upgrade
 
 # An I/O error while the disk holding the database has less than this free is a full
 # disk (SQLite reports ENOSPC on its shared-memory file as SQLITE_IOERR_SHMSIZE, and
@@ -362,29 +362,7 @@ class Database:
 
     def migrate(self, target: int | None = None) -> int:
         """Apply every migration after the current version, each in its own transaction."""
-        latest = len(MIGRATIONS)
-        target = latest if target is None else target
-        if not 0 <= target <= latest:
-            raise ValueError(f"no schema version {target}: versions are 0..{latest}")
-        current = self.schema_version
-        self._refuse_newer(current, latest)
-        for version in range(current + 1, target + 1):
-            with self.transaction() as conn:
-                # Another process may have migrated while we waited for the write lock.
-                now = self.schema_version
-                self._refuse_newer(now, latest)
-                if now >= version:
-                    continue
-                MIGRATIONS[version - 1](Migration("sqlite", conn))
-                conn.execute(f"PRAGMA user_version = {version}")
-        return self.schema_version
-
-    def _refuse_newer(self, current: int, latest: int) -> None:
-        if current > latest:
-            raise SchemaTooNew(
-                f"the database at {self.path} has schema version {current}, newer than this "
-                f"logic-runtime supports ({latest}): upgrade logic-runtime"
-            )
+        return upgrade(self, target, lambda conn, version: conn.execute(f"PRAGMA user_version = {int(version)}"))
 
     def check_schema(self) -> None:
         """Refuse a database this code does not understand; bring an older one up to date."""

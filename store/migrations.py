@@ -20,7 +20,8 @@ from typing import Any, cast
 import sqlite_utils
 from sqlite_utils.db import Table
 
-from .backend import Dialect
+from .backend import Backend, Dialect
+from .errors import SchemaTooNew
 
 _PG_DDL = [
     (re.compile(r"\bINTEGER PRIMARY KEY CHECK\b"), "BIGINT PRIMARY KEY CHECK"),
@@ -60,6 +61,35 @@ class Migration:
     @property
     def sqlite_utils(self) -> sqlite_utils.Database:
         return sqlite_utils.Database(self.tx)
+
+
+def upgrade(db: Backend, target: int | None, write_version: Callable[[Any, int], None]) -> int:
+    """Apply every migration after the database's version up to `target` (default: the
+    latest), each in its own transaction with its new version number, one process at a
+    time (another may have migrated while this one waited: the version is read again)."""
+    latest = len(MIGRATIONS)
+    target = latest if target is None else target
+    if not 0 <= target <= latest:
+        raise ValueError(f"no schema version {target}: versions are 0..{latest}")
+    refuse_newer(db, db.schema_version)
+    for version in range(db.schema_version + 1, target + 1):
+        with db.transaction() as tx:
+            db.lock("migrate")
+            now = db.schema_version
+            refuse_newer(db, now)
+            if now >= version:
+                continue
+            MIGRATIONS[version - 1](Migration(db.dialect, tx))
+            write_version(tx, version)
+    return db.schema_version
+
+
+def refuse_newer(db: Backend, current: int) -> None:
+    if current > len(MIGRATIONS):
+        raise SchemaTooNew(
+            f"the database at {db.where} has schema version {current}, newer than this "
+            f"logic-runtime supports ({len(MIGRATIONS)}): upgrade logic-runtime"
+        )
 
 
 def _v1_identity(m: Migration) -> None:

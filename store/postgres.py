@@ -33,7 +33,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .backend import ConstraintViolation, Dialect
-from .errors import DiskFull, InvalidInput, NotInitialized, SchemaTooNew, StoreBusy, StoreError, StoreUnreachable
+from .errors import DiskFull, InvalidInput, NotInitialized, StoreBusy, StoreError, StoreUnreachable
 
 log = logging.getLogger("logic.store")
 
@@ -427,30 +427,11 @@ class PostgresDatabase:
         return 0 if row is None else int(row[0])
 
     def migrate(self, target: int | None = None) -> int:
-        from .migrations import MIGRATIONS, Migration
+        from .migrations import upgrade
 
-        latest = len(MIGRATIONS)
-        target = latest if target is None else target
-        if not 0 <= target <= latest:
-            raise ValueError(f"no schema version {target}: versions are 0..{latest}")
-        self._refuse_newer(self.schema_version, latest)
-        for version in range(self.schema_version + 1, target + 1):
-            with self.transaction() as tx:
-                self.lock("migrate")  # another node may be migrating: one at a time
-                now = self.schema_version
-                self._refuse_newer(now, latest)
-                if now >= version:
-                    continue
-                MIGRATIONS[version - 1](Migration("postgresql", tx))
-                tx.execute("UPDATE logic_schema SET version = ? WHERE id = 1", (version,))
-        return self.schema_version
-
-    def _refuse_newer(self, current: int, latest: int) -> None:
-        if current > latest:
-            raise SchemaTooNew(
-                f"the database at {self._where} has schema version {current}, newer than this "
-                f"logic-runtime supports ({latest}): upgrade logic-runtime"
-            )
+        return upgrade(
+            self, target, lambda tx, version: tx.execute("UPDATE logic_schema SET version = ? WHERE id = 1", (version,))
+        )
 
     def check_schema(self) -> None:
         self.migrate()

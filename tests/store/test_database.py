@@ -235,13 +235,13 @@ def test_migrate_from_every_earlier_version_keeps_data(tmp_path, start):
 
 
 def test_each_migration_runs_in_one_transaction(tmp_path, monkeypatch):
-    import store.database as database_module
+    import store.migrations as migrations_module
 
-    def broken(db):
-        db.execute("CREATE TABLE half_done (id INTEGER)")
+    def broken(m):
+        m.execute("CREATE TABLE half_done (id INTEGER)")
         raise RuntimeError("migration failed")
 
-    monkeypatch.setattr(database_module, "MIGRATIONS", [*MIGRATIONS, broken])
+    monkeypatch.setattr(migrations_module, "MIGRATIONS", [*MIGRATIONS, broken])
     database = Database(tmp_path / "m.db", create=True, busy_timeout_ms=BUSY_TIMEOUT_MS)
     with pytest.raises(RuntimeError):
         database.migrate()
