@@ -46,6 +46,8 @@ WORKLOADS: dict[str, Callable] = {
     "console": _plain("console"),
     "streams": _plain("streams"),
     "jail": _plain("jail"),  # the worker jail against the layers before it, side by side
+    "scale": _plain("scale"),  # worker nodes on one PostgreSQL (skipped without it)
+    "claims": _plain("claims"),  # the claim loop, PostgreSQL beside SQLite
 }
 
 __all__ = ["WORKLOADS"]

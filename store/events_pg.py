@@ -9,8 +9,9 @@ Fairness is the same rule across nodes: owners take turns by their running count
 the whole cluster, fewest first; the cap of runs in flight (`per_owner`, half of one
 node's workers) counts this node's runs, since workers are per node. The owners waiting
 are found with a loose index scan (one seek per owner on the pending index), so a claim
-costs O(owners waiting), not O(backlog). Counters are the per-slot rows of queue_counts
-(migrations.py), summed on read: no row is updated by every publish on every node.
+costs O(owners waiting), not O(backlog). Open deliveries are counted on the partial
+indexes that hold only open rows (no counter row that every publish and finish on every
+node would update).
 """
 
 from __future__ import annotations
@@ -54,43 +55,56 @@ RETURNING {_RETURNING}
 """
 
 
+_GIVE_UPS_PER_CLAIM = 100  # leases given up at most per claim (the next claims take the rest)
+
+
 class PostgresEventStore(EventStore):
     """EventQueue on PostgreSQL: events.py's, but for the claim and the counters."""
 
     def open_deliveries(self) -> int:
-        row = self.db.one("SELECT coalesce(sum(open), 0) FROM queue_counts WHERE owner = '*'")
+        row = self.db.one(
+            "SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending') "
+            "+ (SELECT count(*) FROM deliveries WHERE status = 'running')"
+        )
         return int(row[0])
 
     def open_deliveries_of(self, owner: str) -> int:
-        row = self.db.one("SELECT coalesce(sum(open), 0) FROM queue_counts WHERE owner = ?", (owner,))
+        row = self.db.one(
+            "SELECT (SELECT count(*) FROM deliveries WHERE status = 'pending' AND owner = ?) "
+            "+ (SELECT count(*) FROM deliveries WHERE status = 'running' AND owner = ?)",
+            (owner, owner),
+        )
         return int(row[0])
 
     def claim(self, now: str, lease_until: str, limit: int = 1, *, per_owner: int | None = None) -> Claimed:
         with self.db.transaction() as conn:
-            conn.execute(
-                "UPDATE deliveries SET status = 'failed', finished_at = ?, "
-                "last_error = 'gave up: the run did not finish in ' || attempts || ' attempts' "
-                "WHERE id IN (SELECT id FROM deliveries WHERE status = 'running' AND lease_until < ? "
-                "AND attempts >= ? FOR UPDATE SKIP LOCKED)",
-                (now, now, self.max_attempts),
-            )
-            expired = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT id FROM deliveries WHERE status = 'running' AND lease_until < ? "
-                    "ORDER BY lease_until, id LIMIT ? FOR UPDATE SKIP LOCKED",
-                    (now, limit + 1),
+            # Leases that ran out (their node died or was cut off): usually none, one cheap
+            # look at the running rows. Those tried max_attempts times are given up.
+            expired: list[int] = []
+            doomed: list[int] = []
+            for delivery_id, attempts in conn.execute(
+                "SELECT id, attempts FROM deliveries WHERE status = 'running' AND lease_until < ? "
+                "ORDER BY lease_until, id LIMIT ? FOR UPDATE SKIP LOCKED",
+                (now, limit + 1 + _GIVE_UPS_PER_CLAIM),
+            ):
+                (doomed if attempts >= self.max_attempts else expired).append(delivery_id)
+            if doomed:
+                conn.execute(
+                    "UPDATE deliveries SET status = 'failed', finished_at = ?, "
+                    "last_error = 'gave up: the run did not finish in ' || attempts || ' attempts' "
+                    "WHERE id = ANY(?::bigint[])",
+                    (now, doomed),
                 )
-            ]
             more = len(expired) > limit
             expired = expired[:limit]
             owners: list[str] = []
             shares: list[int] = []
             left: list[str] = []  # owners that could take another turn
+            capped: list[str] = []  # owners this claim brought to their cap
             waiting = False
             if len(expired) < limit:
                 turns, waiting = self._turns(conn, per_owner)
-                owners, shares, left = _share(turns, limit - len(expired), per_owner)
+                owners, shares, left, capped = _share(turns, limit - len(expired), per_owner)
             claimed = Claimed()
             claimed.waiting = waiting
             rows = []
@@ -101,6 +115,13 @@ class PostgresEventStore(EventStore):
                     conn.execute(
                         "SELECT 1 FROM deliveries WHERE status = 'pending' AND owner = ANY(?::text[]) LIMIT 1",
                         (left,),
+                    ).fetchone()
+                )
+            if capped and not claimed.waiting:  # more of theirs wait only for their runs in flight
+                claimed.waiting = bool(
+                    conn.execute(
+                        "SELECT 1 FROM deliveries WHERE status = 'pending' AND owner = ANY(?::text[]) LIMIT 1",
+                        (capped,),
                     ).fetchone()
                 )
         claimed.more = more
@@ -119,10 +140,13 @@ class PostgresEventStore(EventStore):
         return turns, waiting
 
 
-def _share(turns: list[list[Any]], limit: int, per_owner: int | None) -> tuple[list[str], list[int], list[str]]:
+def _share(
+    turns: list[list[Any]], limit: int, per_owner: int | None
+) -> tuple[list[str], list[int], list[str], list[str]]:
     """Deal `limit` claims out in turns, fewest running first: (owners, how many each,
-    the owners left with a turn to take)."""
+    the owners left with a turn to take, the owners this claim brought to their cap)."""
     shares: dict[str, int] = {}
+    capped: list[str] = []
     for _ in range(limit):
         if not turns:
             break
@@ -133,4 +157,5 @@ def _share(turns: list[list[Any]], limit: int, per_owner: int | None) -> tuple[l
         turn[1] += 1
         if per_owner is not None and turn[1] >= per_owner:
             turns.remove(turn)
-    return list(shares), list(shares.values()), [cast(str, turn[2]) for turn in turns]
+            capped.append(owner)
+    return list(shares), list(shares.values()), [cast(str, turn[2]) for turn in turns], capped

@@ -87,13 +87,18 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_cluster(listen: tuple[str, ...] = ("127.0.0.1",), port: int | None = None) -> Cluster:
+def start_cluster(
+    listen: tuple[str, ...] = ("127.0.0.1",), port: int | None = None, trust_hosts: tuple[str, ...] = ()
+) -> Cluster:
     """initdb (about half a second) and start a cluster listening on `listen` only; the
-    superuser `logic` needs no password (trust, on loopback addresses of this machine)."""
+    superuser `logic` needs no password from this machine's loopback addresses, nor from
+    `trust_hosts` (addresses such as "10.77.0.2/32": a network namespace's end of a veth)."""
     binaries = pg_bin()
     if binaries is None:
         raise RuntimeError("PostgreSQL is not installed: apt-get install -y postgresql")
-    root = Path(tempfile.mkdtemp(prefix="logic-pg-"))
+    # As root the server runs as `postgres`, which must reach the folder: not under a
+    # private TMPDIR (pytest's are 0700), so /tmp itself.
+    root = Path(tempfile.mkdtemp(prefix="logic-pg-", dir="/tmp" if os.geteuid() == 0 else None))
     if os.geteuid() == 0:
         shutil.chown(root, "postgres")
     cluster = Cluster(root=root, port=port or free_port(listen[0]), listen=listen, bin=binaries)
@@ -109,6 +114,9 @@ def start_cluster(listen: tuple[str, ...] = ("127.0.0.1",), port: int | None = N
             "UTF8",
             "--locale=C",
         )
+        if trust_hosts:
+            with (cluster.data / "pg_hba.conf").open("a") as hba:
+                hba.writelines(f"host all all {host} trust\n" for host in trust_hosts)
         cluster.start()
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)

@@ -153,3 +153,13 @@ def test_the_cap_of_runs_in_flight_is_per_node(nodes):
         assert [d.owner for d in other] == ["user:flood"]
     else:  # processes on one SQLite file share one machine's workers: one cap for all of them
         assert other == [] and other.waiting
+
+
+def test_a_claim_that_caps_an_owner_says_more_of_its_work_waits(nodes):
+    """A thread that took an owner's last free slot must hear that the owner's other work
+    waits for it (it claims again right after its run), not sleep a poll period."""
+    a, _ = nodes
+    for n in range(3):
+        a.events.add_event("user:busy", f"b{n}", None, "test", 0, [("function", "fa")])
+    claimed = a.events.claim("2026-01-01T00:00:00.000000Z", "2026-01-01T01:00:00.000000Z", per_owner=1)
+    assert len(claimed) == 1 and claimed.waiting and not claimed.more

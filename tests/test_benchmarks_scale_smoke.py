@@ -1,0 +1,58 @@
+"""`python -m benchmarks --quick --only scale,claims` runs and writes its figures (no timing
+assertions: figures are not tests). With PostgreSQL installed both report their PostgreSQL
+figures; without it, scale is a note and claims reports SQLite's half."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.pg_cluster import pg_bin
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_scale_and_claims_write_their_figures(tmp_path):
+    out = tmp_path / "bench.json"
+    # The benchmarks' temporary homes and clusters go here, and only theirs. Not under
+    # tmp_path: PostgreSQL runs as the postgres user, who cannot enter pytest's 0700 folders.
+    scratch = Path(tempfile.mkdtemp(prefix="logic-scale-smoke-", dir="/tmp"))
+    scratch.chmod(0o755)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
+        env["TMPDIR"] = str(scratch)
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks", "--quick", "--only", "scale,claims", "--json", str(out)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        leftovers = sorted(p.name for p in scratch.iterdir())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    assert leftovers == []  # every temporary home and cluster removed
+    data = json.loads(out.read_text())
+    assert set(data["workloads"]) == {"scale", "claims"}
+    scale, claims = data["workloads"]["scale"], data["workloads"]["claims"]
+    assert scale["errors"] == [] and claims["errors"] == [], (scale["errors"], claims["errors"])
+    assert claims["figures"]["sqlite_claims_per_s"]["p50"] > 0
+    if pg_bin() is None:
+        assert any("PostgreSQL is not installed" in note for note in scale["notes"])
+        assert scale["figures"] == {}
+        return
+    assert claims["figures"]["postgresql_claims_per_s"]["p50"] > 0
+    assert claims["ratios"]["postgresql_vs_sqlite"]["value"] > 0
+    for n in (1, 2):
+        assert scale["figures"][f"t_{n}"]["p50"] > 0
+        assert scale["figures"][f"pg_cpu_ms_{n}"]["p50"] > 0
+        assert scale["figures"][f"node_cpu_ms_{n}"]["p50"] > 0
+    assert scale["ratios"]["scaling_2"]["value"] > 0
+    assert {t["name"] for t in data["targets"] if t["workload"] == "scale"} >= {"scaling_2"}
