@@ -82,6 +82,9 @@ class EnvStore:
             raise TooLarge(f"environment variable {name} is {_size(text)} bytes; values total at most {self.max_bytes}")
         now = now_iso()
         with self.db.transaction() as conn:
+            # A row lock cannot guard rows that do not exist yet: two new names on two nodes
+            # would both pass the count. One writer per owner at a time (first, before the read).
+            self.db.lock("env:" + owner)
             rows = conn.execute("SELECT name, value FROM env_vars WHERE owner = ?", (owner,)).fetchall()
             others = [r for r in rows if r[0] != name]
             if len(others) == len(rows) and len(rows) >= self.max_vars:

@@ -38,9 +38,19 @@ from .errors import DiskFull, InvalidInput, NotInitialized, StoreBusy, StoreErro
 log = logging.getLogger("logic.store")
 
 PROBE_INTERVAL_S = 1.0  # the health probe, at most this often while writes fail
-# Advisory locks take two int4 keys: ours are (LOCK_SPACE, hashtext(name)), clear of any
-# other application's locks on the same database.
-LOCK_SPACE = 0x6C6F6763  # "logc"
+# Advisory locks take two int4 keys: ours are (hashtext("logic-runtime " || kind), hashtext(key))
+# for a name "kind:key" (or just "kind"), so one kind's keys never share a lock with another
+# kind's (a tenant whose name hashes like "keyring" cannot hold up the key ring), nor with
+# other applications' locks on the same database.
+LOCK_PREFIX = "logic-runtime "
+
+
+def lock_key(name: str) -> tuple[str, str]:
+    """The two texts whose hashtext() are the advisory lock's keys for `name`."""
+    kind, _, key = name.partition(":")
+    return LOCK_PREFIX + kind, key
+
+
 DOORBELL_CHANNEL = "logic_deliveries"
 DOORBELL_EVERY_S = 0.01  # one NOTIFY per node at most this often, whatever the publish rate
 
@@ -166,6 +176,9 @@ class PostgresDatabase:
             configure=self._configure,
             timeout=busy_timeout_ms / 1000,
             max_idle=300,
+            # After a server restart, reconnect within about a busy timeout, not after the
+            # pool's backoff of up to minutes.
+            reconnect_timeout=max(1.0, busy_timeout_ms / 1000),
             open=False,
             name=f"logic-{node}",
         )
@@ -215,6 +228,15 @@ class PostgresDatabase:
         try:
             return self.pool.getconn()
         except PoolTimeout as exc:
+            # No connection came: every one is in use, or the server cannot be reached (the
+            # pool keeps trying to connect behind the scenes). Tell the two apart.
+            try:
+                psycopg.connect(self.url, connect_timeout=2).close()
+            except psycopg.Error:
+                raise self._noted(
+                    StoreUnreachable(f"the database at {self._where} cannot be reached: try again shortly"),
+                    "database unreachable",
+                ) from exc
             raise self._noted(
                 StoreBusy(f"every connection to the database at {self._where} is busy: try again"),
                 "database busy",
@@ -325,11 +347,11 @@ class PostgresDatabase:
     def lock(self, name: str, *, shared: bool = False) -> None:
         """Hold `name` until this transaction ends; shared holders exclude only exclusive ones."""
         function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
-        self._local.tx.execute(f"SELECT {function}({LOCK_SPACE}, hashtext(?))", (name,))
+        self._local.tx.execute(f"SELECT {function}(hashtext(?), hashtext(?))", lock_key(name))
 
     def try_lock(self, name: str) -> bool:
         """Take `name` until this transaction ends if nobody holds it; False if someone does."""
-        row = self._local.tx.execute(f"SELECT pg_try_advisory_xact_lock({LOCK_SPACE}, hashtext(?))", (name,))
+        row = self._local.tx.execute("SELECT pg_try_advisory_xact_lock(hashtext(?), hashtext(?))", lock_key(name))
         return bool(row.fetchone()[0])
 
     # the doorbell ----------------------------------------------------------

@@ -144,7 +144,7 @@ class Store:
         home = settings.home
         if not home.exists():
             with space_on_disk(home):
-                home.mkdir(parents=True, mode=0o700)
+                home.mkdir(parents=True, mode=0o700, exist_ok=True)  # another `init` may be making it too
             os.chmod(home, 0o700)  # mkdir's mode is filtered by the umask
         if _database_exists(settings):
             store = cls.open(settings)
@@ -164,6 +164,10 @@ class Store:
             store = cls(settings, db, ring, source)
         try:
             with store.transaction():
+                # Two nodes initializing one empty database: the second waits here, then finds
+                # the first's key (its ring was read before that commit) and admin.
+                store.db.lock("init")
+                store.ring.refresh()
                 if not store.ring.key_ids:
                     store.ring.add_key()
                 admin = store.identity.first_admin_or_none()

@@ -22,6 +22,7 @@ from datetime import datetime
 from runtime.events.cron import next_fire_within
 from runtime.events.doorbell import Doorbell
 from store.clock import iso, parse_iso, utcnow
+from store.errors import StoreError
 from store.store import Store
 
 log = logging.getLogger("logic.scheduler")
@@ -68,8 +69,12 @@ class Scheduler:
             runs = tick.enabled and (start is None or at >= start) and (end is None or at <= end)
             with store.transaction():
                 claimed = store.triggers.claim_tick(tick.trigger_id, scheduled_at, following)
-                if claimed and runs:
-                    store.events.add_scheduled(tick.owner, tick.function_id, scheduled_at, tick.cron)
+                # A tick another scheduler enqueued already (the unique key) is not fired again.
+                if (
+                    claimed
+                    and runs
+                    and store.events.add_scheduled(tick.owner, tick.function_id, scheduled_at, tick.cron)
+                ):
                     fired += 1
         if self.wake is not None:
             self.wake.ring(fired)
@@ -84,6 +89,8 @@ class Scheduler:
                     if self.housekeeping is not None and time.monotonic() >= next_upkeep:
                         next_upkeep = time.monotonic() + self.housekeeping_every_s
                         self.housekeeping()
+                except StoreError as exc:  # unreachable, busy, full: one line; the next tick tries again
+                    log.warning("event=scheduler_tick_failed error=%s", exc.message)
                 except Exception:
                     log.exception("scheduler tick failed")
 
