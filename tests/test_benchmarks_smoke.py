@@ -32,7 +32,9 @@ def test_quick_benchmarks_write_every_figure(tmp_path):
     env["TMPDIR"] = str(scratch)
     done = subprocess.run(
         # scale and claims start PostgreSQL clusters: tests/test_benchmarks_scale_smoke.py
-        [sys.executable, "-m", "benchmarks", "--quick", "--only", ",".join(sorted(WORKLOADS)), "--json", str(out)],
+        # ("memory" is a section of the ingest workload, measured on its server)
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", ",".join(sorted(WORKLOADS - {"memory"}))]
+        + ["--json", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
