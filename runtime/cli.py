@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -40,10 +41,31 @@ class CliError(click.ClickException):
         self.exit_code = error.exit_code  # type: ignore[misc]  # a ClassVar in click, which reads it off the instance
 
 
+def refuse_undecodable(ctx: click.Context) -> None:
+    """Text arguments with bytes that are not UTF-8 arrive as lone surrogates (Python's
+    surrogateescape), which no database can store or look up: a driver's traceback, before
+    this. Paths may hold any bytes, so only text parameters are checked."""
+    for name, value in ctx.params.items():
+        values = value if isinstance(value, tuple | list) else (value,)
+        if any(isinstance(v, str) and any("\ud800" <= ch <= "\udfff" for ch in v) for v in values):
+            option = name.replace("_", "-")
+            raise click.UsageError(f"{option} is not valid UTF-8 text: check the encoding of the terminal or script")
+
+
+class AppCommand(click.Command):
+    def invoke(self, ctx: click.Context) -> Any:
+        refuse_undecodable(ctx)
+        return super().invoke(ctx)
+
+
 class AppGroup(click.Group):
     """Turns every LogicError raised by a command into one `Error:` line."""
 
+    command_class = AppCommand
+    group_class = type  # subgroups are AppGroups too
+
     def invoke(self, ctx: click.Context) -> Any:
+        refuse_undecodable(ctx)
         try:
             return super().invoke(ctx)
         except LogicError as exc:
@@ -145,8 +167,12 @@ def cli(ctx: click.Context, home: Path | None, as_user: str | None) -> None:
         overrides["user"] = as_user
     try:
         settings = Settings(**overrides)
-    except Exception as exc:  # pydantic's message names the bad variable
-        raise click.UsageError(f"invalid settings: {exc}") from None
+    except ValidationError as exc:  # one line per bad variable, never its value (Settings hides it)
+        problems = "; ".join(
+            f"LOGIC_{'_'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise click.UsageError(f"invalid settings: {problems}") from None
     app = App(settings)
     ctx.obj = app
     ctx.call_on_close(app.close)

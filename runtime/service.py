@@ -24,6 +24,7 @@ from runtime.execution.trigger_input import TriggerInput
 from runtime.integrations.runner import IntegrationRunner
 from runtime.manifest import FunctionFiles, load_files, trigger_rows
 from store import InitResult, Store
+from store.backend import check_text
 from store.changes import Change, Verification
 from store.clock import iso, now_iso, utcnow
 from store.environment import EnvVar
@@ -338,6 +339,8 @@ class Service:
     def set_env(self, actor: User, name: str, value: object, org: str | None = None) -> EnvVar:
         """Create or replace a variable; runs that start from now on see it."""
         owner = self.owner_for(actor, org)
+        if isinstance(value, str):  # the store checks the rest (store/environment.py)
+            check_text(value, "environment variable value")
         with self.store.transaction():
             var = self.store.environment.set(owner, name, value)
             self._changed(actor, "env.set", "env", name, owner)  # the name only: values stay out

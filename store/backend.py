@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal, Protocol
 
+from .errors import InvalidInput
+
 Dialect = Literal["sqlite", "postgresql"]
 
 
@@ -84,6 +86,19 @@ class Backend(Protocol):
 
     @property
     def open_connections(self) -> int: ...
+
+
+def check_text(text: str, what: str) -> str:
+    """`text` if every backend can store it, else InvalidInput naming `what`: PostgreSQL's
+    text cannot hold a NUL character (SQLite's can: the same input answered 200 on one and
+    422 on the other), and no driver can encode a lone surrogate (a 500, before this)."""
+    if "\x00" in text:
+        raise InvalidInput(f"{what} must not contain NUL characters (\\u0000)")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{what} is not valid UTF-8 text (it holds a lone surrogate)") from None
+    return text
 
 
 def for_update(db: Backend, *, share: bool = False) -> str:

@@ -15,7 +15,7 @@ import secrets as _random
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from .backend import INTEGRITY_ERRORS, Backend
+from .backend import INTEGRITY_ERRORS, Backend, check_text
 from .clock import now_iso
 from .errors import Conflict, InvalidInput, NotFound, PermissionDenied, Unauthorized
 
@@ -156,6 +156,8 @@ class Identity:
     # tokens ------------------------------------------------------------------
 
     def create_token(self, user: User, label: str | None = None) -> str:
+        if label is not None:
+            check_text(label, "token label")
         token = TOKEN_PREFIX + _random.token_urlsafe(32)
         with self.db.transaction() as conn:
             conn.execute(

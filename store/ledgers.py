@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .backend import INTEGRITY_ERRORS, Backend, for_update
+from .backend import INTEGRITY_ERRORS, Backend, check_text, for_update
 from .clock import now_iso
 from .errors import Conflict, InvalidInput, NotFound, TooLarge
 
@@ -249,7 +249,7 @@ def _check_description(description: object) -> str:
         raise InvalidInput("ledger description must be text")
     if len(description) > DESCRIPTION_MAX_CHARS:
         raise InvalidInput(f"ledger description must be at most {DESCRIPTION_MAX_CHARS} characters")
-    return description
+    return check_text(description, "ledger description")
 
 
 def _record(owner: str, row: Any) -> LedgerRecord:

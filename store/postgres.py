@@ -161,7 +161,12 @@ class PostgresDatabase:
         self.url = url
         self.busy_timeout_ms = busy_timeout_ms
         self.node = node
-        info = conninfo_to_dict(url)
+        try:
+            info = conninfo_to_dict(url)
+        except psycopg.Error:  # libpq's text quotes the URL, password included
+            raise StoreError(
+                "LOGIC_DATABASE_URL is not a URL libpq can read: postgresql://user:password@host:port/dbname"
+            ) from None
         self._where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
         self._local = threading.local()
         self._fault: tuple[str, int] | None = None
@@ -182,6 +187,7 @@ class PostgresDatabase:
             open=False,
             name=f"logic-{node}",
         )
+        _check_login(url, self._where, busy_timeout_ms)
         try:
             self.pool.open(wait=True, timeout=max(1.0, busy_timeout_ms / 1000))
         except PoolTimeout as exc:
@@ -459,6 +465,22 @@ class PostgresDatabase:
         self.migrate()
 
 
+def _check_login(url: str, where: str, busy_timeout_ms: int) -> None:
+    """Connect once before the pool does, so a refused login is named as such at once (the
+    pool would retry it until its timeout and report the server as unreachable)."""
+    try:
+        psycopg.connect(url, connect_timeout=max(1, int(busy_timeout_ms / 1000))).close()
+    except psycopg.OperationalError as exc:
+        text = str(exc)
+        if "authentication failed" in text or getattr(exc, "sqlstate", None) in ("28P01", "28000"):
+            raise StoreError(
+                f"the database at {where} refused the login: check the user and password in LOGIC_DATABASE_URL"
+            ) from None
+        raise StoreUnreachable(
+            f"the database at {where} cannot be reached: check LOGIC_DATABASE_URL and that PostgreSQL is running"
+        ) from None
+
+
 def _keepalives(info: dict[str, Any]) -> dict[str, Any]:
     """TCP keepalives unless the URL says otherwise: a partitioned node's sessions (and the
     locks they hold) end in seconds, not after the kernel's two hours."""
@@ -543,8 +565,9 @@ def _listen(db: PostgresDatabase, on_ring: Callable[[int | None], None], stop: t
                 while not stop.is_set():
                     for note in conn.notifies(timeout=1.0):
                         node, _, count = note.payload.partition("\n")
-                        if node != db.node:
-                            on_ring(int(count) if count.isdigit() else None)
+                        if node != db.node:  # anyone may NOTIFY: a payload is only ever a hint
+                            plausible = count.isascii() and count.isdigit() and len(count) <= 9
+                            on_ring(int(count) if plausible else None)
         except psycopg.Error:
             if stop.wait(backoff):
                 return

@@ -7,11 +7,12 @@ Override any field with an environment variable `LOGIC_<FIELD>` (e.g.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # DESIGN's limit, also enforced where a manifest or webhook file is parsed (no settings there).
@@ -22,8 +23,16 @@ def _default_home() -> Path:
     return Path(os.path.expanduser("~")) / ".logic"
 
 
+# A `%` that starts no %XX escape, or the escape of a NUL: libpq's error for either quotes
+# the token it sits in, which is the password when it sits in the password.
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})|%00")
+DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="LOGIC_", extra="ignore")
+    # Threat: pydantic quotes a refused value in its error, and LOGIC_DATABASE_URL holds the
+    # database password (the CLI prints the error): errors name the setting, never its value.
+    model_config = SettingsConfigDict(env_prefix="LOGIC_", extra="ignore", hide_input_in_errors=True)
 
     home: Path = Field(default_factory=_default_home)
     master_key: SecretStr | None = None  # base64 of 32 bytes; else <home>/master.key
@@ -128,6 +137,25 @@ class Settings(BaseSettings):
     port: int = 8080
     http_body_max_bytes: int = 1024 * 1024
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        """A postgresql:// URL that libpq can parse without quoting it back: its errors for a
+        bad escape or host quote the password or the whole URL (threat: the password in a
+        terminal or a log). Each refusal says how to fix the URL, never what it holds."""
+        if value is None or not value.get_secret_value():
+            return None  # LOGIC_DATABASE_URL= (empty): SQLite, as when it is unset
+        url = value.get_secret_value()
+        if not url.startswith(DATABASE_URL_SCHEMES):
+            raise ValueError("must be a URL: postgresql://user:password@host:port/dbname")
+        if _BAD_ESCAPE.search(url):
+            raise ValueError("a % must start an escape (%XX, not %00): write a % in the password as %25")
+        try:
+            urlsplit(url)
+        except ValueError:
+            raise ValueError("the host is not valid: an IPv6 address goes in brackets, [::1]") from None
+        return value
+
     @property
     def owner_runs_max(self) -> int:
         """Runs (deliveries, test and manual runs) one owner may have in flight at once."""
@@ -146,10 +174,8 @@ class Settings(BaseSettings):
         if self.database_url is None:
             return str(self.db_path)
         url = urlsplit(self.database_url.get_secret_value())
-        host = url.hostname or ""
-        if url.port is not None:
-            host = f"{host}:{url.port}"
-        return urlunsplit((url.scheme, host, url.path, "", ""))
+        hosts = url.netloc.rpartition("@")[2]  # host:port, or libpq's host1:port1,host2:port2
+        return urlunsplit((url.scheme, hosts, url.path, "", ""))
 
     @property
     def key_path(self) -> Path:

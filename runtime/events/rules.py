@@ -10,6 +10,7 @@ settings passed down in `RunLimits`.
 
 from __future__ import annotations
 
+from store.backend import check_text
 from store.errors import InvalidInput, TooLarge
 from store.settings import Settings
 
@@ -40,6 +41,8 @@ def event_name_problem(name: object, settings: Settings, *, from_hook: bool = Fa
         return f"event name must be 1-{settings.event_name_max_chars} characters"
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         return "event name must not contain control characters"
+    if any("\ud800" <= c <= "\udfff" for c in name):  # no driver can encode one: a 500, before this
+        return "event name is not valid UTF-8 text (it holds a lone surrogate)"
     return None
 
 
@@ -52,9 +55,10 @@ def check_event(name: object, data: object, settings: Settings, *, from_hook: bo
         return
     if not isinstance(data, str):
         raise InvalidInput("event data must be a string or null")
-    if "\x00" in data:  # PostgreSQL's text cannot hold it: refused on every backend alike
-        raise InvalidInput("event data must not contain NUL characters (\\u0000)")
-    size = len(data.encode("utf-8", "surrogatepass"))
+    # Refused on every backend alike, before a group commit (one bad publish must not fail
+    # the others' batch): PostgreSQL's text cannot hold a NUL, no driver encodes a lone surrogate.
+    check_text(data, "event data")
+    size = len(data.encode("utf-8"))
     if size > settings.event_data_max_bytes:
         raise TooLarge(f"event data is {size} bytes; the limit is {settings.event_data_max_bytes} bytes")
 

@@ -75,13 +75,19 @@ class LedgerBroker:
         and is returned for the run's record."""
         finals: dict[str, tuple[str, dict[str, Any]]] = {}  # name -> (last action, data), in write order
         problems = []
-        for name in dict.fromkeys(n for n, _, _ in self.pending):
+        rows: dict[str, dict[str, Any]] = {}
+        # The rows now, not what the run read, locked until the run's record commits, in name
+        # order: two runs (two nodes) writing the same ledgers in opposite orders would each
+        # hold a row the other waits for (a deadlock on PostgreSQL; one run's commit fails).
+        for name in sorted({n for n, _, _ in self.pending}):
             try:
-                # The row now, not what the run read, locked until the run's record commits.
-                data = self._ledgers.get(self.owner, name, for_write=True).data
+                rows[name] = self._ledgers.get(self.owner, name, for_write=True).data
             except NotFound:
                 problems.append(f"ledger {name} was archived while the run wrote to it: nothing was saved")
+        for name in dict.fromkeys(n for n, _, _ in self.pending):
+            if name not in rows:
                 continue
+            data = rows[name]
             action = "set"
             for n, mode, patch in self.pending:
                 if n != name:

@@ -38,7 +38,7 @@ from runtime.http.auth_throttle import AuthThrottle
 from runtime.http.console import mount_console
 from runtime.http.console.security import SecurityHeaders
 from runtime.http.errors import http_error_handler, logic_error_handler, validation_error_handler
-from runtime.http.middleware import BodyLimit, CountRequests, InFlight, InternalErrors
+from runtime.http.middleware import BodyLimit, CountRequests, InFlight, InternalErrors, NulInUrl
 from runtime.http.models import (
     INTEGRATION_EXAMPLE,
     AccessList,
@@ -109,7 +109,7 @@ def create_app(
     app.add_exception_handler(LogicError, logic_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, validation_error_handler)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, http_error_handler)  # type: ignore[arg-type]
-    # The last added wraps the others: a request meets the body limit, then the 500 guard,
+    # The last added wraps the others: a request meets the NUL check, the body limit, then the 500 guard,
     # then the count of requests in flight, then the publish fast path (publish_fast_path.py),
     # then FastAPI.
     if publish_fast_path:
@@ -121,6 +121,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     app.add_middleware(InternalErrors)
     app.add_middleware(BodyLimit, max_bytes=service.settings.http_body_max_bytes)
+    app.add_middleware(NulInUrl)
     return app
 
 

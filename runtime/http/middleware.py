@@ -1,7 +1,7 @@
 """The ASGI middleware around the API: body limit, the 500 guard, the in-flight count.
 
-Order (outermost first): BodyLimit, InternalErrors, CountRequests, then the
-publish fast path, then FastAPI.
+Order (outermost first): NulInUrl, BodyLimit, InternalErrors, CountRequests, then
+the publish fast path, then FastAPI.
 """
 
 from __future__ import annotations
@@ -59,6 +59,24 @@ class BodyLimit:
             if started:
                 raise
             await error(413, exc.detail)(scope, receive, send)
+
+
+class NulInUrl:
+    """400 for a URL whose path or query holds a NUL character (%00).
+
+    No name, id or cursor has one, and the backends disagreed on it: SQLite looked the text
+    up (404), PostgreSQL refused to (its text cannot hold a NUL: 422). Refused here, before
+    any route, both answer the same."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            return await error(400, "the URL holds a NUL character (%00): no name, id or cursor has one")(
+                scope, receive, send
+            )
+        await self.app(scope, receive, send)
 
 
 class InFlight:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-import sqlite3
 import threading
 import time
 
@@ -27,6 +26,7 @@ from runtime.service import Service
 from store import Settings, Store
 from store.errors import InvalidInput, LogicError, NotFound, PermissionDenied
 from store.secrets import ImportRefused
+from tests.conftest import BACKENDS
 from tests.security.test_secret_at_rest import leaks
 from tests.support import runtime_service
 
@@ -41,16 +41,20 @@ CERT_NAME = CERT_LINE.rstrip("=")
 PROBLEMS_MAX = 100  # runtime/secrets_import.py: problems an import lists before it stops reading
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """This module's store-backed tests run on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
+
 def _wipe(store: Store, *statements: str) -> None:
-    """SQL on the database file from another connection, as an intruder would."""
-    conn = sqlite3.connect(store.settings.db_path)
-    try:
-        conn.execute("DROP TRIGGER IF EXISTS changes_append_only")
+    """SQL on the database behind the store's back, as an intruder with the database would
+    (the append-only trigger guards updates only: the deletes need no dropping on PostgreSQL)."""
+    with store.db.transaction() as conn:
+        if store.db.dialect == "sqlite":
+            conn.execute("DROP TRIGGER IF EXISTS changes_append_only")
         for sql in statements:
             conn.execute(sql)
-        conn.commit()
-    finally:
-        conn.close()
 
 
 # the change audit's chain -------------------------------------------------------------

@@ -19,7 +19,8 @@ from runtime.secrets_import import parse
 from runtime.service import Service
 from store import Settings, Store
 from store.errors import LogicError
-from tests.security.test_secret_at_rest import _disk, leaks
+from tests.conftest import BACKENDS
+from tests.security.test_secret_at_rest import _disk, every_value, leaks
 
 OLD = "0ld-VERSION-value-4f1d88c2-\u00e9t\u00e9"
 MIDDLE = "m1ddle-VERSION-value-9a0b7c6d"
@@ -28,10 +29,17 @@ IMPORTED = "1mported-VALUE-b7b8c9d0-multi"
 ALL = (OLD, MIDDLE, NEW, IMPORTED)
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """This module's store-backed tests run on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
+
 def _clean(haystack: bytes | str) -> bool:
     return all(leaks(haystack, value) == [] for value in ALL)
 
 
+@pytest.mark.sqlite_only  # PostgreSQL's data files: tests/security/test_redteam_postgres.py
 def test_no_version_plaintext_in_the_database_file_or_wal(store, settings):
     service = Service(store)
     admin = service.actor()
@@ -87,13 +95,13 @@ def test_errors_and_returned_objects_never_show_a_value(store):
         assert _clean(str(info.value)) and _clean(repr(info.value)), info.value
     # a version row tampered with: the error names the version, never a value
     with store.db.transaction() as conn:
-        conn.execute("UPDATE secret_versions SET ciphertext = substr(ciphertext, 1, 40) || x'00000000000000000000'")
+        conn.execute("UPDATE secret_versions SET ciphertext = substr(ciphertext, 1, 40) || ?", (b"\x00" * 10,))
     with pytest.raises(LogicError) as info:
         service.restore_secret(admin, "KEY", 2)
     assert "version 2 of secret KEY" in str(info.value) and _clean(str(info.value))
 
 
-def test_no_command_output_shows_a_value(cli, tmp_path):
+def test_no_command_output_shows_a_value(cli, settings, db_rows, tmp_path):
     outputs: list[tuple[tuple[str, ...], str]] = []
 
     def run(*args: str, input: str | bytes | None = None):
@@ -128,6 +136,7 @@ def test_no_command_output_shows_a_value(cli, tmp_path):
         assert store.secrets.reveal(store.identity.first_admin().owner, "KEY").reveal() == NEW
     finally:
         store.close()
+    assert _clean(every_value(db_rows()))  # every row of every table
 
 
 def test_no_api_answer_shows_a_value(settings):
