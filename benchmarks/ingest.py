@@ -11,10 +11,26 @@ the API. Then:
                     (acceptance alone, no run) and doing GET /healthz (the
                     HTTP floor of the same server and client); events/s
                     accepted (202)
+    burst           per round, the same clients publish BURST events at once
+                    (under the owner's queue limit: none is refused) and the
+                    runs drain: events published and run per second, first
+                    publish to last run, and server CPU per event. Under the
+                    flood above most of the server's time goes to refusing
+                    publishes past the queue limit; this isolates the
+                    pipeline's own cost
     drain           wait (bounded) until every accepted event has its run;
                     the delay of each, from the moment it was sent
 Run records are read from the SQLite file (read-only) so none is missed;
 the server keeps every record for the benchmark (LOGIC_RUNS_KEPT raised).
+
+Before and after, in one run: BENCH_INGEST_BASELINES="label=/path/to/tree,..."
+names older code trees (e.g. `git worktree add /tmp/ingest-base HEAD`); each
+gets a server of its own (started from that tree), and every load round runs
+on every server in turn, rotated per round, so noise hits them alike. Each
+figure of a baseline carries its label (`events_per_s_base`), and the ratios
+compare the current code with it. Server CPU per request (the server process,
+from /proc) is measured for every variant: for events with runs, from the
+round's first publish until its last run is recorded.
 """
 
 from __future__ import annotations
@@ -43,13 +59,20 @@ SOURCE = (
 )
 SECRET = "sk_live_51HbEnchMarkINGEST0123456789abcdef"
 UNMATCHED = "bench-ingest-unmatched"  # no function or integration listens: acceptance alone
+BASELINES = "BENCH_INGEST_BASELINES"  # "label=/path/to/tree,...": older code, side by side
+KINDS = {"events": EVENT, "accept_only": UNMATCHED, "healthz": None, "burst": EVENT}
+BURST = 800  # events per burst round: under queue_max_pending_per_owner (1,000), none refused
+_TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
 class Server:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, code: Path | None = None):
         self.home = workdir / "home"
+        self.code = code  # a source tree to run instead of this one (a baseline)
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
         self.env.update({"LOGIC_RUNS_KEPT": "10000000", "PYTHONUNBUFFERED": "1"})
+        if code is not None:  # `-m runtime.cli` from the tree's folder imports the tree's code
+            self.env["PYTHONPATH"] = str(code)
         self.log_path = workdir / "serve.log"
         self.proc: subprocess.Popen | None = None
         self.port = 0
@@ -59,6 +82,7 @@ class Server:
         return subprocess.run(
             [sys.executable, "-m", "runtime.cli", "--home", str(self.home), *args],
             env=self.env,
+            cwd=self.code,
             capture_output=True,
             text=True,
             timeout=60,
@@ -87,6 +111,7 @@ class Server:
                     str(self.port),
                 ],
                 env=self.env,
+                cwd=self.code,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -130,6 +155,32 @@ class Server:
         finally:
             if own:
                 conn.close()
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used (user + system, all its threads)."""
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) * _TICK_S
+
+    def prepare(self) -> dict:
+        """The secret and the function every event of EVENT runs; the function's record."""
+        status, body = self.request("POST", "/v1/secrets", {"name": "API_KEY", "value": SECRET})
+        if status != 201:
+            raise RuntimeError(f"POST /v1/secrets: {status} {body}")
+        status, fn = self.request(
+            "POST",
+            "/v1/logic/functions",
+            {
+                "name": "ingest",
+                "secrets": ["API_KEY"],
+                "triggers": [{"type": "event", "event_name": EVENT}],
+                "source": SOURCE,
+            },
+        )
+        if status != 201:
+            raise RuntimeError(f"POST /v1/logic/functions: {status} {fn}")
+        return fn
 
     def stop(self) -> None:
         if self.proc is None:
@@ -244,31 +295,77 @@ def _load(
     return accepted[0] / elapsed, rejected[0]
 
 
+class Variant:
+    """One code tree's server and what its load rounds measured."""
+
+    def __init__(self, label: str, workdir: Path, code: Path | None):
+        self.label = label
+        self.server = Server(workdir, code)
+        self.db = self.server.home / "logic.db"
+        self.rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        self.cpu_us: dict[str, list[float]] = {kind: [] for kind in KINDS}  # server CPU per accepted request
+        self.sent: list[tuple[str, float]] = []
+        self.event_rounds: list[list[tuple[str, float]]] = []
+        self.burst_rounds: list[list[tuple[str, float]]] = []
+        self.burst_cpu_us: list[float] = []  # server CPU per event of a burst, its run included
+        self.rejected = 0
+        self.done_before = 0  # runs recorded before the load (the delay-at-rest events)
+        self.fn: dict = {}
+
+    def start(self) -> None:
+        self.server.start()
+        self.fn = self.server.prepare()
+
+    def load(self, kind: str, clients: int, window: float, cap: int) -> None:
+        # Each round starts with no runs left over from the one before: else the backlog's
+        # runs share the CPU with (and depress) the next round's figure.
+        _wait_for_runs(self.db, len(self.sent) + self.done_before, 30.0)
+        first = len(self.sent)
+        cpu0 = self.server.cpu_s()
+        t0 = time.perf_counter()
+        if kind == "burst":  # every client at once until BURST are sent; then the runs drain
+            rate, bad = _load(self.server, clients, 60.0, BURST, KINDS[kind], self.sent)
+        else:
+            rate, bad = _load(self.server, clients, window, cap, KINDS[kind], self.sent)
+        accepted = rate * (time.perf_counter() - t0)
+        if kind in ("events", "burst"):  # the runs of this round's events are part of their cost
+            _wait_for_runs(self.db, len(self.sent) + self.done_before, 30.0)
+        if kind == "events":
+            self.event_rounds.append(self.sent[first:])
+        if kind == "burst":
+            self.burst_rounds.append(self.sent[first:])
+            self.burst_cpu_us.append((self.server.cpu_s() - cpu0) / max(1, len(self.sent) - first) * 1e6)
+        elif accepted:
+            self.cpu_us[kind].append((self.server.cpu_s() - cpu0) / accepted * 1e6)
+            self.rates[kind].append(rate)
+        self.rejected += bad if kind != "healthz" else 0
+
+
+def _variants(workdir: Path) -> list[Variant]:
+    """This tree first, then every baseline named in BENCH_INGEST_BASELINES."""
+    variants = [Variant("current", workdir / "current", None)]
+    for part in filter(None, (p.strip() for p in os.environ.get(BASELINES, "").split(","))):
+        label, _, path = part.partition("=")
+        if not path or not (Path(path) / "runtime" / "cli.py").exists():
+            raise RuntimeError(f"{BASELINES}: {part!r} is not label=/path/to/a/logic-runtime/tree")
+        variants.append(Variant(label.strip(), workdir / label.strip(), Path(path).resolve()))
+    return variants
+
+
 def run(report: Report, quick: bool) -> None:
     section = report.section("ingest", "6. HTTP ingest into `logic serve` (loopback)")
     mem = report.section("memory", "7. Memory of `logic serve` and its workers")
     workdir = Path(tempfile.mkdtemp(prefix="logic-bench-serve-"))
-    server = Server(workdir)
+    variants = _variants(workdir)
+    current = variants[0]
+    server = current.server
     try:
-        server.start()
+        for variant in variants:
+            (workdir / variant.label).mkdir()
+            variant.start()
         time.sleep(0.5)
         idle = memory.totals(memory.tree(server.proc.pid))
-        status, body = server.request("POST", "/v1/secrets", {"name": "API_KEY", "value": SECRET})
-        if status != 201:
-            raise RuntimeError(f"POST /v1/secrets: {status} {body}")
-        status, fn = server.request(
-            "POST",
-            "/v1/logic/functions",
-            {
-                "name": "ingest",
-                "secrets": ["API_KEY"],
-                "triggers": [{"type": "event", "event_name": EVENT}],
-                "source": SOURCE,
-            },
-        )
-        if status != 201:
-            raise RuntimeError(f"POST /v1/logic/functions: {status} {fn}")
-        db = server.home / "logic.db"
+        db = current.db
 
         # delay with nothing queued: one event at a time, wait for its run
         rest_delays = []
@@ -284,7 +381,8 @@ def run(report: Report, quick: bool) -> None:
                     rest_delays.append(done - t_sent)
                     break
                 time.sleep(0.002)
-        status, runs = server.request("GET", f"/v1/logic/functions/{fn['id']}/runs?limit=5")
+        current.done_before = len(rest_delays)
+        status, runs = server.request("GET", f"/v1/logic/functions/{current.fn['id']}/runs?limit=5")
         if status != 200 or not runs.get("logic_runs"):
             raise RuntimeError(f"GET runs: {status} {runs}")
 
@@ -292,54 +390,24 @@ def run(report: Report, quick: bool) -> None:
         window = 1.0 if quick else 3.0
         rounds = 2 if quick else 5
         cap = 20_000
-        sent: list[tuple[str, float]] = []
-        kinds = {"events": EVENT, "accept_only": UNMATCHED, "healthz": None}
-        rates: dict[str, list[float]] = {kind: [] for kind in kinds}
-        rejected = 0
-        event_rounds: list[list[tuple[str, float]]] = []
-        with memory.Watch(server.proc.pid, max_s=600) as watch:
+        with memory.Watch(server.proc.pid, max_s=600 * len(variants)) as watch:
             for r in range(rounds):
-                names = list(kinds)
-                for kind in names[r % 3 :] + names[: r % 3]:
-                    # Each round starts with no runs left over from the one before: else the
-                    # backlog's runs share the CPU with (and depress) the next round's figure.
-                    _wait_for_runs(db, len(sent) + len(rest_delays), 30.0)
-                    first = len(sent)
-                    rate, bad = _load(server, clients, window, cap, kinds[kind], sent)
-                    if kind == "events":
-                        event_rounds.append(sent[first:])
-                    rates[kind].append(rate)
-                    rejected += bad if kind != "healthz" else 0
+                names = list(KINDS)
+                for variant in variants[r % len(variants) :] + variants[: r % len(variants)]:
+                    for kind in names[r % 3 :] + names[: r % 3]:
+                        variant.load(kind, clients, window, cap)
             load_end = time.time()
             drain_limit = 30 if quick else 120
             deadline = time.monotonic() + drain_limit
-            while time.monotonic() < deadline and _count_runs(db) < len(sent) + len(rest_delays):
+            while time.monotonic() < deadline and _count_runs(db) < len(current.sent) + len(rest_delays):
                 time.sleep(0.1)
             drained = time.time()
         finished = _finished(db)
-        delays = [finished[eid] - t for eid, t in sent if eid in finished]
+        delays = [finished[eid] - t for eid, t in current.sent if eid in finished]
         time.sleep(1.0)
         idle_warm = memory.totals(memory.tree(server.proc.pid))
 
-        section.figure(
-            "events_per_s",
-            "events/s",
-            rate_stats(rates["events"]),
-            label=f"events accepted durably (202), {clients} clients, each runs a function",
-            target=at_least(2000, ">= 2,000 events/s"),
-        )
-        section.figure(
-            "accept_only_per_s",
-            "events/s",
-            rate_stats(rates["accept_only"]),
-            label="events accepted durably, no function matches (acceptance alone)",
-        )
-        section.figure(
-            "healthz_per_s",
-            "req/s",
-            rate_stats(rates["healthz"]),
-            label=f"peer: GET /healthz, same {clients} clients (HTTP floor)",
-        )
+        _rate_figures(section, current, clients, "", finished)
         section.figure(
             "delay_at_rest", "ms", stats(rest_delays, 1e3), label="publish -> run recorded, one event at a time"
         )
@@ -349,31 +417,116 @@ def run(report: Report, quick: bool) -> None:
         section.figure(
             "runs_per_s",
             "runs/s",
-            rate_stats(_run_rates(event_rounds, finished)),
+            rate_stats(_run_rates(current.event_rounds, finished)),
             label="runs recorded per second in a publish round (first publish to last run)",
         )
-        section.ratio(
-            "events_over_healthz",
-            section.value("events_per_s"),
-            section.value("healthz_per_s"),
-            meaning="accepted events/s / GET /healthz req/s (what the durable publish and its run cost)",
-        )
-        section.ratio(
-            "accept_only_over_healthz",
-            section.value("accept_only_per_s"),
-            section.value("healthz_per_s"),
-            meaning="accepted events/s without runs / GET /healthz req/s (what the durable publish costs)",
-        )
+        for variant in variants[1:]:
+            _rate_figures(section, variant, clients, f"_{variant.label}", _finished(variant.db))
+            for kind in ("events", "accept_only", "burst"):
+                section.ratio(
+                    f"{kind}_vs_{variant.label}",
+                    section.value(f"{kind}_per_s"),
+                    section.value(f"{kind}_per_s_{variant.label}"),
+                    meaning=f"{kind} per s, this code / {variant.label}, same rounds",
+                )
+                section.ratio(
+                    f"{kind}_cpu_vs_{variant.label}",
+                    section.value(f"{kind}_cpu_us"),
+                    section.value(f"{kind}_cpu_us_{variant.label}"),
+                    meaning=f"server CPU per accepted request ({kind}), this code / {variant.label}",
+                )
+        if len(variants) > 1:
+            # GET /healthz is the same code in every tree: its rounds on all servers together
+            # are a steadier floor than one server's five (noise moves a lone floor by 20-30%).
+            section.figure(
+                "healthz_per_s_all",
+                "req/s",
+                rate_stats([r for v in variants for r in v.rates["healthz"]]),
+                label=f"GET /healthz, every round of all {len(variants)} servers (the shared floor)",
+            )
+            for variant in variants:
+                suffix = "" if variant is current else f"_{variant.label}"
+                for kind in ("events", "accept_only"):
+                    section.ratio(
+                        f"{kind}_over_floor{suffix}",
+                        section.value(f"{kind}_per_s{suffix}"),
+                        section.value("healthz_per_s_all"),
+                        meaning=f"{kind} per s / the shared /healthz floor [{variant.label}]",
+                    )
         section.note(
-            f"{len(sent):,} events accepted under load, {rejected} refused (e.g. queue full), "
+            f"{len(current.sent):,} events accepted under load, {current.rejected} refused (e.g. queue full), "
             f"{len(delays):,} of them with a recorded run after the drain "
             f"({drained - load_end:.1f} s after the load, limit {drain_limit} s)."
         )
+        for variant in variants[1:]:
+            section.note(f"baseline {variant.label}: {variant.server.code}; {variant.rejected} refused under load.")
         section.note(
-            f"load rounds: {rounds} x {window:g} s per peer, interleaved, each after the runs of the one "
-            "before were recorded; rate p99 column = slowest round."
+            f"load rounds: {rounds} x {window:g} s per peer"
+            + (f" and per code tree ({len(variants)})" if len(variants) > 1 else "")
+            + ", interleaved, each after the runs of the one before were recorded; rate p99 column = slowest round."
         )
         memory.report(mem, idle, idle_warm, watch.samples)
     finally:
-        server.stop()
+        for variant in variants:
+            variant.server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _rate_figures(section, variant: Variant, clients: int, suffix: str, finished: dict[str, float]) -> None:
+    """The rates of one variant, its server CPU per request, and its ratios to its floor."""
+    of = f" [{variant.label}]" if suffix else ""
+    section.figure(
+        f"events_per_s{suffix}",
+        "events/s",
+        rate_stats(variant.rates["events"]),
+        label=f"events accepted durably (202), {clients} clients, each runs a function{of}",
+        target=None if suffix else at_least(2000, ">= 2,000 events/s"),
+    )
+    section.figure(
+        f"accept_only_per_s{suffix}",
+        "events/s",
+        rate_stats(variant.rates["accept_only"]),
+        label=f"events accepted durably, no function matches (acceptance alone){of}",
+    )
+    section.figure(
+        f"healthz_per_s{suffix}",
+        "req/s",
+        rate_stats(variant.rates["healthz"]),
+        label=f"peer: GET /healthz, same {clients} clients (HTTP floor){of}",
+    )
+    for kind, what in (("events", "accepted event with its run"), ("accept_only", "accepted event, no run")):
+        section.figure(
+            f"{kind}_cpu_us{suffix}",
+            "us",
+            stats(variant.cpu_us[kind]),
+            label=f"server CPU per {what}{of}",
+        )
+    section.figure(
+        f"healthz_cpu_us{suffix}", "us", stats(variant.cpu_us["healthz"]), label=f"server CPU per GET /healthz{of}"
+    )
+    section.figure(
+        f"burst_per_s{suffix}",
+        "events/s",
+        rate_stats(_run_rates(variant.burst_rounds, finished)),
+        label=f"burst of {BURST:,} events, none refused: published and run per s{of}",
+    )
+    section.figure(
+        f"burst_cpu_us{suffix}",
+        "us",
+        stats(variant.burst_cpu_us),
+        label=f"server CPU per event of a burst, publish and run{of}",
+    )
+    section.ratio(
+        f"events_over_healthz{suffix}",
+        section.value(f"events_per_s{suffix}"),
+        section.value(f"healthz_per_s{suffix}"),
+        meaning=f"accepted events/s / GET /healthz req/s (what the durable publish and its run cost){of}",
+        target=None if suffix else at_least(0.45, ">= 0.45x the floor"),
+    )
+    section.ratio(
+        f"accept_only_over_healthz{suffix}",
+        section.value(f"accept_only_per_s{suffix}"),
+        section.value(f"healthz_per_s{suffix}"),
+        meaning=f"accepted events/s without runs / GET /healthz req/s (what the durable publish costs){of}",
+        target=None if suffix else at_least(0.85, ">= 0.85x the floor"),
+    )

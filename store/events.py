@@ -316,6 +316,83 @@ class EventStore:
     def counts(self) -> dict[str, int]:
         return {r[0]: r[1] for r in self.db.all("SELECT status, count(*) FROM deliveries GROUP BY status")}
 
+    # --- batching (ingest) ---
+
+    def batch(self) -> EventBatch:
+        """Publishes gathered inside the caller's transaction and written with one statement
+        per table when it ends (the group-commit writer's batches: runtime/events/publish_writer.py)."""
+        return EventBatch(self)
+
+
+class EventBatch:
+    """`add_event` for many publishes in one transaction: each is checked against the
+    capacity as add_event checks it (the counters read once per owner per batch, then
+    counted here), its id and time given at once, and the rows of all of them inserted
+    by `write()` at the end, before the commit. Nothing is written for a refused one."""
+
+    def __init__(self, events: EventStore):
+        self.store = events
+        self._events: list[tuple[Any, ...]] = []
+        self._deliveries: list[tuple[Any, ...]] = []
+        self._open_of: dict[str, int] = {}  # per owner: open deliveries, this batch's included
+        self._open: int | None = None
+
+    def add_event(
+        self,
+        owner: str,
+        name: str,
+        data: str | None,
+        source: str,
+        depth: int,
+        targets: Iterable[tuple[str, str]],
+        *,
+        check_capacity: bool = True,
+    ) -> dict[str, Any]:
+        """As EventStore.add_event; the rows are inserted by `write()`."""
+        targets = list(targets)
+        store = self.store
+        if targets:
+            open_of = self._open_of.get(owner)
+            if open_of is None:
+                open_of = self._open_of[owner] = store.open_deliveries_of(owner)
+            if self._open is None:
+                self._open = store.open_deliveries()
+            if check_capacity:
+                if open_of + len(targets) > store.max_pending_per_owner:
+                    raise QueueFull(
+                        f"{owner} has {store.max_pending_per_owner:,} deliveries waiting or running, "
+                        "its limit: try again shortly"
+                    )
+                if self._open + len(targets) > store.max_pending:
+                    raise QueueFull(f"the delivery queue is full ({store.max_pending:,} pending): try again shortly")
+            self._open_of[owner] = open_of + len(targets)
+            self._open += len(targets)
+        event_id = uuid.uuid4().hex
+        published_at = now_iso()
+        self._events.append((event_id, owner, name, data, published_at, source, depth))
+        self._deliveries += [(owner, kind, target_id, event_id, depth, published_at) for kind, target_id in targets]
+        return {"id": event_id, "name": name, "published_at": published_at, "deliveries": len(targets)}
+
+    def write(self) -> None:
+        """Insert every event gathered, then every delivery (inside the caller's transaction)."""
+        if not self._events:
+            return
+        db = self.store.db
+        insert = "INSERT INTO events (id, owner, name, data, published_at, source, depth) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        with db.transaction() as conn:
+            if len(self._events) == 1:  # a publish alone in its batch: as add_event writes it
+                conn.execute(insert, self._events[0])
+            else:
+                conn.executemany(insert, self._events)
+            if self._deliveries:
+                conn.executemany(
+                    "INSERT INTO deliveries (owner, target_kind, target_id, event_id, depth, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    self._deliveries,
+                )
+                db.announce(len(self._deliveries))
+        self._events, self._deliveries = [], []
+
 
 def event_store(db: Backend, **options: Any) -> EventStore:
     """The EventQueue for this backend (PostgreSQL's claims differ: events_pg.py)."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .environment import EnvVar
-    from .events import Claimed
+    from .events import Claimed, EventBatch
     from .functions import FunctionRecord, TriggerRow
     from .identity import User
     from .integrations import IntegrationRecord
@@ -105,6 +105,9 @@ class EventQueue(Protocol):
     def heartbeat(self, held: Iterable[tuple[int, int]], lease_until: str) -> set[int]: ...
     def release(self, delivery_id: int, *, token: int | None = None) -> None: ...
     def prune(self, before: str, limit: int = 10_000) -> int: ...
+
+    # --- batching (ingest) ---
+    def batch(self) -> EventBatch: ...
 
 
 class IntegrationRepository(Protocol):

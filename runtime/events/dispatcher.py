@@ -8,6 +8,19 @@ delivery sends, then commits its log, accesses, its events (`hook-sent/...`,
 then `hook-response/...` or `hook-error/...`, or its custom topics) and the
 completion together; the log reaches the live streams once committed. A crash anywhere before that commit
 leaves the delivery claimed; its lease runs out and it is claimed again.
+
+Batching (issue 14's ingest work). A delivery thread's run commits through the
+group commit (publish_writer.py): the records of runs that finish together and
+the publishes waiting beside them share one transaction, written by one thread;
+a run that fails there is retried alone, so it costs no other run its record.
+Claims ride on those commits: the transaction that finishes a delivery also
+claims the thread's next one, and one for each thread waiting idle, handed out
+once it commits; a thread that claims on its own claims for the idle ones too.
+Rings for an owner whose every run slot is held by a delivery of this
+dispatcher are dropped (Doorbell.full): no claim could take that owner's work
+before one of them finishes, and the finishing thread claims then. Before
+this, under one owner's flood, idle threads woke at every publish for a claim
+that came back empty (620 of 975 claims a second, measured in process).
 """
 
 from __future__ import annotations
@@ -16,6 +29,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -28,8 +42,8 @@ from runtime.execution.engine import Engine
 from runtime.execution.secrets_broker import audited
 from runtime.integrations.runner import IntegrationRunner
 from store.clock import iso, utcnow
-from store.errors import DiskFull, LeaseLost, LogicError, StoreBusy, WorkerUnavailable
-from store.events import Delivery
+from store.errors import DiskFull, LeaseLost, LogicError, StoreBusy, StoreError, WorkerUnavailable
+from store.events import Claimed, Delivery
 from store.store import Store
 
 log = logging.getLogger("logic.dispatcher")
@@ -62,6 +76,11 @@ class Dispatcher:
         self.poll_s = poll_s
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._ready: deque[tuple[Delivery, float]] = deque()  # claimed for idle threads: (delivery, claimed_at)
+        self._idle = 0  # threads waiting on the doorbell
+        self._in_flight: Counter[str] = Counter()  # per owner: deliveries claimed here, not yet finished
+        self._local = threading.local()  # a delivery thread's next delivery, claimed by its last commit
         # What this node holds, renewed by a heartbeat while the threads run (leases.py).
         self.leases = Leases(store.events, store.settings.delivery_lease_s, clock)
 
@@ -71,6 +90,7 @@ class Dispatcher:
 
     def start(self) -> None:
         self.bus.wake.cap = self.threads
+        self.bus.wake.full = self._owner_full
         self.leases.start()
         # Other nodes' publishes ring here (PostgreSQL's NOTIFY); the poll stays behind it.
         self.store.db.listen(self._rung, self._stop)
@@ -91,13 +111,23 @@ class Dispatcher:
         self.bus.wake.ring_all()
         for t in self._workers:
             t.join(timeout)
+        self.bus.wake.full = None
+        with self._lock:
+            left, self._ready = list(self._ready), deque()
+        for delivery, _ in left:  # claimed for a thread that stopped first: put back
+            self._forget(delivery)
+            self.store.events.release(delivery.id, token=delivery.token)
         self.leases.stop()
 
     def _loop(self) -> None:
         wake = self.bus.wake
+        self._local.looping = True  # this thread's commits claim its next delivery
         while not self._stop.is_set():
             try:
-                taken, more = self._step(1)
+                more = self._next()
+            except StoreError as exc:  # the database is busy or unreachable: one line, not a traceback
+                log.warning("event=dispatcher_step_failed error=%s", exc.message)
+                more = False
             except Exception:  # keep the thread alive; the delivery's lease brings it back
                 log.exception("dispatcher step failed")
                 more = False
@@ -105,29 +135,114 @@ class Dispatcher:
             # slot this thread just freed: look again at once. Else a ring (work published
             # since the claim), or a look anyway (leases that ran out).
             if not more:
-                wake.wait(self.poll_s)
+                with self._lock:
+                    self._idle += 1
+                try:
+                    wake.wait(self.poll_s)
+                finally:
+                    with self._lock:
+                        self._idle -= 1
+        taken = self._local.__dict__.pop("next", None)
+        if taken is not None:  # claimed by the last commit, after the stop: put back
+            self._carry_out(*taken)
+
+    def _next(self) -> bool:
+        """Carry out the next delivery: the one this thread's last commit claimed, one
+        claimed for an idle thread, or one claimed now; whether to look again at once."""
+        local = self._local.__dict__
+        taken = local.pop("next", None)
+        if taken is None:
+            with self._lock:
+                taken = self._ready.popleft() if self._ready else None
+        if taken is not None:
+            self._carry_out(*taken)
+            more = True
+        else:
+            more = self._step(1, spare=True)[1]
+        # What a delivery's commit claimed says it better: a next one, or whether more was left.
+        looked = local.pop("looked", None)
+        return "next" in local or (more if looked is None else looked.more)
 
     def step(self, limit: int = 1) -> int:
         """Claim and carry out up to `limit` deliveries; returns how many were taken."""
         return self._step(limit)[0]
 
-    def _step(self, limit: int) -> tuple[int, bool]:
+    def _step(self, limit: int, *, spare: bool = False) -> tuple[int, bool]:
         """(how many were taken, whether to look again at once: more were claimable, or,
-        having delivered, more waited for their owner's runs in flight)."""
+        having delivered, more waited for their owner's runs in flight). With `spare`,
+        also one for each idle thread, handed to them."""
+        with self._lock:
+            extra = self._idle if spare else 0
         now = self.clock()
         claimed_at = time.monotonic()  # with `now`: the lease counts from here, lock waits included
-        queue = self.store.events
-        claimed = queue.claim(iso(now), iso(now + self.lease), limit, per_owner=self.settings.owner_runs_max)
-        for delivery in claimed:
+        claimed = self.store.events.claim(
+            iso(now), iso(now + self.lease), limit + extra, per_owner=self.settings.owner_runs_max
+        )
+        mine = list(claimed)[:limit]
+        self._hand_out(claimed, claimed_at, keep=len(mine))
+        for delivery in mine:
+            self._carry_out(delivery, claimed_at)
+        return len(mine), claimed.more or (bool(claimed) and claimed.waiting)
+
+    def _carry_out(self, delivery: Delivery, claimed_at: float) -> None:
+        try:
             if self._stop.is_set():
-                queue.release(delivery.id, token=delivery.token)
-                continue
+                self.store.events.release(delivery.id, token=delivery.token)
+                return
             self.leases.hold(delivery)
             try:
                 self.deliver(delivery, claimed_at)
             finally:
                 self.leases.release(delivery)
-        return len(claimed), claimed.more or (bool(claimed) and claimed.waiting)
+        finally:
+            self._forget(delivery)
+
+    def _looping(self) -> bool:
+        """Whether this is a delivery thread (step() and drain() carry out only what they claim)."""
+        return getattr(self._local, "looping", False) and not self._stop.is_set()
+
+    def _claim_at_commit(self, box: list[tuple[Claimed, float]]) -> None:
+        """Inside the transaction that finishes a delivery: claim this thread's next one and
+        one per idle thread, into `box`; handed out (_handed_at_commit) once it commits."""
+        with self._lock:
+            want = 1 + self._idle
+        now = self.clock()
+        claimed = self.store.events.claim(iso(now), iso(now + self.lease), want, per_owner=self.settings.owner_runs_max)
+        box[:] = [(claimed, time.monotonic())]
+
+    def _handed_at_commit(self, box: list[tuple[Claimed, float]]) -> None:
+        if not box:
+            return
+        claimed, claimed_at = box[0]
+        local = self._local.__dict__
+        local["looked"] = claimed
+        if claimed:
+            local["next"] = (claimed[0], claimed_at)
+        self._hand_out(claimed, claimed_at, keep=1)
+
+    def _commit_in_batch(self, write: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """A run's writes, committed by the group commit with whatever else is waiting."""
+        stored: dict[str, Any] = self.bus.writer.submit(write, clean_refusals=False, bounded=False).result()
+        return stored
+
+    def _hand_out(self, claimed: Claimed, claimed_at: float, *, keep: int) -> None:
+        """Count what was claimed as in flight; all but the first `keep` go to idle threads."""
+        with self._lock:
+            self._in_flight.update(d.owner for d in claimed)
+            spare = list(claimed)[keep:]
+            self._ready.extend((d, claimed_at) for d in spare)
+        if spare:
+            self.bus.wake.ring(len(spare))
+
+    def _forget(self, delivery: Delivery) -> None:
+        with self._lock:
+            self._in_flight[delivery.owner] -= 1
+            if self._in_flight[delivery.owner] <= 0:
+                del self._in_flight[delivery.owner]
+
+    def _owner_full(self, owner: str) -> bool:
+        """Whether every run slot of `owner` is held by a delivery claimed here."""
+        return self._in_flight.get(owner, 0) >= self.settings.owner_runs_max
 
     def drain(self, max_steps: int = 10_000) -> int:
         """Deliver until nothing is pending (tests and benchmarks)."""
@@ -172,8 +287,13 @@ class Dispatcher:
             queue.finish(delivery.id, status="failed", error=f"function {fn.name} is disabled", token=delivery.token)
             return
 
+        looping = self._looping()
+        box: list[tuple[Claimed, float]] = []  # the next deliveries, claimed in the run's commit
+
         def finish(run_id: str) -> None:
             queue.finish(delivery.id, run_id=run_id, token=delivery.token)
+            if looping:
+                self._claim_at_commit(box)
 
         def renew() -> None:
             # The lease counted from the claim; waiting for a free worker must not use it
@@ -182,31 +302,24 @@ class Dispatcher:
                 return
             queue.renew(delivery.id, iso(self.clock() + self.lease), token=delivery.token)
 
-        if delivery.event_id is not None:
-            event = queue.event(delivery.event_id)
-            if event["source"] == LEDGER_SOURCE:
-                self.engine.run(
-                    fn,
-                    {"type": "ledger_change", "event_id": event["id"]},
-                    ledger_change=json.loads(event["data"]),
-                    depth=delivery.depth,
-                    on_commit=finish,
-                    on_start=renew,
-                )
-                return
-            context = {k: event[k] for k in ("id", "name", "data", "published_at", "source")}
-            self.engine.run(
-                fn,
-                {"type": "event", "event_id": event["id"]},
-                event=context,
-                depth=delivery.depth,
-                on_commit=finish,
-                on_start=renew,
-            )
-        else:
+        trigger: dict[str, Any]
+        given: dict[str, Any]  # what the engine hands the function besides the trigger
+        if delivery.event_id is None:
             scheduled = {"scheduled_at": delivery.scheduled_at, "cron": delivery.cron}
             scheduled.update(schedule_window(fn.manifest, delivery.cron, delivery.scheduled_at))
-            self.engine.run(fn, {"type": "schedule"}, scheduled=scheduled, on_commit=finish, on_start=renew)
+            trigger, given = {"type": "schedule"}, {"scheduled": scheduled}
+        else:
+            event = queue.event(delivery.event_id)
+            if event["source"] == LEDGER_SOURCE:
+                trigger = {"type": "ledger_change", "event_id": event["id"]}
+                given = {"ledger_change": json.loads(event["data"]), "depth": delivery.depth}
+            else:
+                context = {k: event[k] for k in ("id", "name", "data", "published_at", "source")}
+                trigger, given = {"type": "event", "event_id": event["id"]}, {"event": context, "depth": delivery.depth}
+        # A delivery thread's run commits with the other runs and publishes waiting then.
+        commit = self._commit_in_batch if looping else None
+        self.engine.run(fn, trigger, **given, on_commit=finish, on_start=renew, commit=commit)
+        self._handed_at_commit(box)
 
     def _fire_integration(self, delivery: Delivery) -> None:
         store, queue = self.store, self.store.events
@@ -231,6 +344,7 @@ class Dispatcher:
                 result.log["error"] = f"{result.log['error']} ({note})" if result.log.get("error") else note
         response_data = result.response_event[1] if result.response_event else None
         streams = self.bus.streams
+        box: list[tuple[Claimed, float]] = []  # the next deliveries, claimed in this commit
         # The secrets did go out: they are audited even when the commit fails.
         with audited(store.secrets, result.accesses), store.transaction():
             log_id = store.integrations.add_log(record.id, event["id"], result.log)
@@ -253,6 +367,9 @@ class Dispatcher:
                 error=None if result.ok else (response_data or result.log.get("error") or "")[:FAILURE_TEXT_MAX],
                 token=delivery.token,
             )
+            if self._looping():
+                self._claim_at_commit(box)
+        self._handed_at_commit(box)
 
 
 def schedule_window(manifest: dict[str, Any], cron: str | None, scheduled_at: str | None) -> dict[str, str | None]:

@@ -9,11 +9,17 @@ write transaction and a wake-up (measured: 2,000 deliveries, 8,545 claims,
 Rings are kept until a thread takes them (up to `cap`), so a ring that comes
 while every thread is busy, or between a thread's empty claim and its wait,
 is not lost.
+
+A ring for an owner that `full(owner)` says has no run slot free here is
+dropped: its deliveries wait for a slot, and the thread that frees one claims
+in the same commit (dispatcher.py). Without that, one owner's flood woke an
+idle thread at every publish for a claim that came back empty.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 RINGS_KEPT_MAX = 64  # until the dispatcher sets its thread count
 
@@ -21,12 +27,14 @@ RINGS_KEPT_MAX = 64  # until the dispatcher sets its thread count
 class Doorbell:
     def __init__(self, cap: int = RINGS_KEPT_MAX):
         self.cap = cap  # the dispatcher sets its thread count: more kept rings buy nothing
+        self.full: Callable[[str], bool] | None = None  # the dispatcher's: no run slot of the owner free
         self._cond = threading.Condition(threading.Lock())
         self._rings = 0
 
-    def ring(self, count: int = 1) -> None:
-        """`count` new pieces of work: wake up to that many waiting threads."""
-        if count <= 0:
+    def ring(self, count: int = 1, owner: str | None = None) -> None:
+        """`count` new pieces of work (of `owner`, if one): wake up to that many waiting threads."""
+        full = self.full
+        if count <= 0 or (owner is not None and full is not None and full(owner)):
             return
         with self._cond:
             self._rings = min(self._rings + count, max(self.cap, 1))

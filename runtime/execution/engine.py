@@ -44,6 +44,9 @@ EventSink = Callable[[str, list[dict[str, Any]], int, str], list[str]]
 # Called inside the run's transaction with its committed ledger changes and their chain
 # depth; returns a problem for each change whose deliveries it refused (a full queue).
 LedgerSink = Callable[[list[LedgerChange], int], list[str]]
+# Runs the run's writes (a callable returning the stored record) in a transaction and returns
+# what it returned: the delivery threads hand it to the group commit (publish_writer.py).
+Committer = Callable[[Callable[[], dict[str, Any]]], dict[str, Any]]
 
 
 class Engine:
@@ -82,6 +85,7 @@ class Engine:
         on_start: Callable[[], None] | None = None,
         replay_of: str | None = None,
         mask_also: Sequence[Sensitive] = (),
+        commit: Committer | None = None,
     ) -> dict[str, Any]:
         """Run one version of a function; returns the redacted run record.
 
@@ -90,7 +94,9 @@ class Engine:
         `on_start` once a worker is reserved (a delivery renews its lease);
         `replay_of` the run whose input this one replays (see trigger_input.py);
         `mask_also` values to mask besides those the run reads (a replay: the values its
-        first run masked, which the input may hold though this run reads other ones).
+        first run masked, which the input may hold though this run reads other ones);
+        `commit` runs the record's writes in a transaction of its choosing (default: one
+        of its own), which may roll back and run them again (they start from a copy).
         """
         run_id = uuid.uuid4().hex
         manifest = fn.manifest
@@ -160,24 +166,33 @@ class Engine:
         }
         _mask_cut_tails(record, redactor)
         deliverable = self._check_events(record, depth) if persist else []
-        # Every secret handed out is audited, even when the run's record cannot be stored.
-        with audited(self.store.secrets, broker.accesses), self.store.transaction():
+
+        def write() -> dict[str, Any]:
+            """The record, its accesses, events and ledger writes, in the caller's transaction."""
+            stored = {**record, "logs": list(record["logs"])}  # problems noted below: a copy per try
             if persist:
-                if record["status"] == "success" and ledgers.pending:
-                    self._commit_ledgers(record, ledgers, redactor, depth)
+                if stored["status"] == "success" and ledgers.pending:
+                    self._commit_ledgers(stored, ledgers, redactor, depth)
                 if self.event_sink is not None and deliverable:
-                    _note_problems(record, self.event_sink(fn.owner, deliverable, depth + 1, run_id))
+                    _note_problems(stored, self.event_sink(fn.owner, deliverable, depth + 1, run_id))
                 try:
-                    self.store.functions.add_run(record, owner=fn.owner, trigger_input=trigger_input.to_json())
+                    self.store.functions.add_run(stored, owner=fn.owner, trigger_input=trigger_input.to_json())
                 except NotFound:
                     raise NotFound(f"function {fn.name} was deleted while it ran") from None
                 if self.streams is not None:
-                    streams, item = self.streams, Item(RUNS, fn.id, record)
+                    streams, item = self.streams, Item(RUNS, fn.id, stored)
                     self.store.after_commit(lambda: streams.publish(fn.owner, item))
             self.store.secrets.record_access(broker.accesses)
             if on_commit is not None:
                 on_commit(run_id)
-        return record
+            return stored
+
+        # Every secret handed out is audited, even when the run's record cannot be stored.
+        with audited(self.store.secrets, broker.accesses):
+            if commit is not None:
+                return commit(write)
+            with self.store.transaction():
+                return write()
 
     def _commit_ledgers(self, record: dict[str, Any], ledgers: LedgerBroker, redactor: Redactor, depth: int) -> None:
         """The run's ledger writes, masked, then the functions their changes trigger (one

@@ -5,8 +5,10 @@ as fast as they come. Through FastAPI a publish cost about 460 us of server
 CPU on 2 cores (routing, dependency solving, validation, the anyio thread hop,
 response serialisation) for about 60 us of work in the service. This ASGI
 wrapper answers the common case itself -- a JSON body that validates as
-`EventIn`, sent with a valid token -- by calling the same service method in a
-thread pool of its own and answering with the response the route would give.
+`EventIn`, sent with a valid token -- by handing the same service method to the
+bus's group-commit writer (events/publish_writer.py), which commits it with the
+publishes waiting beside it and wakes the event loop once per batch (no thread
+hop per publish), and answering with the response the route would give.
 
 Anything else (no token or a bad one, another content type, a body that is not
 JSON or does not validate, another method) goes to the FastAPI route, with
@@ -20,11 +22,9 @@ the 500 guard (middleware.py) wrap this as they wrap FastAPI.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
-import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, cast
 
 from pydantic import ValidationError
@@ -47,7 +47,6 @@ class PublishFastPath:
         self.app = app
         self.service = service
         self.throttle = throttle  # the app's: only consulted here, the route counts failures
-        self._executor: ThreadPoolExecutor | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         org = _target(scope)
@@ -66,23 +65,14 @@ class PublishFastPath:
         if actor is None:  # the route gives the canonical answer, whatever the problem
             return await self.app(scope, _replay(body, receive), send)
         event = cast("tuple[str, EventIn]", request)[1]  # an actor means the request parsed
-        loop = asyncio.get_running_loop()
+        publish = functools.partial(self.service.publish_event, actor, event.name, event.data, org)
         try:
-            accepted = await loop.run_in_executor(
-                self._pool(), self.service.publish_event, actor, event.name, event.data, org
-            )
-        except LogicError as exc:
+            accepted = await self.service.bus.writer.submit_async(publish)
+        except LogicError as exc:  # refused, or its batch could not commit (then nothing was written)
             response = logic_error_response(exc, scope["method"], scope["path"])
         else:
             response = JSONResponse(EventAccepted.model_validate(accepted).model_dump(mode="json"), status_code=202)
         await response(scope, receive, send)
-
-    def _pool(self) -> ThreadPoolExecutor:
-        # Writes wait for each other on the store's lock anyway: a few threads are enough.
-        # Idle at shutdown (uvicorn has finished every request), they are joined at exit.
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 1), thread_name_prefix="publish")
-        return self._executor
 
 
 def _target(scope: Scope) -> str | None | Literal[False]:

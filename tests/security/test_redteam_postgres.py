@@ -283,12 +283,6 @@ def test_logic_serve_shows_no_password_while_the_database_is_up_down_and_back(se
     assert "scheduler tick failed" not in logged and "event=scheduler_tick_failed" in logged
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime/events/dispatcher.py Dispatcher._loop: `except Exception: log.exception('dispatcher step "
-    "failed')` logs a traceback per delivery thread and poll while the database is unreachable; catch StoreError "
-    "first and log one line, `log.warning('event=dispatcher_step_failed error=%s', exc.message)`, as leases.py does",
-)
 def test_logic_serve_logs_an_outage_in_one_line_per_failure_not_tracebacks(serving, password_cluster):
     server, _ = serving
     server.wait_up()
