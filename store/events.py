@@ -87,13 +87,7 @@ class EventStore:
         published_at = now_iso()
         with self.db.transaction() as conn:
             if check_capacity and targets:
-                if self.open_deliveries_of(owner) + len(targets) > self.max_pending_per_owner:
-                    raise QueueFull(
-                        f"{owner} has {self.max_pending_per_owner:,} deliveries waiting or running, "
-                        "its limit: try again shortly"
-                    )
-                if self.open_deliveries() + len(targets) > self.max_pending:
-                    raise QueueFull(f"the delivery queue is full ({self.max_pending:,} pending): try again shortly")
+                self.refuse_past_capacity(owner, len(targets), self.open_deliveries_of(owner), self.open_deliveries())
             conn.execute(
                 "INSERT INTO events (id, owner, name, data, published_at, source, depth) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (event_id, owner, name, data, published_at, source, depth),
@@ -106,6 +100,16 @@ class EventStore:
             if targets:
                 self.db.announce(len(targets))
         return {"id": event_id, "name": name, "published_at": published_at, "deliveries": len(targets)}
+
+    def refuse_past_capacity(self, owner: str, adding: int, open_of_owner: int, open_in_all: int) -> None:
+        """QueueFull if `adding` deliveries would pass the owner's limit or the queue's."""
+        if open_of_owner + adding > self.max_pending_per_owner:
+            raise QueueFull(
+                f"{owner} has {self.max_pending_per_owner:,} deliveries waiting or running, "
+                "its limit: try again shortly"
+            )
+        if open_in_all + adding > self.max_pending:
+            raise QueueFull(f"the delivery queue is full ({self.max_pending:,} pending): try again shortly")
 
     def add_scheduled(self, owner: str, function_id: str, scheduled_at: str, cron: str) -> bool:
         """A cron tick's run (inside the caller's transaction, with the trigger's advance);
@@ -358,13 +362,7 @@ class EventBatch:
             if self._open is None:
                 self._open = store.open_deliveries()
             if check_capacity:
-                if open_of + len(targets) > store.max_pending_per_owner:
-                    raise QueueFull(
-                        f"{owner} has {store.max_pending_per_owner:,} deliveries waiting or running, "
-                        "its limit: try again shortly"
-                    )
-                if self._open + len(targets) > store.max_pending:
-                    raise QueueFull(f"the delivery queue is full ({store.max_pending:,} pending): try again shortly")
+                store.refuse_past_capacity(owner, len(targets), open_of, self._open)
             self._open_of[owner] = open_of + len(targets)
             self._open += len(targets)
         event_id = uuid.uuid4().hex
