@@ -76,18 +76,24 @@ class PostgresEventStore(EventStore):
         )
         return int(row[0])
 
-    def claim(self, now: str, lease_until: str, limit: int = 1, *, per_owner: int | None = None) -> Claimed:
+    def claim(
+        self, now: str, lease_until: str, limit: int = 1, *, per_owner: int | None = None, expired: bool = True
+    ) -> Claimed:
         with self.db.transaction() as conn:
             # Leases that ran out (their node died or was cut off): usually none, one cheap
             # look at the running rows. Those tried max_attempts times are given up.
-            expired: list[int] = []
+            lapsed: list[int] = []
             doomed: list[int] = []
-            for delivery_id, attempts in conn.execute(
-                "SELECT id, attempts FROM deliveries WHERE status = 'running' AND lease_until < ? "
-                "ORDER BY lease_until, id LIMIT ? FOR UPDATE SKIP LOCKED",
-                (now, limit + 1 + _GIVE_UPS_PER_CLAIM),
+            for delivery_id, attempts in (
+                conn.execute(
+                    "SELECT id, attempts FROM deliveries WHERE status = 'running' AND lease_until < ? "
+                    "ORDER BY lease_until, id LIMIT ? FOR UPDATE SKIP LOCKED",
+                    (now, limit + 1 + _GIVE_UPS_PER_CLAIM),
+                )
+                if expired  # (see EventStore.claim)
+                else ()
             ):
-                (doomed if attempts >= self.max_attempts else expired).append(delivery_id)
+                (doomed if attempts >= self.max_attempts else lapsed).append(delivery_id)
             if doomed:
                 conn.execute(
                     "UPDATE deliveries SET status = 'failed', finished_at = ?, "
@@ -95,21 +101,21 @@ class PostgresEventStore(EventStore):
                     "WHERE id = ANY(?::bigint[])",
                     (now, doomed),
                 )
-            more = len(expired) > limit
-            expired = expired[:limit]
+            more = len(lapsed) > limit
+            lapsed = lapsed[:limit]
             owners: list[str] = []
             shares: list[int] = []
             left: list[str] = []  # owners that could take another turn
             capped: list[str] = []  # owners this claim brought to their cap
             waiting = False
-            if len(expired) < limit:
+            if len(lapsed) < limit:
                 turns, waiting = self._turns(conn, per_owner)
-                owners, shares, left, capped = _share(turns, limit - len(expired), per_owner)
+                owners, shares, left, capped = _share(turns, limit - len(lapsed), per_owner)
             claimed = Claimed()
             claimed.waiting = waiting
             rows = []
-            if expired or owners:
-                rows = conn.execute(_TAKE, (expired, owners, shares, lease_until, self.node)).fetchall()
+            if lapsed or owners:
+                rows = conn.execute(_TAKE, (lapsed, owners, shares, lease_until, self.node)).fetchall()
             if not more and left:  # pending work of an owner with a turn left (ours now run)
                 more = bool(
                     conn.execute(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import tempfile
 from pathlib import Path
 
 from .errors import MasterKeyError
@@ -38,18 +39,31 @@ def decode(text: str, *, source: str) -> bytes:
     return key
 
 
-def write_key_file(path: Path, key: bytes) -> None:
-    """Write atomically with mode 0600 from the first byte (no window where others can read)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def write_key_file(path: Path, key: bytes, *, replace: bool = True) -> bool:
+    """Write atomically with mode 0600 from the first byte (no window where others can read).
+
+    With `replace=False` (the first `logic init` of a home) a key file already there is
+    kept and False returned: two inits racing on one home must end with the one key the
+    database was made with, not whichever wrote last."""
+    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)  # 0600, a name of its own
+    tmp = Path(name)
     try:
-        os.write(fd, (encode(key) + "\n").encode("ascii"))
-        os.fsync(fd)
+        try:
+            os.write(fd, (encode(key) + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if the name exists: never replaces
+            except FileExistsError:
+                return False
     finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+        tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+    return True
 
 
 def pending_path(key_path: Path) -> Path:

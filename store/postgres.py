@@ -212,7 +212,7 @@ class PostgresDatabase:
         timeout = int(self.busy_timeout_ms)
         conn.execute(
             pgsql.SQL("SET lock_timeout = {}; SET application_name = {}").format(
-                pgsql.Literal(f"{timeout}ms"), pgsql.Literal(f"logic-runtime {self.node}"[:63])
+                pgsql.Literal(f"{timeout}ms"), pgsql.Literal(application_name(self.node))
             )
         )
 
@@ -426,7 +426,9 @@ class PostgresDatabase:
     def _probe(self) -> bool:
         """Can a write commit now? The schema row rewritten as it is, waiting for no lock."""
         try:
-            with psycopg.connect(self.url, autocommit=True, connect_timeout=2) as conn:
+            with psycopg.connect(
+                self.url, autocommit=True, connect_timeout=2, application_name=application_name(self.node, "probe")
+            ) as conn:
                 conn.execute("SET lock_timeout = '100ms'")
                 conn.execute("UPDATE logic_schema SET version = version WHERE id = 1")
         except psycopg.Error:
@@ -538,7 +540,12 @@ class _Doorbell:
                 continue
             try:
                 if conn is None or conn.closed:
-                    conn = psycopg.connect(self.db.url, autocommit=True, connect_timeout=5)
+                    conn = psycopg.connect(
+                        self.db.url,
+                        autocommit=True,
+                        connect_timeout=5,
+                        application_name=application_name(self.db.node, "doorbell"),
+                    )
                 conn.execute("SELECT pg_notify(%s, %s)", (DOORBELL_CHANNEL, f"{self.db.node}\n{count}"))
             except psycopg.Error:
                 log.warning("event=doorbell_failed (workers will find the work by their poll)")
@@ -554,11 +561,23 @@ class _Doorbell:
         self._rung.set()
 
 
+def application_name(node: str, role: str = "") -> str:
+    """What pg_stat_activity shows for a connection of this node (63 bytes at most)."""
+    name = f"logic-runtime {node}" + (f" {role}" if role else "")
+    return name.encode("utf-8")[:63].decode("utf-8", "ignore")
+
+
 def _listen(db: PostgresDatabase, on_ring: Callable[[int | None], None], stop: threading.Event) -> None:
     backoff = 0.1
     while not stop.is_set():
         try:
-            with psycopg.connect(db.url, autocommit=True, connect_timeout=5, **_keepalives({})) as conn:
+            with psycopg.connect(
+                db.url,
+                autocommit=True,
+                connect_timeout=5,
+                application_name=application_name(db.node, "listen"),
+                **_keepalives({}),
+            ) as conn:
                 conn.execute(f"LISTEN {DOORBELL_CHANNEL}")
                 backoff = 0.1
                 on_ring(None)  # announcements sent while we were not listening are lost: look now

@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     runs_in_flight_per_owner: int = 0
     delivery_threads: int = Field(default_factory=lambda: max(2, 2 * (os.cpu_count() or 1)))
     dispatcher_poll_s: float = 0.5
+    # The group commit (runtime/events/publish_writer.py): publishes waiting for the writer
+    # before 503 at once, and how many one transaction takes.
+    publish_queue_max: int = Field(default=1_000, ge=1)
+    publish_batch_max: int = Field(default=256, ge=1)
     delivery_max_attempts: int = 3
     event_retention_days: float = 7.0  # finished events and deliveries are forgotten after this
     audit_retention_days: float = 365.0  # secret access records

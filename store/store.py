@@ -150,8 +150,8 @@ class Store:
             store = cls.open(settings)
         else:
             if not _env_key(settings) and not settings.key_path.exists():
-                with space_on_disk(home):
-                    masterkey.write_key_file(settings.key_path, masterkey.generate())
+                with space_on_disk(home):  # another init's key, written first, is kept (and used)
+                    masterkey.write_key_file(settings.key_path, masterkey.generate(), replace=False)
             candidates = masterkey.candidates(_env_key(settings), settings.key_path)
             db = open_backend(settings, create=True)
             try:

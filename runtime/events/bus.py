@@ -49,7 +49,12 @@ class EventBus:
         self.settings = store.settings
         self.streams = streams
         self.wake = Doorbell()  # rung once per delivery created, so a delivery thread starts at once
-        self.writer = PublishWriter(store, scope=self.batch)  # group commit: outside publishes, delivery runs
+        self.writer = PublishWriter(  # group commit: outside publishes, delivery runs
+            store,
+            queue_max=self.settings.publish_queue_max,
+            batch_max=self.settings.publish_batch_max,
+            scope=self.batch,
+        )
         self._batch: _Batch | None = None  # the writer's open batch (only the writer thread uses it)
 
     def publish(

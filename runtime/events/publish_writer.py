@@ -55,7 +55,7 @@ from store.store import Store
 
 log = logging.getLogger("logic.publish")
 
-# Defaults until Settings carries them (LOGIC_PUBLISH_QUEUE_MAX, LOGIC_PUBLISH_BATCH_MAX).
+# The service passes LOGIC_PUBLISH_QUEUE_MAX and LOGIC_PUBLISH_BATCH_MAX (Settings).
 PUBLISH_QUEUE_MAX = 1_000  # publishes waiting for the writer; past it, 503 at once
 PUBLISH_BATCH_MAX = 256  # publishes per transaction: a batch's commit answers them all
 IDLE_S = 5.0  # the writer thread ends after this long without a publish

@@ -35,6 +35,19 @@ def test_claim_lease_and_reclaim_after_crash(store):
     assert row["status"] == "failed" and "2 attempts" in row["last_error"]
 
 
+def test_a_claim_told_not_to_look_leaves_lapsed_leases_for_the_next_that_looks(store):
+    events = event_queue(store, max_attempts=2)
+    events.add_event("user:a", "e", None, "test", 0, [("function", "f1")])
+    lapsed = events.claim(T0, T1)[0]
+    events.add_event("user:a", "e", None, "test", 0, [("function", "f2")])
+    # At T9 the lease ran out; a claim that does not look takes only the pending work ...
+    assert [d.target_id for d in events.claim(T9, T9, limit=5, expired=False)] == ["f2"]
+    assert events.claim(T9, T9, limit=5, expired=False) == []
+    # ... and the next that looks takes the lapsed one again.
+    again = events.claim(T9, T9, limit=5)
+    assert [(d.id, d.attempts) for d in again] == [(lapsed.id, 2)]
+
+
 def test_finish_and_release(store):
     events = event_queue(store)
     events.add_event("user:a", "e", None, "test", 0, [("function", "f1"), ("function", "f2")])

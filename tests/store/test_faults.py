@@ -69,6 +69,13 @@ class FullDisk(sqlite3.Connection):
         self.wrote = self.wrote or bool(write)
         return cursor
 
+    def executemany(self, sql: str, *args):  # always a write (batches insert with it)
+        if FullDisk.at in ("open", "statement"):
+            raise FullDisk.error()
+        cursor = super().executemany(sql, *args)
+        self.wrote = True
+        return cursor
+
 
 @pytest.fixture
 def full_disk(monkeypatch):
@@ -173,7 +180,7 @@ def test_opening_on_a_full_disk_is_disk_full_not_a_traceback(settings, full_disk
 def test_no_room_for_the_key_file_is_disk_full(settings, monkeypatch):
     write_key_file = masterkey.write_key_file
 
-    def enospc(path, key):
+    def enospc(path, key, **_):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(masterkey, "write_key_file", enospc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import threading
 
 import pytest
 
@@ -41,7 +42,58 @@ def test_key_file_is_written_0600_atomically(tmp_path):
     masterkey.write_key_file(path, key)
     assert path.stat().st_mode & 0o777 == 0o600
     assert masterkey.decode(path.read_text(), source="k") == key
-    assert not (tmp_path / "k.tmp").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]  # no temporary file left
+
+
+def test_a_first_key_file_never_replaces_one_already_there(tmp_path):
+    path = tmp_path / "k"
+    first, second = masterkey.generate(), masterkey.generate()
+    assert masterkey.write_key_file(path, first, replace=False)
+    assert not masterkey.write_key_file(path, second, replace=False)
+    assert masterkey.decode(path.read_text(), source="k") == first
+    assert [p.name for p in tmp_path.iterdir()] == ["k"]
+
+
+def test_two_inits_racing_on_one_home_end_with_the_key_the_database_was_made_with(settings, monkeypatch):
+    """Both find no key file; then one writes its key and makes the database, and only then
+    does the other write its key: the database must open with the key file left behind."""
+    both_looked = threading.Barrier(2, timeout=10)
+    first_done = threading.Event()
+    turn = iter(["first", "second"])
+    write = masterkey.write_key_file
+
+    def in_order(path, key, **kwargs):
+        both_looked.wait()  # neither found a key file
+        if next(turn) == "second":
+            assert first_done.wait(10)
+        return write(path, key, **kwargs)
+
+    monkeypatch.setattr(masterkey, "write_key_file", in_order)
+    results: list[object] = []
+
+    def init() -> None:
+        try:
+            store, result = Store.initialize(settings)
+            store.secrets.create(f"user:{threading.get_ident()}", "RACED", VALUE)
+            store.close()
+            results.append(result.created)
+        except BaseException as exc:  # reported below
+            results.append(exc)
+        finally:
+            first_done.set()
+
+    threads = [threading.Thread(target=init) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(map(repr, results)) == ["False", "True"]  # one made it; the other found it made
+    store = Store.open(settings)  # with the one key file: every secret of both decrypts
+    try:
+        values = [store.secrets.reveal(r["owner"], "RACED") for r in store.db.all("SELECT owner FROM secrets")]
+        assert len(values) == 2 and all(v.reveal() == VALUE for v in values)
+    finally:
+        store.close()
 
 
 def test_no_key_at_all_is_a_clear_error(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -483,3 +484,26 @@ def test_a_claim_seeks_the_partial_indexes_and_never_walks_the_finished_rows(sto
                 )
                 if "owner = " in sql:  # per owner: that owner's range of a partial index
                     assert {"deliveries_pending_by_owner", "deliveries_running"} & set(scans), (kind, sql, plan)
+
+
+def test_every_connection_of_a_node_names_the_node_and_its_role_in_pg_stat_activity(store, settings):
+    """An operator looking at pg_stat_activity sees which node (and what for) holds each
+    connection: the pool's, the doorbell's sender and the listener."""
+    stop = threading.Event()
+    listener = store.db.listen(lambda _count: None, stop)
+    try:
+        store.db.announce(1)  # the doorbell's sender connects to ring
+        node = store.db.node
+        wanted = {f"logic-runtime {node}", f"logic-runtime {node} doorbell", f"logic-runtime {node} listen"}
+        with raw(settings) as conn:
+            deadline = time.monotonic() + 10
+            names: set[str] = set()
+            while not wanted <= names and time.monotonic() < deadline:
+                activity = "SELECT application_name FROM pg_stat_activity WHERE datname = current_database()"
+                names = {r[0] for r in conn.execute(activity)}
+                time.sleep(0.05)  # the listener connects in a thread of its own
+        assert wanted <= names, names
+    finally:
+        stop.set()
+        if listener is not None:
+            listener.join(10)

@@ -23,13 +23,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from runtime.events import dispatcher as dispatcher_module
 from runtime.events.doorbell import Doorbell
 from runtime.events.publish_writer import PublishWriter
 from runtime.manifest import files_from_json
 from runtime.service import Service
 from store import Settings, Store
+from store.clock import iso
 from tests.conftest import BACKENDS
-from tests.runtime.events.test_group_commit import FullDiskMany
 from tests.store.test_faults import FullDisk
 from tests.support import in_process_service
 
@@ -255,7 +256,7 @@ def test_a_run_that_fails_in_a_batch_costs_no_other_run_its_record(world, monkey
     assert (lost["status"], lost["last_error"]) == ("failed", "function g was deleted while it ran")
 
 
-class CommitFailsOnce(FullDiskMany):
+class CommitFailsOnce(FullDisk):
     """The next COMMIT that wrote fails as on a full disk, once; every later one works."""
 
     def execute(self, sql: str, *args):
@@ -372,3 +373,49 @@ def test_the_doorbell_drops_rings_for_an_owner_it_is_told_is_full():
     assert wake.wait(0) and not wake.wait(0)
     wake.ring(1)  # no owner (a cron tick, another node's NOTIFY): always rings
     assert wake.wait(0)
+
+
+@pytest.mark.parametrize("look_every_s", [3600.0, 0.0])
+def test_claims_at_commit_look_for_lapsed_leases_at_most_once_a_second(world, monkeypatch, look_every_s):
+    """Each run's commit claims the next; looking there for leases that ran out costs two
+    statements, so it looks once per EXPIRED_LOOK_S. A lapsed lease is not lost for it: the
+    poll's claims always look. (3600 s: none of these commits looks; 0: each does.)"""
+    service, clock = world
+    deploy(service, "f", "a")
+    ids = [service.publish_event(service.actor(), "a", str(n))["id"] for n in range(4)]
+    lapsing = service.store.events.claim(iso(clock.now), iso(clock.now + timedelta(seconds=1)))[0]
+    monkeypatch.setattr(dispatcher_module, "EXPIRED_LOOK_S", look_every_s)
+    claims: list[tuple[bool, list[int]]] = []  # (looked, ids taken) of each claim
+    claim = service.store.events.claim
+
+    def noting(*args, expired=True, **kwargs):
+        claimed = claim(*args, expired=expired, **kwargs)
+        claims.append((expired, [d.id for d in claimed]))
+        return claimed
+
+    monkeypatch.setattr(service.store.events, "claim", noting)
+    pool = held(service)
+    dispatcher = service.dispatcher(threads=1, poll_s=0.05)
+    committed = Watch(dispatcher, "_handed_at_commit", monkeypatch)  # called after each run's commit
+    dispatcher.start()
+    try:
+        pool.wait_for(1)  # the first run (its claim looked: nothing had lapsed yet)
+        clock.now += timedelta(seconds=5)  # the other claimer died: its lease ran out
+        pool.release()
+        committed.wait_until(lambda: statuses(service, ids) == ["done"] * 4)
+    finally:
+        dispatcher.stop(10)
+    runs = service.function_runs(service.actor(), "f")
+    assert sorted(r["trigger"]["event_id"] for r in runs) == sorted(ids)  # each once
+    taking = [i for i, (_, taken) in enumerate(claims) if lapsing.id in taken]
+    assert len(taking) == 1, claims
+    looked, _ = claims[taking[0]]
+    assert looked
+    if look_every_s:  # the claims at commit took the backlog; the poll's look, the lapsed one
+        before = claims[: taking[0]]
+        assert sorted(i for _, taken in before for i in taken) == sorted(
+            d["id"] for i in ids for d in service.store.events.deliveries_of(i) if d["id"] != lapsing.id
+        ), claims
+        assert not any(looked for looked, _ in before[1:]), claims
+    else:  # the first commit's claim looked and took it
+        assert taking == [1], claims

@@ -75,7 +75,8 @@ def gated(service: Service, **options) -> Gate:
         with gate(), service.bus.batch():
             yield
 
-    service.bus.writer = PublishWriter(service.store, scope=scope, **options)
+    limits = {"queue_max": service.bus.writer.queue_max, "batch_max": service.bus.writer.batch_max}
+    service.bus.writer = PublishWriter(service.store, scope=scope, **{**limits, **options})
     return gate
 
 
@@ -91,15 +92,6 @@ def visible(store: Store, event_id: str) -> bool:
 
     with ThreadPoolExecutor(1) as other:
         return other.submit(look).result()
-
-
-class FullDiskMany(FullDisk):
-    """FullDisk that also counts executemany as a write (the batch inserts with it)."""
-
-    def executemany(self, sql: str, *args):
-        cursor = super().executemany(sql, *args)
-        self.wrote = True
-        return cursor
 
 
 def publish_soon(service: Service, name: str, data: str | None = None, actor=None):
@@ -213,6 +205,24 @@ def test_the_queue_is_bounded_and_past_it_a_publish_is_503_at_once(service, stor
         assert fast.post("/v1/events", headers=headers, json={"name": "sensor"}).status_code == 202
 
 
+def test_the_queue_bound_and_the_batch_size_are_settings(store):
+    store.settings = store.settings.model_copy(update={"publish_queue_max": 2, "publish_batch_max": 1})
+    service = Service(store)  # LOGIC_PUBLISH_QUEUE_MAX=2, LOGIC_PUBLISH_BATCH_MAX=1
+    try:
+        gate = gated(service)  # with the service's limits
+        blocker = publish_soon(service, "quiet")
+        assert gate.entered.wait(10)
+        queued = [publish_soon(service, "sensor", "1"), publish_soon(service, "sensor", "2")]
+        with pytest.raises(StoreBusy, match="2 publishes are waiting"):
+            publish_soon(service, "sensor", "3")
+        gate.open()
+        for future in [blocker, *queued]:
+            assert visible(store, future.result(10)["id"])
+        assert service.bus.writer.batches == 3  # one publish per transaction
+    finally:
+        service.integration_runner.close()
+
+
 def test_a_delivery_threads_commit_is_never_refused_by_a_full_queue(service, store):
     gate = gated(service, queue_max=1)
     blocker = publish_soon(service, "quiet")
@@ -261,7 +271,7 @@ def test_every_publish_path_goes_through_the_writer(service, store):
 
 @pytest.mark.sqlite_only
 def test_a_batch_whose_commit_fails_fails_every_publish_in_it(settings: Settings, monkeypatch):
-    monkeypatch.setattr(sqlite3, "connect", functools.partial(sqlite3.connect, factory=FullDiskMany))
+    monkeypatch.setattr(sqlite3, "connect", functools.partial(sqlite3.connect, factory=FullDisk))
     monkeypatch.setattr(FullDisk, "at", None)
     store, _ = Store.initialize(settings)
     service = Service(store)
