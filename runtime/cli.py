@@ -851,7 +851,12 @@ def keys_rotate(app: App, master: bool, as_json: bool) -> None:
     result = app.service.rotate_keys(app.actor, master=master)
 
     def human() -> None:
-        if master:
+        if master and result["master_key"] == "LOGIC_MASTER_KEY_NEXT":
+            click.echo(
+                "The key ring is now wrapped by LOGIC_MASTER_KEY_NEXT. On every node, in any order: make it "
+                "LOGIC_MASTER_KEY and unset LOGIC_MASTER_KEY_NEXT (until then each node opens the ring with either)."
+            )
+        elif master:
             click.echo(f"New master key written to {result['master_key']}.")
             if app.settings.master_key is not None:
                 click.echo("LOGIC_MASTER_KEY is set: put that file's contents into it, then delete the file.")

@@ -176,6 +176,14 @@ class KeyRing:
         with self._lock:
             self._keys = {k: v for k, v in self._keys.items() if k == keep}
 
+    def opens(self, master_key: bytes) -> bool:
+        """Whether `master_key` unwraps the ring as stored now (inside the caller's transaction)."""
+        try:
+            self._unwrap_all(AESGCM(master_key), self._db.all("SELECT id, wrapped FROM keyring ORDER BY id"))
+        except MasterKeyError:
+            return False
+        return True
+
     def rewrap(self, new_master_key: bytes) -> None:
         """Re-wrap every data key under a new master key (inside the caller's transaction)."""
         new_master = AESGCM(new_master_key)

@@ -70,8 +70,12 @@ def pending_path(key_path: Path) -> Path:
     return key_path.with_name(key_path.name + ".new")
 
 
-def candidates(env_value: str | None, key_path: Path) -> list[tuple[str, bytes]]:
-    """Keys that may open the ring, most likely first, each with where it came from."""
+NEXT = "LOGIC_MASTER_KEY_NEXT"
+
+
+def candidates(env_value: str | None, key_path: Path, next_value: str | None = None) -> list[tuple[str, bytes]]:
+    """Keys that may open the ring, most likely first, each with where it came from: the
+    key in use, a rotation's key not yet moved into place, and LOGIC_MASTER_KEY_NEXT."""
     found: list[tuple[str, bytes]] = []
     if env_value:
         found.append(("LOGIC_MASTER_KEY", decode(env_value, source="LOGIC_MASTER_KEY")))
@@ -80,6 +84,8 @@ def candidates(env_value: str | None, key_path: Path) -> list[tuple[str, bytes]]
     pending = pending_path(key_path)
     if pending.exists():
         found.append((str(pending), decode(pending.read_text(), source=str(pending))))
+    if next_value:
+        found.append((NEXT, decode(next_value, source=NEXT)))
     if not found:
         raise MasterKeyError(f"no master key: set LOGIC_MASTER_KEY or create {key_path} with `logic init`")
     return found

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(default_factory=_default_home)
     master_key: SecretStr | None = None  # base64 of 32 bytes; else <home>/master.key
+    # The next master key, during a rotation across nodes: each node opens the ring with
+    # either, and `logic keys rotate --master` re-wraps the ring under this one.
+    master_key_next: SecretStr | None = None
     user: str | None = None  # who the CLI acts as; default: the admin made by `logic init`
 
     # secrets

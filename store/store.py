@@ -113,7 +113,7 @@ class Store:
         db = open_backend(settings)
         try:
             db.check_schema()
-            ring, source = KeyRing.open(db, lambda: masterkey.candidates(_env_key(settings), settings.key_path))
+            ring, source = KeyRing.open(db, lambda: _candidates(settings))
         except BaseException:
             db.close()
             raise
@@ -152,12 +152,12 @@ class Store:
             if not _env_key(settings) and not settings.key_path.exists():
                 with space_on_disk(home):  # another init's key, written first, is kept (and used)
                     masterkey.write_key_file(settings.key_path, masterkey.generate(), replace=False)
-            candidates = masterkey.candidates(_env_key(settings), settings.key_path)
+            candidates = _candidates(settings)
             db = open_backend(settings, create=True)
             try:
                 db.migrate()
                 source, key = candidates[0]
-                ring = KeyRing(db, key, lambda: masterkey.candidates(_env_key(settings), settings.key_path))
+                ring = KeyRing(db, key, lambda: _candidates(settings))
             except BaseException:
                 db.close()
                 raise
@@ -218,8 +218,12 @@ class Store:
         return key_id, count
 
     def rotate_master_key(self, record_change: Callable[[], None] | None = None) -> str:
-        """Re-wrap the ring under a fresh master key; returns where the new key now lives.
-        `record_change` writes the change audit's row in the re-wrap's transaction."""
+        """Re-wrap the ring under a fresh master key (or LOGIC_MASTER_KEY_NEXT when set);
+        returns where the new key now lives. `record_change` writes the change audit's row
+        in the re-wrap's transaction."""
+        next_key = _next_key(self.settings)
+        if next_key is not None:
+            return self._rotate_to_next(masterkey.decode(next_key, source=masterkey.NEXT), record_change)
         new_key = masterkey.generate()
         pending = masterkey.pending_path(self.settings.key_path)
         if self.key_source == str(pending):
@@ -248,6 +252,26 @@ class Store:
         self.key_source = str(self.settings.key_path)
         return self.key_source
 
+    def _rotate_to_next(self, new_key: bytes, record_change: Callable[[], None] | None) -> str:
+        """Re-wrap under the key every node was given beforehand beside the one in use, so
+        no node stops or restarts into a key that no longer opens the ring (many nodes)."""
+        try:
+            with self.transaction():
+                self.db.lock("keyring")
+                if self.ring.opens(new_key):  # another node (or an earlier run) got there first
+                    raise MasterKeyError(
+                        "the key ring is wrapped by LOGIC_MASTER_KEY_NEXT already: on every node, make it "
+                        "LOGIC_MASTER_KEY and unset LOGIC_MASTER_KEY_NEXT"
+                    )
+                if record_change is not None:
+                    record_change()
+                self.ring.rewrap(new_key)
+        except BaseException:
+            self.ring.reload()  # the ring is still under the old key, in memory too
+            raise
+        self.key_source = masterkey.NEXT
+        return masterkey.NEXT
+
 
 def _database_exists(settings: Settings) -> bool:
     """SQLite: the file is there. PostgreSQL: the database holds our schema."""
@@ -262,6 +286,14 @@ def _database_exists(settings: Settings) -> bool:
 
 def _env_key(settings: Settings) -> str | None:
     return settings.master_key.get_secret_value() if settings.master_key else None
+
+
+def _next_key(settings: Settings) -> str | None:
+    return settings.master_key_next.get_secret_value() if settings.master_key_next else None
+
+
+def _candidates(settings: Settings) -> list[tuple[str, bytes]]:
+    return masterkey.candidates(_env_key(settings), settings.key_path, _next_key(settings))
 
 
 def _finish_master_rotation(settings: Settings, source: str) -> str:

@@ -548,6 +548,37 @@ def test_keys_rotate(ready):
     assert _reveal(ready.home, owner, "API_KEY") == VALUE
 
 
+def test_keys_rotate_master_to_the_next_key_given_beforehand(ready):
+    """LOGIC_MASTER_KEY_NEXT set (every node of a cluster got it first): the ring is re-wrapped
+    under it, no key file is written, and the message says what to do on every node."""
+    owner = _admin_owner(ready.home)
+    old = (ready.home / "master.key").read_text().strip()
+    new = masterkey.encode(masterkey.generate())
+    env = {"LOGIC_MASTER_KEY": old, "LOGIC_MASTER_KEY_NEXT": new}
+    master = ready("keys", "rotate", "--master", "--json", env=env)
+    assert master.exit_code == 0, master.output
+    assert json.loads(master.stdout) == {"master_key": "LOGIC_MASTER_KEY_NEXT"}
+    assert not (ready.home / "master.key.new").exists()
+    again = ready("keys", "rotate", "--master", env=env)
+    assert again.exit_code == 1
+    assert "wrapped by LOGIC_MASTER_KEY_NEXT already" in again.output
+    assert new not in again.output and old not in again.output
+    listed = ready("secrets", "list", env={"LOGIC_MASTER_KEY": new})  # the next key alone opens it now
+    assert listed.exit_code == 0 and "API_KEY" in listed.stdout
+    (ready.home / "master.key").write_text(new + "\n")
+    assert _reveal(ready.home, owner, "API_KEY") == VALUE
+
+
+def test_keys_rotate_master_to_the_next_key_says_what_to_do_on_every_node(ready):
+    env = {
+        "LOGIC_MASTER_KEY": (ready.home / "master.key").read_text().strip(),
+        "LOGIC_MASTER_KEY_NEXT": masterkey.encode(masterkey.generate()),
+    }
+    human = ready("keys", "rotate", "--master", env=env)
+    assert human.exit_code == 0, human.output
+    assert "On every node, in any order: make it LOGIC_MASTER_KEY and unset LOGIC_MASTER_KEY_NEXT" in human.stdout
+
+
 def test_audit(ready):
     store = _open(ready.home)
     owner = store.identity.first_admin().owner

@@ -89,6 +89,59 @@ def test_a_master_key_rotation_keeps_other_nodes_running_and_refuses_the_old_key
         restarted.close()
 
 
+def with_keys(node: Store, key: str, next_key: str | None = None) -> Settings:
+    """The node's settings with LOGIC_MASTER_KEY (and LOGIC_MASTER_KEY_NEXT) set so."""
+    return node.settings.model_copy(
+        update={"master_key": SecretStr(key), "master_key_next": SecretStr(next_key) if next_key else None}
+    )
+
+
+def test_a_master_key_rotation_in_two_phases_never_leaves_a_node_without_a_key_that_opens(nodes, master_key):
+    """1. Every node gets LOGIC_MASTER_KEY_NEXT beside the key in use (a rolling restart);
+    2. one node rotates: the ring is re-wrapped under the next key, nothing written to a file;
+    3. every node, in any order, makes it LOGIC_MASTER_KEY. At every step each node, running
+    or restarted, opens the ring and reads and writes every secret."""
+    a, b = nodes
+    a.secrets.create(OWNER, "KEPT", "value-kept-across-two-phases")
+    new_key = base64.b64encode(os.urandom(32)).decode()
+    # 1. a rolling restart with both keys (the ring is still under the old one)
+    a2, b2 = Store.open(with_keys(a, master_key, new_key)), Store.open(with_keys(b, master_key, new_key))
+    a.close()
+    b.close()
+    try:
+        assert a2.key_source == "LOGIC_MASTER_KEY"
+        # 2. one node rotates
+        assert a2.rotate_master_key() == "LOGIC_MASTER_KEY_NEXT"
+        assert not (a2.settings.home / "master.key.new").exists()  # the operator has the key already
+        with pytest.raises(MasterKeyError, match="wrapped by LOGIC_MASTER_KEY_NEXT already"):
+            b2.rotate_master_key()  # a second rotation (on another node) changes nothing
+        # the other node, running: writes, then follows a data-key rotation made after it
+        b2.secrets.create(OWNER, "BY_B", "written-by-b-after-the-re-wrap")
+        a2.rotate_data_key()
+        assert b2.secrets.reveal(OWNER, "KEPT").reveal() == "value-kept-across-two-phases"
+        # 3. restarts in any order: still with both keys, with the new key alone; the old
+        # key alone is refused, as it must be
+        for keys in [(master_key, new_key), (new_key, None), (new_key, master_key)]:
+            node = Store.open(with_keys(b2, *keys))
+            try:
+                assert node.secrets.reveal(OWNER, "BY_B").reveal() == "written-by-b-after-the-re-wrap"
+                assert node.secrets.reveal(OWNER, "KEPT").reveal() == "value-kept-across-two-phases"
+            finally:
+                node.close()
+        with pytest.raises(MasterKeyError, match="does not match"):
+            Store.open(with_keys(b2, master_key))
+    finally:
+        a2.close()
+        b2.close()
+
+
+def test_a_next_master_key_that_is_not_a_key_is_refused_without_quoting_it(nodes, master_key):
+    a, _ = nodes
+    with pytest.raises(MasterKeyError, match="LOGIC_MASTER_KEY_NEXT is not valid base64") as refused:
+        Store.open(with_keys(a, master_key, "not-a-key!!"))
+    assert "not-a-key" not in str(refused.value)
+
+
 def test_claims_name_their_node_and_a_lease_taken_over_cannot_finish(nodes):
     a, b = nodes
     a.events.add_event(OWNER, "e", None, "test", 0, [("function", "f1")])
