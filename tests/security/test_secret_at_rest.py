@@ -134,8 +134,11 @@ def test_errors_never_contain_the_value(store):
         text = "".join(traceback.format_exception(info.value))
         assert leaks(str(info.value)) == [] and leaks(repr(info.value)) == [] and leaks(text) == []
     # a tampered row: the error names the secret, never a (garbage or real) value
+    row = store.db.one("SELECT id, CAST(ciphertext AS BLOB) FROM secrets WHERE name = 'EXISTING'")
+    tampered = bytearray(bytes(row[1]))
+    tampered[-1] ^= 1  # one bit of the tag flipped (a byte overwritten could have held that byte already)
     with store.db.transaction() as conn:
-        conn.execute("UPDATE secrets SET ciphertext = substr(ciphertext, 1, length(ciphertext) - 1) || ?", (b"\x00",))
+        conn.execute("UPDATE secrets SET ciphertext = ? WHERE id = ?", (bytes(tampered), row[0]))
     with pytest.raises(LogicError) as info:
         store.secrets.reveal(owner, "EXISTING")
     assert "EXISTING" in str(info.value) and leaks(str(info.value)) == []
