@@ -50,6 +50,13 @@ class Claimed(list[Delivery]):
     waiting: bool = False
 
 
+# What a publish writes: EventStore.add_event one at a time, EventBatch.write for a batch.
+_INSERT_EVENT = "INSERT INTO events (id, owner, name, data, published_at, source, depth) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_INSERT_DELIVERY = (
+    "INSERT INTO deliveries (owner, target_kind, target_id, event_id, depth, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
 class EventStore:
     """EventQueue on SQLite."""
 
@@ -89,12 +96,11 @@ class EventStore:
             if check_capacity and targets:
                 self.refuse_past_capacity(owner, len(targets), self.open_deliveries_of(owner), self.open_deliveries())
             conn.execute(
-                "INSERT INTO events (id, owner, name, data, published_at, source, depth) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_EVENT,
                 (event_id, owner, name, data, published_at, source, depth),
             )
             conn.executemany(
-                "INSERT INTO deliveries (owner, target_kind, target_id, event_id, depth, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                _INSERT_DELIVERY,
                 [(owner, kind, target_id, event_id, depth, published_at) for kind, target_id in targets],
             )
             if targets:
@@ -382,16 +388,14 @@ class EventBatch:
         if not self._events:
             return
         db = self.store.db
-        insert = "INSERT INTO events (id, owner, name, data, published_at, source, depth) VALUES (?, ?, ?, ?, ?, ?, ?)"
         with db.transaction() as conn:
             if len(self._events) == 1:  # a publish alone in its batch: as add_event writes it
-                conn.execute(insert, self._events[0])
+                conn.execute(_INSERT_EVENT, self._events[0])
             else:
-                conn.executemany(insert, self._events)
+                conn.executemany(_INSERT_EVENT, self._events)
             if self._deliveries:
                 conn.executemany(
-                    "INSERT INTO deliveries (owner, target_kind, target_id, event_id, depth, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    _INSERT_DELIVERY,
                     self._deliveries,
                 )
                 db.announce(len(self._deliveries))

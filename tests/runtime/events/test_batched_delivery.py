@@ -193,6 +193,21 @@ class Watch:
             assert self._cond.wait_for(condition, 10), "never got there"
 
 
+def runs_in_one_batch(service: Service, pool: HeldPool, before_commit=None) -> Writer:
+    """Hold the writer behind a publish, let the held runs finish so that both their
+    commits wait in its queue, then let it go: they share its next batch."""
+    writer = service.bus.writer = Writer(service)
+    if before_commit is not None:
+        writer.before_commit = before_commit
+    blocker = writer.submit(functools.partial(service.publish_event, service.actor(), "quiet"))
+    assert writer.entered.wait(10)
+    pool.release()
+    writer.wait_until(lambda: writer.submitted == 3)  # the blocker and both runs' commits
+    writer.open()
+    blocker.result(10)
+    return writer
+
+
 def statuses(service: Service, event_ids: list[str]) -> list[str]:
     return [d["status"] for i in event_ids for d in service.store.events.deliveries_of(i)]
 
@@ -239,13 +254,7 @@ def test_a_run_that_fails_in_a_batch_costs_no_other_run_its_record(world, monkey
     try:
         pool.wait_for(2)
         service.delete_function(service.actor(), "g")  # while its run is under way
-        writer = service.bus.writer = Writer(service)
-        blocker = writer.submit(functools.partial(service.publish_event, service.actor(), "quiet"))
-        assert writer.entered.wait(10)
-        pool.release()
-        writer.wait_until(lambda: writer.submitted == 3)
-        writer.open()
-        blocker.result(10)
+        writer = runs_in_one_batch(service, pool)
         finished.wait_until(lambda: "running" not in statuses(service, [keep, lose]))
     finally:
         dispatcher.stop(10)
@@ -282,14 +291,9 @@ def test_a_batch_that_cannot_commit_leaves_each_delivery_claimed_until_its_lease
         dispatcher.start()
         try:
             pool.wait_for(2)
-            writer = service.bus.writer = Writer(service)
-            writer.before_commit = lambda n: setattr(FullDisk, "at", "once") if n == 2 else None
-            blocker = writer.submit(functools.partial(service.publish_event, service.actor(), "quiet"))
-            assert writer.entered.wait(10)
-            pool.release()
-            writer.wait_until(lambda: writer.submitted == 3)
-            writer.open()
-            blocker.result(10)
+            writer = runs_in_one_batch(
+                service, pool, before_commit=lambda n: setattr(FullDisk, "at", "once") if n == 2 else None
+            )
             writer.wait_until(lambda: writer.written == 2)
             assert writer.run_commits == [0, 2] and FullDisk.at is None  # the runs' batch, whose COMMIT failed
             assert statuses(service, ids) == ["running", "running"]  # still claimed...
