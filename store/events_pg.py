@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from .clock import now_iso
+from .errors import LeaseLost
 from .events import _DELIVERY_COLUMNS, Claimed, Delivery, EventStore
 
 _RETURNING = ", ".join(f"d.{column.strip()}" for column in _DELIVERY_COLUMNS.split(","))
@@ -38,22 +40,46 @@ FROM o WHERE o.owner IS NOT NULL
 """
 
 # Take the expired ids already locked, plus each owner's share of its oldest pending ones
-# that nobody else holds, in one statement.
+# that nobody else holds; and in the same round trip, whether pending work is left for two
+# lists of owners: those with a turn left (`more`) and those this claim brought to their cap
+# (`waiting`). The statement sees the rows as they were before its update, so those looks
+# leave out the rows it picked. One row even when nothing was taken (then its delivery
+# columns are NULL).
+# A seek per owner into the pending index (as _OWNERS_WAITING does), whatever the list.
+_PENDING_NOT_PICKED = """
+SELECT 1 FROM unnest(?::text[]) AS o(owner) CROSS JOIN LATERAL (
+    SELECT 1 FROM deliveries WHERE status = 'pending' AND owner = o.owner AND id NOT IN (SELECT id FROM picked)
+    LIMIT 1) AS p"""
+
 _TAKE = f"""
-WITH picked AS (
+WITH picked AS MATERIALIZED (
     SELECT unnest(?::bigint[]) AS id
     UNION ALL
     SELECT c.id FROM unnest(?::text[], ?::int[]) AS w(owner, n)
     CROSS JOIN LATERAL (
         SELECT id FROM deliveries
         WHERE status = 'pending' AND owner = w.owner ORDER BY id LIMIT w.n
-        FOR UPDATE SKIP LOCKED) AS c)
-UPDATE deliveries d SET status = 'running', attempts = d.attempts + 1, lease_token = d.lease_token + 1,
-       lease_until = ?, claimed_by = ?
-FROM picked WHERE d.id = picked.id
-RETURNING {_RETURNING}
+        FOR UPDATE SKIP LOCKED) AS c),
+taken AS (
+    UPDATE deliveries d SET status = 'running', attempts = d.attempts + 1, lease_token = d.lease_token + 1,
+           lease_until = ?, claimed_by = ?
+    FROM picked WHERE d.id = picked.id
+    RETURNING {_RETURNING}),
+left_over AS (
+    SELECT EXISTS ({_PENDING_NOT_PICKED}) AS more, EXISTS ({_PENDING_NOT_PICKED}) AS waiting)
+SELECT left_over.more, left_over.waiting, taken.* FROM left_over LEFT JOIN taken ON true
 """
 
+# A run's delivery closed under its fence and tied to the run, in one round trip: how many
+# deliveries it closed (0: the lease was taken over). Each CTE runs whether read or not.
+_FINISH_RUN = """
+WITH finished AS (
+    UPDATE deliveries SET status = ?, run_id = ?, last_error = NULL, finished_at = ?, lease_until = NULL
+    WHERE id = ? AND status = 'running' AND lease_token = ?
+    RETURNING id),
+linked AS (UPDATE runs SET delivery_id = finished.id FROM finished WHERE runs.id = ? RETURNING runs.id)
+SELECT count(*) FROM finished
+"""
 
 _GIVE_UPS_PER_CLAIM = 100  # leases given up at most per claim (the next claims take the rest)
 
@@ -115,24 +141,30 @@ class PostgresEventStore(EventStore):
             claimed.waiting = waiting
             rows = []
             if lapsed or owners:
-                rows = conn.execute(_TAKE, (lapsed, owners, shares, lease_until, self.node)).fetchall()
-            if not more and left:  # pending work of an owner with a turn left (ours now run)
-                more = bool(
-                    conn.execute(
-                        "SELECT 1 FROM deliveries WHERE status = 'pending' AND owner = ANY(?::text[]) LIMIT 1",
-                        (left,),
-                    ).fetchone()
-                )
-            if capped and not claimed.waiting:  # more of theirs wait only for their runs in flight
-                claimed.waiting = bool(
-                    conn.execute(
-                        "SELECT 1 FROM deliveries WHERE status = 'pending' AND owner = ANY(?::text[]) LIMIT 1",
-                        (capped,),
-                    ).fetchone()
-                )
+                looks = ([] if more else left, [] if waiting else capped)
+                rows = conn.execute(_TAKE, (lapsed, owners, shares, lease_until, self.node, *looks)).fetchall()
+                more = more or rows[0][0]
+                claimed.waiting = waiting or rows[0][1]
         claimed.more = more
-        claimed.extend(sorted((Delivery(*row) for row in rows), key=lambda d: d.id))
+        claimed.extend(sorted((Delivery(*row[2:]) for row in rows if row[2] is not None), key=lambda d: d.id))
         return claimed
+
+    def finish(
+        self,
+        delivery_id: int,
+        *,
+        status: str = "done",
+        run_id: str | None = None,
+        error: str | None = None,
+        token: int | None = None,
+    ) -> None:
+        """EventStore.finish; a run's (a run id, a token, no error) in one statement."""
+        if run_id is None or token is None or error is not None:
+            return super().finish(delivery_id, status=status, run_id=run_id, error=error, token=token)
+        with self.db.transaction() as conn:
+            (finished,) = conn.execute(_FINISH_RUN, (status, run_id, now_iso(), delivery_id, token, run_id)).fetchone()
+        if not finished:
+            raise LeaseLost(f"delivery {delivery_id} was taken over by another claim: its lease ran out")
 
     def _turns(self, conn: Any, per_owner: int | None) -> tuple[list[list[Any]], bool]:
         """[running in the cluster, this node's running, owner] of each owner that may take
