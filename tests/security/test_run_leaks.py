@@ -10,19 +10,31 @@ of the runs, events and audit tables and of the database file itself, and
 the CLI's `functions execute --json`, `functions logs` and `runs show`.
 A control run feeds the same encoder a plain value through the event, to
 prove that the sandbox really produced exactly the strings searched for.
+
+The matrix runs on both backends, one world (a service with workers) each: on
+PostgreSQL the world has a database of its own on pg_server, kept uncompressed
+(store_uncompressed), the raw tables are read with psycopg and "the database
+file" is that database's files under the cluster's data directory (base/<oid>)
+and the WAL the cluster wrote since the database was made (pg_wal).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import itertools
 import json
 import math
+import os
 import re
 import sqlite3
+import struct
 import time
 import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -32,6 +44,7 @@ from runtime.sandbox.executor import SecretAccessError
 from runtime.service import Service
 from store.errors import DeployError
 from store.sensitive import MASK
+from tests.conftest import BACKENDS
 from tests.support import runtime_service
 
 API_KEY = "sk_live_Q7vR2mX9pL4tZ8wK3nB6yH1cJ5dF0gS"
@@ -254,12 +267,63 @@ def assert_clean(text: str | bytes, where: str) -> None:
 
 # fixtures ----------------------------------------------------------------------------
 
+_databases = itertools.count()
+WAL_START: dict[str, int] = {}  # a PostgreSQL world's database URL -> the WAL's end when it was made
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The whole matrix runs on SQLite and on PostgreSQL (tests/conftest.py), one world each."""
+    return str(request.param)
+
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory):
-    """One service with workers; alice (member of acme) owns the three secrets and `leaky`."""
-    service = runtime_service(tmp_path_factory, "leaks", workers=2, run_timeout_s=10.0)
+def database_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """None on SQLite; on PostgreSQL a database of this module's own on pg_server (as
+    conftest's pg_database, but for the module), dropped after it. Only the PostgreSQL
+    case asks for pg_server, so the SQLite case needs no PostgreSQL."""
+    if backend != "postgresql":
+        yield None
+        return
+    server: str = request.getfixturevalue("pg_server")
+    name = f"logic_leaks_{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+        (start,) = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone() or ("",)
+    base, _, _ = server.rpartition("/")
+    url = f"{base}/{name}"
+    WAL_START[url] = lsn(start)
     try:
+        yield url
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def store_uncompressed(url: str) -> None:
+    """PostgreSQL compresses a value of more than about 2 KB (pglz, in its TOAST): a secret in
+    a run record would be at rest but not in the raw bytes searched. So this database keeps
+    every text column uncompressed (EXTERNAL: out of line, in chunks of about 2 KB, as SQLite
+    keeps a long value in overflow pages of 4 KB); the store's SQL does not change."""
+    with psycopg.connect(url, autocommit=True) as pg:
+        columns = pg.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND data_type IN ('text', 'bytea', 'jsonb', 'character varying')"
+        ).fetchall()
+        assert ("runs", "record") in columns
+        for table, column in columns:
+            pg.execute(f'ALTER TABLE "{table}" ALTER COLUMN "{column}" SET STORAGE EXTERNAL')
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory, backend: str, database_url: str | None):
+    """One service with workers; alice (member of acme) owns the three secrets and `leaky`."""
+    service = runtime_service(
+        tmp_path_factory, f"leaks-{backend}", workers=2, run_timeout_s=10.0, database_url=database_url
+    )
+    try:
+        if database_url is not None:
+            store_uncompressed(database_url)
         admin = service.actor()
         alice = service.create_user(admin, "alice")
         bob = service.create_user(admin, "bob")
@@ -284,10 +348,18 @@ def world(tmp_path_factory: pytest.TempPathFactory):
         service.close()
 
 
+def postgresql_url(service: Service) -> str | None:
+    """The service's PostgreSQL database, or None on SQLite."""
+    url = service.settings.database_url
+    return None if url is None else url.get_secret_value()
+
+
 def cli(service: Service, *args: str) -> str:
     from runtime.cli import cli as command
 
-    result = CliRunner().invoke(command, ["--home", str(service.settings.home), "--as", "alice", *args])
+    url = postgresql_url(service)
+    env = None if url is None else {"LOGIC_DATABASE_URL": url}  # else the CLI opens a SQLite file in the home
+    result = CliRunner().invoke(command, ["--home", str(service.settings.home), "--as", "alice", *args], env=env)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     assert result.exit_code == 0, result.output
@@ -295,16 +367,85 @@ def cli(service: Service, *args: str) -> str:
 
 
 def raw_table(service: Service, table: str) -> str:
-    conn = sqlite3.connect(service.settings.db_path)
-    try:
-        return repr(conn.execute(f"SELECT * FROM {table}").fetchall())
-    finally:
-        conn.close()
+    """Every row of `table` as stored, read beside the store (sqlite3 or psycopg)."""
+    url = postgresql_url(service)
+    if url is None:
+        conn = sqlite3.connect(service.settings.db_path)
+        try:
+            return repr(conn.execute(f"SELECT * FROM {table}").fetchall())
+        finally:
+            conn.close()
+    with psycopg.connect(url) as pg:
+        rows = pg.execute(f"SELECT * FROM {table}").fetchall()
+    # bytea as bytes (not a memoryview's repr), so its encodings are searchable as on SQLite.
+    return repr([tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows])
 
 
 def raw_database(service: Service) -> bytes:
-    home = service.settings.home
-    return b"".join(p.read_bytes() for p in sorted(home.iterdir()) if p.name.startswith("logic.db"))
+    """The bytes of the database at rest: SQLite's logic.db* files; on PostgreSQL the WAL the
+    cluster wrote since this module's database was made, then (after a CHECKPOINT) that
+    database's files under the data directory, base/<oid> (tests/security/test_redteam_postgres.py's
+    _data_files, for one database and its stretch of the WAL)."""
+    url = postgresql_url(service)
+    if url is None:
+        home = service.settings.home
+        return b"".join(p.read_bytes() for p in sorted(home.iterdir()) if p.name.startswith("logic.db"))
+    try:
+        with psycopg.connect(url, autocommit=True) as pg:
+            pg.execute("SET synchronous_commit = on")
+            pg.execute("SELECT pg_current_xact_id()")  # a commit that waits for the WAL before it to reach disk
+            (end,) = pg.execute("SELECT pg_current_wal_flush_lsn()::text").fetchone() or ("",)
+            (data_directory,) = pg.execute("SHOW data_directory").fetchone() or ("",)
+            (page_size,) = pg.execute("SHOW wal_block_size").fetchone() or ("",)
+            (oid,) = pg.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone() or (0,)
+            data = Path(data_directory)
+            readable(data / "pg_wal")
+            wal = wal_between(data / "pg_wal", WAL_START[url], lsn(end), int(page_size))
+            pg.execute("CHECKPOINT")  # the database's pages reach its files
+    except psycopg.errors.InsufficientPrivilege as refused:
+        pytest.fail(f"the raw database sink needs a PostgreSQL superuser (CHECKPOINT, SHOW data_directory): {refused}")
+    files = data / "base" / str(oid)
+    readable(files)
+    return wal + b"".join(path.read_bytes() for path in sorted(files.rglob("*")) if path.is_file())
+
+
+def readable(folder: Path) -> None:
+    if not (folder.is_dir() and os.access(folder, os.R_OK | os.X_OK)):
+        pytest.fail(
+            f"the PostgreSQL data directory's {folder} cannot be read here (a server on another machine, or "
+            "another user's files): the raw database sink needs the server's files; run the tests as a user "
+            "that can read them, or without LOGIC_TEST_POSTGRES_URL (each xdist worker's throwaway cluster)"
+        )
+
+
+def lsn(text: str) -> int:
+    high, _, low = text.partition("/")
+    return int(high, 16) << 32 | int(low, 16)
+
+
+def wal_between(pg_wal: Path, start: int, end: int, page_size: int) -> bytes:
+    """The WAL pages from LSN `start` to `end`, in order, their headers dropped (a record that
+    runs on into the next page reads on). The WAL is the whole cluster's, and pg_server's holds
+    every earlier test module's: only this module's stretch is searched. Each page's header
+    says where it belongs (xlp_pageaddr), so a segment recycled under a later name still
+    counts; a page that is gone fails the test rather than go unsearched."""
+    first, last = start - start % page_size, (end - 1) - (end - 1) % page_size
+    pages: dict[int, bytes] = {}
+    for path in pg_wal.iterdir():
+        if len(path.name) != 24 or not path.is_file():  # segments only (not archive_status, *.history)
+            continue
+        try:
+            segment = path.read_bytes()
+        except FileNotFoundError:  # recycled or removed while this reads
+            continue
+        for at in range(0, len(segment), page_size):
+            info, address = struct.unpack_from("=2xH4xQ", segment, at)  # XLogPageHeaderData
+            if first <= address <= last and address % len(segment) == at:
+                header = 40 if info & 0x0002 else 24  # XLP_LONG_HEADER: a segment's first page
+                pages[address] = segment[at + header : at + page_size]
+    missing = [hex(a) for a in range(first, last + 1, page_size) if a not in pages]
+    assert not missing, f"{len(missing)} WAL pages of this module are not in {pg_wal} (first {missing[0]})"
+    return b"".join(pages[address] for address in sorted(pages))
 
 
 # the sandbox writes exactly the strings the test looks for -----------------------------
