@@ -40,35 +40,22 @@ FROM o WHERE o.owner IS NOT NULL
 """
 
 # Take the expired ids already locked, plus each owner's share of its oldest pending ones
-# that nobody else holds; and in the same round trip, whether pending work is left for two
-# lists of owners: those with a turn left (`more`) and those this claim brought to their cap
-# (`waiting`). The statement sees the rows as they were before its update, so those looks
-# leave out the rows it picked. One row even when nothing was taken (then its delivery
-# columns are NULL).
-# A seek per owner into the pending index (as _OWNERS_WAITING does), whatever the list.
-_PENDING_NOT_PICKED = """
-SELECT 1 FROM unnest(?::text[]) AS o(owner) CROSS JOIN LATERAL (
-    SELECT 1 FROM deliveries WHERE status = 'pending' AND owner = o.owner AND id NOT IN (SELECT id FROM picked)
-    LIMIT 1) AS p"""
-
+# that nobody else holds, in one statement.
 _TAKE = f"""
-WITH picked AS MATERIALIZED (
+WITH picked AS (
     SELECT unnest(?::bigint[]) AS id
     UNION ALL
     SELECT c.id FROM unnest(?::text[], ?::int[]) AS w(owner, n)
     CROSS JOIN LATERAL (
         SELECT id FROM deliveries
         WHERE status = 'pending' AND owner = w.owner ORDER BY id LIMIT w.n
-        FOR UPDATE SKIP LOCKED) AS c),
-taken AS (
-    UPDATE deliveries d SET status = 'running', attempts = d.attempts + 1, lease_token = d.lease_token + 1,
-           lease_until = ?, claimed_by = ?
-    FROM picked WHERE d.id = picked.id
-    RETURNING {_RETURNING}),
-left_over AS (
-    SELECT EXISTS ({_PENDING_NOT_PICKED}) AS more, EXISTS ({_PENDING_NOT_PICKED}) AS waiting)
-SELECT left_over.more, left_over.waiting, taken.* FROM left_over LEFT JOIN taken ON true
+        FOR UPDATE SKIP LOCKED) AS c)
+UPDATE deliveries d SET status = 'running', attempts = d.attempts + 1, lease_token = d.lease_token + 1,
+       lease_until = ?, claimed_by = ?
+FROM picked WHERE d.id = picked.id
+RETURNING {_RETURNING}
 """
+
 
 # A run's delivery closed under its fence and tied to the run, in one round trip: how many
 # deliveries it closed (0: the lease was taken over). Each CTE runs whether read or not.
@@ -106,6 +93,12 @@ class PostgresEventStore(EventStore):
         self, now: str, lease_until: str, limit: int = 1, *, per_owner: int | None = None, expired: bool = True
     ) -> Claimed:
         with self.db.transaction() as conn:
+            # The claim's statements take arrays: PostgreSQL's plan cache, unable to cost a
+            # generic plan for them, planned each afresh (about 0.4 ms for _TAKE). Their generic
+            # plans seek the same indexes (tests/store/test_postgres.py). LOCAL lasts to the
+            # end of the transaction: at a run's commit that covers the batch's other writes,
+            # lookups by key whose generic plans are the custom ones.
+            conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
             # Leases that ran out (their node died or was cut off): usually none, one cheap
             # look at the running rows. Those tried max_attempts times are given up.
             lapsed: list[int] = []
@@ -141,12 +134,23 @@ class PostgresEventStore(EventStore):
             claimed.waiting = waiting
             rows = []
             if lapsed or owners:
-                looks = ([] if more else left, [] if waiting else capped)
-                rows = conn.execute(_TAKE, (lapsed, owners, shares, lease_until, self.node, *looks)).fetchall()
-                more = more or rows[0][0]
-                claimed.waiting = waiting or rows[0][1]
+                rows = conn.execute(_TAKE, (lapsed, owners, shares, lease_until, self.node)).fetchall()
+            if not more and left:  # pending work of an owner with a turn left (ours now run)
+                more = bool(
+                    conn.execute(
+                        "SELECT 1 FROM deliveries WHERE status = 'pending' AND owner = ANY(?::text[]) LIMIT 1",
+                        (left,),
+                    ).fetchone()
+                )
+            if capped and not claimed.waiting:  # more of theirs wait only for their runs in flight
+                claimed.waiting = bool(
+                    conn.execute(
+                        "SELECT 1 FROM deliveries WHERE status = 'pending' AND owner = ANY(?::text[]) LIMIT 1",
+                        (capped,),
+                    ).fetchone()
+                )
         claimed.more = more
-        claimed.extend(sorted((Delivery(*row[2:]) for row in rows if row[2] is not None), key=lambda d: d.id))
+        claimed.extend(sorted((Delivery(*row) for row in rows), key=lambda d: d.id))
         return claimed
 
     def finish(
