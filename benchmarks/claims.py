@@ -8,6 +8,11 @@ claims/s is deliveries over the wall time of the drain. The backends take turns 
 round (a fresh queue each time), so a burst of noise on the machine hits both alike.
 PostgreSQL's own CPU per claim (its processes' utime+stime from /proc) is reported too.
 
+Before and after, in one run: BENCH_CLAIMS_BASELINES="label=/path/to/tree,..." names older
+code trees (`git worktree add /tmp/claims-base HEAD~1`). Each gets PostgreSQL rounds of its
+own, taking turns with this tree's; every PostgreSQL round (this tree's too, then) runs in a
+process started in its tree, with that tree's store and its own fill and drain below.
+
 No run happens here: this is the queue's cost alone, the ceiling a node's delivery
 threads meet before any function runs. Without PostgreSQL installed, its half is skipped
 with a note.
@@ -15,22 +20,29 @@ with a note.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
 from store import Settings, Store
 from store.clock import iso, utcnow
 
-from .harness import Report, rate_stats
+from .harness import Report, baselines, rate_stats
 from .scale import cpu_seconds, postmaster_pid
 
+BASELINES = "BENCH_CLAIMS_BASELINES"
+ROOT = Path(__file__).resolve().parents[1]
 OWNERS = 8  # the claim takes turns over owners: a few, as a shared server has
 TARGETS_PER_EVENT = 10
 
@@ -88,18 +100,48 @@ def drain(store: Store, claimers: int, expected: int, limit_s: float) -> float:
     return done[0] / elapsed
 
 
-class Backend:
-    """A store on one backend, emptied and refilled each round."""
+# A PostgreSQL round in a process started in a code tree (its store, fill and drain).
+_ROUND = """
+import json, sys
+from pydantic import SecretStr
+from benchmarks.claims import drain, fill
+from benchmarks.scale import cpu_seconds
+from store import Settings, Store
+home, url, deliveries, claimers, limit_s, pg_pid = sys.argv[1:]
+store, _ = Store.initialize(Settings(home=home, database_url=SecretStr(url)))
+try:
+    fill(store, int(deliveries))
+    cpu0 = cpu_seconds(int(pg_pid))
+    rate = drain(store, int(claimers), int(deliveries), float(limit_s))
+    print(json.dumps([rate, (cpu_seconds(int(pg_pid)) - cpu0) * 1000 / int(deliveries)]))
+finally:
+    store.close()
+"""
 
-    def __init__(self, name: str, settings: Settings, reset: Callable[[], None], pg_pid: int | None = None):
+
+class Backend:
+    """A store on one backend, emptied and refilled each round; in this process, or (`code`)
+    in one started in that code tree."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        reset: Callable[[], None],
+        pg_pid: int | None = None,
+        code: Path | None = None,
+    ):
         self.name = name
         self.settings = settings
         self.reset = reset
         self.pg_pid = pg_pid
+        self.code = code
 
     def round(self, deliveries: int, claimers: int, limit_s: float) -> tuple[float, float | None]:
         """(claims/s, PostgreSQL CPU ms per claim or None)."""
         self.reset()
+        if self.code is not None:
+            return self._round_in(self.code, deliveries, claimers, limit_s)
         store, _ = Store.initialize(self.settings)
         try:
             fill(store, deliveries)
@@ -112,6 +154,39 @@ class Backend:
         finally:
             store.close()
         return rate, cpu
+
+    def _round_in(self, code: Path, deliveries: int, claimers: int, limit_s: float) -> tuple[float, float | None]:
+        url = self.settings.database_url
+        assert url is not None and self.pg_pid is not None  # PostgreSQL rounds only
+        args = [str(self.settings.home), url.get_secret_value(), str(deliveries), str(claimers), str(limit_s)]
+        done = subprocess.run(
+            [sys.executable, "-c", _ROUND, *args, str(self.pg_pid)],
+            cwd=code,
+            env={**os.environ, "PYTHONPATH": str(code)},
+            capture_output=True,
+            text=True,
+            timeout=limit_s + 120,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"{self.name}: the round in {code} failed: {done.stderr.strip()[-1500:]}")
+        rate, cpu = json.loads(done.stdout.strip().splitlines()[-1])
+        return float(rate), float(cpu)
+
+
+def _postgres(cluster: Any, workdir: Path, label: str, code: Path | None) -> Backend:
+    """A PostgreSQL backend with a fresh database each round (`label`: a baseline's)."""
+    name = f"postgresql_{label}" if label else "postgresql"
+    home = workdir / name
+    counter = [0]
+
+    def fresh_database() -> None:
+        counter[0] += 1
+        url = cluster.create_database(f"claims_{label or 'current'}{counter[0]}")
+        shutil.rmtree(home, ignore_errors=True)
+        backend.settings = Settings(home=home, database_url=SecretStr(url))
+
+    backend = Backend(name, Settings(home=home), fresh_database, postmaster_pid(cluster.data), code)
+    return backend
 
 
 def run(report: Report, quick: bool) -> None:
@@ -127,30 +202,24 @@ def run(report: Report, quick: bool) -> None:
 
         sqlite_home = workdir / "sqlite"
         backends = [Backend("sqlite", Settings(home=sqlite_home), lambda: shutil.rmtree(sqlite_home, True))]
+        trees = baselines(BASELINES)
         if pg_bin() is None:
+            trees = []
             section.note("PostgreSQL is not installed (tests.pg_cluster.pg_bin() is None): its half is skipped")
         else:
             cluster = start_cluster()
-            counter = [0]
-            pg_home = workdir / "pg"
-
-            def fresh_database() -> None:
-                counter[0] += 1
-                url = cluster.create_database(f"claims{counter[0]}")
-                shutil.rmtree(pg_home, ignore_errors=True)
-                pg.settings = Settings(home=pg_home, database_url=SecretStr(url))
-
-            pg = Backend("postgresql", Settings(home=pg_home), fresh_database, postmaster_pid(cluster.data))
-            backends.append(pg)
+            # With baselines, this tree's rounds run in a process of their own too: alike.
+            for label, code in [("", ROOT if trees else None), *trees]:
+                backends.append(_postgres(cluster, workdir, label, code))
 
         rates: dict[str, list[float]] = {b.name: [] for b in backends}
-        pg_cpu: list[float] = []
+        pg_cpu: dict[str, list[float]] = {b.name: [] for b in backends}
         for r in range(rounds):
             for backend in backends[r % len(backends) :] + backends[: r % len(backends)]:
                 rate, cpu = backend.round(deliveries, claimers, limit_s)
                 rates[backend.name].append(rate)
                 if cpu is not None:
-                    pg_cpu.append(cpu)
+                    pg_cpu[backend.name].append(cpu)
         label = f"{deliveries:,} deliveries, {OWNERS} owners, {claimers} claimer threads"
         section.figure("sqlite_claims_per_s", "claims/s", rate_stats(rates["sqlite"]), label=f"SQLite: {label}")
         if "postgresql" in rates:
@@ -160,7 +229,7 @@ def run(report: Report, quick: bool) -> None:
             section.figure(
                 "postgresql_cpu_ms_per_claim",
                 "ms",
-                rate_stats(pg_cpu),
+                rate_stats(pg_cpu["postgresql"]),
                 label="PostgreSQL processes' CPU per claim+finish",
             )
             section.ratio(
@@ -168,6 +237,24 @@ def run(report: Report, quick: bool) -> None:
                 section.value("postgresql_claims_per_s"),
                 section.value("sqlite_claims_per_s"),
                 meaning="PostgreSQL claims/s over SQLite's, same run (it buys reach, not speed)",
+            )
+        for label, _ in trees:
+            name = f"postgresql_{label}"
+            section.figure(f"{name}_claims_per_s", "claims/s", rate_stats(rates[name]), label=f"PostgreSQL [{label}]")
+            section.figure(
+                f"{name}_cpu_ms_per_claim", "ms", rate_stats(pg_cpu[name]), label=f"PostgreSQL CPU per claim [{label}]"
+            )
+            section.ratio(
+                f"postgresql_vs_{label}",
+                section.value("postgresql_claims_per_s"),
+                section.value(f"{name}_claims_per_s"),
+                meaning=f"PostgreSQL claims/s, this code / {label}, same run",
+            )
+            section.ratio(
+                f"postgresql_cpu_vs_{label}",
+                section.value("postgresql_cpu_ms_per_claim"),
+                section.value(f"{name}_cpu_ms_per_claim"),
+                meaning=f"PostgreSQL CPU per claim+finish, this code / {label}",
             )
         section.note(
             "one process, threads: both backends pay the same GIL; SQLite serialises writers on "

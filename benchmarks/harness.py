@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 # -- peers and rounds -----------------------------------------------------------------
@@ -71,6 +72,18 @@ def bounded(count: int, seconds: float):
 
 
 # -- statistics --------------------------------------------------------------------------
+
+
+def baselines(variable: str) -> list[tuple[str, Path]]:
+    """The older code trees named in environment `variable` as "label=/path/to/tree,...",
+    to measure side by side with this one (e.g. `git worktree add /tmp/base HEAD~1`)."""
+    trees = []
+    for part in filter(None, (p.strip() for p in os.environ.get(variable, "").split(","))):
+        label, _, path = part.partition("=")
+        if not path or not (Path(path) / "runtime" / "cli.py").exists():
+            raise RuntimeError(f"{variable}: {part!r} is not label=/path/to/a/logic-runtime/tree")
+        trees.append((label.strip(), Path(path).resolve()))
+    return trees
 
 
 def percentile(values: list[float], q: float) -> float:

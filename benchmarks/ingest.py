@@ -50,7 +50,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import memory
-from .harness import Report, at_least, rate_stats, stats
+from .harness import Report, at_least, baselines, rate_stats, stats
 
 EVENT = "bench-ingest"
 SOURCE = (
@@ -344,11 +344,7 @@ class Variant:
 def _variants(workdir: Path) -> list[Variant]:
     """This tree first, then every baseline named in BENCH_INGEST_BASELINES."""
     variants = [Variant("current", workdir / "current", None)]
-    for part in filter(None, (p.strip() for p in os.environ.get(BASELINES, "").split(","))):
-        label, _, path = part.partition("=")
-        if not path or not (Path(path) / "runtime" / "cli.py").exists():
-            raise RuntimeError(f"{BASELINES}: {part!r} is not label=/path/to/a/logic-runtime/tree")
-        variants.append(Variant(label.strip(), workdir / label.strip(), Path(path).resolve()))
+    variants += [Variant(label, workdir / label, tree) for label, tree in baselines(BASELINES)]
     return variants
 
 

@@ -1,6 +1,7 @@
 """`python -m benchmarks --quick --only scale,claims` runs and writes its figures (no timing
 assertions: figures are not tests). With PostgreSQL installed both report their PostgreSQL
-figures; without it, scale is a note and claims reports SQLite's half."""
+figures; without it, scale is a note and claims reports SQLite's half. Claims compares this
+tree with a baseline tree named in BENCH_CLAIMS_BASELINES: here, this tree again."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def test_quick_scale_and_claims_write_their_figures(tmp_path):
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
         env["TMPDIR"] = str(scratch)
+        env["BENCH_CLAIMS_BASELINES"] = f"again={ROOT}"
         done = subprocess.run(
             [sys.executable, "-m", "benchmarks", "--quick", "--only", "scale,claims", "--json", str(out)],
             cwd=ROOT,
@@ -50,6 +52,8 @@ def test_quick_scale_and_claims_write_their_figures(tmp_path):
         return
     assert claims["figures"]["postgresql_claims_per_s"]["p50"] > 0
     assert claims["ratios"]["postgresql_vs_sqlite"]["value"] > 0
+    assert claims["figures"]["postgresql_again_claims_per_s"]["p50"] > 0  # its rounds ran in a process of its own
+    assert claims["ratios"]["postgresql_vs_again"]["value"] > 0
     for n in (1, 2):
         assert scale["figures"][f"t_{n}"]["p50"] > 0
         assert scale["figures"][f"pg_cpu_ms_{n}"]["p50"] > 0
