@@ -167,8 +167,8 @@ class PostgresEventStore(EventStore):
             return super().finish(delivery_id, status=status, run_id=run_id, error=error, token=token)
         with self.db.transaction() as conn:
             (finished,) = conn.execute(_FINISH_RUN, (status, run_id, now_iso(), delivery_id, token, run_id)).fetchone()
-        if not finished:
-            raise LeaseLost(f"delivery {delivery_id} was taken over by another claim: its lease ran out")
+            if not finished:  # inside: the caller's transaction, the run's record with it, rolls back
+                raise LeaseLost(f"delivery {delivery_id} was taken over by another claim: its lease ran out")
 
     def _turns(self, conn: Any, per_owner: int | None) -> tuple[list[list[Any]], bool]:
         """[running in the cluster, this node's running, owner] of each owner that may take
