@@ -20,6 +20,10 @@ the API. Then:
                     pipeline's own cost
     drain           wait (bounded) until every accepted event has its run;
                     the delay of each, from the moment it was sent
+    bare floor      per round, the same clients GET /healthz of a bare ASGI app
+                    under uvicorn, configured as `logic serve` configures it:
+                    what this machine, uvicorn and the client can do at all, so
+                    that the /healthz floor's own cost (our HTTP stack) shows
 Run records are read from the SQLite file (read-only) so none is missed;
 the server keeps every record for the benchmark (LOGIC_RUNS_KEPT raised).
 
@@ -194,6 +198,40 @@ class Server:
         self.proc = None
 
 
+# An app answering every request as /healthz does, with nothing of ours around it.
+_BARE_APP = """
+import sys, uvicorn
+BODY = b'{"ok":true}'
+HEAD = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+async def app(scope, receive, send):
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": 200, "headers": HEAD})
+        await send({"type": "http.response.body", "body": BODY})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False, lifespan="off")
+"""
+
+
+class BareServer(Server):
+    """uvicorn with _BARE_APP: the HTTP floor without our stack (same client, same config)."""
+
+    def start(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc = subprocess.Popen([sys.executable, "-c", _BARE_APP, str(self.port)], env=self.env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("the bare ASGI app exited early")
+            try:
+                if self.request("GET", "/healthz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("the bare ASGI app did not answer in 30 s")
+
+
 def _finished(db: Path) -> dict[str, float]:
     """event id -> when its run finished (epoch seconds), for every recorded run."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
@@ -353,12 +391,17 @@ def run(report: Report, quick: bool) -> None:
     mem = report.section("memory", "7. Memory of `logic serve` and its workers")
     workdir = Path(tempfile.mkdtemp(prefix="logic-bench-serve-"))
     variants = _variants(workdir)
+    bare: BareServer | None = None
     current = variants[0]
     server = current.server
     try:
         for variant in variants:
             (workdir / variant.label).mkdir()
             variant.start()
+        bare = BareServer(workdir)
+        bare.start()
+        bare_rates: list[float] = []
+        bare_cpu_us: list[float] = []
         time.sleep(0.5)
         idle = memory.totals(memory.tree(server.proc.pid))
         db = current.db
@@ -392,6 +435,10 @@ def run(report: Report, quick: bool) -> None:
                 for variant in variants[r % len(variants) :] + variants[: r % len(variants)]:
                     for kind in names[r % 3 :] + names[: r % 3]:
                         variant.load(kind, clients, window, cap)
+                cpu0, t0 = bare.cpu_s(), time.perf_counter()
+                rate, _ = _load(bare, clients, window, cap, None, [])
+                bare_rates.append(rate)
+                bare_cpu_us.append((bare.cpu_s() - cpu0) / max(1.0, rate * (time.perf_counter() - t0)) * 1e6)
             load_end = time.time()
             drain_limit = 30 if quick else 120
             deadline = time.monotonic() + drain_limit
@@ -449,6 +496,24 @@ def run(report: Report, quick: bool) -> None:
                         section.value("healthz_per_s_all"),
                         meaning=f"{kind} per s / the shared /healthz floor [{variant.label}]",
                     )
+        section.figure(
+            "bare_healthz_per_s",
+            "req/s",
+            rate_stats(bare_rates),
+            label=f"peer: a bare ASGI app under uvicorn, same {clients} clients (no stack of ours)",
+        )
+        section.figure("bare_cpu_us", "us", stats(bare_cpu_us), label="server CPU per GET of the bare app")
+        for kind, meaning in (
+            ("healthz", "GET /healthz req/s / the bare app's (what our HTTP stack costs a request)"),
+            ("events", "accepted events/s with runs / the bare app's req/s"),
+            ("accept_only", "accepted events/s without runs / the bare app's req/s"),
+        ):
+            section.ratio(
+                f"{kind}_over_bare",
+                section.value(f"{kind}_per_s"),
+                section.value("bare_healthz_per_s"),
+                meaning=meaning,
+            )
         section.note(
             f"{len(current.sent):,} events accepted under load, {current.rejected} refused (e.g. queue full), "
             f"{len(delays):,} of them with a recorded run after the drain "
@@ -465,6 +530,8 @@ def run(report: Report, quick: bool) -> None:
     finally:
         for variant in variants:
             variant.server.stop()
+        if bare is not None:
+            bare.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -57,6 +57,9 @@ def test_quick_benchmarks_write_every_figure(tmp_path):
     assert {"warm", "cold", "compute", "secrets", "redaction", "ingest", "noisy", "console", "jail"} <= {
         t["workload"] for t in data["targets"]
     }
+    ingest = data["workloads"]["ingest"]
+    assert ingest["figures"]["bare_healthz_per_s"]["p50"] > 0  # the bare ASGI peer ran beside /healthz
+    assert ingest["ratios"]["healthz_over_bare"]["value"] > 0
     for target in data["targets"]:
         assert target["met"] in (True, False, None)
     assert list(scratch.glob("logic-bench-*")) == []  # every temporary home removed
