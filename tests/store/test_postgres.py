@@ -458,8 +458,8 @@ def test_a_claim_seeks_the_partial_indexes_and_never_walks_the_finished_rows(sto
     taken = events.claim(EARLY, LATE, limit=3, per_owner=2)
     assert len(taken) == 3 and taken.more
     events.finish(taken[0].id, run_id="r-plan", token=taken[0].token)  # a run's finish: one statement
-    events.finish(taken[1].id, status="failed", error="x", token=taken[1].token)
-    assert events.heartbeat([(taken[1].id, taken[1].token)], LATE) == {taken[1].id}  # finished: not held
+    assert events.heartbeat([(taken[1].id, taken[1].token)], LATE) == set()
+    events.finish(taken[1].id, status="failed", error="x", token=taken[1].token)  # finish without a run
     events.release(taken[2].id, token=taken[2].token)
     events.claim(LATER, LATER, limit=1)  # leases that ran out: the expired path
     monkeypatch.setattr(PgTx, "execute", real)
