@@ -477,10 +477,10 @@ class WorkerPool:
         # cores: 3,000 -> 4,000 runs/s; a backlog of deliveries drains at 2,350 instead of
         # 1,900 runs/s). This process does not spin while HTTP requests are under way: its
         # spin holds the GIL between polls, and they need it (ingest fell 1,180 -> 890
-        # events/s when it spun).
-        in_flight = len(self._busy)
-        message["spin_s"] = self._spin_s if in_flight <= self._spin_max else 0.0
-        spin_s = message["spin_s"] if not self.others_busy() else 0.0
+        # events/s when it spun). Nor does the worker then: the CPUs are not spare, and its
+        # spin takes a core from the HTTP server and its clients.
+        spare = len(self._busy) <= self._spin_max and not self.others_busy()
+        spin_s = message["spin_s"] = self._spin_s if spare else 0.0
         try:
             protocol.send_until(sock, protocol.encode(message), deadline)
             while True:
