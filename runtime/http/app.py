@@ -94,6 +94,11 @@ def create_app(
         version="1",
         docs_url=None,  # served by the console from the package's own files: /docs works offline
         redoc_url=None,
+        # FastAPI's own OpenTelemetry export (on by default once a provider is configured, e.g.
+        # under `opentelemetry-instrument`): request paths, queries and exception texts sent
+        # to a collector, an output our redaction never sees. It is off, which also spares
+        # every request its check for a provider.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = service
     if auth_throttle is None:
