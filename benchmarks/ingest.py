@@ -9,8 +9,12 @@ the API. Then:
                     they can for a window per round, interleaved with the
                     same clients publishing an event nothing listens to
                     (acceptance alone, no run) and doing GET /healthz (the
-                    HTTP floor of the same server and client); events/s
-                    accepted (202)
+                    HTTP floor of the same server and client). Events with
+                    runs: accepted and run per second, from a round's first
+                    publish to its last run (a round's first 1,000 publishes
+                    fill the owner's empty queue at the speed of acceptance,
+                    so the 202s of the window alone over-state it); without
+                    runs: accepted (202) per second
     burst           per round, the same clients publish BURST events at once
                     (under the owner's queue limit: none is refused) and the
                     runs drain: events published and run per second, first
@@ -457,12 +461,6 @@ def run(report: Report, quick: bool) -> None:
         section.figure(
             "delay_under_load", "ms", stats(delays, 1e3), label="publish -> run recorded, events of the load phase"
         )
-        section.figure(
-            "runs_per_s",
-            "runs/s",
-            rate_stats(_run_rates(current.event_rounds, finished)),
-            label="runs recorded per second in a publish round (first publish to last run)",
-        )
         for variant in variants[1:]:
             _rate_figures(section, variant, clients, f"_{variant.label}", _finished(variant.db))
             for kind in ("events", "accept_only", "burst"):
@@ -505,7 +503,7 @@ def run(report: Report, quick: bool) -> None:
         section.figure("bare_cpu_us", "us", stats(bare_cpu_us), label="server CPU per GET of the bare app")
         for kind, meaning in (
             ("healthz", "GET /healthz req/s / the bare app's (what our HTTP stack costs a request)"),
-            ("events", "accepted events/s with runs / the bare app's req/s"),
+            ("events", "events accepted and run per s / the bare app's req/s"),
             ("accept_only", "accepted events/s without runs / the bare app's req/s"),
         ):
             section.ratio(
@@ -538,12 +536,22 @@ def run(report: Report, quick: bool) -> None:
 def _rate_figures(section, variant: Variant, clients: int, suffix: str, finished: dict[str, float]) -> None:
     """The rates of one variant, its server CPU per request, and its ratios to its floor."""
     of = f" [{variant.label}]" if suffix else ""
+    # Sustained: a round's events over its first publish to its last run. Each round starts
+    # with an empty queue, so its first 1,000 publishes (the owner's queue limit) are accepted
+    # at the speed of acceptance alone whatever the runs do: events accepted in the window
+    # alone over-stated events with runs by 1.6x (545 accepted vs 335 run per s).
     section.figure(
         f"events_per_s{suffix}",
         "events/s",
-        rate_stats(variant.rates["events"]),
-        label=f"events accepted durably (202), {clients} clients, each runs a function{of}",
+        rate_stats(_run_rates(variant.event_rounds, finished)),
+        label=f"events accepted and run per s, {clients} clients (first publish to last run){of}",
         target=None if suffix else at_least(2000, ">= 2,000 events/s"),
+    )
+    section.figure(
+        f"events_accepted_per_s{suffix}",
+        "events/s",
+        rate_stats(variant.rates["events"]),
+        label=f"events accepted (202) in the window, each runs a function: fills the queue{of}",
     )
     section.figure(
         f"accept_only_per_s{suffix}",
@@ -583,7 +591,7 @@ def _rate_figures(section, variant: Variant, clients: int, suffix: str, finished
         f"events_over_healthz{suffix}",
         section.value(f"events_per_s{suffix}"),
         section.value(f"healthz_per_s{suffix}"),
-        meaning=f"accepted events/s / GET /healthz req/s (what the durable publish and its run cost){of}",
+        meaning=f"events accepted and run per s / GET /healthz req/s (the durable publish and its run){of}",
         target=None if suffix else at_least(0.45, ">= 0.45x the floor"),
     )
     section.ratio(
