@@ -3,16 +3,23 @@
 Ours: `Engine.run` of a deployed function that reads one secret, until its
 redacted run record is committed (worker warm, code cached). Latency at
 concurrency 1, throughput at 2 x cores threads.
+
+Before and after, in one run: BENCH_WARM_BASELINES="label=/path/to/tree,..." (trees.py).
 """
 
 from __future__ import annotations
 
 import os
+import statistics
+from pathlib import Path
 
 from .floor import Commit, EchoChild
-from .harness import Peer, Report, at_least, at_most, interleave, rate_stats, stats, throughput
+from .harness import Peer, Report, at_least, at_most, baselines, interleave, rate_stats, stats, throughput
 from .lab import ForkServer, Lab, Restricted, asteval_peer, fork_peer, plain, subprocess_peer
+from .trees import TreeRunner, turn_about
 
+BASELINES = "BENCH_WARM_BASELINES"
+ROOT = Path(__file__).resolve().parents[1]
 SOURCE = "def main(event, secrets):\n    key = secrets.API_KEY\n    return len(key)\n"
 US = 1e6
 
@@ -163,3 +170,40 @@ def run(report: Report, lab: Lab, quick: bool) -> None:
         "as a fork-per-run runtime would; forking this benchmark process is shown for reference."
     )
     section.note(f"throughput rounds: {t_rounds} x {window:g} s per peer; p99 column for rates is the slowest round.")
+    trees = baselines(BASELINES)
+    if trees:
+        _side_by_side(section, trees, quick)
+
+
+def _side_by_side(section, trees: list[tuple[str, Path]], quick: bool) -> None:
+    """This tree's warm run beside each baseline's, each in a process started in its tree."""
+    rounds, n = (4, 100) if quick else (16, 300)
+    runners: list[TreeRunner] = []
+    try:
+        for label, tree in [("this", ROOT), *trees]:
+            runners.append(TreeRunner(label, tree, SOURCE))
+        samples = turn_about(runners, rounds, n)
+    finally:
+        for runner in runners:
+            runner.close()
+    section.figure(
+        "side_by_side_this", "us", stats(samples["this"], US), label="warm run, this tree's process (side by side)"
+    )
+    for label, _ in trees:
+        section.figure(
+            f"side_by_side_{label}", "us", stats(samples[label], US), label=f"warm run, tree {label} (side by side)"
+        )
+        per_round = [
+            statistics.median(ours) / statistics.median(theirs)
+            for ours, theirs in zip(samples["this"], samples[label], strict=True)
+        ]
+        section.figure(
+            f"this_vs_{label}",
+            "x",
+            stats(per_round),
+            label=f"this tree / {label}, p50 ratio per round",
+        )
+    section.note(
+        f"side by side: {rounds} rounds of {n} warm runs per tree, taking turns; a per-round ratio's "
+        "p50 is its median round, min and max its best and worst"
+    )

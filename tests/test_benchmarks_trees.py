@@ -1,0 +1,43 @@
+"""benchmarks/trees.py: a baseline tree's warm run happens in a process of that tree's code."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from benchmarks.trees import TreeRunner, turn_about
+from benchmarks.warm import ROOT, SOURCE
+
+
+def _copy_of_this_tree(dest, lab_suffix: str):
+    for part in ("runtime", "store", "benchmarks"):
+        shutil.copytree(ROOT / part, dest / part, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(dest / "benchmarks" / "lab.py", "a") as lab:
+        lab.write(lab_suffix)
+    return dest
+
+
+def test_each_tree_runs_in_its_own_process_with_its_own_code(tmp_path, monkeypatch):
+    mark = tmp_path / "imported-from"
+    monkeypatch.setenv("BENCH_TREES_MARK", str(mark))
+    tree = _copy_of_this_tree(
+        tmp_path / "base", "\nimport os as _os\nopen(_os.environ['BENCH_TREES_MARK'], 'w').write(__file__)\n"
+    )
+    runners = [TreeRunner("this", ROOT, SOURCE), TreeRunner("base", tree, SOURCE)]
+    try:
+        samples = turn_about(runners, rounds=3, n=4)
+    finally:
+        for runner in runners:
+            runner.close()
+    assert mark.read_text() == str(tree / "benchmarks" / "lab.py")  # the baseline's Lab, not ours
+    assert set(samples) == {"this", "base"}
+    for rounds in samples.values():
+        assert [len(r) for r in rounds] == [4, 4, 4]
+        assert all(t > 0 for r in rounds for t in r)
+
+
+def test_a_tree_whose_warm_run_cannot_start_is_named(tmp_path):
+    tree = _copy_of_this_tree(tmp_path / "broken", "\nraise SystemExit(3)\n")
+    with pytest.raises(RuntimeError, match=r"tree broken .* exited \(code 3\)"):
+        TreeRunner("broken", tree, SOURCE)
