@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -41,3 +45,28 @@ def test_a_tree_whose_warm_run_cannot_start_is_named(tmp_path):
     tree = _copy_of_this_tree(tmp_path / "broken", "\nraise SystemExit(3)\n")
     with pytest.raises(RuntimeError, match=r"tree broken .* exited \(code 3\)"):
         TreeRunner("broken", tree, SOURCE)
+
+
+def test_the_warm_workload_reports_each_baseline_beside_this_tree(tmp_path):
+    out = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
+    env["BENCH_WARM_BASELINES"] = f"again={ROOT}"
+    scratch = tmp_path / "tmp"  # every tree's temporary homes go here, and only theirs
+    scratch.mkdir()
+    env["TMPDIR"] = str(scratch)
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", "warm", "--json", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    warm = json.loads(out.read_text())["workloads"]["warm"]
+    assert warm["errors"] == []
+    figures = warm["figures"]
+    assert figures["side_by_side_this"]["n"] == figures["side_by_side_again"]["n"] == 400  # 4 rounds of 100
+    assert figures["this_vs_again"]["n"] == 4  # one ratio per round
+    assert figures["this_vs_again"]["p50"] > 0
+    assert list(scratch.glob("logic-bench-*")) == []  # each tree's process removed its home
