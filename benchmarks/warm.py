@@ -177,6 +177,8 @@ def run(report: Report, lab: Lab, quick: bool) -> None:
 
 def _side_by_side(section, trees: list[tuple[str, Path]], quick: bool) -> None:
     """This tree's warm run beside each baseline's, each in a process started in its tree."""
+    if any(label == "this" for label, _ in trees):
+        raise RuntimeError(f"{BASELINES}: 'this' names this tree's own figures; label the baseline otherwise")
     rounds, n = (4, 100) if quick else (16, 300)
     runners: list[TreeRunner] = []
     try:

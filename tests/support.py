@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -110,3 +113,22 @@ class OwnerIntegrations:
 
     def close(self) -> None:
         self.runner.close()
+
+
+def quick_benchmarks(workloads: str, out: Path, scratch: Path, *, timeout: int, **env: str) -> dict:
+    """`python -m benchmarks --quick --only <workloads>` with its temporary homes under
+    `scratch` and no LOGIC_* variable of the calling shell (plus `env`): the JSON it wrote."""
+    root = Path(__file__).resolve().parents[1]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
+    full_env.update(env, TMPDIR=str(scratch))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick", "--only", workloads, "--json", str(out)],
+        cwd=root,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "targets met:" in done.stdout
+    return json.loads(out.read_text())

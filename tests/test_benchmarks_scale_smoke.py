@@ -5,15 +5,12 @@ tree with a baseline tree named in BENCH_CLAIMS_BASELINES: here, this tree again
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from tests.pg_cluster import pg_bin
+from tests.support import quick_benchmarks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,23 +22,11 @@ def test_quick_scale_and_claims_write_their_figures(tmp_path):
     scratch = Path(tempfile.mkdtemp(prefix="logic-scale-smoke-", dir="/tmp"))
     scratch.chmod(0o755)
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
-        env["TMPDIR"] = str(scratch)
-        env["BENCH_CLAIMS_BASELINES"] = f"again={ROOT}"
-        done = subprocess.run(
-            [sys.executable, "-m", "benchmarks", "--quick", "--only", "scale,claims", "--json", str(out)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        data = quick_benchmarks("scale,claims", out, scratch, timeout=300, BENCH_CLAIMS_BASELINES=f"again={ROOT}")
         leftovers = sorted(p.name for p in scratch.iterdir())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     assert leftovers == []  # every temporary home and cluster removed
-    data = json.loads(out.read_text())
     assert set(data["workloads"]) == {"scale", "claims"}
     scale, claims = data["workloads"]["scale"], data["workloads"]["claims"]
     assert scale["errors"] == [] and claims["errors"] == [], (scale["errors"], claims["errors"])

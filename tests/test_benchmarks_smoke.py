@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from tests.support import quick_benchmarks
 
-ROOT = Path(__file__).resolve().parents[1]
 WORKLOADS = {
     "warm",
     "cold",
@@ -28,22 +23,9 @@ def test_quick_benchmarks_write_every_figure(tmp_path):
     out = tmp_path / "bench.json"
     scratch = tmp_path / "tmp"  # the benchmarks' own temporary homes go here, and only theirs
     scratch.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
-    env["TMPDIR"] = str(scratch)
-    done = subprocess.run(
-        # scale and claims start PostgreSQL clusters: tests/test_benchmarks_scale_smoke.py
-        # ("memory" is a section of the ingest workload, measured on its server)
-        [sys.executable, "-m", "benchmarks", "--quick", "--only", ",".join(sorted(WORKLOADS - {"memory"}))]
-        + ["--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=200,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "targets met:" in done.stdout
-    data = json.loads(out.read_text())
+    # scale and claims start PostgreSQL clusters: tests/test_benchmarks_scale_smoke.py
+    # ("memory" is a section of the ingest workload, measured on its server)
+    data = quick_benchmarks(",".join(sorted(WORKLOADS - {"memory"})), out, scratch, timeout=200)
     assert data["mode"] == "quick"
     assert data["machine"]["cores"] >= 1 and data["machine"]["python"]
     assert set(data["workloads"]) == WORKLOADS

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
 from benchmarks.trees import TreeRunner, turn_about
 from benchmarks.warm import ROOT, SOURCE
+from tests.support import quick_benchmarks
 
 
 def _copy_of_this_tree(dest, lab_suffix: str):
@@ -49,21 +46,10 @@ def test_a_tree_whose_warm_run_cannot_start_is_named(tmp_path):
 
 def test_the_warm_workload_reports_each_baseline_beside_this_tree(tmp_path):
     out = tmp_path / "bench.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGIC_")}
-    env["BENCH_WARM_BASELINES"] = f"again={ROOT}"
     scratch = tmp_path / "tmp"  # every tree's temporary homes go here, and only theirs
     scratch.mkdir()
-    env["TMPDIR"] = str(scratch)
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks", "--quick", "--only", "warm", "--json", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=200,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    warm = json.loads(out.read_text())["workloads"]["warm"]
+    data = quick_benchmarks("warm", out, scratch, timeout=200, BENCH_WARM_BASELINES=f"again={ROOT}")
+    warm = data["workloads"]["warm"]
     assert warm["errors"] == []
     figures = warm["figures"]
     assert figures["side_by_side_this"]["n"] == figures["side_by_side_again"]["n"] == 400  # 4 rounds of 100
