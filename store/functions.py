@@ -3,9 +3,12 @@
 Each deploy adds a version; the function row points at the current one.
 Run records are stored whole (already redacted by the runtime). Only the
 newest `runs_kept` per function are listed; older ones are deleted on the
-first run of the function in a process and every _PRUNE_EVERY runs after it,
-not on every run (the delete walks `runs_kept` index entries: a tenth of a
-warm run's cost).
+first run of the function in a process and every `prune_every` runs after it
+(16, or an eighth of `runs_kept` when that is more), not on every run: the
+delete walks the function's `runs_kept` newest index entries, so pruning after
+a fixed 16 runs cost each run `runs_kept / 16` entries (with 10,000 kept,
+about 1 ms a run); after an eighth, at most 8 entries a run, and at most an
+eighth more rows than `runs_kept` wait for their prune.
 """
 
 from __future__ import annotations
@@ -88,7 +91,8 @@ def _record(row: Any) -> FunctionRecord:
     return FunctionRecord(row[0], row[1], row[2], bool(row[3]), row[4], row[5], row[6], json.loads(row[7]), row[8])
 
 
-_PRUNE_EVERY = 16
+_PRUNE_EVERY = 16  # runs between prunes, at least
+_PRUNE_SHARE = 8  # ... or runs_kept / this: what a prune walks, shared by the runs before it
 
 
 class FunctionStore:
@@ -98,6 +102,7 @@ class FunctionStore:
         self.db = db
         self.secrets = secrets
         self.runs_kept = max(1, runs_kept)
+        self.prune_every = max(_PRUNE_EVERY, self.runs_kept // _PRUNE_SHARE)
         self._unpruned: dict[str, int] = {}  # runs added per function since its last prune (this process)
         self._unpruned_lock = threading.Lock()
 
@@ -271,15 +276,16 @@ class FunctionStore:
     ) -> None:
         """Store a redacted run record, with its raw trigger input (for replay) sealed under
         the key ring for `owner`; on the function's first run in this process and every
-        _PRUNE_EVERY runs after it, drop the oldest beyond `runs_kept` (caller's transaction)."""
+        `prune_every` runs after it, drop the oldest beyond `runs_kept` (caller's transaction)."""
         if trigger_input is not None and owner is None:
             raise ValueError("a run's input is sealed for its owner: pass owner")
         function_id = record["function_id"]
         with self._unpruned_lock:
             # The first run of a function in this process prunes too: a process that runs it
-            # fewer than _PRUNE_EVERY times (a CLI run, a restarted server) must not skip it.
-            count = self._unpruned[function_id] = self._unpruned.get(function_id, _PRUNE_EVERY - 1) + 1
-            prune = count >= _PRUNE_EVERY
+            # fewer than prune_every times (a CLI run, a restarted server) must not skip it.
+            every = self.prune_every
+            count = self._unpruned[function_id] = self._unpruned.get(function_id, every - 1) + 1
+            prune = count >= every
             if prune:
                 self._unpruned[function_id] = 0
         with self.db.transaction() as conn:
