@@ -145,6 +145,9 @@ class WebhookSpec(BaseModel):
                 found.append(f"headers: {header!r} is not a valid header name")
         declared = set(self.secrets)
         for where, template, published in self.templates():
+            if _lone_surrogate(template):  # stored as a JSON escape, then every answer naming it was a 500
+                found.append(f"{where}: not valid UTF-8 text (it holds a lone surrogate)")
+                continue
             try:
                 compiled = compile_template(template)
             except ValueError as exc:
@@ -252,6 +255,14 @@ class WebhookSpec(BaseModel):
         if not data["use_env"]:
             del data["use_env"]
         return data
+
+
+def _lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _identifier(text: str) -> str:
