@@ -94,11 +94,18 @@ def check_text(text: str, what: str) -> str:
     422 on the other), and no driver can encode a lone surrogate (a 500, before this)."""
     if "\x00" in text:
         raise InvalidInput(f"{what} must not contain NUL characters (\\u0000)")
+    if holds_lone_surrogate(text):
+        raise InvalidInput(f"{what} is not valid UTF-8 text (it holds a lone surrogate)")
+    return text
+
+
+def holds_lone_surrogate(text: str) -> bool:
+    """Whether `text` cannot be encoded as UTF-8 (a lone surrogate, e.g. from a JSON `\\ud800`)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput(f"{what} is not valid UTF-8 text (it holds a lone surrogate)") from None
-    return text
+        return True
+    return False
 
 
 def for_update(db: Backend, *, share: bool = False) -> str:

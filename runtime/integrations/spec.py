@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from runtime.integrations.templates import Tag, compile_template, problems, template_names
 from runtime.integrations.variables import PREDEFINED
 from runtime.manifest import check_resource_name, read_json_file
+from store.backend import holds_lone_surrogate
 from store.errors import DeployError
 from store.secrets import NAME_PATTERN, check_declared
 
@@ -145,7 +146,7 @@ class WebhookSpec(BaseModel):
                 found.append(f"headers: {header!r} is not a valid header name")
         declared = set(self.secrets)
         for where, template, published in self.templates():
-            if _lone_surrogate(template):  # stored as a JSON escape, then every answer naming it was a 500
+            if holds_lone_surrogate(template):  # stored as a JSON escape, then every answer naming it was a 500
                 found.append(f"{where}: not valid UTF-8 text (it holds a lone surrogate)")
                 continue
             try:
@@ -255,14 +256,6 @@ class WebhookSpec(BaseModel):
         if not data["use_env"]:
             del data["use_env"]
         return data
-
-
-def _lone_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _identifier(text: str) -> str:
