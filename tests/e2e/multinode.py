@@ -369,20 +369,22 @@ def expected_ticks(expect: Expectation, now: datetime) -> list[str]:
     return ticks
 
 
-def settled(db: Database, accepted: dict[str, str], expect: Expectation) -> bool:
-    """Every accepted event's deliveries and every due tick's delivery are finished."""
+def settled(db: Database, accepted: dict[str, str], expect: Expectation) -> datetime | None:
+    """The moment every accepted event's deliveries and every tick due then were seen
+    finished; None if some were not."""
+    now = datetime.now(UTC)
     rows = db.try_rows(
         "SELECT event_id, scheduled_at, status, target_id FROM deliveries "
         "WHERE status IN ('pending', 'running') OR scheduled_at IS NOT NULL"
     )
     if rows is None:
-        return False
+        return None
     for event_id, _, status, _ in rows:
         if event_id is not None and event_id in accepted and status in ("pending", "running"):
-            return False
+            return None
     ticks = {at: status for _, at, status, target in rows if at is not None and target == expect.tick_function}
-    due = expected_ticks(expect, datetime.now(UTC))
-    return all(ticks.get(at) in ("done", "failed") for at in due)
+    finished = all(ticks.get(at) in ("done", "failed") for at in expected_ticks(expect, now))
+    return now if finished else None
 
 
 def full_check(db: Database, accepted: dict[str, str], expect: Expectation, *, timeout: float) -> CheckSummary:
@@ -395,19 +397,22 @@ def full_check(db: Database, accepted: dict[str, str], expect: Expectation, *, t
     - every done function delivery has exactly one run, and every run succeeded;
     - every cron boundary from the first tick to now fired exactly once.
     """
-    wait_until(
+    # Judged as of the moment settled() saw everything finished: a tick of a boundary crossed
+    # since (still pending or running when read) is the next check's.
+    now: datetime = wait_until(
         f"{len(accepted)} accepted events and the due ticks to be delivered",
         lambda: settled(db, accepted, expect),
         timeout,
         interval=0.25,
     )
-    now = datetime.now(UTC)
+    due = expected_ticks(expect, now)
     deliveries = db.rows(
         "SELECT id, event_id, target_kind, target_id, scheduled_at, status, attempts, last_error, run_id "
         "FROM deliveries"
     )
     events = {r[0] for r in db.rows("SELECT id FROM events")}
     runs = db.rows("SELECT id, function_id, status, record, delivery_id FROM runs")
+    read_at = datetime.now(UTC)
 
     lost = [e for e in accepted if e not in events]
     assert not lost, f"{len(lost)} accepted events are not stored, e.g. {lost[:3]}"
@@ -418,7 +423,7 @@ def full_check(db: Database, accepted: dict[str, str], expect: Expectation, *, t
         if row[1] in accepted:
             per_event[row[1]] += 1
             checked.append(row)
-        elif row[3] == expect.tick_function and row[4] is not None:
+        elif row[3] == expect.tick_function and row[4] in due:
             checked.append(row)
     wrong = {e: per_event[e] for e, name in accepted.items() if per_event[e] != expect.deliveries_per_event[name]}
     assert not wrong, f"accepted events without their deliveries (id: count): {dict(list(wrong.items())[:5])}"
@@ -430,8 +435,8 @@ def full_check(db: Database, accepted: dict[str, str], expect: Expectation, *, t
         if status == "failed" and (error or "").startswith("gave up") and attempts >= expect.max_attempts:
             gave_up += 1  # claimed max_attempts times and never finished: recorded as failed, as promised
             continue
-        bad.append((_id, status, attempts, error))
-    assert not bad, f"{len(bad)} deliveries not done (id, status, attempts, error): {bad[:5]}"
+        bad.append((_id, _event or f"tick {_at}", status, attempts, error))
+    assert not bad, f"{len(bad)} deliveries not done (id, event or tick, status, attempts, error): {bad[:5]}"
 
     runs_by_delivery: Counter[int] = Counter(r[4] for r in runs if r[4] is not None)
     doubled = {d: n for d, n in runs_by_delivery.items() if n > 1}
@@ -456,10 +461,9 @@ def full_check(db: Database, accepted: dict[str, str], expect: Expectation, *, t
     fired = Counter(r[4] for r in tick_rows)
     twice = sorted(at for at, n in fired.items() if n > 1)
     assert not twice, f"cron ticks fired more than once: {twice}"
-    due = expected_ticks(expect, now)
     missing_ticks = sorted(set(due) - set(fired))
     assert not missing_ticks, f"cron ticks that never fired: {missing_ticks} (fired: {sorted(fired)})"
-    late = minute_floor(now)
+    late = minute_floor(read_at)  # a boundary crossed while the rows were read may have fired
     unexpected = sorted(at for at in fired if parse_time(at) < expect.first_tick or parse_time(at) > late)
     assert not unexpected, f"ticks at times that are no boundary crossed: {unexpected}"
 
