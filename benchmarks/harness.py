@@ -86,6 +86,23 @@ def baselines(variable: str) -> list[tuple[str, Path]]:
     return trees
 
 
+def env_variants(variable: str) -> list[tuple[str, dict[str, str]]]:
+    """Servers of this tree with other settings, named in environment `variable` as
+    "label:KEY=VALUE;KEY=VALUE,label:...", to measure side by side with the default
+    (e.g. "one:LOGIC_DELIVERY_THREADS=1,nospin:LOGIC_WORKER_SPIN_US=0")."""
+    found: list[tuple[str, dict[str, str]]] = []
+    for part in filter(None, (p.strip() for p in os.environ.get(variable, "").split(","))):
+        label, _, settings = part.partition(":")
+        label = label.strip()
+        pairs = [kv.partition("=") for kv in filter(None, (s.strip() for s in settings.split(";")))]
+        if not label.isidentifier() or not pairs or any(not key or not eq for key, eq, _ in pairs):
+            raise RuntimeError(f"{variable}: {part!r} is not label:KEY=VALUE;KEY=VALUE")
+        if label == "current" or label in {name for name, _ in found}:
+            raise RuntimeError(f"{variable}: the label {label!r} is taken")
+        found.append((label, {key.strip(): value for key, _, value in pairs}))
+    return found
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of unsorted values."""
     if not values:

@@ -31,6 +31,11 @@ the API. Then:
 Run records are read from the SQLite file (read-only) so none is missed;
 the server keeps every record for the benchmark (LOGIC_RUNS_KEPT raised).
 
+Settings side by side, in one run: BENCH_INGEST_VARIANTS="label:KEY=VALUE;KEY=VALUE,..."
+starts more servers of this tree, each with those variables set (e.g. "one:
+LOGIC_DELIVERY_THREADS=1,nospin:LOGIC_WORKER_SPIN_US=0"); they take their turns and
+carry their labels as the baselines below do.
+
 Before and after, in one run: BENCH_INGEST_BASELINES="label=/path/to/tree,..."
 names older code trees (e.g. `git worktree add /tmp/ingest-base HEAD`); each
 gets a server of its own (started from that tree), and every load round runs
@@ -58,7 +63,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import memory
-from .harness import Report, at_least, baselines, rate_stats, stats
+from .harness import Report, at_least, baselines, env_variants, rate_stats, stats
 
 EVENT = "bench-ingest"
 SOURCE = (
@@ -68,6 +73,7 @@ SOURCE = (
 SECRET = "sk_live_51HbEnchMarkINGEST0123456789abcdef"
 UNMATCHED = "bench-ingest-unmatched"  # no function or integration listens: acceptance alone
 BASELINES = "BENCH_INGEST_BASELINES"  # "label=/path/to/tree,...": older code, side by side
+VARIANTS = "BENCH_INGEST_VARIANTS"  # "label:KEY=VALUE;KEY=VALUE,...": this code, other settings
 KINDS = {"events": EVENT, "accept_only": UNMATCHED, "healthz": None, "burst": EVENT}
 BURST = 800  # events per burst round: under queue_max_pending_per_owner (1,000), none refused
 _TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -340,9 +346,11 @@ def _load(
 class Variant:
     """One code tree's server and what its load rounds measured."""
 
-    def __init__(self, label: str, workdir: Path, code: Path | None):
+    def __init__(self, label: str, workdir: Path, code: Path | None, env: dict[str, str] | None = None):
         self.label = label
         self.server = Server(workdir, code)
+        self.settings = env or {}  # what a variant of this tree sets (BENCH_INGEST_VARIANTS)
+        self.server.env.update(self.settings)
         self.db = self.server.home / "logic.db"
         self.rates: dict[str, list[float]] = {kind: [] for kind in KINDS}
         self.cpu_us: dict[str, list[float]] = {kind: [] for kind in KINDS}  # server CPU per accepted request
@@ -384,8 +392,10 @@ class Variant:
 
 
 def _variants(workdir: Path) -> list[Variant]:
-    """This tree first, then every baseline named in BENCH_INGEST_BASELINES."""
+    """This tree first, then its servers with other settings (BENCH_INGEST_VARIANTS), then
+    every baseline tree (BENCH_INGEST_BASELINES)."""
     variants = [Variant("current", workdir / "current", None)]
+    variants += [Variant(label, workdir / label, None, env) for label, env in env_variants(VARIANTS)]
     variants += [Variant(label, workdir / label, tree) for label, tree in baselines(BASELINES)]
     return variants
 
@@ -518,7 +528,8 @@ def run(report: Report, quick: bool) -> None:
             f"({drained - load_end:.1f} s after the load, limit {drain_limit} s)."
         )
         for variant in variants[1:]:
-            section.note(f"baseline {variant.label}: {variant.server.code}; {variant.rejected} refused under load.")
+            what = variant.server.code or "this tree with " + " ".join(f"{k}={v}" for k, v in variant.settings.items())
+            section.note(f"baseline {variant.label}: {what}; {variant.rejected} refused under load.")
         section.note(
             f"load rounds: {rounds} x {window:g} s per peer"
             + (f" and per code tree ({len(variants)})" if len(variants) > 1 else "")
