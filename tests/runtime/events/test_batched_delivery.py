@@ -265,6 +265,73 @@ def test_a_run_that_fails_in_a_batch_costs_no_other_run_its_record(world, monkey
     assert (lost["status"], lost["last_error"]) == ("failed", "function g was deleted while it ran")
 
 
+class Reads(list[tuple[str, str]]):
+    """(thread name, what) of every read of a function by id or of an event from here on."""
+
+    def __init__(self, service: Service, monkeypatch) -> None:
+        super().__init__()
+        for obj, name in ((service.store.functions, "get_by_id"), (service.store.events, "event")):
+            monkeypatch.setattr(obj, name, self._spy(getattr(obj, name), name))
+
+    def _spy(self, method, name: str):
+        def spy(*args, **kwargs):
+            self.append((threading.current_thread().name, name))
+            return method(*args, **kwargs)
+
+        return spy
+
+    def by(self, thread_prefix: str) -> list[str]:
+        return sorted(what for thread, what in self if thread.startswith(thread_prefix))
+
+
+def test_a_run_claimed_at_a_commit_has_its_function_and_event_read_in_that_transaction(world, monkeypatch):
+    service, _clock = world
+    deploy(service, "f", "a")
+    ids = [service.publish_event(service.actor(), "a", str(n))["id"] for n in range(4)]
+    pool = held(service)
+    reads = Reads(service, monkeypatch)
+    dispatcher = service.dispatcher(threads=2, poll_s=POLL_S)
+    dispatcher.start()
+    try:
+        pool.wait_for(2)  # claimed by the threads themselves: they read their own
+        writer = runs_in_one_batch(service, pool)
+        writer.wait_until(lambda: statuses(service, ids) == ["done"] * 4)
+    finally:
+        dispatcher.stop(10)
+    # The two claimed at the first runs' commit were read there, by the writer, and not again.
+    assert reads.by("dispatcher") == ["event", "event", "get_by_id", "get_by_id"]
+    assert reads.by("publish-writer") == ["event", "event", "get_by_id", "get_by_id"]
+    runs = service.function_runs(service.actor(), "f")
+    assert sorted((r["trigger"]["event_id"], r["result"]) for r in runs) == sorted(zip(ids, "0123", strict=True))
+    assert dispatcher._ahead == {}  # nothing read ahead is kept past its delivery
+
+
+def test_a_function_deleted_before_the_commit_that_claims_its_delivery_fails_that_one_alone(world, monkeypatch):
+    service, _clock = world
+    deploy(service, "f", "a")
+    deploy(service, "g", "b")
+    ids = [service.publish_event(service.actor(), "a", str(n))["id"] for n in range(2)]
+    pool = held(service)
+    finished = Watch(service.store.events, "finish", monkeypatch)  # g's failure is noted outside the writer
+    dispatcher = service.dispatcher(threads=2, poll_s=POLL_S)
+    dispatcher.start()
+    try:
+        pool.wait_for(2)  # the owner's two slots are f's: g's delivery waits for one of them
+        gone = service.publish_event(service.actor(), "b", "x")["id"]
+        service.delete_function(service.actor(), "g")
+        writer = runs_in_one_batch(service, pool)  # f's commits claim g's delivery and find g gone
+        finished.wait_until(
+            lambda: "running" not in statuses(service, [*ids, gone]) and "pending" not in statuses(service, [gone])
+        )
+    finally:
+        dispatcher.stop(10)
+    assert writer.run_commits[:2] == [0, 2]
+    assert statuses(service, ids) == ["done", "done"]  # the commit that claimed it still committed
+    assert sorted(r["result"] for r in service.function_runs(service.actor(), "f")) == ["0", "1"]
+    [lost] = service.store.events.deliveries_of(gone)
+    assert lost["status"] == "failed" and "does not exist" in lost["last_error"]
+
+
 class CommitFailsOnce(FullDisk):
     """The next COMMIT that wrote fails as on a full disk, once; every later one works."""
 
