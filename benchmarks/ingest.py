@@ -74,6 +74,7 @@ SECRET = "sk_live_51HbEnchMarkINGEST0123456789abcdef"
 UNMATCHED = "bench-ingest-unmatched"  # no function or integration listens: acceptance alone
 BASELINES = "BENCH_INGEST_BASELINES"  # "label=/path/to/tree,...": older code, side by side
 VARIANTS = "BENCH_INGEST_VARIANTS"  # "label:KEY=VALUE;KEY=VALUE,...": this code, other settings
+SPLIT = "BENCH_SPLIT"  # a variant's setting: =N serves with --role api and N --role worker,scheduler
 KINDS = {"events": EVENT, "accept_only": UNMATCHED, "healthz": None, "burst": EVENT}
 BURST = 800  # events per burst round: under queue_max_pending_per_owner (1,000), none refused
 _TICK_S = 1 / os.sysconf("SC_CLK_TCK")
@@ -88,7 +89,8 @@ class Server:
         if code is not None:  # `-m runtime.cli` from the tree's folder imports the tree's code
             self.env["PYTHONPATH"] = str(code)
         self.log_path = workdir / "serve.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | None = None  # the one answering HTTP
+        self.runners: list[subprocess.Popen] = []  # with BENCH_SPLIT: the worker,scheduler processes
         self.port = 0
         self.token = ""
 
@@ -110,25 +112,10 @@ class Server:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        with open(self.log_path, "w") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "runtime.cli",
-                    "--home",
-                    str(self.home),
-                    "serve",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
-                env=self.env,
-                cwd=self.code,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        split = int(self.env.get(SPLIT, "0"))
+        self.proc = self._serve(self.log_path, ["--role", "api"] if split else [])
+        for n in range(split):  # deliveries in processes of their own, on the same SQLite file
+            self.runners.append(self._serve(self.log_path.with_name(f"runner{n}.log"), ["--role", "worker,scheduler"]))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -141,6 +128,17 @@ class Server:
                 pass
             time.sleep(0.05)
         raise RuntimeError(f"logic serve did not answer /healthz in 30 s: {self.log()}")
+
+    def _serve(self, log_path: Path, roles: list[str]) -> subprocess.Popen:
+        serve = ["serve", "--host", "127.0.0.1", "--port", str(self.port), *roles]
+        with open(log_path, "w") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "runtime.cli", "--home", str(self.home), *serve],
+                env=self.env,
+                cwd=self.code,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def log(self) -> str:
         try:
@@ -171,11 +169,14 @@ class Server:
                 conn.close()
 
     def cpu_s(self) -> float:
-        """CPU seconds the server process has used (user + system, all its threads)."""
+        """CPU seconds the server process(es) have used (user + system, all their threads)."""
         assert self.proc is not None
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) * _TICK_S
+        total = 0
+        for proc in filter(None, (self.proc, *self.runners)):
+            with open(f"/proc/{proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total * _TICK_S
 
     def prepare(self) -> dict:
         """The secret and the function every event of EVENT runs; the function's record."""
@@ -197,15 +198,14 @@ class Server:
         return fn
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
+        for proc in filter(None, (self.proc, *self.runners)):
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        self.proc, self.runners = None, []
 
 
 # An app answering every request as /healthz does, with nothing of ours around it.

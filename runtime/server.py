@@ -65,7 +65,7 @@ def serve(settings: Settings, host: str, port: int, *, roles: frozenset[str] = R
     configure_logging()
     # The API runs test and manual runs, a worker delivers: both need the worker pool.
     service = Service.open(settings, runtime=bool(roles & {"api", "worker"}))
-    dispatcher = service.dispatcher() if "worker" in roles else None
+    dispatcher = service.dispatcher(alone="api" not in roles) if "worker" in roles else None
     scheduler = service.scheduler() if "scheduler" in roles else None
     server = StreamsEndFirst(
         uvicorn.Config(

@@ -111,8 +111,9 @@ class Service:
             )
         return self._engine
 
-    def dispatcher(self, *, threads: int | None = None, poll_s: float | None = None) -> Dispatcher:
-        """Delivery threads over this service's store, engine, webhooks and bus (not started)."""
+    def dispatcher(self, *, threads: int | None = None, poll_s: float | None = None, alone: bool = False) -> Dispatcher:
+        """Delivery threads over this service's store, engine, webhooks and bus (not started);
+        `alone`: this process serves no API (Dispatcher's docstring says what changes)."""
         from runtime.events.dispatcher import Dispatcher
 
         settings = self.settings
@@ -124,6 +125,7 @@ class Service:
             clock=self.clock,
             threads=settings.delivery_threads if threads is None else threads,
             poll_s=settings.dispatcher_poll_s if poll_s is None else poll_s,
+            alone=alone,
         )
 
     def scheduler(self, *, clock: Callable[[], datetime] | None = None) -> Scheduler:

@@ -73,7 +73,8 @@ class Backend(Protocol):
     def announce(self, deliveries: int) -> None: ...
     def listen(self, on_ring: Callable[[int | None], None], stop: Any) -> Any:
         """A thread calling on_ring(n) when another node announces n deliveries (None after a
-        reconnect: look at everything); None where there is no such doorbell (SQLite)."""
+        reconnect: look at everything; 0: some, how many unknown, as SQLite's doorbell says),
+        or None where none can be had."""
         ...
 
     def fault(self) -> str | None: ...

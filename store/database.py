@@ -37,6 +37,7 @@ import sqlite_utils
 from .backend import Dialect
 from .errors import DiskFull, NotInitialized, StoreBusy, StoreError
 from .migrations import upgrade
+from .process_doorbell import ProcessDoorbell
 
 # An I/O error while the disk holding the database has less than this free is a full
 # disk (SQLite reports ENOSPC on its shared-memory file as SQLITE_IOERR_SHMSIZE, and
@@ -67,6 +68,7 @@ class Database:
         self._faults_seen = 0
         self._probed_at = float("-inf")
         self._holder_waits = False  # the thread holding _write_lock waits in BEGIN IMMEDIATE
+        self._doorbell = ProcessDoorbell(self.path)
         if create and not self.path.exists():
             # Only ciphertext inside, but names and audit are nobody else's business.
             with space_on_disk(self.path.parent):
@@ -124,6 +126,7 @@ class Database:
         return len(self._all)
 
     def close(self) -> None:
+        self._doorbell.close()
         with self._lock:
             for _thread, conn in self._all.values():
                 _close_quietly(conn)
@@ -168,6 +171,7 @@ class Database:
             changes = conn.total_changes
             self._local.depth = 1
             self._local.after_commit = []
+            self._local.announced = False  # a rolled-back transaction's ring is not sent
             try:
                 yield conn
             except BaseException as exc:
@@ -218,11 +222,22 @@ class Database:
         return True
 
     def announce(self, deliveries: int) -> None:
-        """Other processes on one SQLite file find new work by their poll."""
+        """Ring the processes listening on this file once the transaction commits (one ring
+        per transaction, however many publishes it holds)."""
+        if deliveries <= 0 or self._local.__dict__.get("announced"):
+            return
+        self._local.announced = True
+        self.after_commit(self._ring_announced)
+
+    def _ring_announced(self) -> None:
+        self._local.announced = False
+        self._doorbell.ring()
 
     def listen(self, on_ring: Callable[[int | None], None], stop: threading.Event) -> threading.Thread | None:
-        """No doorbell between processes on SQLite (the poll finds their work)."""
-        return None
+        """A thread calling on_ring(0) when another process on this file commits deliveries
+        (`logic serve --role api` or a CLI command beside a delivering process:
+        process_doorbell.py); None, and the poll alone, if its socket cannot be made."""
+        return self._doorbell.listen(on_ring, stop)
 
     @property
     def where(self) -> str:

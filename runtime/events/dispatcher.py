@@ -21,6 +21,15 @@ its event (`_read_ahead`): the writer's connection has those pages cached, while
 a delivery thread's SQLite connection loses its cache to every commit made by
 another one (under a burst the two reads cost a delivery thread ~210 us of CPU
 and ~710 us of its time).
+A node without the API (`logic serve --role worker`, `alone`) has no publishes of its
+own to batch runs with: on SQLite its delivery threads commit their own runs (with
+one delivery thread, the hand-off to the writer and back held one owner's burst in
+such a process at 0.6x). Other processes' publishes ring it from outside
+(PostgreSQL's NOTIFY; SQLite's doorbell, store/process_doorbell.py, which says
+neither how much nor whose): such a ring of SQLite's wakes a thread only when nothing
+is in flight here, as the commits of runs in flight claim the next work anyway (with
+four threads and one owner's flood, waking idle threads for an owner whose run slots
+were full cost 1.4x the CPU a run in empty claims).
 Rings for an owner whose every run slot is held by a delivery of this
 dispatcher are dropped (Doorbell.full): no claim could take that owner's work
 before one of them finishes, and the finishing thread claims then. Before
@@ -74,6 +83,7 @@ class Dispatcher:
         *,
         threads: int,
         poll_s: float,
+        alone: bool = False,
         clock: Callable[[], datetime] = utcnow,
     ):
         self.store = store
@@ -84,6 +94,10 @@ class Dispatcher:
         self.clock = clock
         self.threads = threads
         self.poll_s = poll_s
+        # No API in this process: its work is published by others, and nothing of its own
+        # shares its runs' commits (see the module docstring).
+        self.alone = alone
+        self._own_commits = alone and store.db.dialect == "sqlite"
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -114,8 +128,13 @@ class Dispatcher:
     def _rung(self, deliveries: int | None) -> None:
         if deliveries is None:  # (re)connected: announcements may have been missed
             self.bus.wake.ring_all()
-        else:
+        elif deliveries:
             self.bus.wake.ring(deliveries)
+        else:  # another process published (how much, whose: unknown): look, unless runs in flight will
+            with self._lock:
+                quiet = not self._in_flight
+            if quiet:
+                self.bus.wake.ring(1)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop claiming; deliveries in flight finish (each run is bounded by its timeout)."""
@@ -261,7 +280,11 @@ class Dispatcher:
         self._hand_out(claimed, claimed_at, keep=1)
 
     def _commit_in_batch(self, write: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """A run's writes, committed by the group commit with whatever else is waiting."""
+        """A run's writes, committed by the group commit with whatever else is waiting (or,
+        with nothing else of this process to wait for, by this thread)."""
+        if self._own_commits:
+            with self.store.transaction():
+                return write()
         stored: dict[str, Any] = self.bus.writer.submit(write, clean_refusals=False, bounded=False).result()
         return stored
 

@@ -11,17 +11,22 @@ from tests.e2e.conftest import LOGIC, poll
 SOURCE = "def main(event):\n    return event.data\n"
 
 
+def deploy_echo(api) -> str:
+    """A function answering each `go` event with its data; the path of its runs."""
+    fn = api.post(
+        "/v1/logic/functions",
+        json={"name": "echo", "source": SOURCE, "triggers": [{"type": "event", "event_name": "go"}]},
+    ).json()
+    return f"/v1/logic/functions/{fn['id']}/runs"
+
+
 def test_an_api_node_accepts_and_a_worker_node_delivers(make_server):
     api_node = make_server()
     api_node.start("--role", "api")
     assert "roles: api\n" in api_node.output()
     assert "isolation: " in api_node.output()  # it runs test and manual runs: it has workers
     with api_node.client() as api:
-        fn = api.post(
-            "/v1/logic/functions",
-            json={"name": "echo", "source": SOURCE, "triggers": [{"type": "event", "event_name": "go"}]},
-        ).json()
-        runs = f"/v1/logic/functions/{fn['id']}/runs"
+        runs = deploy_echo(api)
         assert api.post("/v1/events", json={"name": "go", "data": "from the api node"}).status_code == 202
         # No delivery on an api-only node: ten of its poll periods (LOGIC_DISPATCHER_POLL_S=0.1) pass.
         time.sleep(1.0)
@@ -64,3 +69,48 @@ def test_a_scheduler_node_runs_no_function_and_a_bad_role_is_refused(make_server
         assert scheduler.wait(timeout=30) == 0
     assert lines[0] == "roles: scheduler\n"
     assert lines[2] == "isolation: no workers (this process runs no function)\n"
+
+
+def test_a_worker_node_on_the_same_sqlite_file_hears_each_publish_long_before_its_poll(make_server):
+    """A worker-role process on SQLite watches the file for other processes' commits: with
+    its poll a minute apart, each event the API node accepts still runs within seconds."""
+    api_node = make_server()
+    api_node.start("--role", "api")
+    with api_node.client() as api:
+        runs = deploy_echo(api)
+        with (api_node.home / "worker-node.log").open("w") as out:
+            worker = subprocess.Popen(
+                [*LOGIC, "serve", "--role", "worker"],
+                env={**api_node.env, "LOGIC_DISPATCHER_POLL_S": "60"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            # The first event may be found by the worker's first look; after its run the
+            # worker waits on its doorbell, and only a ring brings it back before a minute.
+            for n in range(1, 4):
+                assert api.post("/v1/events", json={"name": "go", "data": f"event {n}"}).status_code == 202
+                done = poll(lambda n=n: len(api.get(runs).json()["logic_runs"]) >= n)
+                assert done
+            results = sorted(r["result"] for r in api.get(runs).json()["logic_runs"])
+            assert results == ["event 1", "event 2", "event 3"]
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0
+
+
+def test_a_logic_publish_from_the_command_line_rings_the_running_server(make_server):
+    """`logic publish` is a process of its own: its committed event rings `logic serve`
+    (all roles) through the same doorbell, well before a poll a minute apart."""
+    server = make_server(dispatcher_poll_s="60")
+    server.start()
+    with server.client() as api:
+        runs = deploy_echo(api)
+        for n in range(1, 3):  # the first may meet the server's first look; the second cannot
+            published = server.cli("publish", "go", f"from the shell {n}")
+            assert published.returncode == 0, published.stderr
+            assert poll(lambda n=n: len(api.get(runs).json()["logic_runs"]) >= n)
+        assert sorted(r["result"] for r in api.get(runs).json()["logic_runs"]) == [
+            "from the shell 1",
+            "from the shell 2",
+        ]
