@@ -30,6 +30,14 @@ neither how much nor whose): such a ring of SQLite's wakes a thread only when no
 is in flight here, as the commits of runs in flight claim the next work anyway (with
 four threads and one owner's flood, waking idle threads for an owner whose run slots
 were full cost 1.4x the CPU a run in empty claims).
+Pacing (a worker-role process on SQLite): its threads run one delivery at a time, and one
+more for each run in flight here for longer than QUICK_RUN_S (a slow run's thread keeps
+its slot for the next; idle threads look every PACE_LOOK_S while runs are in flight). Two
+quick runs in flight in one process contend for its GIL and SQLite's write lock: bursts of
+one owner ran 1.2-1.4x faster paced. A slow run, or a webhook's wait for its answer, holds
+nobody up: another thread starts within PACE_LOOK_S. Logic functions cannot wait on the
+network (their worker has none), so a long run is long CPU work (or a sleep), on a worker process of its
+own that runs beside another.
 Rings for an owner whose every run slot is held by a delivery of this
 dispatcher are dropped (Doorbell.full): no claim could take that owner's work
 before one of them finishes, and the finishing thread claims then. Before
@@ -45,6 +53,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -65,6 +74,11 @@ log = logging.getLogger("logic.dispatcher")
 
 FAILURE_TEXT_MAX = 500  # characters of a failed webhook's answer kept on its delivery row
 EXPIRED_LOOK_S = 1.0  # how often the claims made at commit look for leases that ran out
+# A worker-role process on SQLite runs one delivery at a time, and one more for each of its
+# runs in flight for longer than a quick run takes (see the module docstring): a run of ~1 ms
+# under a burst is quick; waiting on I/O for 5 ms is not. Its idle threads look this often.
+QUICK_RUN_S = 0.005
+PACE_LOOK_S = 0.02
 
 ReadAhead = tuple[FunctionRecord, dict[str, Any] | None]  # a claimed run's function and event
 Box = list[tuple[Claimed, float, dict[int, ReadAhead]]]  # what a commit claimed, when, and read ahead
@@ -98,6 +112,9 @@ class Dispatcher:
         # shares its runs' commits (see the module docstring).
         self.alone = alone
         self._own_commits = alone and store.db.dialect == "sqlite"
+        self._paced = self._own_commits  # one run at a time, more while runs are slow
+        self._started: dict[int, float] = {}  # paced: per delivery claimed here, not yet finished: when
+        self._pacing = threading.Lock()  # paced: one claim of a thread's own at a time (_step)
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -168,8 +185,10 @@ class Dispatcher:
             if not more:
                 with self._lock:
                     self._idle += 1
+                    # Paced: look again soon while runs are in flight, for one that turned slow.
+                    wait_s = min(self.poll_s, PACE_LOOK_S) if self._paced and self._started else self.poll_s
                 try:
-                    wake.wait(self.poll_s)
+                    wake.wait(wait_s)
                 finally:
                     with self._lock:
                         self._idle -= 1
@@ -202,19 +221,33 @@ class Dispatcher:
         """(how many were taken, whether to look again at once: more were claimable, or,
         having delivered, more waited for their owner's runs in flight). With `spare`,
         also one for each idle thread, handed to them."""
-        claimed_at = time.monotonic()  # with `now`: the lease counts from here, lock waits included
-        with self._lock:
-            extra = self._idle if spare else 0
-            self._lapsed_looked = claimed_at  # this claim looks for leases that ran out
-        now = self.clock()
-        claimed = self.store.events.claim(
-            iso(now), iso(now + self.lease), limit + extra, per_owner=self.settings.owner_runs_max
-        )
-        mine = list(claimed)[:limit]
-        self._hand_out(claimed, claimed_at, keep=len(mine))
+        # Paced, one such claim at a time: two threads must not both find room for one run.
+        with self._pacing if self._paced else nullcontext():
+            claimed_at = time.monotonic()  # with `now`: the lease counts from here, lock waits included
+            with self._lock:
+                extra = self._idle if spare else 0
+                if self._paced:
+                    room = self._room(claimed_at)
+                    if not room:  # a quick run is in flight here: its commit claims what comes next
+                        return 0, False
+                    limit, extra = min(limit, room), min(extra, room - min(limit, room))
+                self._lapsed_looked = claimed_at  # this claim looks for leases that ran out
+            now = self.clock()
+            claimed = self.store.events.claim(
+                iso(now), iso(now + self.lease), limit + extra, per_owner=self.settings.owner_runs_max
+            )
+            mine = list(claimed)[:limit]
+            self._hand_out(claimed, claimed_at, keep=len(mine))
         for delivery in mine:
             self._carry_out(delivery, claimed_at)
         return len(mine), claimed.more or (bool(claimed) and claimed.waiting)
+
+    def _room(self, now: float, finishing: int | None = None) -> int:
+        """Paced (under the lock): how many deliveries may start now besides those in flight
+        (but `finishing`): one, and one more for each of them claimed QUICK_RUN_S ago."""
+        others = [t for d, t in self._started.items() if d != finishing]
+        slow = sum(1 for t in others if now - t >= QUICK_RUN_S)
+        return max(0, 1 + slow - len(others))
 
     def _carry_out(self, delivery: Delivery, claimed_at: float) -> None:
         try:
@@ -233,12 +266,19 @@ class Dispatcher:
         """Whether this is a delivery thread (step() and drain() carry out only what they claim)."""
         return getattr(self._local, "looping", False) and not self._stop.is_set()
 
-    def _claim_at_commit(self, box: Box) -> None:
+    def _claim_at_commit(self, box: Box, finishing: int) -> None:
         """Inside the transaction that finishes a delivery: claim this thread's next one and
         one per idle thread, into `box`; handed out (_handed_at_commit) once it commits."""
         looked = time.monotonic()
         with self._lock:
             want = 1 + self._idle
+            if self._paced:
+                room = self._room(looked, finishing)
+                if looked - self._started.get(finishing, looked) >= QUICK_RUN_S:
+                    room = max(room, 1)  # a slow run's thread keeps its slot for the next run
+                want = min(want, room)
+                if not want:  # another quick run in flight here goes on claiming
+                    return
             # Leases run out only after a whole lease: a look every second finds them soon
             # enough, and spares each run's commit two statements (the poll's claims always look).
             expired = looked - self._lapsed_looked >= EXPIRED_LOOK_S
@@ -292,6 +332,8 @@ class Dispatcher:
         """Count what was claimed as in flight; all but the first `keep` go to idle threads."""
         with self._lock:
             self._in_flight.update(d.owner for d in claimed)
+            if self._paced:
+                self._started.update((d.id, claimed_at) for d in claimed)
             spare = list(claimed)[keep:]
             self._ready.extend((d, claimed_at) for d in spare)
         if spare:
@@ -299,6 +341,7 @@ class Dispatcher:
 
     def _forget(self, delivery: Delivery) -> None:
         with self._lock:
+            self._started.pop(delivery.id, None)
             self._ahead.pop(delivery.id, None)
             self._in_flight[delivery.owner] -= 1
             if self._in_flight[delivery.owner] <= 0:
@@ -359,7 +402,7 @@ class Dispatcher:
         def finish(run_id: str) -> None:
             queue.finish(delivery.id, run_id=run_id, token=delivery.token)
             if looping:
-                self._claim_at_commit(box)
+                self._claim_at_commit(box, delivery.id)
 
         def renew() -> None:
             # The lease counted from the claim; waiting for a free worker must not use it
@@ -434,7 +477,7 @@ class Dispatcher:
                 token=delivery.token,
             )
             if self._looping():
-                self._claim_at_commit(box)
+                self._claim_at_commit(box, delivery.id)
         self._handed_at_commit(box)
 
 
