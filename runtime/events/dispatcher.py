@@ -108,11 +108,9 @@ class Dispatcher:
         self.clock = clock
         self.threads = threads
         self.poll_s = poll_s
-        # No API in this process: its work is published by others, and nothing of its own
-        # shares its runs' commits (see the module docstring).
-        self.alone = alone
-        self._own_commits = alone and store.db.dialect == "sqlite"
-        self._paced = self._own_commits  # one run at a time, more while runs are slow
+        # No API in this process, on SQLite: nothing of its own shares its runs' commits, and
+        # it runs one delivery at a time while runs are quick (see the module docstring).
+        self._alone_on_sqlite = alone and store.db.dialect == "sqlite"
         self._started: dict[int, float] = {}  # paced: per delivery claimed here, not yet finished: when
         self._pacing = threading.Lock()  # paced: one claim of a thread's own at a time (_step)
         self._stop = threading.Event()
@@ -186,7 +184,7 @@ class Dispatcher:
                 with self._lock:
                     self._idle += 1
                     # Paced: look again soon while runs are in flight, for one that turned slow.
-                    wait_s = min(self.poll_s, PACE_LOOK_S) if self._paced and self._started else self.poll_s
+                    wait_s = min(self.poll_s, PACE_LOOK_S) if self._alone_on_sqlite and self._started else self.poll_s
                 try:
                     wake.wait(wait_s)
                 finally:
@@ -222,11 +220,11 @@ class Dispatcher:
         having delivered, more waited for their owner's runs in flight). With `spare`,
         also one for each idle thread, handed to them."""
         # Paced, one such claim at a time: two threads must not both find room for one run.
-        with self._pacing if self._paced else nullcontext():
+        with self._pacing if self._alone_on_sqlite else nullcontext():
             claimed_at = time.monotonic()  # with `now`: the lease counts from here, lock waits included
             with self._lock:
                 extra = self._idle if spare else 0
-                if self._paced:
+                if self._alone_on_sqlite:
                     room = self._room(claimed_at)
                     if not room:  # a quick run is in flight here: its commit claims what comes next
                         return 0, False
@@ -272,7 +270,7 @@ class Dispatcher:
         looked = time.monotonic()
         with self._lock:
             want = 1 + self._idle
-            if self._paced:
+            if self._alone_on_sqlite:
                 room = self._room(looked, finishing)
                 if looked - self._started.get(finishing, looked) >= QUICK_RUN_S:
                     room = max(room, 1)  # a slow run's thread keeps its slot for the next run
@@ -322,7 +320,7 @@ class Dispatcher:
     def _commit_in_batch(self, write: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """A run's writes, committed by the group commit with whatever else is waiting (or,
         with nothing else of this process to wait for, by this thread)."""
-        if self._own_commits:
+        if self._alone_on_sqlite:
             with self.store.transaction():
                 return write()
         stored: dict[str, Any] = self.bus.writer.submit(write, clean_refusals=False, bounded=False).result()
@@ -332,7 +330,7 @@ class Dispatcher:
         """Count what was claimed as in flight; all but the first `keep` go to idle threads."""
         with self._lock:
             self._in_flight.update(d.owner for d in claimed)
-            if self._paced:
+            if self._alone_on_sqlite:
                 self._started.update((d.id, claimed_at) for d in claimed)
             spare = list(claimed)[keep:]
             self._ready.extend((d, claimed_at) for d in spare)
