@@ -133,6 +133,9 @@ class Settings(BaseSettings):
     # past the limit within the window, 429 with Retry-After until it passes.
     auth_failures_max: int = 10
     auth_failure_window_s: float = 60.0
+    # Every 429 the HTTP API answers is sent after this hold (threat: a client that ignores
+    # Retry-After and asks again at once spends the server's CPU on refusals).
+    refusal_hold_ms: int = Field(default=200, ge=0, le=10_000)
     # console: a signed-in browser session ends after this long without a request
     console_session_idle_s: float = 8 * 3600.0
     # live streams (SSE): open streams per owner; events held for a reader that falls behind

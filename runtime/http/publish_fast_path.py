@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime.http.auth_throttle import AuthThrottle, client_address
-from runtime.http.errors import logic_error_response
+from runtime.http.errors import hold_refusal, logic_error_response
 from runtime.http.models import EventAccepted, EventIn
 from runtime.service import Service
 from store.errors import LogicError
@@ -69,6 +69,7 @@ class PublishFastPath:
         try:
             accepted = await self.service.bus.writer.submit_async(publish)
         except LogicError as exc:  # refused, or its batch could not commit (then nothing was written)
+            await hold_refusal(exc, self.service.settings.refusal_hold_ms)
             response = logic_error_response(exc, scope["method"], scope["path"])
         else:
             response = JSONResponse(EventAccepted.model_validate(accepted).model_dump(mode="json"), status_code=202)

@@ -30,6 +30,7 @@ from starlette.datastructures import UploadFile
 from runtime.events.streams import RUNS
 from runtime.http.auth_throttle import client_address
 from runtime.http.console.security import COOKIE, PAGE_HEADERS, check_csrf, check_origin, cookie_options
+from runtime.http.errors import hold_refusal
 from runtime.http.live import frame, open_stream
 from runtime.manifest import files_from_json
 from runtime.service import Service, no_runs
@@ -165,6 +166,7 @@ async def sign_in(request: Request) -> Response:
     except LogicError as exc:
         if isinstance(exc, Unauthorized):
             throttle.failed(address)
+        await hold_refusal(exc, _service(request).settings.refusal_hold_ms)  # a 429, as the API's
         # The token is never echoed back into the form.
         return templates.TemplateResponse(
             request, "sign_in.html", {"error": exc.message}, status_code=exc.status, headers=PAGE_HEADERS
