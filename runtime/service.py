@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from runtime import paging, secrets_import
 from runtime.events.bus import EventBus
 from runtime.events.rules import check_event, event_name_problem
+from runtime.events.stream_feed import StreamFeed
 from runtime.events.streams import Streams
 from runtime.execution.owner_gate import OwnerGate
 from runtime.execution.redactor import masking_cost, set_cache_bytes
@@ -61,6 +62,7 @@ class Service:
         self.integration_runner = IntegrationRunner(store.secrets, settings, env=store.environment)
         # This process's live streams (the API's server-sent events and the CLI's tails).
         self.streams = Streams(per_owner=settings.streams_per_owner, buffer_items=settings.stream_buffer_events)
+        self.streams.feed = StreamFeed(store, self.streams)  # what other processes commit, and to them
         self.bus = EventBus(store, self.streams)
         self.pool = pool
         self._engine: Engine | None = None
@@ -135,6 +137,8 @@ class Service:
         return Scheduler(self.store, clock=clock or self.clock, wake=self.bus.wake, housekeeping=self.prune_history)
 
     def close(self) -> None:
+        if self.streams.feed is not None:
+            self.streams.feed.close()
         self.integration_runner.close()
         if self.pool is not None:
             self.pool.close()

@@ -68,7 +68,8 @@ class Database:
         self._faults_seen = 0
         self._probed_at = float("-inf")
         self._holder_waits = False  # the thread holding _write_lock waits in BEGIN IMMEDIATE
-        self._doorbell = ProcessDoorbell(self.path)
+        self._doorbell = ProcessDoorbell(Path(f"{self.path}-doorbell"))
+        self._stream_bell = ProcessDoorbell(Path(f"{self.path}-streams"))
         if create and not self.path.exists():
             # Only ciphertext inside, but names and audit are nobody else's business.
             with space_on_disk(self.path.parent):
@@ -127,6 +128,7 @@ class Database:
 
     def close(self) -> None:
         self._doorbell.close()
+        self._stream_bell.close()
         with self._lock:
             for _thread, conn in self._all.values():
                 _close_quietly(conn)
@@ -237,7 +239,17 @@ class Database:
         """A thread calling on_ring(0) when another process on this file commits deliveries
         (`logic serve --role api` or a CLI command beside a delivering process:
         process_doorbell.py); None, and the poll alone, if its socket cannot be made."""
-        return self._doorbell.listen(on_ring, stop)
+        return self._doorbell.listen(lambda _message: on_ring(0), stop)  # how many is for the claim to find
+
+    def share_stream_item(self, ref: Callable[[], bytes]) -> None:
+        """Send the reference `ref()` (built only if someone listens) to the other processes
+        on this file with live stream readers (runtime/events/stream_feed.py)."""
+        if self._stream_bell.anyone_listening():
+            self._stream_bell.ring(ref())
+
+    def listen_stream_items(self, on_ref: Callable[[bytes], None], stop: threading.Event) -> threading.Thread | None:
+        """A thread calling on_ref with each reference another process shares, until `stop`."""
+        return self._stream_bell.listen(on_ref, stop)
 
     @property
     def where(self) -> str:

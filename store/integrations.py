@@ -187,6 +187,13 @@ class IntegrationStore:
             )
         return cast(int, log_id)
 
+    def log(self, log_id: int) -> tuple[str, dict[str, Any]]:
+        """(integration id, record with its `id` and `event_id`): as its live stream carried it."""
+        row = self.db.one("SELECT integration_id, event_id, record FROM integration_logs WHERE id = ?", (log_id,))
+        if row is None:
+            raise NotFound(f"integration log {log_id} does not exist")
+        return row[0], {**json.loads(row[2]), "id": log_id, "event_id": row[1]}
+
     def logs(
         self, integration_id: str, limit: int = 100, *, before_id: int | None = None
     ) -> builtins.list[dict[str, Any]]:

@@ -21,6 +21,7 @@ import functools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar, cast
@@ -53,6 +54,9 @@ def lock_key(name: str) -> tuple[str, str]:
 
 DOORBELL_CHANNEL = "logic_deliveries"
 DOORBELL_EVERY_S = 0.01  # one NOTIFY per node at most this often, whatever the publish rate
+STREAMS_CHANNEL = "logic_streams"  # references to committed live-stream items (runtime/events/stream_feed.py)
+NOTIFY_PAYLOAD_MAX = 7_900  # bytes of one NOTIFY's payload (PostgreSQL allows under 8,000)
+STREAM_REFS_PENDING_MAX = 10_000  # references waiting for their NOTIFY; past it the oldest go
 
 _Error = TypeVar("_Error", bound=StoreError)
 
@@ -175,6 +179,7 @@ class PostgresDatabase:
         self._faults_seen = 0
         self._probed_at = float("-inf")
         self._doorbell = _Doorbell(self)
+        self._stream_notifier = _StreamNotifier(self)
         self.pool = ConnectionPool(
             url,
             min_size=1,
@@ -228,6 +233,7 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self._doorbell.close()
+        self._stream_notifier.close()
         self.pool.close()
 
     # transactions ----------------------------------------------------------
@@ -371,9 +377,30 @@ class PostgresDatabase:
     def listen(self, on_ring: Callable[[int | None], None], stop: threading.Event) -> threading.Thread:
         """A thread that calls on_ring(n) when another node announces n deliveries, and
         on_ring(None) after (re)connecting, when announcements may have been missed."""
-        thread = threading.Thread(target=_listen, args=(self, on_ring, stop), name="doorbell-listen", daemon=True)
-        thread.start()
-        return thread
+
+        def rung(payload: str) -> None:
+            node, _, count = payload.partition("\n")
+            if node != self.node:  # anyone may NOTIFY: a payload is only ever a hint
+                plausible = count.isascii() and count.isdigit() and len(count) <= 9
+                on_ring(int(count) if plausible else None)
+
+        # Announcements sent while we were not listening are lost: on (re)connecting, look now.
+        return _listening(self, DOORBELL_CHANNEL, rung, lambda: on_ring(None), stop)
+
+    def share_stream_item(self, ref: Callable[[], bytes]) -> None:
+        """Queue `ref()` for the next NOTIFY on STREAMS_CHANNEL (debounced: _StreamNotifier)."""
+        self._stream_notifier.add(ref().decode())
+
+    def listen_stream_items(self, on_ref: Callable[[bytes], None], stop: threading.Event) -> threading.Thread:
+        """A thread calling on_ref with each reference another node NOTIFYs."""
+
+        def received(payload: str) -> None:
+            node, _, refs = payload.partition("\n")
+            if node != self.node:
+                for ref in refs.split("\n"):
+                    on_ref(ref.encode())
+
+        return _listening(self, STREAMS_CHANNEL, received, lambda: None, stop)
 
     # faults ----------------------------------------------------------------
 
@@ -508,28 +535,34 @@ def _run_quietly(callback: Callable[[], None]) -> None:
         log.exception("an after-commit callback failed")
 
 
-class _Doorbell:
-    """Debounced NOTIFY: rings add up, and one sender thread announces them at most every
+class _Notifier:
+    """Debounced NOTIFY: what is added adds up, and one sender thread sends it at most every
     DOORBELL_EVERY_S on a connection of its own (NOTIFY inside every publish transaction
     would queue each commit on PostgreSQL's notification lock)."""
 
+    channel = ""
+    role = ""
+
     def __init__(self, db: PostgresDatabase):
         self.db = db
-        self._pending = 0
         self._lock = threading.Lock()
         self._rung = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
 
-    def ring(self, deliveries: int) -> None:
-        if deliveries <= 0 or self._closed:
-            return
-        with self._lock:
-            self._pending += deliveries
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._send_loop, name="doorbell-notify", daemon=True)
-                self._thread.start()
+    def _wake(self) -> None:
+        """After adding (under the lock): start the sender if need be, and wake it."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._send_loop, name=f"{self.role}-notify", daemon=True)
+            self._thread.start()
         self._rung.set()
+
+    def _take(self) -> list[str]:
+        """(Under the lock) the payloads to send now, forgetting them."""
+        raise NotImplementedError
+
+    def _failed(self) -> None:
+        log.warning("event=%s_notify_failed", self.role)
 
     def _send_loop(self) -> None:
         conn: psycopg.Connection[Any] | None = None
@@ -537,8 +570,8 @@ class _Doorbell:
             self._rung.wait()
             self._rung.clear()
             with self._lock:
-                count, self._pending = self._pending, 0
-            if not count or self._closed:
+                payloads = self._take()
+            if not payloads or self._closed:
                 continue
             try:
                 if conn is None or conn.closed:
@@ -546,11 +579,12 @@ class _Doorbell:
                         self.db.url,
                         autocommit=True,
                         connect_timeout=5,
-                        application_name=application_name(self.db.node, "doorbell"),
+                        application_name=application_name(self.db.node, self.role),
                     )
-                conn.execute("SELECT pg_notify(%s, %s)", (DOORBELL_CHANNEL, f"{self.db.node}\n{count}"))
+                for payload in payloads:
+                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
             except psycopg.Error:
-                log.warning("event=doorbell_failed (workers will find the work by their poll)")
+                self._failed()
                 if conn is not None:
                     conn.close()
                 conn = None
@@ -563,13 +597,95 @@ class _Doorbell:
         self._rung.set()
 
 
+class _Doorbell(_Notifier):
+    """How many deliveries this node committed since its last NOTIFY."""
+
+    channel = DOORBELL_CHANNEL
+    role = "doorbell"
+
+    def __init__(self, db: PostgresDatabase):
+        super().__init__(db)
+        self._pending = 0
+
+    def ring(self, deliveries: int) -> None:
+        if deliveries <= 0 or self._closed:
+            return
+        with self._lock:
+            self._pending += deliveries
+            self._wake()
+
+    def _take(self) -> list[str]:
+        count, self._pending = self._pending, 0
+        return [f"{self.db.node}\n{count}"] if count else []
+
+    def _failed(self) -> None:
+        log.warning("event=doorbell_failed (workers will find the work by their poll)")
+
+
+class _StreamNotifier(_Notifier):
+    """References to live-stream items committed here, each NOTIFY holding as many as fit."""
+
+    channel = STREAMS_CHANNEL
+    role = "streams"
+
+    def __init__(self, db: PostgresDatabase):
+        super().__init__(db)
+        self._refs: deque[str] = deque(maxlen=STREAM_REFS_PENDING_MAX)  # a live view: the oldest go first
+
+    def add(self, ref: str) -> None:
+        if self._closed:
+            return
+        with self._lock:
+            self._refs.append(ref)
+            self._wake()
+
+    def _take(self) -> list[str]:
+        head = self.db.node
+        payloads: list[str] = []
+        part, size = [head], len(head.encode())
+        while self._refs:
+            ref = self._refs.popleft()
+            length = 1 + len(ref.encode())
+            if size + length > NOTIFY_PAYLOAD_MAX and len(part) > 1:
+                payloads.append("\n".join(part))
+                part, size = [head], len(head.encode())
+            if size + length <= NOTIFY_PAYLOAD_MAX:  # a reference too long for any NOTIFY is dropped
+                part.append(ref)
+                size += length
+        if len(part) > 1:
+            payloads.append("\n".join(part))
+        return payloads
+
+
 def application_name(node: str, role: str = "") -> str:
     """What pg_stat_activity shows for a connection of this node (63 bytes at most)."""
     name = f"logic-runtime {node}" + (f" {role}" if role else "")
     return name.encode("utf-8")[:63].decode("utf-8", "ignore")
 
 
-def _listen(db: PostgresDatabase, on_ring: Callable[[int | None], None], stop: threading.Event) -> None:
+def _listening(
+    db: PostgresDatabase,
+    channel: str,
+    on_payload: Callable[[str], None],
+    on_connect: Callable[[], None],
+    stop: threading.Event,
+) -> threading.Thread:
+    """A thread that LISTENs on `channel` until `stop`, on a connection of its own (made
+    again after a failure), calling on_connect after each (re)connect."""
+    thread = threading.Thread(
+        target=_listen, args=(db, channel, on_payload, on_connect, stop), name=f"listen-{channel}", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def _listen(
+    db: PostgresDatabase,
+    channel: str,
+    on_payload: Callable[[str], None],
+    on_connect: Callable[[], None],
+    stop: threading.Event,
+) -> None:
     backoff = 0.1
     while not stop.is_set():
         try:
@@ -580,15 +696,14 @@ def _listen(db: PostgresDatabase, on_ring: Callable[[int | None], None], stop: t
                 application_name=application_name(db.node, "listen"),
                 **_keepalives({}),
             ) as conn:
-                conn.execute(f"LISTEN {DOORBELL_CHANNEL}")
+                conn.execute(f"LISTEN {channel}")
                 backoff = 0.1
-                on_ring(None)  # announcements sent while we were not listening are lost: look now
+                on_connect()
                 while not stop.is_set():
                     for note in conn.notifies(timeout=1.0):
-                        node, _, count = note.payload.partition("\n")
-                        if node != db.node:  # anyone may NOTIFY: a payload is only ever a hint
-                            plausible = count.isascii() and count.isdigit() and len(count) <= 9
-                            on_ring(int(count) if plausible else None)
+                        if stop.is_set():  # a listener that stopped delivers nothing more
+                            return
+                        on_payload(note.payload)
         except psycopg.Error:
             if stop.wait(backoff):
                 return

@@ -12,6 +12,10 @@ a listener that sleeps in recv. The folder is private to the user (0700), like t
 database; a socket left by a killed process refuses the send and is removed.
 Socket paths are limited to 108 bytes, so both sides reach the folder through a
 descriptor of it (/proc/self/fd/N/name): any home directory works.
+
+The same bell in `<database>-streams/` carries a message: a process with live stream
+readers listens there, and every process sends it a reference to each item it commits
+for the streams (runtime/events/stream_feed.py).
 """
 
 from __future__ import annotations
@@ -30,11 +34,12 @@ log = logging.getLogger("logic.store")
 
 LISTING_KEPT_S = 1.0  # a new listener is sent to within this long (its first look finds the rest)
 RECV_WAIT_S = 1.0  # how long a listener's recv blocks before it looks at its stop event
+MESSAGE_MAX = 4096  # bytes of a message a listener reads (a longer one arrives cut)
 
 
 class ProcessDoorbell:
-    def __init__(self, database: Path):
-        self.folder = Path(f"{database}-doorbell")
+    def __init__(self, folder: Path):
+        self.folder = folder
         self._lock = threading.Lock()
         self._listed_at = float("-inf")
         self._listeners: list[str] = []
@@ -44,11 +49,16 @@ class ProcessDoorbell:
 
     # sending -----------------------------------------------------------------
 
-    def ring(self) -> None:
-        """Tell every listening process that new deliveries are committed."""
+    def ring(self, message: bytes = b"1") -> None:
+        """Send `message` to every other listening process (the doorbell's: new deliveries)."""
         with self._lock:
             for name in self._listening():
-                self._send(name)
+                self._send(name, message)
+
+    def anyone_listening(self) -> bool:
+        """Whether another process listens (as last listed: within LISTING_KEPT_S)."""
+        with self._lock:
+            return bool(self._listening())
 
     def _listening(self) -> list[str]:
         now = time.monotonic()
@@ -61,14 +71,14 @@ class ProcessDoorbell:
             self._listeners = [n for n in names if n.endswith(".sock") and n not in self._own]
         return self._listeners
 
-    def _send(self, name: str) -> None:
+    def _send(self, name: str, message: bytes) -> None:
         try:
             if self._sender is None:
                 self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 self._sender.setblocking(False)
             if self._dir_fd is None:
                 self._dir_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            self._sender.sendto(b"1", f"/proc/self/fd/{self._dir_fd}/{name}")
+            self._sender.sendto(message, f"/proc/self/fd/{self._dir_fd}/{name}")
         except OSError as exc:
             if exc.errno == errno.EAGAIN:  # its queue is full: it has rings enough to look
                 return
@@ -85,9 +95,10 @@ class ProcessDoorbell:
 
     # listening ---------------------------------------------------------------
 
-    def listen(self, on_ring: Callable[[int | None], None], stop: threading.Event) -> threading.Thread | None:
-        """A thread calling on_ring(0) for each ring of another process (0: new work, how
-        much unknown); None (the poll alone) if the socket cannot be made, which is logged."""
+    def listen(self, on_message: Callable[[bytes], None], stop: threading.Event) -> threading.Thread | None:
+        """A thread calling on_message for each message of another process, until `stop` (a
+        message that arrives once it is set is dropped); None if the socket cannot be made,
+        which is logged."""
         name = f"{os.getpid()}-{secrets.token_hex(4)}.sock"
         try:
             self.folder.mkdir(mode=0o700, exist_ok=True)
@@ -99,29 +110,31 @@ class ProcessDoorbell:
                 os.close(dir_fd)
             sock.settimeout(RECV_WAIT_S)
         except OSError as exc:
-            log.warning("event=doorbell_unavailable folder=%s error=%s (the poll finds new work)", self.folder, exc)
+            log.warning("event=doorbell_unavailable folder=%s error=%s", self.folder, exc)
             return None
         with self._lock:
             self._own.add(name)
             self._listed_at = float("-inf")
         thread = threading.Thread(
-            target=self._receive, args=(sock, name, on_ring, stop), name="doorbell-listen", daemon=True
+            target=self._receive, args=(sock, name, on_message, stop), name=f"listen-{self.folder.name}", daemon=True
         )
         thread.start()
         return thread
 
     def _receive(
-        self, sock: socket.socket, name: str, on_ring: Callable[[int | None], None], stop: threading.Event
+        self, sock: socket.socket, name: str, on_message: Callable[[bytes], None], stop: threading.Event
     ) -> None:
         try:
             while not stop.is_set():
                 try:
-                    sock.recv(16)
+                    message = sock.recv(MESSAGE_MAX)
                 except TimeoutError:
                     continue
                 except OSError:
                     return
-                on_ring(0)  # how many is for the claim to find (anyone who may write the folder may ring)
+                if stop.is_set():  # a listener that stopped delivers nothing more
+                    return
+                on_message(message)  # anyone who may write the folder may send: trust nothing in it
         finally:
             sock.close()
             _unlink_quietly(self.folder / name)

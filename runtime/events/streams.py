@@ -9,7 +9,8 @@ memory or file descriptors run out). A stream starts at the moment it is opened:
 carries what is committed after that, nothing older.
 
 Thread-safe: publishers are delivery threads and the event loop; readers are asyncio
-tasks, woken with `call_soon_threadsafe` at most once per batch.
+tasks, woken with `call_soon_threadsafe` at most once per batch. What other processes
+commit reaches these readers through the `feed` (stream_feed.py).
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from store.errors import TooManyRequests
+
+if TYPE_CHECKING:
+    from runtime.events.stream_feed import StreamFeed
 
 # Topics: what a stream carries.
 EVENTS = "events"  # {"name", "data", "published_at", "ttl", "coreid", "id"}
@@ -108,6 +112,7 @@ class Streams:
         self.buffer_items = buffer_items
         self._readers: dict[str, set[Reader]] = {}
         self._lock = threading.Lock()
+        self.feed: StreamFeed | None = None  # other processes' items in, this one's out
 
     def open(self, owner: str, topic: str, match: Callable[[str], bool]) -> Reader:
         """A reader for the owner's `topic` items whose key `match`es (call from the event loop)."""
@@ -119,6 +124,8 @@ class Streams:
                     f"{owner} already has {self.per_owner} open streams (LOGIC_STREAMS_PER_OWNER): close one first"
                 )
             mine.add(reader)
+        if self.feed is not None:
+            self.feed.update()
         return reader
 
     def close(self, reader: Reader) -> None:
@@ -128,6 +135,8 @@ class Streams:
                 mine.discard(reader)
                 if not mine:
                     del self._readers[reader.owner]
+        if self.feed is not None:
+            self.feed.update()
 
     def end_all(self) -> None:
         """End every open stream (at shutdown: an endless response would hold the server open)."""
@@ -140,8 +149,24 @@ class Streams:
         with self._lock:
             return len(self._readers.get(owner, ()))
 
+    def reading(self) -> bool:
+        """Whether any stream is open here."""
+        return bool(self._readers)
+
+    def wanted(self, owner: str, topic: str, key: str) -> bool:
+        """Whether a reader here would take an item of `owner`'s `topic` with `key`."""
+        with self._lock:
+            return any(r.topic == topic and r.match(key) for r in self._readers.get(owner, ()))
+
     def publish(self, owner: str, item: Item) -> None:
-        """Give `item` to the owner's readers of its topic that match (cheap when none listen)."""
+        """Give `item`, just committed here, to the owner's readers of its topic that match,
+        and share it with other processes' readers (cheap when none listen)."""
+        self.offer(owner, item)
+        if self.feed is not None:
+            self.feed.share(owner, item)
+
+    def offer(self, owner: str, item: Item) -> None:
+        """Give `item` to this process's readers only (the feed's way in)."""
         readers = self._readers.get(owner)
         if not readers:
             return

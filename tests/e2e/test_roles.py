@@ -7,6 +7,7 @@ import subprocess
 import time
 
 from tests.e2e.conftest import LOGIC, poll
+from tests.e2e.test_streams import LEAKER, SECRET, Subscriber, publish
 
 SOURCE = "def main(event):\n    return event.data\n"
 
@@ -113,3 +114,47 @@ def test_a_logic_publish_from_the_command_line_rings_the_running_server(make_ser
             "from the shell 1",
             "from the shell 2",
         ]
+
+
+def test_the_api_nodes_live_streams_carry_what_the_worker_node_commits(make_server):
+    """A reader of the API process's streams sees the worker process's run records and the
+    events its runs publish (stream_feed.py), redacted as the worker stored them."""
+    api_node = make_server()
+    api_node.start("--role", "api")
+    with api_node.client() as api:
+        assert api.post("/v1/secrets", json={"name": "API_KEY", "value": SECRET}).status_code == 201
+        fn = api.post(
+            "/v1/logic/functions",
+            json={
+                "name": "leaker",
+                "secrets": ["API_KEY"],
+                "source": LEAKER,
+                "triggers": [{"type": "event", "event_name": "leak/in"}],
+            },
+        ).json()
+        events = Subscriber(api_node, "/v1/events/leak/out", 1)
+        runs = Subscriber(api_node, f"/v1/logic/functions/{fn['id']}/runs/stream", 1)
+        for sub in (events, runs):
+            sub.start()
+            assert sub.opened.wait(10)
+        with (api_node.home / "worker-node.log").open("w") as out:
+            worker = subprocess.Popen(
+                [*LOGIC, "serve", "--role", "worker,scheduler"], env=api_node.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        try:
+            # The worker lists the readers' sockets once a second: publish until its items arrive.
+            def arrived() -> bool:
+                publish(api, "leak/in", "go")
+                return bool(events.frames and runs.frames) or bool(time.sleep(0.3))
+
+            poll(arrived, timeout=30)
+            for sub in (events, runs):
+                sub.join(timeout=30)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=30) == 0
+    assert SECRET not in "\n".join(events.raw + runs.raw)
+    [(name, event)] = events.frames
+    assert (name, event["data"]) == ("leak/out", "[[SENSITIVE]]")
+    [(name, run)] = runs.frames
+    assert (name, run["status"], run["result"]) == ("run", "success", "[[SENSITIVE]]")

@@ -1,0 +1,108 @@
+"""Live streams across processes: a reader sees what every process on the database commits.
+
+A stream's reader lives in the process that answers its HTTP request (streams.py), and
+the items it carries (events, run records, webhook logs) are committed wherever the
+work is done: a `logic serve --role worker` process beside `--role api`, another node
+on PostgreSQL, `logic publish` from a shell. Each process hands its own items to its own
+readers at once; here it also shares a reference to each with the other processes that
+have readers (SQLite: the `<database>-streams/` bell of store/process_doorbell.py;
+PostgreSQL: a NOTIFY, debounced), and a process with readers reads each referenced
+item back from the store, for those of its readers that want it.
+
+A reference is only a pointer, {"t": topic, "o": owner, "k": key, "i": id}. The item
+is read from the store by its id and offered only if the stored row's owner and key
+are the ones named (threat: whoever may write to the bell or NOTIFY names another
+owner's item, or makes one up: at most an item that owner already has is offered again,
+to that owner's readers). What is read is what local readers get: the event, the run
+record as stored (redacted), the log as stored (masked).
+
+Costs: on SQLite nothing while no other process has readers (the bell's listing is
+kept for a second); a process with readers reads an item only when one of its readers
+wants it. Limits: a reader opened less than about a second ago may miss what other
+processes commit (their listing of the bell; on PostgreSQL, LISTEN starting), and
+items from several processes arrive in the order they arrive.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any
+
+from runtime.events.bus import stream_item
+from runtime.events.streams import EVENTS, RUNS, WEBHOOK_LOGS, Item, Streams
+from store.errors import LogicError
+from store.store import Store
+
+log = logging.getLogger("logic.streams")
+
+
+class StreamFeed:
+    """Shares this process's stream items with other processes, and feeds this process's
+    readers with theirs while it has readers (Streams calls `share` and `update`)."""
+
+    def __init__(self, store: Store, streams: Streams):
+        self.store = store
+        self.streams = streams
+        self._lock = threading.Lock()
+        self._stop: threading.Event | None = None  # None: not listening
+
+    def share(self, owner: str, item: Item) -> None:
+        """After the commit of `item` (from any thread)."""
+        self.store.db.share_stream_item(lambda: _reference(owner, item))
+
+    def update(self) -> None:
+        """Listen while this process has readers, and only then."""
+        with self._lock:
+            reading = self.streams.reading()
+            if reading and self._stop is None:
+                stop = threading.Event()
+                if self.store.db.listen_stream_items(self._received, stop) is not None:
+                    self._stop = stop
+            elif not reading and self._stop is not None:
+                self._stop.set()
+                self._stop = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._stop is not None:
+                self._stop.set()
+                self._stop = None
+
+    def _received(self, message: bytes) -> None:
+        try:
+            ref = json.loads(message)
+            topic, owner, key, ident = ref["t"], ref["o"], ref["k"], ref["i"]
+        except (ValueError, TypeError, KeyError, RecursionError):
+            return  # not one of ours
+        if not all(isinstance(v, str) for v in (topic, owner, key)) or not isinstance(ident, str | int):
+            return
+        if not self.streams.wanted(owner, topic, key):
+            return
+        try:
+            found = self._read(topic, ident)
+        except LogicError as exc:  # gone meanwhile (pruned, deleted), or the store is busy: a live view skips it
+            log.debug("event=stream_item_skipped topic=%s error=%s", topic, exc.message)
+            return
+        if found is not None and found[0] == owner and found[1].key == key:
+            self.streams.offer(owner, found[1])
+
+    def _read(self, topic: str, ident: Any) -> tuple[str, Item] | None:
+        """(owner, item) as the committing process made it."""
+        store = self.store
+        if topic == EVENTS and isinstance(ident, str):
+            event = store.events.event(ident)
+            return event["owner"], stream_item(event, event["data"], event["source"])
+        if topic == RUNS and isinstance(ident, str):
+            record = store.functions.run(ident)
+            fn = store.functions.get_by_id(record["function_id"])
+            return fn.owner, Item(RUNS, fn.id, record)
+        if topic == WEBHOOK_LOGS and isinstance(ident, int) and not isinstance(ident, bool):
+            integration_id, body = store.integrations.log(ident)
+            return store.integrations.get_by_id(integration_id).owner, Item(WEBHOOK_LOGS, integration_id, body)
+        return None
+
+
+def _reference(owner: str, item: Item) -> bytes:
+    return json.dumps({"t": item.topic, "o": owner, "k": item.key, "i": item.body["id"]}).encode()

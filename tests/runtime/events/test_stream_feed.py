@@ -1,0 +1,193 @@
+"""Live streams across processes (runtime/events/stream_feed.py), on both backends.
+
+Two services on one database stand for two processes (`logic serve --role api` with the
+readers, `--role worker` doing the work) or two nodes: every item the worker commits
+(the event, the run record, the webhook log) reaches the API's readers as the worker's
+own readers would get it; nothing of another owner's does; references anyone may send
+are only pointers, and a made-up one offers nothing new; a process without readers
+listens to nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime.events.streams import EVENTS, RUNS, WEBHOOK_LOGS
+from runtime.manifest import files_from_json
+from store import Settings, Store, process_doorbell
+from tests.conftest import BACKENDS
+from tests.support import in_process_service
+
+ARRIVES_S = 15.0  # what another process committed reaches a reader within this (a bound, not a figure)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def api_and_worker(settings: Settings, monkeypatch: pytest.MonkeyPatch):
+    # A sender lists the bell's folder every LISTING_KEPT_S: make a new reader's socket count at once.
+    monkeypatch.setattr(process_doorbell, "LISTING_KEPT_S", 0.0)
+    Store.initialize(settings)[0].close()
+    update = {"webhook_allow_private": True}
+    api = in_process_service(settings.model_copy(update={**update, "node_id": "api"}))
+    worker = in_process_service(settings.model_copy(update={**update, "node_id": "worker"}))
+    yield api, worker
+    api.close()
+    worker.close()
+
+
+async def until(reader, want, timeout_s: float = ARRIVES_S) -> list:
+    """The reader's items until `want(items)` holds (or the bound passes)."""
+    items: list = []
+    deadline = time.monotonic() + timeout_s
+    while not want(items) and time.monotonic() < deadline:
+        got = await reader.next(timeout=0.2)
+        assert got is not None, "the reader was dropped"
+        items.extend(got)
+    return items
+
+
+async def listening(api, worker, owner) -> None:
+    """Until the API's feed hears the worker (PostgreSQL's LISTEN starts in a thread)."""
+    probe = api.streams.open(owner.owner, EVENTS, lambda name: name == "probe")
+    try:
+        deadline = time.monotonic() + ARRIVES_S
+        while time.monotonic() < deadline:
+            worker.publish_event(owner, "probe", None)
+            if await probe.next(timeout=0.2):
+                return
+        raise AssertionError("the API's feed never heard the worker")
+    finally:
+        api.streams.close(probe)
+
+
+def test_what_another_process_commits_reaches_this_ones_readers(api_and_worker, receiver):
+    api, worker = api_and_worker
+    alice = api.actor()
+    fn = worker.deploy_function(
+        alice,
+        files_from_json(
+            {
+                "name": "echo",
+                "source": "def main(event):\n    return event.data\n",
+                "triggers": [{"type": "event", "event_name": "temp"}],
+            }
+        ),
+    )
+    hook = worker.create_integration(alice, {"name": "hook", "event": "temp", "url": receiver.url + "/in"})
+
+    async def scenario():
+        events = api.streams.open(alice.owner, EVENTS, lambda name: name.startswith("temp"))
+        runs = api.streams.open(alice.owner, RUNS, lambda key: key == fn.id)
+        logs = api.streams.open(alice.owner, WEBHOOK_LOGS, lambda key: key == hook.id)
+        await listening(api, worker, alice)
+        accepted = worker.publish_event(alice, "temp", "21.5")
+        worker.dispatcher(threads=1).drain()
+        got = {
+            "event": await until(events, lambda i: any(x.body["id"] == accepted["id"] for x in i)),
+            "run": await until(runs, bool),
+            "log": await until(logs, bool),
+        }
+        return accepted, got
+
+    accepted, got = asyncio.run(scenario())
+    event = [i for i in got["event"] if i.body["id"] == accepted["id"]]
+    assert len(event) == 1 and event[0].body["data"] == "21.5" and event[0].body["source"] == alice.owner
+    (run,) = got["run"]
+    assert run.body == worker.store.functions.run(run.body["id"])  # the record as stored
+    assert run.body["result"] == "21.5" and run.body["function_id"] == fn.id
+    (log,) = got["log"]
+    assert log.key == hook.id and log.body["event_id"] == accepted["id"]
+    assert log.body == {**worker.store.integrations.logs(hook.id)[0], "at": log.body.get("at")}
+
+
+def test_another_owners_items_never_reach_a_reader(api_and_worker):
+    api, worker = api_and_worker
+    alice = api.actor()
+    bob = worker.create_user(alice, "bob")
+
+    async def scenario():
+        mine = api.streams.open(alice.owner, EVENTS, lambda name: True)
+        await listening(api, worker, alice)
+        worker.publish_event(bob, "secret-plans", "bob's")
+        worker.publish_event(alice, "after", "alice's")
+        return await until(mine, lambda i: any(x.body["name"] == "after" for x in i))
+
+    items = asyncio.run(scenario())
+    assert [i.body["name"] for i in items if i.body["name"] != "probe"] == ["after"]
+
+
+@pytest.mark.sqlite_only  # the bell's folder is SQLite's; PostgreSQL's NOTIFY needs a login to the database
+def test_forged_references_offer_nothing_new(api_and_worker):
+    """Anyone who can write the bell's folder can send anything: junk is dropped, a reference
+    naming another owner for an item (or a key it does not have) offers nothing, and a
+    made-up id finds nothing."""
+    api, worker = api_and_worker
+    alice = api.actor()
+    bob = worker.create_user(alice, "bob")
+
+    async def scenario():
+        mine = api.streams.open(alice.owner, EVENTS, lambda name: True)
+        await listening(api, worker, alice)
+        bobs = worker.publish_event(bob, "secret-plans", "bob's")
+        folder = Path(f"{api.store.db.path}-streams")
+        (name,) = [n for n in folder.iterdir() if n.suffix == ".sock"]
+        forged = [
+            b"",
+            b"\xff" * 100,
+            b"[1, 2]",
+            json.dumps({"t": EVENTS, "o": alice.owner, "k": "secret-plans", "i": bobs["id"]}).encode(),
+            json.dumps({"t": EVENTS, "o": alice.owner, "k": "x", "i": "no-such-event"}).encode(),
+            json.dumps({"t": RUNS, "o": alice.owner, "k": "x", "i": 7}).encode(),
+            json.dumps({"t": WEBHOOK_LOGS, "o": alice.owner, "k": "x", "i": True}).encode(),
+            b"{" * 4000,
+        ]
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)  # a socket path is at most 108 bytes
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                for message in forged:
+                    s.sendto(message, f"/proc/self/fd/{folder_fd}/{name.name}")
+        finally:
+            os.close(folder_fd)
+        worker.publish_event(alice, "after", "alice's")
+        return await until(mine, lambda i: any(x.body["name"] == "after" for x in i))
+
+    items = asyncio.run(scenario())
+    assert [i.body["name"] for i in items if i.body["name"] != "probe"] == ["after"]
+
+
+@pytest.mark.sqlite_only  # the socket in the bell's folder is SQLite's
+def test_a_process_listens_only_while_it_has_readers(api_and_worker):
+    api, worker = api_and_worker
+    alice = api.actor()
+    folder = Path(f"{api.store.db.path}-streams")
+
+    def sockets() -> list[str]:
+        return sorted(n.name for n in folder.iterdir()) if folder.exists() else []
+
+    worker.publish_event(alice, "nobody-reads", None)
+    assert sockets() == []  # nobody has read: no folder, no socket
+
+    async def scenario():
+        reader = api.streams.open(alice.owner, EVENTS, lambda name: True)
+        opened = sockets()
+        api.streams.close(reader)
+        deadline = time.monotonic() + ARRIVES_S
+        while sockets() and time.monotonic() < deadline:  # the listener ends within its recv wait
+            await asyncio.sleep(0.05)
+        return opened, sockets()
+
+    opened, after = asyncio.run(scenario())
+    assert len(opened) == 1 and opened[0].endswith(".sock")
+    assert after == []
+    assert folder.stat().st_mode & 0o777 == 0o700
