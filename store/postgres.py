@@ -57,6 +57,8 @@ DOORBELL_EVERY_S = 0.01  # one NOTIFY per node at most this often, whatever the 
 STREAMS_CHANNEL = "logic_streams"  # references to committed live-stream items (runtime/events/stream_feed.py)
 NOTIFY_PAYLOAD_MAX = 7_900  # bytes of one NOTIFY's payload (PostgreSQL allows under 8,000)
 STREAM_REFS_PENDING_MAX = 10_000  # references waiting for their NOTIFY; past it the oldest go
+STREAMS_LISTENER = "logic-runtime streams-listen"  # how a node with stream readers shows in pg_stat_activity
+LISTENERS_LOOK_S = 1.0  # how often a node sending references looks whether anyone listens
 
 _Error = TypeVar("_Error", bound=StoreError)
 
@@ -385,11 +387,14 @@ class PostgresDatabase:
                 on_ring(int(count) if plausible else None)
 
         # Announcements sent while we were not listening are lost: on (re)connecting, look now.
-        return _listening(self, DOORBELL_CHANNEL, rung, lambda: on_ring(None), stop)
+        return _listening(
+            self, DOORBELL_CHANNEL, rung, lambda: on_ring(None), stop, name=application_name(self.node, "listen")
+        )
 
     def share_stream_item(self, ref: Callable[[], bytes]) -> None:
-        """Queue `ref()` for the next NOTIFY on STREAMS_CHANNEL (debounced: _StreamNotifier)."""
-        self._stream_notifier.add(ref().decode())
+        """Queue `ref()` for the next NOTIFY on STREAMS_CHANNEL (debounced, and only while some
+        node listens: _StreamNotifier)."""
+        self._stream_notifier.add(ref)
 
     def listen_stream_items(self, on_ref: Callable[[bytes], None], stop: threading.Event) -> threading.Thread:
         """A thread calling on_ref with each reference another node NOTIFYs."""
@@ -400,7 +405,8 @@ class PostgresDatabase:
                 for ref in refs.split("\n"):
                     on_ref(ref.encode())
 
-        return _listening(self, STREAMS_CHANNEL, received, lambda: None, stop)
+        name = f"{STREAMS_LISTENER} {self.node}".encode()[:63].decode("utf-8", "ignore")
+        return _listening(self, STREAMS_CHANNEL, received, lambda: None, stop, name=name)
 
     # faults ----------------------------------------------------------------
 
@@ -564,6 +570,10 @@ class _Notifier:
     def _failed(self) -> None:
         log.warning("event=%s_notify_failed", self.role)
 
+    def _wanted(self, conn: psycopg.Connection[Any]) -> bool:
+        """Whether to send what was taken (else it is dropped)."""
+        return True
+
     def _send_loop(self) -> None:
         conn: psycopg.Connection[Any] | None = None
         while not self._closed:
@@ -581,7 +591,7 @@ class _Notifier:
                         connect_timeout=5,
                         application_name=application_name(self.db.node, self.role),
                     )
-                for payload in payloads:
+                for payload in payloads if self._wanted(conn) else ():
                     conn.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
             except psycopg.Error:
                 self._failed()
@@ -623,7 +633,9 @@ class _Doorbell(_Notifier):
 
 
 class _StreamNotifier(_Notifier):
-    """References to live-stream items committed here, each NOTIFY holding as many as fit."""
+    """References to live-stream items committed here, each NOTIFY holding as many as fit,
+    sent only while a node with readers LISTENs (its connection's name in pg_stat_activity,
+    looked at every LISTENERS_LOOK_S): with nobody reading, a reference is not even made."""
 
     channel = STREAMS_CHANNEL
     role = "streams"
@@ -631,13 +643,26 @@ class _StreamNotifier(_Notifier):
     def __init__(self, db: PostgresDatabase):
         super().__init__(db)
         self._refs: deque[str] = deque(maxlen=STREAM_REFS_PENDING_MAX)  # a live view: the oldest go first
+        self._someone = False  # a streams listener was connected at the last look...
+        self._looked_at = float("-inf")  # ... made then (time.monotonic())
 
-    def add(self, ref: str) -> None:
-        if self._closed:
+    def add(self, ref: Callable[[], bytes]) -> None:
+        if self._closed or (not self._someone and time.monotonic() - self._looked_at < LISTENERS_LOOK_S):
             return
         with self._lock:
-            self._refs.append(ref)
+            self._refs.append(ref().decode())
             self._wake()
+
+    def _wanted(self, conn: psycopg.Connection[Any]) -> bool:
+        now = time.monotonic()
+        if now - self._looked_at >= LISTENERS_LOOK_S:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name LIKE %s)",
+                (STREAMS_LISTENER + " %",),  # no LIKE wildcard in the name itself
+            ).fetchone()
+            self._someone, self._looked_at = bool(row and row[0]), now
+        return self._someone
 
     def _take(self) -> list[str]:
         head = self.db.node
@@ -669,11 +694,13 @@ def _listening(
     on_payload: Callable[[str], None],
     on_connect: Callable[[], None],
     stop: threading.Event,
+    *,
+    name: str,
 ) -> threading.Thread:
-    """A thread that LISTENs on `channel` until `stop`, on a connection of its own (made
-    again after a failure), calling on_connect after each (re)connect."""
+    """A thread that LISTENs on `channel` until `stop`, on a connection of its own named
+    `name` (made again after a failure), calling on_connect after each (re)connect."""
     thread = threading.Thread(
-        target=_listen, args=(db, channel, on_payload, on_connect, stop), name=f"listen-{channel}", daemon=True
+        target=_listen, args=(db, channel, on_payload, on_connect, stop, name), name=f"listen-{channel}", daemon=True
     )
     thread.start()
     return thread
@@ -685,6 +712,7 @@ def _listen(
     on_payload: Callable[[str], None],
     on_connect: Callable[[], None],
     stop: threading.Event,
+    name: str,
 ) -> None:
     backoff = 0.1
     while not stop.is_set():
@@ -693,7 +721,7 @@ def _listen(
                 db.url,
                 autocommit=True,
                 connect_timeout=5,
-                application_name=application_name(db.node, "listen"),
+                application_name=name,
                 **_keepalives({}),
             ) as conn:
                 conn.execute(f"LISTEN {channel}")

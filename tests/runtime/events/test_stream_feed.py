@@ -191,3 +191,29 @@ def test_a_process_listens_only_while_it_has_readers(api_and_worker):
     assert len(opened) == 1 and opened[0].endswith(".sock")
     assert after == []
     assert folder.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.postgresql_only  # SQLite's bell has no folder and no socket while nobody reads (above)
+def test_on_postgresql_nobody_notifies_references_while_no_node_reads(api_and_worker, settings):
+    import psycopg
+
+    api, worker = api_and_worker
+    alice = api.actor()
+    url = settings.database_url.get_secret_value()
+    with psycopg.connect(url, autocommit=True, application_name="a spy") as spy:
+        spy.execute("LISTEN logic_streams")
+        for n in range(15):  # 1.5 s: past a sender's look at who listens
+            worker.publish_event(alice, "nobody-reads", str(n))
+            time.sleep(0.1)
+        assert list(spy.notifies(timeout=0.5)) == []
+
+        async def scenario():
+            reader = api.streams.open(alice.owner, EVENTS, lambda name: True)
+            try:
+                await listening(api, worker, alice)  # a reader's node LISTENs: references flow
+            finally:
+                api.streams.close(reader)
+
+        asyncio.run(scenario())
+        heard = [note.payload for note in spy.notifies(timeout=1.0, stop_after=1)]
+    assert heard and heard[0].startswith("worker\n") and '"t": "events"' in heard[0]
