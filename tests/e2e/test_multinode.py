@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -113,6 +114,30 @@ def _env(home, database_url: str, master_key: str, node_id: str) -> dict[str, st
     return env
 
 
+class RunStream(threading.Thread):
+    """Reads a node's SSE run stream until `want` run records (or it ends): their ids."""
+
+    def __init__(self, node: Node, token: str, path: str, *, want: int):
+        super().__init__(daemon=True)
+        self.node, self.token, self.path, self.want = node, token, path, want
+        self.run_ids: list[str] = []
+        self.opened = threading.Event()
+
+    def run(self) -> None:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        with (
+            httpx.Client(base_url=self.node.url, headers=headers, timeout=httpx.Timeout(10, read=60)) as http,
+            http.stream("GET", self.path) as response,
+        ):
+            for line in response.iter_lines():
+                if line == ":ok":
+                    self.opened.set()
+                elif line.startswith("data: "):
+                    self.run_ids.append(json.loads(line.removeprefix("data: "))["id"])
+                    if len(self.run_ids) >= self.want:
+                        return
+
+
 def _stamp(at: datetime) -> str:
     """A time as the store writes it (ISO text compares as time)."""
     return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -183,6 +208,11 @@ def test_three_nodes_on_one_postgresql_survive_kills_a_restart_and_a_partition(c
         tick_grace_s=5.0,
     )
 
+    # A reader of A's live stream of `work` runs: A delivers nothing, so every run it shows
+    # was committed by B or C (stream_feed.py: references NOTIFYed, read back by A).
+    streamed = RunStream(a, token, f"/v1/logic/functions/{fns['work']}/runs/stream", want=40)
+    streamed.start()
+    assert streamed.opened.wait(30)
     load = Load([a, c], token, "mn-load", rate=RATE)
     slow_events: dict[str, str] = {}  # published by the test itself, for the partition
 
@@ -198,6 +228,12 @@ def test_three_nodes_on_one_postgresql_survive_kills_a_restart_and_a_partition(c
 
     load.start()
     try:
+        streamed.join(timeout=60)
+        assert len(streamed.run_ids) >= 40, f"A's run stream carried {len(streamed.run_ids)} runs"
+        quoted = ",".join(f"'{r}'" for r in streamed.run_ids)
+        by = {row[0] for row in db.rows(f"SELECT DISTINCT claimed_by FROM deliveries WHERE run_id IN ({quoted})")}
+        assert by <= {b.node_id, c.node_id} and by, by  # committed elsewhere; both may not have had a turn
+
         # 1. kill -9 of the worker node B while it holds deliveries; restart it.
         wait_until("B to hold running deliveries", lambda: running_on(b), timeout=60, interval=0.02)
         b.kill9()
