@@ -77,14 +77,16 @@ class Backend(Protocol):
         or None where none can be had."""
         ...
 
-    def share_stream_item(self, ref: Callable[[], bytes]) -> None:
-        """Hand `ref()` (an item's reference, built only when someone may read it) to the other
-        processes or nodes with live stream readers (runtime/events/stream_feed.py)."""
+    def share_stream_item(self, ref: Callable[[], str]) -> None:
+        """Hand `ref()` (an item's reference, one line, made only when someone may read it) to
+        the other processes or nodes with live stream readers (runtime/events/stream_feed.py),
+        in numbered messages: `<sender> <number>` then one reference per line."""
         ...
 
-    def listen_stream_items(self, on_ref: Callable[[bytes], None], stop: Any) -> Any:
-        """A thread calling on_ref with each reference another process or node shares, until
-        `stop` is set; None where none can be had."""
+    def listen_stream_items(self, on_message: Callable[[bytes], None], on_lost: Callable[[], None], stop: Any) -> Any:
+        """A thread calling on_message with each such message of another process or node (and
+        on_lost when messages may have been lost unnumbered: a reconnect), until `stop` is set;
+        None where none can be had."""
         ...
 
     def fault(self) -> str | None: ...

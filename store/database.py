@@ -37,7 +37,7 @@ import sqlite_utils
 from .backend import Dialect
 from .errors import DiskFull, NotInitialized, StoreBusy, StoreError
 from .migrations import upgrade
-from .process_doorbell import ProcessDoorbell
+from .process_doorbell import BatchedBell, ProcessDoorbell
 
 # An I/O error while the disk holding the database has less than this free is a full
 # disk (SQLite reports ENOSPC on its shared-memory file as SQLITE_IOERR_SHMSIZE, and
@@ -70,6 +70,7 @@ class Database:
         self._holder_waits = False  # the thread holding _write_lock waits in BEGIN IMMEDIATE
         self._doorbell = ProcessDoorbell(Path(f"{self.path}-doorbell"))
         self._stream_bell = ProcessDoorbell(Path(f"{self.path}-streams"))
+        self._stream_sender = BatchedBell(self._stream_bell)
         if create and not self.path.exists():
             # Only ciphertext inside, but names and audit are nobody else's business.
             with space_on_disk(self.path.parent):
@@ -128,6 +129,7 @@ class Database:
 
     def close(self) -> None:
         self._doorbell.close()
+        self._stream_sender.close()
         self._stream_bell.close()
         with self._lock:
             for _thread, conn in self._all.values():
@@ -241,15 +243,18 @@ class Database:
         process_doorbell.py); None, and the poll alone, if its socket cannot be made."""
         return self._doorbell.listen(lambda _message: on_ring(0), stop)  # how many is for the claim to find
 
-    def share_stream_item(self, ref: Callable[[], bytes]) -> None:
-        """Send the reference `ref()` (built only if someone listens) to the other processes
-        on this file with live stream readers (runtime/events/stream_feed.py)."""
+    def share_stream_item(self, ref: Callable[[], str]) -> None:
+        """Send the reference `ref()` (made only if someone listens) to the other processes on
+        this file with live stream readers, batched (process_doorbell.BatchedBell)."""
         if self._stream_bell.anyone_listening():
-            self._stream_bell.ring(ref())
+            self._stream_sender.send(ref())
 
-    def listen_stream_items(self, on_ref: Callable[[bytes], None], stop: threading.Event) -> threading.Thread | None:
-        """A thread calling on_ref with each reference another process shares, until `stop`."""
-        return self._stream_bell.listen(on_ref, stop)
+    def listen_stream_items(
+        self, on_message: Callable[[bytes], None], on_lost: Callable[[], None], stop: threading.Event
+    ) -> threading.Thread | None:
+        """A thread calling on_message with each message of references another process sends,
+        until `stop` (a lost one shows as a gap in their numbers: on_lost is never called here)."""
+        return self._stream_bell.listen(on_message, stop)
 
     @property
     def where(self) -> str:

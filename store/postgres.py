@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import secrets
 import threading
 import time
 from collections import deque
@@ -35,6 +36,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .backend import ConstraintViolation, Dialect
 from .errors import DiskFull, InvalidInput, NotInitialized, StoreBusy, StoreError, StoreUnreachable
+from .process_doorbell import pack
 
 log = logging.getLogger("logic.store")
 
@@ -391,22 +393,31 @@ class PostgresDatabase:
             self, DOORBELL_CHANNEL, rung, lambda: on_ring(None), stop, name=application_name(self.node, "listen")
         )
 
-    def share_stream_item(self, ref: Callable[[], bytes]) -> None:
+    def share_stream_item(self, ref: Callable[[], str]) -> None:
         """Queue `ref()` for the next NOTIFY on STREAMS_CHANNEL (debounced, and only while some
         node listens: _StreamNotifier)."""
         self._stream_notifier.add(ref)
 
-    def listen_stream_items(self, on_ref: Callable[[bytes], None], stop: threading.Event) -> threading.Thread:
-        """A thread calling on_ref with each reference another node NOTIFYs."""
+    def listen_stream_items(
+        self, on_message: Callable[[bytes], None], on_lost: Callable[[], None], stop: threading.Event
+    ) -> threading.Thread:
+        """A thread calling on_message with each message of references another node NOTIFYs,
+        and on_lost after a reconnect (what was sent meanwhile is gone)."""
+        connects = 0
 
         def received(payload: str) -> None:
-            node, _, refs = payload.partition("\n")
-            if node != self.node:
-                for ref in refs.split("\n"):
-                    on_ref(ref.encode())
+            sender = payload.partition("\n")[0].rpartition(" ")[0]
+            if sender != self._stream_notifier.sender:
+                on_message(payload.encode())
+
+        def connected() -> None:
+            nonlocal connects
+            connects += 1
+            if connects > 1:
+                on_lost()
 
         name = f"{STREAMS_LISTENER} {self.node}".encode()[:63].decode("utf-8", "ignore")
-        return _listening(self, STREAMS_CHANNEL, received, lambda: None, stop, name=name)
+        return _listening(self, STREAMS_CHANNEL, received, connected, stop, name=name)
 
     # faults ----------------------------------------------------------------
 
@@ -642,15 +653,21 @@ class _StreamNotifier(_Notifier):
 
     def __init__(self, db: PostgresDatabase):
         super().__init__(db)
-        self._refs: deque[str] = deque(maxlen=STREAM_REFS_PENDING_MAX)  # a live view: the oldest go first
+        self._refs: deque[str] = deque()
+        self.sender = f"{db.node}/{secrets.token_hex(4)}"  # this process, in its messages' headers
+        self._number = 0  # of the last message
+        self._lost = False  # references dropped since the last message (numbers show it)
         self._someone = False  # a streams listener was connected at the last look...
         self._looked_at = float("-inf")  # ... made then (time.monotonic())
 
-    def add(self, ref: Callable[[], bytes]) -> None:
+    def add(self, ref: Callable[[], str]) -> None:
         if self._closed or (not self._someone and time.monotonic() - self._looked_at < LISTENERS_LOOK_S):
             return
         with self._lock:
-            self._refs.append(ref().decode())
+            if len(self._refs) >= STREAM_REFS_PENDING_MAX:  # a live view: the oldest go first
+                self._refs.popleft()
+                self._lost = True
+            self._refs.append(ref())
             self._wake()
 
     def _wanted(self, conn: psycopg.Connection[Any]) -> bool:
@@ -665,20 +682,14 @@ class _StreamNotifier(_Notifier):
         return self._someone
 
     def _take(self) -> list[str]:
-        head = self.db.node
-        payloads: list[str] = []
-        part, size = [head], len(head.encode())
-        while self._refs:
-            ref = self._refs.popleft()
-            length = 1 + len(ref.encode())
-            if size + length > NOTIFY_PAYLOAD_MAX and len(part) > 1:
-                payloads.append("\n".join(part))
-                part, size = [head], len(head.encode())
-            if size + length <= NOTIFY_PAYLOAD_MAX:  # a reference too long for any NOTIFY is dropped
-                part.append(ref)
-                size += length
-        if len(part) > 1:
-            payloads.append("\n".join(part))
+        refs, self._refs = list(self._refs), deque()
+        if self._lost:
+            self._number += 1  # a number nobody gets: the listeners see the gap
+            self._lost = False
+        payloads = []
+        for group in pack(refs, NOTIFY_PAYLOAD_MAX):
+            self._number += 1
+            payloads.append("\n".join([f"{self.sender} {self._number}", *group]))
         return payloads
 
 

@@ -13,9 +13,12 @@ database; a socket left by a killed process refuses the send and is removed.
 Socket paths are limited to 108 bytes, so both sides reach the folder through a
 descriptor of it (/proc/self/fd/N/name): any home directory works.
 
-The same bell in `<database>-streams/` carries a message: a process with live stream
-readers listens there, and every process sends it a reference to each item it commits
-for the streams (runtime/events/stream_feed.py).
+The same bell in `<database>-streams/` carries messages (`BatchedBell`): a process with
+live stream readers listens there, and every other process sends it references to the
+items it commits for the streams (runtime/events/stream_feed.py), batched by a thread of
+its own and numbered. A listener's queue holds only `net.unix.max_dgram_qlen` datagrams
+(10 by default), so the sender waits for room up to SEND_WAIT_S, and a message it still
+could not send leaves a gap in the numbers, which the listener sees.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +39,9 @@ log = logging.getLogger("logic.store")
 LISTING_KEPT_S = 1.0  # a new listener is sent to within this long (its first look finds the rest)
 RECV_WAIT_S = 1.0  # how long a listener's recv blocks before it looks at its stop event
 MESSAGE_MAX = 4096  # bytes of a message a listener reads (a longer one arrives cut)
+BATCH_EVERY_S = 0.005  # a BatchedBell sends at most this often (what came meanwhile goes together)
+SEND_WAIT_S = 0.25  # how long it waits for room in a listener's queue before that message is lost
+PENDING_MAX = 10_000  # lines waiting for a BatchedBell's thread; past it the oldest are lost
 
 
 class ProcessDoorbell:
@@ -49,11 +56,19 @@ class ProcessDoorbell:
 
     # sending -----------------------------------------------------------------
 
-    def ring(self, message: bytes = b"1") -> None:
-        """Send `message` to every other listening process (the doorbell's: new deliveries)."""
+    def ring(self, message: bytes = b"1", *, wait_s: float = 0.0) -> None:
+        """Send `message` to every other listening process (the doorbell's: new deliveries);
+        with `wait_s`, waiting that long for room in a full queue (else it is skipped)."""
         with self._lock:
-            for name in self._listening():
-                self._send(name, message)
+            names = list(self._listening())
+        for name in names:
+            deadline = time.monotonic() + wait_s
+            while True:
+                with self._lock:
+                    sent = self._send(name, message)
+                if sent or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.001)  # the listener drains its queue meanwhile
 
     def anyone_listening(self) -> bool:
         """Whether another process listens (as last listed: within LISTING_KEPT_S)."""
@@ -71,7 +86,9 @@ class ProcessDoorbell:
             self._listeners = [n for n in names if n.endswith(".sock") and n not in self._own]
         return self._listeners
 
-    def _send(self, name: str, message: bytes) -> None:
+    def _send(self, name: str, message: bytes) -> bool:
+        """False if `name`'s queue was full (try again if you like), else True (sent, or the
+        listener is gone)."""
         try:
             if self._sender is None:
                 self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -80,13 +97,14 @@ class ProcessDoorbell:
                 self._dir_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             self._sender.sendto(message, f"/proc/self/fd/{self._dir_fd}/{name}")
         except OSError as exc:
-            if exc.errno == errno.EAGAIN:  # its queue is full: it has rings enough to look
-                return
+            if exc.errno == errno.EAGAIN:  # its queue is full (for a ring: it has rings enough to look)
+                return False
             self._listeners = [n for n in self._listeners if n != name]
             if exc.errno == errno.ECONNREFUSED:  # left by a process that died
                 _unlink_quietly(self.folder / name)
             elif exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF):
                 self._close_dir()  # the folder was removed (or made again): open it anew
+        return True
 
     def _close_dir(self) -> None:
         if self._dir_fd is not None:
@@ -147,6 +165,74 @@ class ProcessDoorbell:
                 self._sender.close()
                 self._sender = None
             self._close_dir()
+
+
+class BatchedBell:
+    """Lines for every other listening process, sent in numbered messages by a thread of its
+    own: `<sender> <number>\n<line>\n<line>...` (see the module docstring). A number left out
+    says that a message was lost on the way to that listener, or lines before it here."""
+
+    def __init__(self, bell: ProcessDoorbell):
+        self.bell = bell
+        self.sender = f"{os.getpid()}-{secrets.token_hex(4)}"
+        self._lines: deque[str] = deque()
+        self._lost = False  # lines dropped here since the last message
+        self._number = 0
+        self._lock = threading.Lock()
+        self._rung = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def send(self, line: str) -> None:
+        """From any thread; never waits on a listener."""
+        with self._lock:
+            if self._closed:
+                return
+            if len(self._lines) >= PENDING_MAX:
+                self._lines.popleft()
+                self._lost = True
+            self._lines.append(line)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._send_loop, name="streams-send", daemon=True)
+                self._thread.start()
+        self._rung.set()
+
+    def _send_loop(self) -> None:
+        while not self._closed:
+            self._rung.wait()
+            self._rung.clear()
+            with self._lock:
+                lines, self._lines = list(self._lines), deque()
+                lost, self._lost = self._lost, False
+            if lost:
+                self._number += 1  # a number nobody gets: the listeners see the gap
+            for group in pack(lines, MESSAGE_MAX):
+                self._number += 1
+                message = "\n".join([f"{self.sender} {self._number}", *group])
+                self.bell.ring(message.encode(), wait_s=SEND_WAIT_S)
+            time.sleep(BATCH_EVERY_S)
+
+    def close(self) -> None:
+        self._closed = True
+        self._rung.set()
+
+
+def pack(lines: list[str], limit: int, header_max: int = 128) -> list[list[str]]:
+    """`lines` in groups that fit a message of `limit` bytes with a header of up to
+    `header_max` before them, one per line (a line too long for any message is left out)."""
+    groups: list[list[str]] = []
+    room = limit - header_max
+    size = room  # no group open yet
+    for line in lines:
+        length = 1 + len(line.encode())
+        if length > room:
+            continue
+        if size + length > room:
+            groups.append([])
+            size = 0
+        groups[-1].append(line)
+        size += length
+    return groups
 
 
 def _unlink_quietly(path: Path) -> None:

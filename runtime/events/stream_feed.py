@@ -16,11 +16,17 @@ owner's item, or makes one up: at most an item that owner already has is offered
 to that owner's readers). What is read is what local readers get: the event, the run
 record as stored (redacted), the log as stored (masked).
 
-Costs: on SQLite nothing while no other process has readers (the bell's listing is
-kept for a second); a process with readers reads an item only when one of its readers
-wants it. Limits: a reader opened less than about a second ago may miss what other
-processes commit (their listing of the bell; on PostgreSQL, LISTEN starting), and
-items from several processes arrive in the order they arrive.
+References travel in numbered messages, batched by each sender's thread. A message that
+was lost (a listener's queue full past the sender's wait, references dropped at a
+sender with 10,000 waiting, a LISTEN connection made again) would make a reader miss
+items without knowing: instead every reader here is ended, as one that falls behind is,
+and reconnects from "now" (the number left out, or the reconnect, says so).
+
+Costs: nothing while no other process has readers (SQLite: the bell's listing, kept for a
+second; PostgreSQL: a look at who LISTENs, once a second); a process with readers reads an
+item only when one of its readers wants it. Limits: a reader opened less than about a
+second ago may miss what other processes commit (their listing or look), and items from
+several processes arrive in the order they arrive.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from store.store import Store
 
 log = logging.getLogger("logic.streams")
 
+SENDERS_KEPT = 1_000  # the senders whose last message number is kept
+
 
 class StreamFeed:
     """Shares this process's stream items with other processes, and feeds this process's
@@ -47,18 +55,24 @@ class StreamFeed:
         self.streams = streams
         self._lock = threading.Lock()
         self._stop: threading.Event | None = None  # None: not listening
+        self._numbers: dict[str, int] = {}  # per sender: its last message's number
 
     def share(self, owner: str, item: Item) -> None:
         """After the commit of `item` (from any thread)."""
         self.store.db.share_stream_item(lambda: _reference(owner, item))
+
+    def _lost(self) -> None:
+        log.warning("event=stream_items_lost (every live stream here ends; readers reconnect)")
+        self.streams.end_all()
 
     def update(self) -> None:
         """Listen while this process has readers, and only then."""
         with self._lock:
             reading = self.streams.reading()
             if reading and self._stop is None:
+                self._numbers.clear()  # a new listener: what came before it is not its gap
                 stop = threading.Event()
-                if self.store.db.listen_stream_items(self._received, stop) is not None:
+                if self.store.db.listen_stream_items(self._received, self._lost, stop) is not None:
                     self._stop = stop
             elif not reading and self._stop is not None:
                 self._stop.set()
@@ -71,8 +85,23 @@ class StreamFeed:
                 self._stop = None
 
     def _received(self, message: bytes) -> None:
+        header, *lines = message.split(b"\n")
+        sender, _, number_text = header.decode("utf-8", "replace").rpartition(" ")
+        if not sender or not number_text.isascii() or not number_text.isdigit() or len(number_text) > 18:
+            return  # not one of ours
+        number = int(number_text)
+        last = self._numbers.get(sender)
+        if last is not None and number != last + 1:
+            self._lost()
+        if len(self._numbers) >= SENDERS_KEPT and sender not in self._numbers:
+            self._numbers.clear()  # processes come and go: forget the old ones (a gap may go unseen once)
+        self._numbers[sender] = number
+        for line in lines:
+            self._offer(line)
+
+    def _offer(self, line: bytes) -> None:
         try:
-            ref = json.loads(message)
+            ref = json.loads(line)
             topic, owner, key, ident = ref["t"], ref["o"], ref["k"], ref["i"]
         except (ValueError, TypeError, KeyError, RecursionError):
             return  # not one of ours
@@ -104,5 +133,5 @@ class StreamFeed:
         return None
 
 
-def _reference(owner: str, item: Item) -> bytes:
-    return json.dumps({"t": item.topic, "o": owner, "k": item.key, "i": item.body["id"]}).encode()
+def _reference(owner: str, item: Item) -> str:
+    return json.dumps({"t": item.topic, "o": owner, "k": item.key, "i": item.body["id"]})

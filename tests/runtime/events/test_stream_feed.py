@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -142,7 +143,7 @@ def test_forged_references_offer_nothing_new(api_and_worker):
         bobs = worker.publish_event(bob, "secret-plans", "bob's")
         folder = Path(f"{api.store.db.path}-streams")
         (name,) = [n for n in folder.iterdir() if n.suffix == ".sock"]
-        forged = [
+        refs = [
             b"",
             b"\xff" * 100,
             b"[1, 2]",
@@ -150,8 +151,10 @@ def test_forged_references_offer_nothing_new(api_and_worker):
             json.dumps({"t": EVENTS, "o": alice.owner, "k": "x", "i": "no-such-event"}).encode(),
             json.dumps({"t": RUNS, "o": alice.owner, "k": "x", "i": 7}).encode(),
             json.dumps({"t": WEBHOOK_LOGS, "o": alice.owner, "k": "x", "i": True}).encode(),
-            b"{" * 4000,
+            b"{" * 3000,
         ]
+        # Without a header, with a bad one, and as a sender's numbered message.
+        forged = [*refs, b"mallory x\n" + refs[3], b"mallory 1\n" + b"\n".join(refs)]
         folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)  # a socket path is at most 108 bytes
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
@@ -216,4 +219,121 @@ def test_on_postgresql_nobody_notifies_references_while_no_node_reads(api_and_wo
 
         asyncio.run(scenario())
         heard = [note.payload for note in spy.notifies(timeout=1.0, stop_after=1)]
-    assert heard and heard[0].startswith("worker\n") and '"t": "events"' in heard[0]
+    assert heard and heard[0].startswith("worker/") and '"t": "events"' in heard[0]
+
+
+def bell_socket_path(api) -> tuple[Path, str]:
+    folder = Path(f"{api.store.db.path}-streams")
+    (name,) = [n.name for n in folder.iterdir() if n.suffix == ".sock"]
+    return folder, name
+
+
+def send_to(folder: Path, name: str, *messages: bytes) -> None:
+    folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)  # a socket path is at most 108 bytes
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            for message in messages:
+                s.sendto(message, f"/proc/self/fd/{folder_fd}/{name}")
+    finally:
+        os.close(folder_fd)
+
+
+@pytest.mark.sqlite_only  # PostgreSQL's way to lose messages is a reconnect (below)
+def test_a_lost_message_ends_every_reader_instead_of_hiding_a_gap(api_and_worker):
+    api, _worker = api_and_worker
+    alice = api.actor()
+
+    async def scenario():
+        reader = api.streams.open(alice.owner, EVENTS, lambda name: True)
+        folder, name = bell_socket_path(api)
+        send_to(folder, name, b"sender-1 1\n", b"sender-1 2\n")  # in order: nothing happens
+        assert await reader.next(timeout=0.3) == []
+        send_to(folder, name, b"sender-1 4\n")  # number 3 never came
+        deadline = time.monotonic() + ARRIVES_S
+        while time.monotonic() < deadline:
+            got = await reader.next(timeout=0.2)
+            if got is None:
+                return True
+        return False
+
+    assert asyncio.run(scenario()), "the reader went on as if nothing was lost"
+
+
+@pytest.mark.sqlite_only
+def test_a_sender_waits_for_room_in_a_listeners_small_queue(tmp_path):
+    """A listener's queue holds ~10 datagrams (net.unix.max_dgram_qlen): 50 messages sent
+    faster than it reads all arrive, numbered one after the other."""
+    bell = process_doorbell.ProcessDoorbell(tmp_path / "db-streams")
+    sender = process_doorbell.BatchedBell(bell)
+    received: list[bytes] = []
+    stop = threading.Event()
+    other = process_doorbell.ProcessDoorbell(tmp_path / "db-streams")  # another process, as far as names go
+    started = threading.Event()
+
+    def slow(message: bytes) -> None:
+        started.wait(10)  # reads nothing until every message is on its way
+        received.append(message)
+
+    assert other.listen(slow, stop) is not None
+    try:
+        lines = [f"{n:04d}" + "x" * 900 for n in range(200)]  # about four to a message
+        for line in lines:
+            sender.send(line)
+        time.sleep(0.1)  # the sender fills the queue and waits for room
+        started.set()
+        deadline = time.monotonic() + ARRIVES_S
+        while sum(len(m.split(b"\n")) - 1 for m in received) < len(lines) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        sender.close()
+        bell.close()
+        other.close()
+    numbers = [int(m.split(b"\n")[0].rpartition(b" ")[2]) for m in received]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) > 10
+    assert [line.decode() for m in received for line in m.split(b"\n")[1:]] == lines
+
+
+@pytest.mark.postgresql_only  # SQLite's listener has no connection to lose
+def test_a_listen_connection_made_again_ends_every_reader(api_and_worker, settings):
+    import psycopg
+
+    api, worker = api_and_worker
+    alice = api.actor()
+
+    async def scenario():
+        reader = api.streams.open(alice.owner, EVENTS, lambda name: True)
+        await listening(api, worker, alice)
+        with psycopg.connect(settings.database_url.get_secret_value(), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'logic-runtime streams-listen api%'"
+            )
+        deadline = time.monotonic() + ARRIVES_S
+        while time.monotonic() < deadline:
+            if await reader.next(timeout=0.2) is None:
+                return True
+        return False
+
+    assert asyncio.run(scenario()), "the reader went on as if nothing was lost"
+
+
+@pytest.mark.sqlite_only  # the old listener's socket lingers until its recv wait ends
+def test_a_reader_opened_after_the_last_one_closed_is_not_ended_for_what_it_never_had(api_and_worker):
+    api, worker = api_and_worker
+    alice = api.actor()
+
+    async def scenario():
+        first = api.streams.open(alice.owner, EVENTS, lambda name: True)
+        await listening(api, worker, alice)
+        api.streams.close(first)  # its listener stops; its socket goes within a second
+        worker.publish_event(alice, "between", None)  # sent to the stopped listener: lost to everyone
+        folder = Path(f"{api.store.db.path}-streams")
+        deadline = time.monotonic() + ARRIVES_S
+        while any(folder.iterdir()) and time.monotonic() < deadline:  # it got "between", and quit
+            await asyncio.sleep(0.02)
+        second = api.streams.open(alice.owner, EVENTS, lambda name: name == "after")
+        worker.publish_event(alice, "after", None)
+        return await until(second, bool)
+
+    assert [i.body["name"] for i in asyncio.run(scenario())] == ["after"]
