@@ -58,6 +58,15 @@ async def until(reader, want, timeout_s: float = ARRIVES_S) -> list:
     return items
 
 
+async def ended(reader) -> bool:
+    """Whether the reader's stream ends (within the bound), as one dropped for falling behind."""
+    deadline = time.monotonic() + ARRIVES_S
+    while time.monotonic() < deadline:
+        if await reader.next(timeout=0.2) is None:
+            return True
+    return False
+
+
 async def listening(api, worker, owner) -> None:
     """Until the API's feed hears the worker (PostgreSQL's LISTEN starts in a thread)."""
     probe = api.streams.open(owner.owner, EVENTS, lambda name: name == "probe")
@@ -249,12 +258,7 @@ def test_a_lost_message_ends_every_reader_instead_of_hiding_a_gap(api_and_worker
         send_to(folder, name, b"sender-1 1\n", b"sender-1 2\n")  # in order: nothing happens
         assert await reader.next(timeout=0.3) == []
         send_to(folder, name, b"sender-1 4\n")  # number 3 never came
-        deadline = time.monotonic() + ARRIVES_S
-        while time.monotonic() < deadline:
-            got = await reader.next(timeout=0.2)
-            if got is None:
-                return True
-        return False
+        return await ended(reader)
 
     assert asyncio.run(scenario()), "the reader went on as if nothing was lost"
 
@@ -309,11 +313,7 @@ def test_a_listen_connection_made_again_ends_every_reader(api_and_worker, settin
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE application_name LIKE 'logic-runtime streams-listen api%'"
             )
-        deadline = time.monotonic() + ARRIVES_S
-        while time.monotonic() < deadline:
-            if await reader.next(timeout=0.2) is None:
-                return True
-        return False
+        return await ended(reader)
 
     assert asyncio.run(scenario()), "the reader went on as if nothing was lost"
 
