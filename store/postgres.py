@@ -742,7 +742,10 @@ def _listen(
                     for note in conn.notifies(timeout=1.0):
                         if stop.is_set():  # a listener that stopped delivers nothing more
                             return
-                        on_payload(note.payload)
+                        try:
+                            on_payload(note.payload)  # anyone who may connect may NOTIFY
+                        except Exception:  # a payload must never end the listener
+                            log.exception("event=listen_payload_failed channel=%s", channel)
         except psycopg.Error:
             if stop.wait(backoff):
                 return

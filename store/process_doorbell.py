@@ -50,6 +50,7 @@ class ProcessDoorbell:
         self._lock = threading.Lock()
         self._listed_at = float("-inf")
         self._listeners: list[str] = []
+        self._lagging: set[str] = set()  # listeners that did not make room in time: not waited for again
         self._own: set[str] = set()  # this process's sockets: its in-process doorbell rings them
         self._sender: socket.socket | None = None
         self._dir_fd: int | None = None
@@ -60,15 +61,22 @@ class ProcessDoorbell:
         """Send `message` to every other listening process (the doorbell's: new deliveries);
         with `wait_s`, waiting that long for room in a full queue (else it is skipped)."""
         with self._lock:
-            names = list(self._listening())
-        for name in names:
-            deadline = time.monotonic() + wait_s
-            while True:
-                with self._lock:
-                    sent = self._send(name, message)
-                if sent or time.monotonic() >= deadline:
-                    break
-                time.sleep(0.001)  # the listener drains its queue meanwhile
+            pending = list(self._listening())
+        # Full queues are tried again together until one deadline. A listener that let its
+        # queue stay full for all of it has lost a message (and ends its streams): waiting
+        # on it again would hold up everyone else's messages.
+        deadline = time.monotonic() + wait_s
+        while pending:
+            with self._lock:
+                pending = [name for name in pending if not self._send(name, message)]
+                waited = [name for name in pending if name not in self._lagging]
+            if not waited or time.monotonic() >= deadline:
+                if wait_s:
+                    with self._lock:
+                        self._lagging.update(pending)
+                return
+            pending = waited
+            time.sleep(0.001)  # the listeners drain their queues meanwhile
 
     def anyone_listening(self) -> bool:
         """Whether another process listens (as last listed: within LISTING_KEPT_S)."""
@@ -84,6 +92,7 @@ class ProcessDoorbell:
             except OSError:  # nobody has listened yet (no folder)
                 names = []
             self._listeners = [n for n in names if n.endswith(".sock") and n not in self._own]
+            self._lagging &= set(self._listeners)  # the gone ones are forgotten
         return self._listeners
 
     def _send(self, name: str, message: bytes) -> bool:
@@ -152,7 +161,10 @@ class ProcessDoorbell:
                     return
                 if stop.is_set():  # a listener that stopped delivers nothing more
                     return
-                on_message(message)  # anyone who may write the folder may send: trust nothing in it
+                try:
+                    on_message(message)  # anyone who may write the folder may send: trust nothing in it
+                except Exception:  # a message must never end the listener
+                    log.exception("event=bell_message_failed folder=%s", self.folder)
         finally:
             sock.close()
             _unlink_quietly(self.folder / name)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from typing import Any
 
@@ -105,7 +106,7 @@ class StreamFeed:
             topic, owner, key, ident = ref["t"], ref["o"], ref["k"], ref["i"]
         except (ValueError, TypeError, KeyError, RecursionError):
             return  # not one of ours
-        if not all(isinstance(v, str) for v in (topic, owner, key)) or not isinstance(ident, str | int):
+        if not all(isinstance(v, str) for v in (topic, owner, key)) or not _plausible(topic, ident):
             return
         if not self.streams.wanted(owner, topic, key):
             return
@@ -114,23 +115,38 @@ class StreamFeed:
         except LogicError as exc:  # gone meanwhile (pruned, deleted), or the store is busy: a live view skips it
             log.debug("event=stream_item_skipped topic=%s error=%s", topic, exc.message)
             return
+        except Exception:  # whatever a reference makes the store do, the listener goes on
+            log.exception("event=stream_item_unreadable topic=%s", topic)
+            return
         if found is not None and found[0] == owner and found[1].key == key:
             self.streams.offer(owner, found[1])
 
     def _read(self, topic: str, ident: Any) -> tuple[str, Item] | None:
         """(owner, item) as the committing process made it."""
         store = self.store
-        if topic == EVENTS and isinstance(ident, str):
+        if topic == EVENTS:
             event = store.events.event(ident)
             return event["owner"], stream_item(event, event["data"], event["source"])
-        if topic == RUNS and isinstance(ident, str):
+        if topic == RUNS:
             record = store.functions.run(ident)
             fn = store.functions.get_by_id(record["function_id"])
             return fn.owner, Item(RUNS, fn.id, record)
-        if topic == WEBHOOK_LOGS and isinstance(ident, int) and not isinstance(ident, bool):
+        if topic == WEBHOOK_LOGS:
             integration_id, body = store.integrations.log(ident)
             return store.integrations.get_by_id(integration_id).owner, Item(WEBHOOK_LOGS, integration_id, body)
         return None
+
+
+_HEX_ID = re.compile(r"[0-9a-f]{32}")  # event and run ids (uuid4().hex)
+
+
+def _plausible(topic: str, ident: Any) -> bool:
+    """Whether `ident` can be an id of `topic`'s items: anything else is never read."""
+    if topic in (EVENTS, RUNS):
+        return isinstance(ident, str) and _HEX_ID.fullmatch(ident) is not None
+    if topic == WEBHOOK_LOGS:  # an integer key (bool is an int too)
+        return type(ident) is int and 0 < ident < 2**63
+    return False
 
 
 def _reference(owner: str, item: Item) -> str:
