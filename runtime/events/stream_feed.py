@@ -39,7 +39,7 @@ from typing import Any
 
 from runtime.events.bus import stream_item
 from runtime.events.streams import EVENTS, RUNS, WEBHOOK_LOGS, Item, Streams
-from store.errors import LogicError
+from store.errors import LogicError, StoreError
 from store.store import Store
 
 log = logging.getLogger("logic.streams")
@@ -112,7 +112,11 @@ class StreamFeed:
             return
         try:
             found = self._read(topic, ident)
-        except LogicError as exc:  # gone meanwhile (pruned, deleted), or the store is busy: a live view skips it
+        except StoreError as exc:  # busy or unreachable: the item cannot be read, so it is lost
+            log.warning("event=stream_item_unread topic=%s error=%s", topic, exc.message)
+            self._lost()
+            return
+        except LogicError as exc:  # gone meanwhile (pruned, deleted): nothing to show
             log.debug("event=stream_item_skipped topic=%s error=%s", topic, exc.message)
             return
         except Exception:  # whatever a reference makes the store do, the listener goes on

@@ -337,3 +337,33 @@ def test_a_reader_opened_after_the_last_one_closed_is_not_ended_for_what_it_neve
         return await until(second, bool)
 
     assert [i.body["name"] for i in asyncio.run(scenario())] == ["after"]
+
+
+def test_an_item_the_store_cannot_read_now_ends_the_readers_and_a_deleted_one_is_skipped(api_and_worker, monkeypatch):
+    from store.errors import NotFound, StoreBusy
+
+    api, worker = api_and_worker
+    alice = api.actor()
+    read = api.store.events.event
+
+    def flaky(event_id: str):
+        name = read(event_id)["name"]
+        if name == "gone":
+            raise NotFound("event gone")
+        if name == "busy":
+            raise StoreBusy("the database is busy")
+        return read(event_id)
+
+    async def scenario():
+        reader = api.streams.open(alice.owner, EVENTS, lambda name: name != "probe")
+        await listening(api, worker, alice)
+        monkeypatch.setattr(api.store.events, "event", flaky)
+        worker.publish_event(alice, "gone", None)
+        worker.publish_event(alice, "kept", None)
+        kept = await until(reader, bool)
+        worker.publish_event(alice, "busy", None)
+        return kept, await ended(reader)
+
+    kept, was_ended = asyncio.run(scenario())
+    assert [i.body["name"] for i in kept] == ["kept"]  # the deleted one skipped, the stream goes on
+    assert was_ended, "an item lost to a busy store was skipped without a word"
