@@ -710,43 +710,34 @@ def _listening(
 ) -> threading.Thread:
     """A thread that LISTENs on `channel` until `stop`, on a connection of its own named
     `name` (made again after a failure), calling on_connect after each (re)connect."""
-    thread = threading.Thread(
-        target=_listen, args=(db, channel, on_payload, on_connect, stop, name), name=f"listen-{channel}", daemon=True
-    )
+
+    def listen() -> None:
+        backoff = 0.1
+        while not stop.is_set():
+            try:
+                with psycopg.connect(
+                    db.url,
+                    autocommit=True,
+                    connect_timeout=5,
+                    application_name=name,
+                    **_keepalives({}),
+                ) as conn:
+                    conn.execute(f"LISTEN {channel}")
+                    backoff = 0.1
+                    on_connect()
+                    while not stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            if stop.is_set():  # a listener that stopped delivers nothing more
+                                return
+                            try:
+                                on_payload(note.payload)  # anyone who may connect may NOTIFY
+                            except Exception:  # a payload must never end the listener
+                                log.exception("event=listen_payload_failed channel=%s", channel)
+            except psycopg.Error:
+                if stop.wait(backoff):
+                    return
+                backoff = min(backoff * 2, 5.0)
+
+    thread = threading.Thread(target=listen, name=f"listen-{channel}", daemon=True)
     thread.start()
     return thread
-
-
-def _listen(
-    db: PostgresDatabase,
-    channel: str,
-    on_payload: Callable[[str], None],
-    on_connect: Callable[[], None],
-    stop: threading.Event,
-    name: str,
-) -> None:
-    backoff = 0.1
-    while not stop.is_set():
-        try:
-            with psycopg.connect(
-                db.url,
-                autocommit=True,
-                connect_timeout=5,
-                application_name=name,
-                **_keepalives({}),
-            ) as conn:
-                conn.execute(f"LISTEN {channel}")
-                backoff = 0.1
-                on_connect()
-                while not stop.is_set():
-                    for note in conn.notifies(timeout=1.0):
-                        if stop.is_set():  # a listener that stopped delivers nothing more
-                            return
-                        try:
-                            on_payload(note.payload)  # anyone who may connect may NOTIFY
-                        except Exception:  # a payload must never end the listener
-                            log.exception("event=listen_payload_failed channel=%s", channel)
-        except psycopg.Error:
-            if stop.wait(backoff):
-                return
-            backoff = min(backoff * 2, 5.0)

@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from tests.e2e.conftest import LOGIC, poll
-from tests.e2e.test_streams import LEAKER, SECRET, Subscriber, publish
+from tests.e2e.test_streams import SECRET, Subscriber, deploy_leaker, publish
 
 SOURCE = "def main(event):\n    return event.data\n"
 
@@ -122,16 +122,7 @@ def test_the_api_nodes_live_streams_carry_what_the_worker_node_commits(make_serv
     api_node = make_server()
     api_node.start("--role", "api")
     with api_node.client() as api:
-        assert api.post("/v1/secrets", json={"name": "API_KEY", "value": SECRET}).status_code == 201
-        fn = api.post(
-            "/v1/logic/functions",
-            json={
-                "name": "leaker",
-                "secrets": ["API_KEY"],
-                "source": LEAKER,
-                "triggers": [{"type": "event", "event_name": "leak/in"}],
-            },
-        ).json()
+        fn = deploy_leaker(api)
         events = Subscriber(api_node, "/v1/events/leak/out", 1)
         runs = Subscriber(api_node, f"/v1/logic/functions/{fn['id']}/runs/stream", 1)
         for sub in (events, runs):

@@ -56,6 +56,20 @@ class Subscriber(threading.Thread):
                         return
 
 
+def deploy_leaker(api: httpx.Client) -> dict:
+    """SECRET as API_KEY and LEAKER on `leak/in`: the function as created."""
+    assert api.post("/v1/secrets", json={"name": "API_KEY", "value": SECRET}).status_code == 201
+    return api.post(
+        "/v1/logic/functions",
+        json={
+            "name": "leaker",
+            "secrets": ["API_KEY"],
+            "source": LEAKER,
+            "triggers": [{"type": "event", "event_name": "leak/in"}],
+        },
+    ).json()
+
+
 def publish(api: httpx.Client, name: str, data: str | None = None) -> None:
     response = api.post("/v1/events", json={"name": name, "data": data})
     assert response.status_code == 202, response.text
@@ -135,16 +149,7 @@ def test_no_stream_carries_a_secret_value(make_server):
     server = make_server()
     server.start()
     with server.client() as api:
-        assert api.post("/v1/secrets", json={"name": "API_KEY", "value": SECRET}).status_code == 201
-        fn = api.post(
-            "/v1/logic/functions",
-            json={
-                "name": "leaker",
-                "secrets": ["API_KEY"],
-                "source": LEAKER,
-                "triggers": [{"type": "event", "event_name": "leak/in"}],
-            },
-        ).json()
+        fn = deploy_leaker(api)
         events = Subscriber(server, "/v1/events/leak", 2)
         runs = Subscriber(server, f"/v1/logic/functions/{fn['id']}/runs/stream", 1)
         for sub in (events, runs):

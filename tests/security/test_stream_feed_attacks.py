@@ -23,46 +23,24 @@ import os
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from runtime.events import stream_feed
 from runtime.events.streams import EVENTS, RUNS, WEBHOOK_LOGS
 from runtime.manifest import files_from_json
-from store import Settings, Store, process_doorbell
+from store import Settings, process_doorbell
 from tests.conftest import BACKENDS
-from tests.support import in_process_service
+from tests.stream_feed_support import ARRIVES_S, api_and_worker, listening, send_datagrams, sockets_of, until
 
-ARRIVES_S = 15.0  # what another process committed reaches a reader within this (a bound)
+__all__ = ["api_and_worker"]  # a fixture, used by name
+
 ALIVE_S = 6.0  # after an attack, a legitimate item still arrives within this
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-@pytest.fixture
-def api_and_worker(settings: Settings, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(process_doorbell, "LISTING_KEPT_S", 0.0)
-    Store.initialize(settings)[0].close()
-    update = {"webhook_allow_private": True}
-    api = in_process_service(settings.model_copy(update={**update, "node_id": "api"}))
-    worker = in_process_service(settings.model_copy(update={**update, "node_id": "worker"}))
-    yield api, worker
-    api.close()
-    worker.close()
-
-
-async def until(reader, want, timeout_s: float = ARRIVES_S) -> list:
-    items: list = []
-    deadline = time.monotonic() + timeout_s
-    while not want(items) and time.monotonic() < deadline:
-        got = await reader.next(timeout=0.2)
-        assert got is not None, "the reader was dropped"
-        items.extend(got)
-    return items
 
 
 async def drain(reader, quiet_s: float = 0.6) -> list:
@@ -75,35 +53,6 @@ async def drain(reader, quiet_s: float = 0.6) -> list:
             return None  # type: ignore[return-value]
         items.extend(got)
     return items
-
-
-async def listening(api, worker, owner) -> None:
-    probe = api.streams.open(owner.owner, EVENTS, lambda name: name == "probe")
-    try:
-        deadline = time.monotonic() + ARRIVES_S
-        while time.monotonic() < deadline:
-            worker.publish_event(owner, "probe", None)
-            if await probe.next(timeout=0.2):
-                return
-        raise AssertionError("the API's feed never heard the worker")
-    finally:
-        api.streams.close(probe)
-
-
-def sockets_of(api) -> tuple[Path, list[str]]:
-    folder = Path(f"{api.store.db.path}-streams")
-    return folder, sorted(n.name for n in folder.iterdir() if n.suffix == ".sock")
-
-
-def send_datagrams(folder: Path, name: str, *messages: bytes) -> None:
-    folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)  # a socket path is at most 108 bytes
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.settimeout(5.0)  # blocking: waits for room in the listener's 10-datagram queue
-            for message in messages:
-                s.sendto(message, f"/proc/self/fd/{folder_fd}/{name}")
-    finally:
-        os.close(folder_fd)
 
 
 _forged = iter(range(1, 10**9))

@@ -12,10 +12,12 @@ the answers that must not be held, which get 10 s.
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import httpx
 import pytest
 
+from runtime.http import errors
 from runtime.http.app import create_app
 from runtime.http.auth_throttle import AuthThrottle
 from runtime.service import Service
@@ -117,15 +119,24 @@ def test_the_consoles_sign_in_429_is_held(world):
     assert asyncio.run(scenario()) is False, "the sign-in throttle's 429 was answered without its hold"
 
 
-def test_a_hold_of_zero_answers_429_at_once(world):
-    service, alice, _bob = world(hold_ms=0)
+@pytest.mark.parametrize(("hold_ms", "slept"), [(0, []), (50, [0.05])])
+def test_the_hold_is_the_setting_and_zero_answers_at_once(world, monkeypatch, hold_ms, slept):
+    """What the refusal waits is LOGIC_REFUSAL_HOLD_MS, and 0 waits not at all (the sleep is
+    recorded, not slept, so nothing here is timed)."""
+    service, alice, _bob = world(hold_ms=hold_ms)
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(errors, "asyncio", SimpleNamespace(sleep=sleep))  # errors.py's asyncio only
 
     async def scenario():
         async with client(create_app(service)) as http:
             assert (await http.post("/v1/events", json={"name": "busy"}, headers=bearer(alice))).status_code == 202
-            refused = await asyncio.wait_for(
-                http.post("/v1/events", json={"name": "busy"}, headers=bearer(alice)), PROMPT_S
-            )
-            return refused.status_code, refused.headers["retry-after"]
+            refused = await http.post("/v1/events", json={"name": "busy"}, headers=bearer(alice))
+            missing = await http.get("/v1/functions/nope", headers=bearer(alice))  # not a 429: never held
+            return refused.status_code, refused.headers["retry-after"], missing.status_code
 
-    assert asyncio.run(scenario()) == (429, "1")
+    assert asyncio.run(scenario()) == (429, "1", 404)
+    assert waits == slept
